@@ -1,0 +1,51 @@
+"""create_app(config): the Quart application for one node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quart import Quart
+
+from . import __version__
+from .config import Config
+from .node import Node
+from .web import errors, meta, requests
+
+
+def static_dir() -> Path:
+    """static/ inside the installed package (a wheel), else the repository's top-level static/ (a checkout)."""
+    packaged = Path(__file__).parent / "static"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).parent.parent / "static"
+
+
+def create_app(config: Config, *, node: Node | None = None) -> Quart:
+    node = node or Node(config)
+    app = Quart(
+        "plyrd",
+        static_folder=str(static_dir()),
+        static_url_path="/static",
+        template_folder=str(Path(__file__).parent / "templates"),
+    )
+    app.config.update(
+        PLYRD_VERSION=__version__,
+        # Uploads stream through their own handler with their own limit; everything else is small JSON.
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["plyrd"] = node
+
+    requests.register(app, log_requests=config["log.requests"])
+    errors.register(app)
+    app.register_blueprint(meta.bp)
+
+    @app.before_serving
+    async def start_node() -> None:
+        await node.start()
+
+    @app.after_serving
+    async def stop_node() -> None:
+        await node.stop()
+
+    return app

@@ -1,0 +1,188 @@
+"""The `plyrd` command."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+DESCRIPTION = """\
+plyrd runs a music node on the AT Protocol: upload, stream and share music whose
+tracks, likes, comments and playlists live in each listener's own PDS.
+
+Everything a node keeps is in one data directory (default ./plyrd-data):
+  plyrd.db       the SQLite database
+  blobs/         audio and images, stored by content hash
+  config.toml    settings (optional; `plyrd init` writes one)
+  secrets.toml   generated keys, when config.toml does not hold them
+
+Settings come from, lowest to highest: built-in defaults, config.toml,
+PLYRD_<SECTION>_<KEY> environment variables, then command-line flags.
+"""
+
+EPILOG = """\
+examples:
+  plyrd serve                         start on 127.0.0.1:8000 with ./plyrd-data
+  plyrd serve --data /srv/music --host 0.0.0.0 --port 8080
+  plyrd init --data /srv/music        write /srv/music/config.toml with fresh secrets
+  plyrd serve --config /etc/plyrd.toml
+  plyrd backup /mnt/usb/plyrd-backup  copy the database and blobs while the node runs
+
+README.md documents reverse proxies, TLS, containers and every option (config.example.toml).
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="config file to read (default: PLYRD_CONFIG, else <data>/config.toml if it exists)")
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="data directory (default: PLYRD_DATA, else storage.data_dir, else ./plyrd-data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="plyrd", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"plyrd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the node (web UI, API, workers) until SIGTERM or Ctrl+C",
+                           formatter_class=fmt, description=(
+                               "Run the node in this process. Migrations are applied at start-up.\n"
+                               "SIGTERM or Ctrl+C stops it gracefully: in-flight requests finish,\n"
+                               "background workers stop, the database is closed."))
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (server.host; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (server.port; default 8000)")
+
+    init = sub.add_parser("init", help="write a commented config.toml with fresh secrets", formatter_class=fmt,
+                          description=(
+                              "Write a config file listing every option with its help text, and generate\n"
+                              "fresh secrets: the cookie signing key, the key encrypting OAuth tokens at rest,\n"
+                              "the OAuth client's ES256 key and the labeler's secp256k1 key.\n"
+                              "The file is created with mode 0600. An existing file is never overwritten\n"
+                              "unless --force is given (its secrets would be lost)."))
+    _common(init)
+    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    init.add_argument("--public-url", help="the https address people will use, e.g. https://music.example.com")
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date and exit",
+                             description="Apply pending schema migrations (serve also does this at start-up).")
+    _common(migrate)
+
+    backup = sub.add_parser("backup", help="copy the database and blobs to PATH, safely, while the node runs",
+                            formatter_class=fmt, description=(
+                                "Copy a consistent snapshot of plyrd.db (SQLite's online backup API), the blobs\n"
+                                "and the config and secrets into PATH. Run it again into the same PATH to copy\n"
+                                "only new blobs. To restore: stop the node and copy PATH's contents into an\n"
+                                "empty data directory."))
+    _common(backup)
+    backup.add_argument("path", type=Path, metavar="PATH", help="directory to write the backup into")
+    return parser
+
+
+def _load(args: argparse.Namespace, **extra: Any) -> Any:
+    from .config import load_config
+
+    overrides: dict[str, Any] = {"storage.data_dir": str(args.data) if args.data else None, **extra}
+    return load_config(args.config, overrides=overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .server import run
+
+    config = _load(args, **{"server.host": args.host, "server.port": args.port})
+    setup_logging(config["log.level"], config["log.format"])
+    run(config)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from . import keys
+    from .config import CONFIG_FILENAME, ConfigError, build_config, render_toml
+
+    data_dir = (args.data or Path("plyrd-data")).expanduser().resolve()
+    target = (args.config or data_dir / CONFIG_FILENAME).expanduser().resolve()
+    if target.exists() and not args.force:
+        raise ConfigError(f"{target} already exists; pass --force to replace it (its secrets will be lost)")
+    values: dict[str, Any] = {"storage.data_dir": str(data_dir)}
+    if args.public_url:
+        values["server.public_url"] = args.public_url
+    values.update({f"secrets.{k}": v for k, v in keys.generate().items()})
+    build_config(values)  # refuse to write a file that would not load
+    text = render_toml(values, header=(
+        f"plyrd {__version__} configuration, written by `plyrd init`.\n"
+        "Every option is listed with its help; change what you need. This file holds secrets: keep it private."
+    ))
+    keys.write_private(target, text)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    print(f"wrote {target} (mode 0600) with fresh secrets")
+    print(f"start the node with: plyrd serve --config {target}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .db.migrations import migrate
+
+    config = _load(args)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    conn = sqlite3.connect(config.db_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        before, after = migrate(conn)
+    finally:
+        conn.close()
+    if before == after:
+        print(f"{config.db_path}: schema is up to date (version {after})")
+    else:
+        print(f"{config.db_path}: schema upgraded from version {before} to {after}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+
+    config = _load(args)
+    r = backup(config, args.path)
+    print(f"backed up to {r.dest}: database {r.db_bytes / 1e6:.1f} MB, {r.blobs_copied} new blobs "
+          f"({r.blob_bytes / 1e6:.1f} MB), {r.blobs_skipped} already there, in {r.seconds:.1f} s")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "init": cmd_init, "migrate": cmd_migrate, "backup": cmd_backup}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .backup import BackupError
+    from .config import ConfigError
+    from .db import DatabaseError, MigrationError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, MigrationError, DatabaseError, BackupError) as e:
+        print(f"plyrd: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        print(f"plyrd: permission denied: {e.filename or e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno == 98:  # EADDRINUSE
+            print(f"plyrd: cannot listen: {e.strerror}; is another node running on that port?", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""plyrd's configuration: one typed `Config` built from defaults, config.toml, PLYRD_* variables and command-line flags.
+
+Every option is declared once in `OPTIONS`; the loader, the env overrides, `plyrd init` and config.example.toml all come
+from that table, so documentation and behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+
+DEFAULT_DATA_DIR = "./plyrd-data"
+CONFIG_FILENAME = "config.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported to the operator as one line (never a traceback)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    section: str
+    key: str
+    type: type
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None  # returns a complaint, or None when the value is fine
+    secret: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"PLYRD_{self.section.upper()}_{self.key.upper()}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _public_url(v: str) -> str | None:
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL such as https://music.example.com"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "must be the node's origin without a path, query or fragment"
+    return None
+
+
+def _http_url(v: str) -> str | None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL"
+    return None
+
+
+def _optional_http_url(v: str) -> str | None:
+    return _http_url(v) if v else None
+
+
+def _uploaders(v: list[str]) -> str | None:
+    return None if v == ["*"] or "*" not in v else 'use ["*"] alone for everyone, or a list of DIDs and handles'
+
+
+OPTIONS: tuple[Option, ...] = (
+    # [server]
+    Option("server", "host", str, "127.0.0.1",
+           "Address to listen on. 127.0.0.1 keeps the node private to this machine (put a reverse proxy in front);\n"
+           "0.0.0.0 listens on every interface, :: on every IPv6 (and usually IPv4) interface."),
+    Option("server", "port", int, 8000, "TCP port to listen on.", _port),
+    Option("server", "public_url", str, "",
+           "The address listeners use to reach this node, e.g. https://music.example.com (no path).\n"
+           "Empty means http://host:port. Over https, plyrd marks cookies Secure and signs in as an OAuth\n"
+           "confidential client; over plain http it uses ATProto's loopback client form (development only).",
+           _public_url),
+    Option("server", "behind_proxy", bool, False,
+           "Trust X-Forwarded-For / X-Forwarded-Proto from one reverse proxy in front of the node.\n"
+           "Turn on only when the node is reachable solely through that proxy."),
+    Option("server", "graceful_timeout", float, 10.0,
+           "Seconds that in-flight requests get to finish after SIGTERM or SIGINT before the node stops.", _positive),
+    Option("server", "read_timeout", float, 60.0,
+           "Seconds a client may stay silent while sending a request before its connection is closed.", _positive),
+    # [storage]
+    Option("storage", "data_dir", str, DEFAULT_DATA_DIR,
+           "Where the node keeps everything: plyrd.db (SQLite), blobs/ (audio and images by hash), tmp/.\n"
+           "A relative path is taken from the directory of this file. Also set by --data or PLYRD_DATA."),
+    Option("storage", "max_upload_mb", int, 1536,
+           "Largest audio file accepted, in MiB (1536 = 1.5 GiB), enforced while the upload streams in.", _positive),
+    # [database]
+    Option("database", "busy_timeout_ms", int, 5000,
+           "How long a database statement waits for a lock before failing, in milliseconds.", _positive),
+    Option("database", "read_connections", int, 2,
+           "Read-only SQLite connections kept open beside the single writer.", _positive),
+    # [log]
+    Option("log", "level", str, "info", "Log level: debug, info, warning or error.",
+           _one_of("debug", "info", "warning", "error")),
+    Option("log", "format", str, "text",
+           "text for people (key=value lines), json for log collectors (one JSON object per line).",
+           _one_of("text", "json")),
+    Option("log", "requests", bool, True, "Log every request: method, path, status, duration and request id."),
+    # [auth]
+    Option("auth", "admins", list, [],
+           "DIDs or handles of the node's admins, e.g. [\"did:plc:abc...\", \"artist.bsky.social\"]."),
+    Option("auth", "uploaders", list, ["*"],
+           "Who may upload: [\"*\"] for everyone who signs in, or a list of DIDs and handles (a small label).\n"
+           "Everyone may listen without signing in.", _uploaders),
+    Option("auth", "session_days", int, 30, "Days a browser session lasts without use before it ends.", _positive),
+    # [atproto]
+    Option("atproto", "plc_url", str, "https://plc.directory",
+           "The DID PLC directory used to resolve did:plc identities.", _http_url),
+    Option("atproto", "handle_resolver_url", str, "",
+           "Resolve handles by asking this service's com.atproto.identity.resolveHandle instead of DNS and\n"
+           "https://<handle>/.well-known/atproto-did. Empty uses DNS and HTTPS, as the protocol intends.",
+           _optional_http_url),
+    Option("atproto", "allow_private_addresses", bool, False,
+           "Let outbound requests reach loopback and private-network addresses (a PDS on your LAN, tests).\n"
+           "Off by default so a hostile handle or PDS cannot make the node probe your network."),
+    # [secrets]
+    Option("secrets", "cookie_key", str, "", "Signs session cookies. Generated by `plyrd init`; keep it private.",
+           secret=True),
+    Option("secrets", "token_key", str, "",
+           "Encrypts OAuth tokens and DPoP keys at rest. Changing it signs everyone out.", secret=True),
+    Option("secrets", "oauth_client_key", str, "",
+           "The OAuth client's ES256 private key (PEM), published as a JWK at /.well-known/jwks.json.", secret=True),
+    Option("secrets", "labeler_key", str, "",
+           "The labeler's secp256k1 private key (hex), for signing moderation labels.", secret=True),
+)
+
+SECTIONS: dict[str, str] = {
+    "server": "How the node listens and where people reach it.",
+    "storage": "Where files live and how big they may be.",
+    "database": "SQLite tuning; the defaults suit a Raspberry Pi.",
+    "log": "What the node writes to standard error.",
+    "auth": "Who runs the node and who may upload to it.",
+    "atproto": "How the node finds identities and talks to PDSes.",
+    "secrets": "Keys generated by `plyrd init`. This file must stay private (mode 0600).\n"
+               "Left empty, plyrd generates them once into <data_dir>/secrets.toml.",
+}
+
+_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings. `values` maps "section.key" to a typed value; attribute helpers cover the common ones."""
+
+    values: Mapping[str, Any]
+    source: Path | None = None  # the config file read, if any
+    data_dir: Path = field(default=Path(DEFAULT_DATA_DIR))
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def host(self) -> str:
+        return self.values["server.host"]
+
+    @property
+    def port(self) -> int:
+        return self.values["server.port"]
+
+    @property
+    def public_url(self) -> str:
+        if self.values["server.public_url"]:
+            return self.values["server.public_url"].rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "plyrd.db"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def replace(self, **values: Any) -> Config:
+        """A copy with some options changed, given as section__key=value (for tests and CLI flags)."""
+        merged = dict(self.values)
+        for k, v in values.items():
+            merged[k.replace("__", ".")] = v
+        return build_config(merged, source=self.source)
+
+
+def _coerce(opt: Option, value: Any, where: str) -> Any:
+    """Check a value from TOML against the option's type; ints are accepted where floats are expected."""
+    ok: bool
+    if opt.type is bool:
+        ok = isinstance(value, bool)
+    elif opt.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif opt.type is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif opt.type is list:
+        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        kind = {bool: "true or false", int: "a whole number", float: "a number", list: "a list of strings"}.get(
+            opt.type, "a string")
+        raise ConfigError(f"{where}: {opt.name} must be {kind}, got {value!r}")
+    return value
+
+
+def _parse_env(opt: Option, raw: str, var: str) -> Any:
+    try:
+        if opt.type is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if opt.type is int:
+            return int(raw)
+        if opt.type is float:
+            return float(raw)
+        if opt.type is list:
+            return [x.strip() for x in raw.split(",") if x.strip()]
+        return raw
+    except ValueError:
+        raise ConfigError(f"environment variable {var}: {raw!r} is not a valid {opt.type.__name__}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a config file into {"section.key": value}, rejecting unknown sections, keys and wrong types."""
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    out: dict[str, Any] = {}
+    for section, table in doc.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a [section] table")
+        for key, value in table.items():
+            opt = _BY_NAME.get(f"{section}.{key}")
+            if opt is None:
+                known = ", ".join(o.key for o in OPTIONS if o.section == section)
+                raise ConfigError(f"{path}: unknown key {section}.{key} (known in [{section}]: {known})")
+            out[opt.name] = _coerce(opt, value, str(path))
+    return out
+
+
+def build_config(values: Mapping[str, Any], *, source: Path | None = None) -> Config:
+    """Fill defaults, run each option's check and resolve the data directory."""
+    merged = {o.name: o.default for o in OPTIONS}
+    merged.update(values)
+    where = str(source) if source else "configuration"
+    for opt in OPTIONS:
+        merged[opt.name] = _coerce(opt, merged[opt.name], where)
+        if opt.check and (problem := opt.check(merged[opt.name])):
+            raise ConfigError(f"{where}: {opt.name} {problem}")
+    data_dir = Path(merged["storage.data_dir"]).expanduser()
+    return Config(values=merged, source=source, data_dir=data_dir.resolve())
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults < config file < PLYRD_* environment < command-line overrides ("section.key": value).
+
+    Without an explicit path, PLYRD_CONFIG names the file, else <data_dir>/config.toml is read when it exists.
+    """
+    env = os.environ if env is None else env
+    overrides = dict(overrides or {})
+    values: dict[str, Any] = {}
+
+    # The data directory decides where an implicit config file is looked for, so settle it first.
+    data_hint = overrides.get("storage.data_dir") or env.get("PLYRD_DATA") or env.get("PLYRD_STORAGE_DATA_DIR")
+    if path is None and env.get("PLYRD_CONFIG"):
+        path = Path(env["PLYRD_CONFIG"])
+    if path is None:
+        implicit = Path(data_hint or DEFAULT_DATA_DIR) / CONFIG_FILENAME
+        path = implicit if implicit.is_file() else None
+
+    if path is not None:
+        path = path.expanduser().resolve()
+        values.update(read_toml(path))
+        # Relative paths inside a config file are relative to that file, not to wherever plyrd was started.
+        if "storage.data_dir" in values and not Path(values["storage.data_dir"]).expanduser().is_absolute():
+            values["storage.data_dir"] = str(path.parent / values["storage.data_dir"])
+
+    for opt in OPTIONS:
+        if opt.env in env:
+            values[opt.name] = _parse_env(opt, env[opt.env], opt.env)
+    if env.get("PLYRD_DATA"):
+        values["storage.data_dir"] = env["PLYRD_DATA"]
+
+    for name, value in overrides.items():
+        if name not in _BY_NAME:
+            raise ConfigError(f"unknown option {name}")
+        if value is not None:
+            values[name] = value
+    return build_config(values, source=path)
+
+
+def render_toml(values: Mapping[str, Any] | None = None, *, header: str = "") -> str:
+    """A commented config.toml: every option with its help text, in OPTIONS order.
+
+    tomli-w writes the values (so quoting and escaping are always right); the comments are ours.
+    """
+    values = values or {}
+    lines: list[str] = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    for section, about in SECTIONS.items():
+        if lines:
+            lines.append("")
+        lines.append(f"[{section}]")
+        lines.extend(f"# {line}" for line in about.splitlines())
+        for opt in (o for o in OPTIONS if o.section == section):
+            lines.append("")
+            lines.extend(f"# {line}" for line in opt.help.splitlines())
+            value = values.get(opt.name, opt.default)
+            if not opt.secret and value != opt.default:
+                lines.append(f"# default: {tomli_w.dumps({opt.key: opt.default}).strip().split(' = ', 1)[1]}")
+            lines.append(tomli_w.dumps({opt.key: value}, multiline_strings=True).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def example_toml() -> str:
+    """The text of config.example.toml (a test keeps the committed file equal to this)."""
+    return render_toml(header=(
+        "plyrd configuration: every option with its default.\n"
+        "Copy to <data_dir>/config.toml (or run `plyrd init`, which also generates the secrets) and edit.\n"
+        "Any option can be overridden by an environment variable PLYRD_<SECTION>_<KEY>,\n"
+        "e.g. PLYRD_SERVER_PORT=9000 or PLYRD_AUTH_ADMINS=did:plc:abc,label.example.com (lists: comma-separated)."
+    ))

@@ -1,0 +1,144 @@
+"""aiosqlite connections to plyrd.db: one writer (writes serialized) and a few read-only readers.
+
+SQLite allows one writer at a time anyway; funnelling writes through one connection and an asyncio lock turns
+lock contention into a fair queue instead of SQLITE_BUSY retries, while WAL lets readers run beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .migrations import migrate
+
+log = logging.getLogger("plyrd.db")
+
+
+class DatabaseError(Exception):
+    """The database cannot be opened or used."""
+
+
+class Database:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, read_connections: int = 2) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.read_connections = read_connections
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._write_lock = asyncio.Lock()
+        self.schema: tuple[int, int] = (0, 0)  # (version found, version now) from the last open
+
+    async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
+        uri = f"file:{self.path}?mode={'ro' if readonly else 'rwc'}"
+        conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            await conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _migrate(self) -> tuple[int, int]:
+        """Switch to WAL and apply migrations on a short-lived connection, before the pool exists."""
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return migrate(conn)
+        finally:
+            conn.close()
+
+    async def open(self) -> None:
+        """Open the writer, bring the schema up to date, then open the readers."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.schema = await asyncio.to_thread(self._migrate)
+            self._writer = await self._connect(readonly=False)
+            # FULL: a commit that returned is on disk even after a power cut (NORMAL could lose the last ones).
+            await self._writer.execute("PRAGMA synchronous = FULL")
+            for _ in range(self.read_connections):
+                reader = await self._connect(readonly=True)
+                self._all_readers.append(reader)
+                self._readers.put_nowait(reader)
+        except sqlite3.DatabaseError as e:
+            await self.close()
+            raise DatabaseError(f"{self.path}: {e}") from e
+        if self.schema[0] != self.schema[1]:
+            log.info("database schema upgraded", extra={"fields": {"from": self.schema[0], "to": self.schema[1]}})
+
+    async def close(self) -> None:
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        self._readers = asyncio.Queue()
+        if self._writer is not None:
+            # Fold the WAL back into the main file so a stopped node is one self-contained file.
+            try:
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            await self._writer.close()
+            self._writer = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception."""
+        if self._writer is None:
+            raise DatabaseError("database is closed")
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            else:
+                await self._writer.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A reader connection for the duration of the block (reads see the last committed state)."""
+        if self._writer is None:
+            raise DatabaseError("database is closed")
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.read() as conn, conn.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.read() as conn, conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """One write statement in its own transaction; returns the number of rows changed."""
+        async with self.write() as conn, conn.execute(sql, tuple(params)) as cur:
+            return cur.rowcount
+
+    async def check(self) -> None:
+        """Prove the database answers (for /health): a read on a reader connection."""
+        row = await self.fetchone("SELECT count(*) FROM node_state")
+        if row is None:
+            raise DatabaseError("no answer")
+
+    async def optimize(self) -> None:
+        """Routine upkeep: refresh planner statistics and checkpoint the WAL without blocking readers."""
+        async with self._write_lock:
+            assert self._writer is not None
+            await self._writer.execute("PRAGMA optimize")
+            await self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")

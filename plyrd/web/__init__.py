@@ -1,0 +1,1 @@
+"""HTTP: blueprints, request middleware and the one place errors become responses."""
