@@ -1,0 +1,1 @@
+"""ATProto: identity, OAuth, XRPC sessions, records, outbox and ingest."""
