@@ -9,7 +9,7 @@ from quart import Quart
 from . import __version__
 from .config import Config
 from .node import Node
-from .web import errors, meta, requests
+from .web import auth, errors, meta, requests, viewer
 
 
 def static_dir() -> Path:
@@ -38,7 +38,9 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
 
     requests.register(app, log_requests=config["log.requests"])
     errors.register(app)
+    viewer.register(app)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(auth.bp)
 
     @app.before_serving
     async def start_node() -> None:

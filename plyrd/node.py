@@ -9,6 +9,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from . import __version__, keys
 from .config import Config
@@ -45,6 +46,10 @@ class Node:
         self.workers = Workers()
         self.started_at = time.time()
         self._running = False
+        # Built in start(): they need the secrets, and importing the ATProto stack is not free.
+        self.http: Any = None
+        self.identity: Any = None
+        self.auth: Any = None
 
     @property
     def data_dir(self) -> Path:
@@ -55,17 +60,42 @@ class Node:
         self.secrets = keys.resolve(self.config)
         self._running = True
         await self.db.open()
+        self._start_auth()
+        await self.auth.purge_expired()
         self.workers.start("housekeeping", self._housekeeping)
+
+    def _start_auth(self) -> None:
+        from .atproto.identity import IdentityResolver
+        from .atproto.net import make_http_client
+        from .auth.client import build_oauth_client
+        from .auth.service import FULL_SCOPE, AuthService
+
+        cfg = self.config
+        self.http = make_http_client(
+            allow_private=cfg["atproto.allow_private_addresses"],
+            timeout=15.0,
+            user_agent=f"plyrd/{self.version} (+{cfg.public_url})",
+        )
+        self.identity = IdentityResolver(
+            self.http, plc_url=cfg["atproto.plc_url"], handle_resolver_url=cfg["atproto.handle_resolver_url"] or None
+        )
+        oauth, problem = build_oauth_client(cfg, self.secrets["oauth_client_key"], FULL_SCOPE, self.http, self.identity)
+        if problem:
+            log.warning("oauth sign-in unavailable", extra={"fields": {"reason": problem}})
+        self.auth = AuthService(self.db, cfg, self.secrets, self.http, self.identity, oauth, problem)
 
     async def stop(self) -> None:
         if not self._running:
             return
         self._running = False
         await self.workers.stop(grace=self.config["server.graceful_timeout"])
+        if self.http is not None:
+            await self.http.aclose()
         await self.db.close()
         log.info("node stopped", extra={"fields": {"data": str(self.data_dir)}})
 
     async def _housekeeping(self, stop) -> None:  # type: ignore[no-untyped-def]
         """Hourly upkeep that keeps a long-running node small and quick."""
         while not await sleep_or_stop(stop, HOUSEKEEPING_INTERVAL):
+            await self.auth.purge_expired()
             await self.db.optimize()
