@@ -1,0 +1,495 @@
+"""Content-addressed file storage: every file is named by the SHA-256 of its bytes, under blobs/ab/cd/<sha256>.
+
+Identical bytes are stored once. A row in `blobs` records each file; rows that use a blob (tracks, covers...) call
+`incref`/`decref` inside their own transaction, and `collect_garbage` removes blobs nobody references.
+
+Crash safety, in the order things happen:
+
+1. Bytes are written to a temporary file under tmp/ (same file system as blobs/) and hashed as they arrive.
+2. The temporary file is fsynced, then renamed to its final name, then the shard directory is fsynced: after a crash
+   the final name either does not exist or names the complete, durable bytes; a half-written file never has a
+   final name. Anything left in tmp/ by a crash is removed at start-up (`cleanup_tmp`).
+3. Only then is the `blobs` row committed (synchronous=FULL). So a row always has its file. A crash between 2 and 3
+   leaves a file without a row, which the next ingest of the same bytes adopts or garbage collection removes.
+4. Callers reference a blob by `incref` in the same transaction that writes the referencing row, so the count and
+   the reference commit or roll back together.
+5. Garbage collection first deletes the row (refcount 0 for a grace period, checked again inside the transaction)
+   and commits, and only then unlinks the file. A crash between the two leaves a file without a row (removed on
+   the next run), never a referenced row without its file. The grace period keeps a blob that was just stored, and
+   is about to be referenced by the caller's next transaction, from being collected in between.
+
+Finalizing an ingest and collecting garbage share one asyncio lock, so a blob re-ingested while it is being
+collected cannot lose its file. plyrd runs one process per data directory, so an in-process lock is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from . import errors
+from .db import Database
+
+log = logging.getLogger("plyrd.storage")
+
+DEFAULT_MIME = "application/octet-stream"
+# Bytes gathered before one write+hash step runs in a thread: big enough that the thread hop is cheap relative to
+# the work, small enough to keep memory per upload constant.
+FLUSH_BYTES = 1024 * 1024
+# A blob whose refcount is 0 is kept this long after its last ingest/incref/decref before it may be collected.
+DEFAULT_GC_GRACE = 3600.0
+TMP_PREFIX = "blob-"
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@dataclass(frozen=True)
+class Blob:
+    sha256: str
+    size: int
+    mime: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class GarbageReport:
+    deleted: int  # unreferenced blobs removed (row and file)
+    orphan_files: int  # files without a row, removed
+    missing_files: list[str]  # rows whose file is gone; those with refcount 0 were dropped, the rest need a person
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(FLUSH_BYTES):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class BlobWriter:
+    """Streams bytes into a temporary file while hashing them; `commit()` stores the result, `abort()` drops it.
+
+    Use as `async with await store.open_writer() as w:` so an exception (or a cancelled request) aborts it.
+    Writes must be awaited one after another.
+    """
+
+    def __init__(self, store: BlobStore, fd: int, tmp_path: Path, *, max_bytes: int | None) -> None:
+        self._store = store
+        self._fd: int | None = fd
+        self.tmp_path = tmp_path
+        self.max_bytes = max_bytes
+        self._hash = hashlib.sha256()
+        self._buffer = bytearray()
+        self._size = 0
+        self._inflight: asyncio.Future[None] | None = None
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        """Bytes accepted so far."""
+        return self._size
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._done:
+            raise RuntimeError("writer already committed or aborted")
+        if self.max_bytes is not None and self._size + len(data) > self.max_bytes:
+            self.abort()
+            raise errors.TooLarge(f"file is larger than the limit of {self.max_bytes} bytes")
+        self._size += len(data)
+        self._buffer += data
+        if len(self._buffer) >= FLUSH_BYTES:
+            await self._flush()
+
+    def _write_and_hash(self, chunk: bytearray) -> None:
+        assert self._fd is not None
+        self._hash.update(chunk)  # hashlib releases the GIL for large buffers, so this thread runs beside the loop
+        _write_all(self._fd, chunk)
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        chunk, self._buffer = self._buffer, bytearray()
+        # Track the thread's future: abort() must not close the descriptor while a write is still using it.
+        self._inflight = asyncio.ensure_future(asyncio.to_thread(self._write_and_hash, chunk))
+        try:
+            await asyncio.shield(self._inflight)
+        finally:
+            if self._inflight.done():
+                self._inflight = None
+
+    async def commit(self, mime: str = DEFAULT_MIME) -> Blob:
+        """Flush, fsync and move the file into the store; returns the stored Blob (shared if the bytes existed)."""
+        if self._done:
+            raise RuntimeError("writer already committed or aborted")
+        try:
+            await self._flush()
+            fd, self._fd = self._fd, None
+            assert fd is not None
+            await asyncio.to_thread(_sync_and_close, fd)
+            self._done = True
+            return await self._store._finalize(self.tmp_path, self._hash.hexdigest(), self._size, mime)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Remove the temporary file. Safe to call more than once, and from a cancelled task (no awaits)."""
+        self._done = True
+        self._buffer = bytearray()
+        _unlink_quietly(self.tmp_path)  # unlinking an open file is fine on POSIX; the space returns on close
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.add_done_callback(lambda f: _close_after(f, fd))
+        else:
+            os.close(fd)
+
+    async def __aenter__(self) -> BlobWriter:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if not self._done:
+            self.abort()
+
+
+def _close_after(future: asyncio.Future[None], fd: int) -> None:
+    """Close a descriptor once the thread writing to it has finished (its outcome no longer matters)."""
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as never retrieved
+    os.close(fd)
+
+
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    def __init__(self, root: Path, tmp: Path, db: Database) -> None:
+        self.root = root
+        self.tmp = tmp
+        self.db = db
+        # Serializes "file into place + row" against "row out + file unlinked" (see the module docstring).
+        self._lock = asyncio.Lock()
+
+    # --- paths -------------------------------------------------------------------------------------------------
+
+    def path_for(self, sha256: str) -> Path:
+        """Where a blob lives. Refuses anything but 64 lowercase hex digits, so no caller can escape the store."""
+        if not _SHA256.match(sha256):
+            raise errors.InvalidInput("not a sha256 hex digest")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def cleanup_tmp(self, *, older_than: float | None = None) -> int:
+        """Remove interrupted temporary files (all of them at start-up; with `older_than` seconds, only stale ones).
+
+        Blocking file-system work: call it at start-up or through asyncio.to_thread.
+        """
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        cutoff = None if older_than is None else time.time() - older_than
+        removed = 0
+        for entry in self.tmp.iterdir():
+            try:
+                if cutoff is not None and entry.lstat().st_mtime >= cutoff:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    # --- writing -----------------------------------------------------------------------------------------------
+
+    async def open_writer(self, *, max_bytes: int | None = None) -> BlobWriter:
+        """A writer streaming into tmp/; it raises errors.TooLarge (and removes its file) past `max_bytes`."""
+        fd, name = await asyncio.to_thread(self._mkstemp)
+        return BlobWriter(self, fd, Path(name), max_bytes=max_bytes)
+
+    def _mkstemp(self) -> tuple[int, str]:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)
+
+    async def put_bytes(self, data: bytes, mime: str = DEFAULT_MIME) -> Blob:
+        async with await self.open_writer() as writer:
+            await writer.write(data)
+            return await writer.commit(mime)
+
+    async def ingest(self, src_path: Path, *, mime: str = DEFAULT_MIME, sha256: str | None = None) -> Blob:
+        """Move a finished file (e.g. a transcoder's output in tmp/) into the store; `src_path` is consumed.
+
+        Pass `sha256` only when it was computed over exactly these bytes (it is trusted); otherwise the file is
+        hashed in a thread. Never call this inside `db.write()`: it commits its own short transaction.
+        """
+        try:
+            if sha256 is None:
+                sha256, size = await asyncio.to_thread(_hash_file, src_path)
+            else:
+                self.path_for(sha256)  # validates the digest's form
+                size = (await asyncio.to_thread(src_path.stat)).st_size
+            await asyncio.to_thread(_fsync_path, src_path)
+        except BaseException:
+            _unlink_quietly(src_path)
+            raise
+        return await self._finalize(src_path, sha256, size, mime)
+
+    async def _finalize(self, src: Path, sha256: str, size: int, mime: str) -> Blob:
+        """Steps 2 and 3 of the module docstring: durable file under its final name, then the row."""
+        dest = self.path_for(sha256)
+        try:
+            async with self._lock:
+                await asyncio.to_thread(self._place, src, dest)
+                async with self.db.write() as conn:
+                    await conn.execute(
+                        f"INSERT INTO blobs(sha256, size, mime) VALUES (?, ?, ?) "
+                        f"ON CONFLICT(sha256) DO UPDATE SET touched_at = {_NOW_SQL}",
+                        (sha256, size, mime),
+                    )
+                    row = await _fetchone(conn, "SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,))
+        except BaseException:
+            _unlink_quietly(src)  # synchronous: this must happen even in a cancelled task
+            raise
+        assert row is not None
+        return Blob(sha256=sha256, size=row["size"], mime=row["mime"], path=dest)
+
+    def _place(self, src: Path, dest: Path) -> None:
+        if dest.exists():
+            src.unlink()  # identical bytes already stored (perhaps an orphan of a crash, adopted by the row)
+            return
+        self._make_dirs(dest.parent)
+        try:
+            os.rename(src, dest)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            # tmp/ on another file system: copy beside the destination, fsync, then rename atomically.
+            partial = dest.with_name(dest.name + ".partial")
+            shutil.copyfile(src, partial)
+            _fsync_path(partial)
+            os.rename(partial, dest)
+        _fsync_dir(dest.parent)
+
+    def _make_dirs(self, shard: Path) -> None:
+        """Create blobs/ab/cd, fsyncing each parent whose entries changed so the directories survive a crash."""
+        created: list[Path] = []
+        for d in (shard.parent, shard):
+            try:
+                d.mkdir(parents=True)
+                created.append(d)
+            except FileExistsError:
+                pass
+        for d in created:
+            _fsync_dir(d.parent)
+
+    # --- references --------------------------------------------------------------------------------------------
+
+    async def incref(self, conn: aiosqlite.Connection, sha256: str) -> int:
+        """Add a reference inside the caller's `db.write()` transaction; returns the new count."""
+        row = await _fetchone(
+            conn,
+            f"UPDATE blobs SET refcount = refcount + 1, touched_at = {_NOW_SQL} WHERE sha256 = ? RETURNING refcount",
+            (sha256,),
+        )
+        if row is None:
+            raise errors.NotFound(f"blob {sha256} is not stored")
+        return int(row[0])
+
+    async def decref(self, conn: aiosqlite.Connection, sha256: str) -> int:
+        """Drop a reference inside the caller's transaction; at 0 the blob becomes collectable after the grace."""
+        row = await _fetchone(
+            conn,
+            f"UPDATE blobs SET refcount = refcount - 1, touched_at = {_NOW_SQL} "
+            "WHERE sha256 = ? AND refcount > 0 RETURNING refcount",
+            (sha256,),
+        )
+        if row is None:
+            # A count that would go negative means a caller's bookkeeping is off; refuse rather than corrupt it.
+            raise errors.Conflict(f"blob {sha256} has no references to drop")
+        return int(row[0])
+
+    # --- garbage collection ------------------------------------------------------------------------------------
+
+    async def collect_garbage(self, *, grace: float = DEFAULT_GC_GRACE, batch: int = 200) -> GarbageReport:
+        """Delete unreferenced blobs (row first, file after commit), orphan files and rows whose file vanished."""
+        cutoff = time.time() - grace
+        deleted = 0
+        while True:
+            candidates = await self.db.fetchall(
+                "SELECT sha256 FROM blobs WHERE refcount = 0 AND touched_at < ? LIMIT ?", (cutoff, batch))
+            if not candidates:
+                break
+            async with self._lock:
+                gone: list[str] = []
+                async with self.db.write() as conn:
+                    for row in candidates:
+                        # Checked again inside the transaction: a reference may have been added since the select.
+                        cur = await conn.execute(
+                            "DELETE FROM blobs WHERE sha256 = ? AND refcount = 0 AND touched_at < ?",
+                            (row["sha256"], cutoff))
+                        if cur.rowcount:
+                            gone.append(row["sha256"])
+                        await cur.close()
+                # Committed: now the files can go. A crash here leaves orphans for the scan below.
+                await asyncio.to_thread(self._unlink_all, gone)
+            deleted += len(gone)
+            if len(candidates) < batch:
+                break
+        orphans, missing = await self._reconcile(cutoff)
+        if deleted or orphans or missing:
+            log.info("blob garbage collected", extra={"fields": {
+                "deleted": deleted, "orphan_files": orphans, "missing_files": len(missing)}})
+        return GarbageReport(deleted=deleted, orphan_files=orphans, missing_files=missing)
+
+    async def remove_unreferenced(self, shas: list[str]) -> int:
+        """Remove these blobs now if nothing references them (a deleted track's files, a refused upload's bytes).
+
+        Unlike collect_garbage there is no grace period: the caller knows these were just released. Blobs with a
+        reference, or unknown ones, are left alone. Returns how many were removed.
+        """
+        shas = sorted({s for s in shas if _SHA256.match(s)})
+        if not shas:
+            return 0
+        async with self._lock:
+            gone: list[str] = []
+            async with self.db.write() as conn:
+                for sha in shas:
+                    cur = await conn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount = 0", (sha,))
+                    if cur.rowcount:
+                        gone.append(sha)
+                    await cur.close()
+            await asyncio.to_thread(self._unlink_all, gone)
+        return len(gone)
+
+    def _unlink_all(self, shas: list[str]) -> None:
+        dirs: set[Path] = set()
+        for sha in shas:
+            path = self.path_for(sha)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                dirs.add(path.parent)
+        for d in dirs:
+            _fsync_dir(d)
+
+    def _scan_files(self, cutoff: float) -> Iterator[tuple[str, Path]]:
+        """(sha, path) of every file in the store older than `cutoff` (younger ones may be mid-ingest)."""
+        if not self.root.is_dir():
+            return
+        for a in os.scandir(self.root):
+            if not (a.is_dir() and len(a.name) == 2):
+                continue
+            for b in os.scandir(a.path):
+                if not (b.is_dir() and len(b.name) == 2):
+                    continue
+                for f in os.scandir(b.path):
+                    try:
+                        if f.is_file() and f.stat().st_mtime < cutoff:
+                            yield f.name, Path(f.path)
+                    except FileNotFoundError:
+                        continue
+
+    async def _reconcile(self, cutoff: float) -> tuple[int, list[str]]:
+        """Files without a row are removed; rows without a file are dropped when unreferenced, reported otherwise."""
+        files = await asyncio.to_thread(lambda: list(self._scan_files(cutoff)))
+        orphans = 0
+        for i in range(0, len(files), 500):
+            chunk = files[i:i + 500]
+            async with self._lock:
+                marks = ",".join("?" * len(chunk))
+                known = {r["sha256"] for r in await self.db.fetchall(
+                    f"SELECT sha256 FROM blobs WHERE sha256 IN ({marks})", [sha for sha, _ in chunk])}
+                stray = [p for sha, p in chunk if sha not in known]
+                # Under the lock no ingest can be adding a row for these right now; their mtime is past the grace.
+                await asyncio.to_thread(_unlink_paths, stray)
+            orphans += len(stray)
+
+        missing: list[str] = []
+        last = ""
+        while True:
+            rows = await self.db.fetchall(
+                "SELECT sha256, refcount FROM blobs WHERE sha256 > ? AND created_at < ? ORDER BY sha256 LIMIT 500",
+                (last, cutoff))
+            if not rows:
+                break
+            last = rows[-1]["sha256"]
+            absent = await asyncio.to_thread(
+                lambda rows=rows: [(r["sha256"], r["refcount"]) for r in rows
+                                   if not self.path_for(r["sha256"]).exists()])
+            if not absent:
+                continue
+            async with self._lock:
+                # Checked again under the lock: the same bytes may have been stored again since the scan.
+                absent = await asyncio.to_thread(
+                    lambda absent=absent: [(s, n) for s, n in absent if not self.path_for(s).exists()])
+                async with self.db.write() as conn:
+                    for sha, refcount in absent:
+                        if refcount == 0:
+                            await conn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount = 0", (sha,))
+                        else:
+                            log.error("blob file missing for a referenced blob",
+                                      extra={"fields": {"sha256": sha, "refcount": refcount}})
+            missing.extend(sha for sha, _ in absent)
+        return orphans, missing
+
+
+def _unlink_quietly(path: Path) -> None:
+    """A fast metadata operation, done synchronously on purpose where it must survive cancellation."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _unlink_paths(paths: list[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def _fetchone(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+    async with conn.execute(sql, params) as cur:
+        return await cur.fetchone()
