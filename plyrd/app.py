@@ -9,7 +9,7 @@ from quart import Quart
 from . import __version__
 from .config import Config
 from .node import Node
-from .web import auth, errors, meta, requests, viewer
+from .web import auth, errors, media, meta, requests, tracks, upload_stream, viewer
 
 
 def static_dir() -> Path:
@@ -41,6 +41,9 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     viewer.register(app)
     app.register_blueprint(meta.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(tracks.bp)
+    app.register_blueprint(media.bp)
+    upload_stream.install(app)
 
     @app.before_serving
     async def start_node() -> None:

@@ -105,6 +105,15 @@ OPTIONS: tuple[Option, ...] = (
            "A relative path is taken from the directory of this file. Also set by --data or PLYRD_DATA."),
     Option("storage", "max_upload_mb", int, 1536,
            "Largest audio file accepted, in MiB (1536 = 1.5 GiB), enforced while the upload streams in.", _positive),
+    # [media]
+    Option("media", "workers", int, 0,
+           "Transcodes, waveforms and image work run in this many threads at once; 0 means one per CPU core.",
+           lambda v: None if v >= 0 else "must be 0 or more"),
+    Option("media", "max_duration_minutes", int, 240, "Longest track accepted, in minutes.", _positive),
+    Option("media", "wav_rendition_mb", int, 100,
+           "WAV files bigger than this (MiB) also get an MP3 rendition for listeners; smaller ones play as they are.",
+           _positive),
+    Option("media", "max_image_mb", int, 20, "Largest artwork image accepted, in MiB.", _positive),
     # [database]
     Option("database", "busy_timeout_ms", int, 5000,
            "How long a database statement waits for a lock before failing, in milliseconds.", _positive),
@@ -148,6 +157,7 @@ OPTIONS: tuple[Option, ...] = (
 SECTIONS: dict[str, str] = {
     "server": "How the node listens and where people reach it.",
     "storage": "Where files live and how big they may be.",
+    "media": "Audio and artwork processing.",
     "database": "SQLite tuning; the defaults suit a Raspberry Pi.",
     "log": "What the node writes to standard error.",
     "auth": "Who runs the node and who may upload to it.",

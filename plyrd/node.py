@@ -5,6 +5,7 @@ The web layer holds one `Node`; command-line tools and tests can build one too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -50,6 +51,8 @@ class Node:
         self.http: Any = None
         self.identity: Any = None
         self.auth: Any = None
+        self.blobs: Any = None
+        self.uploads: Any = None
 
     @property
     def data_dir(self) -> Path:
@@ -62,7 +65,27 @@ class Node:
         await self.db.open()
         self._start_auth()
         await self.auth.purge_expired()
+        self._start_media()
         self.workers.start("housekeeping", self._housekeeping)
+
+    def _start_media(self) -> None:
+        from .catalog.uploads import JOB_KIND, Uploads
+        from .jobs import JobRunner
+        from .storage import BlobStore
+        from .threads import ThreadSlots
+
+        self.blobs = BlobStore(self.config.blobs_dir, self.config.tmp_dir, self.db)
+        slots = ThreadSlots(self.config["media.workers"])
+        self.uploads = Uploads(self.db, self.blobs, slots, self.config)
+        runner = JobRunner(self.db, {JOB_KIND: self.uploads.process}, concurrency=slots.size)
+
+        async def run_jobs(stop: asyncio.Event) -> None:
+            # Recovery first (interrupted jobs re-queued or failed), then release what failed uploads still hold.
+            await runner.recover()
+            await self.uploads.reconcile()
+            await runner.run(stop)
+
+        self.workers.start("jobs", run_jobs)
 
     def _start_auth(self) -> None:
         from .atproto.identity import IdentityResolver
@@ -88,6 +111,8 @@ class Node:
         if not self._running:
             return
         self._running = False
+        if self.uploads is not None:
+            self.uploads.cancel.set()  # a transcode in a thread stops at its next packet instead of running on
         await self.workers.stop(grace=self.config["server.graceful_timeout"])
         if self.http is not None:
             await self.http.aclose()
@@ -98,4 +123,6 @@ class Node:
         """Hourly upkeep that keeps a long-running node small and quick."""
         while not await sleep_or_stop(stop, HOUSEKEEPING_INTERVAL):
             await self.auth.purge_expired()
+            await self.uploads.reconcile()
+            await self.blobs.collect_garbage()
             await self.db.optimize()

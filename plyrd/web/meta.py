@@ -34,7 +34,7 @@ async def public_config() -> Response:
     cfg = node().config
     return jsonify({
         "max_upload_size_mb": cfg["storage.max_upload_mb"],
-        "max_image_size_mb": 20,
+        "max_image_size_mb": cfg["media.max_image_mb"],
         "default_hidden_tags": ["ai"],
         "public_url": cfg.public_url,
     })

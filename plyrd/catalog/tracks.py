@@ -1,0 +1,120 @@
+"""Tracks: reading them, shaping them as plyr.fm's API does, deleting them with their files."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from ..db import Database
+from ..errors import Forbidden, NotFound
+from ..storage import BlobStore
+
+TRACK_SELECT = """
+SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name
+FROM tracks t JOIN users u ON u.did = t.artist_did
+"""
+
+# Columns that reference blobs: deleting a track releases each of them.
+BLOB_COLUMNS = ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha")
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """A file /audio can serve: which blob, its type, and the track it belongs to."""
+
+    sha256: str
+    mime: str
+    ext: str
+    track: sqlite3.Row
+
+
+async def get_track_row(db: Database, track_id: int) -> sqlite3.Row:
+    row = await db.fetchone(TRACK_SELECT + " WHERE t.id = ?", (track_id,))
+    if row is None:
+        raise NotFound(f"track {track_id} not found")
+    return row
+
+
+def artist_name(row: sqlite3.Row) -> str:
+    tags = json.loads(row["file_tags"] or "{}")
+    return row["artist_display_name"] or row["artist_handle"] or tags.get("artist") or row["artist_did"]
+
+
+def track_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
+    """A track in plyr.fm's field names (file_id/file_type name what the player should fetch)."""
+    playable_sha = row["web_sha"] or row["original_sha"]
+    playable_type = "mp3" if row["web_sha"] else row["original_ext"]
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "artist": artist_name(row),
+        "artist_handle": row["artist_handle"],
+        "artist_did": row["artist_did"],
+        "album": row["album"],
+        "description": row["description"],
+        "tags": json.loads(row["tags"]),
+        "file_id": playable_sha,
+        "file_type": playable_type,
+        "original_file_id": row["original_sha"],
+        "original_file_type": row["original_ext"],
+        "audio_url": f"{public_url}/audio/{playable_sha}",
+        "download_url": f"{public_url}/audio/{row['original_sha']}/download",
+        "image_url": f"{public_url}/images/{row['display_sha']}" if row["display_sha"] else None,
+        "thumbnail_url": f"{public_url}/images/{row['thumb_sha']}" if row["thumb_sha"] else None,
+        "duration": row["duration"],
+        "codec": row["codec"],
+        "sample_rate": row["sample_rate"],
+        "channels": row["channels"],
+        "bit_depth": row["bit_depth"],
+        "lossless": bool(row["lossless"]),
+        "peaks": json.loads(row["peaks"]) if row["peaks"] else None,
+        "loudness_lufs": row["loudness_lufs"],
+        "track_gain_db": row["track_gain_db"],
+        "status": row["status"],
+        "playable": row["status"] == "ready",
+        "is_optimizing": row["status"] == "processing",
+        "created_at": row["created_at"],
+    }
+
+
+async def audio_file(db: Database, file_id: str) -> AudioFile:
+    """The audio blob behind a file id (a track's original or its web rendition); NotFound for anything else."""
+    if not re.fullmatch(r"[0-9a-f]{64}", file_id):
+        raise NotFound("no such audio file")
+    row = await db.fetchone(TRACK_SELECT + " WHERE t.web_sha = ? LIMIT 1", (file_id,))
+    if row is not None:
+        return AudioFile(file_id, "audio/mpeg", "mp3", row)
+    row = await db.fetchone(TRACK_SELECT + " WHERE t.original_sha = ? LIMIT 1", (file_id,))
+    if row is not None:
+        return AudioFile(file_id, row["original_mime"], row["original_ext"], row)
+    raise NotFound("no such audio file")
+
+
+async def image_mime(db: Database, sha: str) -> str:
+    """The type of an artwork blob; NotFound for blobs that are not track artwork."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise NotFound("no such image")
+    row = await db.fetchone(
+        "SELECT image_sha, image_mime FROM tracks WHERE image_sha = ? OR thumb_sha = ? OR display_sha = ? LIMIT 1",
+        (sha, sha, sha),
+    )
+    if row is None:
+        raise NotFound("no such image")
+    return row["image_mime"] if row["image_sha"] == sha else "image/webp"
+
+
+async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: str) -> None:
+    """Delete a track the caller owns and release its files; files no other track uses are removed."""
+    async with db.write() as conn:
+        async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"track {track_id} not found")
+        if row["artist_did"] != did:
+            raise Forbidden("only the artist can delete this track")
+        await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
+        released = [row[c] for c in BLOB_COLUMNS if row[c] and await store.decref(conn, row[c]) == 0]
+    await store.remove_unreferenced(released)

@@ -1,0 +1,331 @@
+"""Uploads: accept a file (decided by its bytes), then make it a playable track in the background.
+
+Accepting (in the request): the file is probed before anything is stored, so a file plyrd cannot use answers a
+clear 4xx and leaves no row and no file. Artwork is checked and rendered. The files go into the blob store, and one
+transaction writes the upload row (holding references on its files) and its job.
+
+Processing (the `upload.process` job, resumable): create the track (playable at once when browsers can play the
+original), transcode a web rendition when needed, then analyse (waveform peaks, loudness). Each step checks what is
+already done, so a job interrupted by a crash picks up where it stopped. The track takes over the upload's file
+references; an upload that finally fails releases them and removes its half-made track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..db import Database
+from ..errors import Conflict, InvalidInput, NotFound
+from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
+from ..media.analysis import analyse
+from ..media.artwork import Artwork, process_image
+from ..media.probe import AudioInfo, needs_web_rendition, probe
+from ..media.transcode import TranscodeCancelled, transcode_to_mp3
+from ..storage import BlobStore
+from ..threads import ThreadSlots
+
+log = logging.getLogger("plyrd.uploads")
+
+JOB_KIND = "upload.process"
+MAX_TAGS = 10
+MAX_TAG_CHARS = 50
+MAX_TITLE_CHARS = 256
+MAX_DESCRIPTION_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class UploadFields:
+    title: str | None
+    album: str | None
+    description: str | None
+    tags: list[str]
+
+
+def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInput(f"{name} must be at most {limit} characters")
+    return value or None
+
+
+def parse_fields(fields: dict[str, str]) -> UploadFields:
+    """Validate the form's text fields (plyr.fm's limits: 10 tags of up to 50 characters)."""
+    tags: list[str] = []
+    raw = fields.get("tags")
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            raise InvalidInput('tags must be a JSON list of strings, like ["ambient", "field recording"]') from None
+        if not isinstance(parsed, list) or not all(isinstance(t, str) for t in parsed):
+            raise InvalidInput('tags must be a JSON list of strings, like ["ambient", "field recording"]')
+        for tag in parsed:
+            tag = " ".join(tag.lower().split())
+            if not tag:
+                continue
+            if len(tag) > MAX_TAG_CHARS:
+                raise InvalidInput(f"each tag must be at most {MAX_TAG_CHARS} characters")
+            if tag not in tags:
+                tags.append(tag)
+        if len(tags) > MAX_TAGS:
+            raise InvalidInput(f"at most {MAX_TAGS} tags")
+    return UploadFields(
+        title=_text(fields, "title", MAX_TITLE_CHARS),
+        album=_text(fields, "album", MAX_TITLE_CHARS),
+        description=_text(fields, "description", MAX_DESCRIPTION_CHARS),
+        tags=tags,
+    )
+
+
+def _fallback_title(filename: str | None) -> str:
+    stem = Path(filename or "").stem.replace("_", " ").strip()
+    return stem[:MAX_TITLE_CHARS] or "untitled"
+
+
+class Uploads:
+    def __init__(self, db: Database, store: BlobStore, slots: ThreadSlots, config: Config) -> None:
+        self.db = db
+        self.store = store
+        self.slots = slots
+        self.config = config
+        self.cancel = threading.Event()  # set when the node stops: transcodes in threads give up promptly
+
+    @property
+    def max_duration(self) -> float:
+        return self.config["media.max_duration_minutes"] * 60.0
+
+    # ---- accepting
+
+    async def probe_file(self, path: Path) -> AudioInfo:
+        return await self.slots.run(probe, path, max_duration=self.max_duration)
+
+    async def check_image(self, data: bytes) -> Artwork:
+        return await self.slots.run(process_image, data, max_bytes=self.config["media.max_image_mb"] * 1024 * 1024)
+
+    async def store_artwork(self, art: Artwork) -> dict[str, str]:
+        original = await self.store.put_bytes(art.original_bytes, art.original_mime)
+        thumb = await self.store.put_bytes(art.thumb_webp, "image/webp")
+        display = await self.store.put_bytes(art.display_webp, "image/webp")
+        return {"image_sha": original.sha256, "image_mime": art.original_mime, "thumb_sha": thumb.sha256,
+                "display_sha": display.sha256}
+
+    async def accept(
+        self,
+        *,
+        did: str,
+        fields: UploadFields,
+        audio_sha: str,
+        info: AudioInfo,
+        filename: str | None,
+        artwork: dict[str, str] | None,
+    ) -> str:
+        """Record an upload whose audio (already probed) and artwork are in the store; returns the upload id."""
+        dup = await self.db.fetchone(
+            "SELECT id FROM tracks WHERE artist_did = ? AND original_sha = ?", (did, audio_sha)
+        )
+        if dup is not None:
+            raise Conflict(f"you already uploaded this file: track {dup['id']}")
+        upload_id = str(uuid.uuid4())
+        refs = [audio_sha] + ([artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else [])
+        payload = {
+            "upload_id": upload_id,
+            "did": did,
+            "audio_sha": audio_sha,
+            "filename": filename,
+            "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
+                       "tags": fields.tags},
+            "artwork": artwork,
+        }
+        async with self.db.write() as conn:
+            for sha in refs:
+                await self.store.incref(conn, sha)
+            job_id = await enqueue(conn, JOB_KIND, payload, max_attempts=3)
+            await conn.execute(
+                "INSERT INTO uploads(id, did, job_id, blob_refs) VALUES (?, ?, ?, ?)",
+                (upload_id, did, job_id, json.dumps(refs)),
+            )
+        log.info("upload accepted", extra={"fields": {"upload_id": upload_id, "did": did, "codec": info.codec,
+                                                      "duration": round(info.duration, 1)}})
+        return upload_id
+
+    # ---- processing
+
+    async def process(self, job: Job, report: Reporter) -> None:
+        try:
+            await self._process(job, report)
+        except Exception as e:
+            if is_permanent(e) or job.attempts >= job.max_attempts:
+                await self._give_up(job.payload["upload_id"])
+            raise
+
+    async def _process(self, job: Job, report: Reporter) -> None:
+        p = job.payload
+        upload_id = p["upload_id"]
+        upload = await self.db.fetchone("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        if upload is None:
+            raise NotFound(f"upload {upload_id} vanished")
+        src = self.store.path_for(p["audio_sha"])
+
+        await report(0.02, "probing")
+        info = await self.slots.run(probe, src, max_duration=None, check=False)
+        track_id = upload["track_id"]
+        if track_id is None:
+            track_id = await self._create_track(upload_id, p, info)
+        await report(0.1, "stored")
+
+        track = await self.db.fetchone("SELECT * FROM tracks WHERE id = ?", (track_id,))
+        assert track is not None
+        wav_max = self.config["media.wav_rendition_mb"] * 1024 * 1024
+        if track["web_sha"] is None and needs_web_rendition(info, wav_max_bytes=wav_max):
+            await report(0.12, "transcoding")
+            await self._transcode(track_id, src, report)
+
+        if track["peaks"] is None:
+            await report(0.85, "analysing")
+            result = await self.slots.run(analyse, src)
+            await self.db.execute(
+                "UPDATE tracks SET peaks = ?, loudness_lufs = ?, track_gain_db = ?, sample_peak = ?,"
+                " updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ?",
+                (json.dumps([round(x, 4) for x in result.peaks]), result.loudness.integrated_lufs,
+                 result.loudness.track_gain_db, result.loudness.peak, track_id),
+            )
+        await self.finish(upload_id)
+        await report(1.0, "done")
+
+    async def reconcile(self) -> int:
+        """Release what uploads hold whose jobs failed without their handler seeing it (a crash on the last attempt,
+        failed at start-up by the job runner's recovery). Returns how many were cleaned up."""
+        rows = await self.db.fetchall(
+            "SELECT u.id FROM uploads u JOIN jobs j ON j.id = u.job_id WHERE j.state = 'failed' AND"
+            " (u.blob_refs != '[]' OR u.track_id IS NOT NULL)"
+        )
+        for row in rows:
+            await self._give_up(row["id"])
+        return len(rows)
+
+    async def _create_track(self, upload_id: str, p: dict[str, Any], info: AudioInfo) -> int:
+        fields = p["fields"]
+        artwork = p.get("artwork")
+        if artwork is None and info.cover is not None:
+            try:
+                artwork = await self.store_artwork(await self.check_image(info.cover.data))
+            except Exception as e:  # a broken embedded cover must not sink the upload
+                log.info("embedded cover ignored", extra={"fields": {"upload_id": upload_id, "error": str(e)}})
+        tags = info.tags
+        file_tags = {k: v for k, v in {"artist": tags.artist, "album": tags.album, "track_number": tags.track_number,
+                                       "year": tags.year, "genre": tags.genre}.items() if v is not None}
+        wav_max = self.config["media.wav_rendition_mb"] * 1024 * 1024
+        ready = not needs_web_rendition(info, wav_max_bytes=wav_max)
+        genre_tags = fields["tags"] or ([tags.genre.lower()[:MAX_TAG_CHARS]] if tags.genre else [])
+        async with self.db.write() as conn:
+            cur = await conn.execute(
+                "INSERT INTO tracks(artist_did, title, album, description, tags, original_sha, original_ext,"
+                " original_mime, image_sha, image_mime, thumb_sha, display_sha, container, codec, duration,"
+                " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    p["did"],
+                    fields["title"] or tags.title or _fallback_title(p.get("filename")),
+                    fields["album"] or tags.album,
+                    fields["description"],
+                    json.dumps(genre_tags),
+                    p["audio_sha"], info.extension, info.mime,
+                    artwork and artwork["image_sha"], artwork and artwork["image_mime"],
+                    artwork and artwork["thumb_sha"], artwork and artwork["display_sha"],
+                    info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
+                    info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
+                ),
+            )
+            track_id = int((await cur.fetchone())[0])
+            # The track takes its own references; the upload keeps its until it finishes or gives up.
+            shas = [p["audio_sha"]]
+            if artwork:
+                shas += [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]]
+            for sha in shas:
+                await self.store.incref(conn, sha)
+            await conn.execute("UPDATE uploads SET track_id = ? WHERE id = ?", (track_id, upload_id))
+        return track_id
+
+    async def _transcode(self, track_id: int, src: Path, report: Reporter) -> None:
+        dst = self.store.tmp / f"render-{track_id}-{uuid.uuid4().hex[:8]}.mp3"
+
+        def progress(fraction: float) -> None:
+            report.from_thread(0.12 + 0.7 * fraction, "transcoding")
+
+        try:
+            await self.slots.run(transcode_to_mp3, src, dst, progress=progress, cancel=self.cancel)
+            blob = await self.store.ingest(dst, mime="audio/mpeg")
+        except TranscodeCancelled:
+            raise asyncio.CancelledError from None  # the node is stopping: back to the queue, no attempt lost
+        finally:
+            dst.unlink(missing_ok=True)
+        async with self.db.write() as conn:
+            await self.store.incref(conn, blob.sha256)
+            await conn.execute(
+                "UPDATE tracks SET web_sha = ?, status = 'ready',"
+                " updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND web_sha IS NULL",
+                (blob.sha256, track_id),
+            )
+
+    async def finish(self, upload_id: str) -> None:
+        """Release the upload's own file references once its track holds them (called when the job is done)."""
+        await self._release(upload_id, delete_track=False)
+
+    async def _give_up(self, upload_id: str) -> None:
+        await self._release(upload_id, delete_track=True)
+
+    async def _release(self, upload_id: str, *, delete_track: bool) -> None:
+        released: list[str] = []
+        async with self.db.write() as conn:
+            async with conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)) as cur:
+                upload = await cur.fetchone()
+            if upload is None:
+                return
+            for sha in json.loads(upload["blob_refs"]):
+                if await self.store.decref(conn, sha) == 0:
+                    released.append(sha)
+            await conn.execute("UPDATE uploads SET blob_refs = '[]' WHERE id = ?", (upload_id,))
+            if delete_track and upload["track_id"] is not None:
+                async with conn.execute("SELECT * FROM tracks WHERE id = ?", (upload["track_id"],)) as cur:
+                    track = await cur.fetchone()
+                if track is not None:
+                    await conn.execute("DELETE FROM tracks WHERE id = ?", (track["id"],))
+                    for column in ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha"):
+                        if track[column] and await self.store.decref(conn, track[column]) == 0:
+                            released.append(track[column])
+        await self.store.remove_unreferenced(released)
+
+    # ---- progress
+
+    async def progress(self, upload_id: str):  # type: ignore[no-untyped-def]
+        """Snapshots of an upload's progress until it ends (for server-sent events)."""
+        upload = await self.db.fetchone("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        if upload is None:
+            raise NotFound("no such upload")
+        async for job in watch_job(self.db, upload["job_id"], poll=2.0):
+            track = await self.db.fetchone("SELECT track_id FROM uploads WHERE id = ?", (upload_id,))
+            status = {"queued": "pending", "running": "processing", "done": "completed", "failed": "failed"}[job.state]
+            pct = round(job.progress * 100, 1) if job.state != "done" else 100.0
+            event: dict[str, Any] = {
+                "upload_id": upload_id,
+                "status": status,
+                "phase": job.phase or ("queued" if job.state == "queued" else None),
+                "percent": pct,
+                "server_progress_pct": pct,
+                "track_id": track["track_id"] if track else None,
+                "attempts": job.attempts,
+            }
+            if job.error:
+                event["error"] = job.error
+            yield event
