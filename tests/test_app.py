@@ -110,3 +110,24 @@ async def test_public_config(client, config) -> None:
     body = await (await client.get("/config")).get_json()
     assert body["max_upload_size_mb"] == 1536
     assert body["public_url"] == config.public_url
+
+
+def test_a_started_node_has_not_loaded_the_media_stack(tmp_path) -> None:
+    """PyAV, numpy and Pillow cost about 35 MB; an idle node must not load them (bench/startup.py: < 80 MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from plyrd.app import create_app\n"
+        "from plyrd.config import load_config\n"
+        f"app = create_app(load_config(env={{}}, overrides={{'storage.data_dir': {str(tmp_path)!r}}}))\n"
+        "async def main():\n"
+        "    async with app.test_app():\n"
+        "        assert (await app.test_client().get('/health')).status_code == 200\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('av', 'numpy', 'PIL') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

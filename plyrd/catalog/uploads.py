@@ -19,18 +19,20 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
-from ..media.analysis import analyse
-from ..media.artwork import Artwork, process_image
-from ..media.probe import AudioInfo, needs_web_rendition, probe
-from ..media.transcode import TranscodeCancelled, transcode_to_mp3
 from ..storage import BlobStore
 from ..threads import ThreadSlots
+
+if TYPE_CHECKING:
+    from ..media.artwork import Artwork
+    from ..media.probe import AudioInfo
+
+# plyrd.media pulls in PyAV, numpy and Pillow (about 35 MB): imported on first use, so an idle node stays small.
 
 log = logging.getLogger("plyrd.uploads")
 
@@ -108,9 +110,13 @@ class Uploads:
     # ---- accepting
 
     async def probe_file(self, path: Path) -> AudioInfo:
+        from ..media.probe import probe
+
         return await self.slots.run(probe, path, max_duration=self.max_duration)
 
     async def check_image(self, data: bytes) -> Artwork:
+        from ..media.artwork import process_image
+
         return await self.slots.run(process_image, data, max_bytes=self.config["media.max_image_mb"] * 1024 * 1024)
 
     async def store_artwork(self, art: Artwork) -> dict[str, str]:
@@ -170,6 +176,9 @@ class Uploads:
             raise
 
     async def _process(self, job: Job, report: Reporter) -> None:
+        from ..media.analysis import analyse
+        from ..media.probe import needs_web_rendition, probe
+
         p = job.payload
         upload_id = p["upload_id"]
         upload = await self.db.fetchone("SELECT * FROM uploads WHERE id = ?", (upload_id,))
@@ -215,6 +224,8 @@ class Uploads:
         return len(rows)
 
     async def _create_track(self, upload_id: str, p: dict[str, Any], info: AudioInfo) -> int:
+        from ..media.probe import needs_web_rendition
+
         fields = p["fields"]
         artwork = p.get("artwork")
         if artwork is None and info.cover is not None:
@@ -258,6 +269,8 @@ class Uploads:
         return track_id
 
     async def _transcode(self, track_id: int, src: Path, report: Reporter) -> None:
+        from ..media.transcode import TranscodeCancelled, transcode_to_mp3
+
         dst = self.store.tmp / f"render-{track_id}-{uuid.uuid4().hex[:8]}.mp3"
 
         def progress(fraction: float) -> None:
