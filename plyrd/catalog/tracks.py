@@ -118,3 +118,10 @@ async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: st
         await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
         released = [row[c] for c in BLOB_COLUMNS if row[c] and await store.decref(conn, row[c]) == 0]
     await store.remove_unreferenced(released)
+
+
+async def set_track_tags(conn: Any, track_id: int, tags: list[str]) -> None:
+    """Replace a track's tag rows (inside the caller's transaction); tracks.tags keeps the ordered JSON copy."""
+    await conn.execute("DELETE FROM track_tags WHERE track_id = ?", (track_id,))
+    await conn.executemany("INSERT OR IGNORE INTO track_tags(tag, track_id) VALUES (?, ?)",
+                           [(t, track_id) for t in tags])

@@ -27,6 +27,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
 from ..storage import BlobStore
 from ..threads import ThreadSlots
+from .tracks import set_track_tags
 
 if TYPE_CHECKING:
     from ..media.artwork import Artwork
@@ -259,6 +260,7 @@ class Uploads:
                 ),
             )
             track_id = int((await cur.fetchone())[0])
+            await set_track_tags(conn, track_id, genre_tags)
             # The track takes its own references; the upload keeps its until it finishes or gives up.
             shas = [p["audio_sha"]]
             if artwork:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from quart import Blueprint, Response, jsonify, request
 
+from ..catalog import feeds
+from ..catalog.editing import apply_changes, parse_changes
 from ..catalog.tracks import delete_track, get_track_row, track_json
 from ..catalog.uploads import parse_fields
-from ..errors import InvalidInput, PlyrdError
+from ..errors import Forbidden, InvalidInput, PlyrdError
 from . import upload_stream
 from .context import node
-from .viewer import require_uploader, require_viewer
+from .viewer import current_viewer, require_uploader, require_viewer
 
 bp = Blueprint("tracks", __name__)
 
@@ -50,6 +52,8 @@ async def upload() -> tuple[Response, int]:
         # Bad input of any kind: whatever this request stored and nothing else references goes away.
         await n.blobs.remove_unreferenced([s for s in stored if len(s) == 64])
         raise
+    # The upload now references what it keeps; an image that was re-encoded upright is not kept as sent.
+    await n.blobs.remove_unreferenced([s for s in stored if len(s) == 64])
     return jsonify({"upload_id": upload_id, "status": "pending"}), 200
 
 
@@ -91,3 +95,93 @@ async def track_delete(track_id: int) -> tuple[str, int]:
     n = node()
     await delete_track(n.db, n.blobs, track_id, did=viewer.did)
     return "", 204
+
+
+def _tracks_json(rows: list) -> list[dict]:  # type: ignore[type-arg]
+    public_url = node().config.public_url
+    return [track_json(r, public_url) for r in rows]
+
+
+def _viewer_did() -> str | None:
+    viewer = current_viewer()
+    return viewer.did if viewer else None
+
+
+@bp.get("/tracks/")
+async def latest_tracks() -> Response:
+    """The latest feed (cursor pages); ?artist_did= for an artist's page, ?tags= for one tag."""
+    args = request.args
+    page = await feeds.latest(
+        node().db,
+        viewer_did=_viewer_did(),
+        cursor=args.get("cursor") or None,
+        limit=feeds.parse_limit(args.get("limit")),
+        artist_did=args.get("artist_did") or None,
+        tag=args.get("tags") or args.get("tag") or None,
+        filter_hidden=args.get("filter_hidden_tags", "true").lower() != "false",
+    )
+    return jsonify({"tracks": _tracks_json(page.rows), "next_cursor": page.next_cursor,
+                    "has_more": page.next_cursor is not None})
+
+
+@bp.get("/tracks/top")
+async def top_tracks() -> Response:
+    args = request.args
+    rows = await feeds.top(node().db, viewer_did=_viewer_did(), period=args.get("period", "all_time"),
+                           limit=feeds.parse_limit(args.get("limit"), default=20))
+    return jsonify({"tracks": [{**track_json(r, node().config.public_url), "like_count": r["like_count"]}
+                               for r in rows]})
+
+
+@bp.get("/tracks/me")
+async def my_tracks() -> Response:
+    viewer = require_viewer()
+    args = request.args
+    try:
+        offset = int(args.get("offset", "0"))
+    except ValueError:
+        raise InvalidInput("offset must be a whole number") from None
+    rows = await feeds.own(node().db, viewer.did, q=args.get("q") or None, sort=args.get("sort", "recent"),
+                           limit=feeds.parse_limit(args.get("limit")), offset=offset)
+    return jsonify({"tracks": _tracks_json(rows)})
+
+
+@bp.get("/tracks/tags")
+async def tags() -> Response:
+    args = request.args
+    return jsonify({"tags": await feeds.tag_counts(node().db, q=args.get("q") or None,
+                                                   limit=feeds.parse_limit(args.get("limit")))})
+
+
+@bp.get("/tracks/tags/<tag>")
+async def tag_tracks(tag: str) -> Response:
+    page = await feeds.latest(node().db, viewer_did=_viewer_did(), tag=tag, cursor=request.args.get("cursor"),
+                              limit=feeds.parse_limit(request.args.get("limit")), filter_hidden=False)
+    return jsonify({"tag": tag.lower(), "tracks": _tracks_json(page.rows), "next_cursor": page.next_cursor})
+
+
+@bp.patch("/tracks/<int:track_id>")
+@upload_stream.streamed_body
+async def edit_track(track_id: int) -> Response:
+    """plyr.fm's edit: a multipart form of the fields to change, optionally a new `image` (or remove_image)."""
+    viewer = require_viewer()
+    n = node()
+    row = await get_track_row(n.db, track_id)
+    if row["artist_did"] != viewer.did:
+        raise Forbidden("only the artist can edit this track")
+    form = await upload_stream.read_multipart(request, store=n.blobs, max_file_bytes=n.config["media.max_image_mb"]
+                                              * 1024 * 1024, max_field_bytes=MAX_FIELD_BYTES, max_files=1)
+    stored = [f.sha256 for f in form.files.values()]
+    try:
+        if set(form.files) - {"image"}:
+            raise InvalidInput("only 'image' may be a file when editing a track")
+        changes = await parse_changes(form.fields, n.identity, owner_did=viewer.did)
+        if (image := form.files.get("image")) is not None:
+            changes.artwork = await n.uploads.store_artwork(await n.uploads.check_image(await _read(image.path)))
+            stored += [v for k, v in changes.artwork.items() if k.endswith("_sha")]
+        released = await apply_changes(n.db, n.blobs, track_id, viewer.did, changes)
+    except BaseException:
+        await n.blobs.remove_unreferenced(stored)
+        raise
+    await n.blobs.remove_unreferenced(released + stored)
+    return jsonify(track_json(await get_track_row(n.db, track_id), n.config.public_url))
