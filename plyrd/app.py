@@ -9,7 +9,7 @@ from quart import Quart
 from . import __version__
 from .config import Config
 from .node import Node
-from .web import auth, errors, media, meta, requests, tracks, upload_stream, viewer
+from .web import account, auth, errors, media, meta, requests, tracks, upload_stream, viewer
 
 
 def static_dir() -> Path:
@@ -43,6 +43,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(auth.bp)
     app.register_blueprint(tracks.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(account.bp)
     upload_stream.install(app)
 
     @app.before_serving

@@ -1,0 +1,38 @@
+"""The account: a streamed export of everything a user owns here, and deletion with typed confirmation."""
+
+from __future__ import annotations
+
+import time
+
+from quart import Blueprint, Response, jsonify
+
+from ..catalog.account import check_confirmation, delete_local, export_zip
+from .auth import clear_session_cookies, json_body
+from .context import node
+from .viewer import require_viewer
+
+bp = Blueprint("account", __name__)
+
+@bp.get("/account/export")
+async def export() -> Response:
+    viewer = require_viewer()
+    n = node()
+    stamp = time.strftime("%Y%m%d", time.gmtime())
+    name = f"plyrd-export-{(viewer.session.handle or viewer.did).replace(':', '_')}-{stamp}.zip"
+    response = Response(export_zip(n.db, n.blobs, viewer.did, n.config.public_url), content_type="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.timeout = None  # a large catalog to a slow connection takes as long as it takes
+    return response
+
+@bp.delete("/account/")
+async def delete_account() -> Response:
+    """plyr.fm's shape: {"confirmation": "<your handle>", "delete_atproto_records": bool}."""
+    viewer = require_viewer(browser=True)
+    body = await json_body()
+    check_confirmation(body.get("confirmation"), viewer.session.handle, viewer.did)
+    n = node()
+    counts = await delete_local(n.db, n.blobs, viewer.did)
+    response = jsonify({"deleted": counts, "atproto_records_deleted": False})
+    clear_session_cookies(response)
+    return response
