@@ -10,6 +10,7 @@ from . import __version__
 from .config import Config
 from .node import Node
 from .web import account, auth, errors, media, meta, requests, tracks, upload_stream, viewer
+from .web import social as social_web
 
 
 def static_dir() -> Path:
@@ -43,6 +44,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(auth.bp)
     app.register_blueprint(tracks.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(social_web.bp)
     app.register_blueprint(account.bp)
     upload_stream.install(app)
 

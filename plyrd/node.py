@@ -66,7 +66,15 @@ class Node:
         self._start_auth()
         await self.auth.purge_expired()
         self._start_media()
+        self._start_outbox()
         self.workers.start("housekeeping", self._housekeeping)
+
+    def _start_outbox(self) -> None:
+        from .atproto.outbox import Outbox
+
+        # Records go to users' PDSes through their own sessions; blobs are read from the local store.
+        self.outbox = Outbox(self.db, self.auth.pds_session_for_did, self.blobs.path_for)
+        self.workers.start("outbox", self.outbox.run)
 
     def _start_media(self) -> None:
         from .catalog.uploads import JOB_KIND, Uploads

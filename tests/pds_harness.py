@@ -2,8 +2,10 @@
 
 `tests/pds/start.mjs` runs both servers; this module installs its npm packages on demand,
 starts and stops it, creates accounts, and drives the PDS's own OAuth sign-in and consent
-screens headlessly. Loaded as a pytest plugin (`pytest_plugins = ["pds_harness"]`), it provides
-the session fixture `pds` and the per-test fixture `pds_account`.
+screens headlessly. `stop_pds()` / `start_pds()` simulate an outage: the PDS goes away (PLC stays)
+and comes back on the same port with the same data, accounts and tokens. Loaded as a pytest plugin
+(`pytest_plugins = ["pds_harness"]`), it provides the session fixture `pds` and the per-test fixture
+`pds_account`.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class PDSHarness:
         self.start_seconds = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+        self._stdout_buf = b""  # read past the last line returned (start.mjs answers commands line by line)
+        self.pds_running = False
 
     # -- install ---------------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class PDSHarness:
         )
         # stderr goes to a file: nobody drains a pipe once the PDS runs, and a full pipe would block it.
         self._stderr = tempfile.TemporaryFile(prefix="plyrd-pds-stderr-")
+        self._stdout_buf = b""
         t0 = time.monotonic()
         self._proc = subprocess.Popen(
             [node, "start.mjs"],
@@ -158,25 +163,49 @@ class PDSHarness:
             raise
         self.start_seconds = time.monotonic() - t0
         self.pds_url, self.plc_url, self.data_dir = info["pds"], info["plc"], info["dir"]
+        self.pds_running = True
 
     def _read_ready_line(self, timeout: float) -> str:
+        return self._read_line(timeout, "PDS not ready")
+
+    def _read_line(self, timeout: float, what: str) -> str:
+        """The next line start.mjs prints on stdout (a JSON object)."""
         assert self._proc is not None and self._proc.stdout is not None
         deadline = time.monotonic() + timeout
-        buf = b""
         with selectors.DefaultSelector() as sel:
             sel.register(self._proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in buf:
+            while b"\n" not in self._stdout_buf:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PDSHarnessError(f"PDS not ready after {timeout:.0f} s; stderr:\n{self.stderr_text()}")
+                    raise PDSHarnessError(f"{what} after {timeout:.0f} s; stderr:\n{self.stderr_text()}")
                 if not sel.select(left):
                     continue
                 chunk = os.read(self._proc.stdout.fileno(), 65536)
-                if not chunk:  # EOF: the process died before it was ready
+                if not chunk:  # EOF: the process died
                     rc = self._proc.wait(5)
-                    raise PDSHarnessError(f"start.mjs exited with {rc} before ready; stderr:\n{self.stderr_text()}")
-                buf += chunk
-        return buf.split(b"\n", 1)[0].decode()
+                    raise PDSHarnessError(f"start.mjs exited with {rc} ({what}); stderr:\n{self.stderr_text()}")
+                self._stdout_buf += chunk
+        line, self._stdout_buf = self._stdout_buf.split(b"\n", 1)
+        return line.decode()
+
+    def _command(self, name: str, event: str, timeout: float) -> None:
+        if self._proc is None or self._proc.stdin is None:
+            raise PDSHarnessError("PDS not started")
+        self._proc.stdin.write(f"{name}\n".encode())
+        self._proc.stdin.flush()
+        answer = json.loads(self._read_line(timeout, f"no answer to {name}"))
+        if answer.get("event") != event:
+            raise PDSHarnessError(f"{name}: {answer.get('message') or answer}")
+
+    def stop_pds(self, timeout: float = 30.0) -> None:
+        """Take the PDS down (its port refuses connections); PLC keeps running. Returns once it is down."""
+        self._command("stop-pds", "pds-stopped", timeout)
+        self.pds_running = False
+
+    def start_pds(self, timeout: float = START_TIMEOUT) -> None:
+        """Bring the PDS back on the same URL with the same data; returns once it listens. No-op when running."""
+        self._command("start-pds", "pds-started", timeout)
+        self.pds_running = True
 
     def stderr_text(self) -> str:
         if self._stderr is None:
@@ -187,6 +216,7 @@ class PDSHarness:
     def stop(self) -> None:
         """SIGTERM start.mjs (it removes its data dir) and wait; SIGKILL if it hangs."""
         proc, self._proc = self._proc, None
+        self.pds_running = False
         if proc is not None:
             if proc.poll() is None:
                 proc.terminate()
@@ -368,5 +398,7 @@ def pds(request: pytest.FixtureRequest) -> Iterator[PDSHarness]:
 
 @pytest.fixture
 def pds_account(pds: PDSHarness) -> Account:
-    """A fresh account on the session PDS."""
+    """A fresh account on the session PDS (brought back first if an outage test left it down)."""
+    if not pds.pds_running:
+        pds.start_pds()
     return pds.create_account("plyrd")

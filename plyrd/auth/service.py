@@ -236,6 +236,22 @@ class AuthService:
                 "UPDATE auth_sessions SET credentials = ?, scope = ? WHERE id_hash = ?", (sealed, scope, id_hash)
             )
 
+    async def pds_session_for_did(self, did: str) -> PDSSession | None:
+        """A PDS session for background writes on behalf of `did` (the outbox): the most recently used unexpired
+        session of that DID, browser or developer, OAuth or password. None when nobody with that DID is signed in
+        here (or no session's credentials can be opened)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM auth_sessions WHERE did = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " ORDER BY last_used_at DESC, created_at DESC",
+            (did, _now()),
+        )
+        for row in rows:
+            try:
+                return await self.pds_session(Session.from_row(row))
+            except (Unauthenticated, Unavailable):
+                continue  # sealed under an old key, or OAuth is off: try the next session
+        return None
+
     async def pds_session(self, session: Session) -> PDSSession:
         """The caller's authenticated connection to their PDS; refreshed tokens are saved back, sealed."""
         row = await self.db.fetchone("SELECT * FROM auth_sessions WHERE id_hash = ?", (session.id_hash,))

@@ -10,6 +10,12 @@
 // stops both servers and removes its data directory. Logs go to stderr
 // (LOG_ENABLED=true for PDS logs).
 //
+// Commands, one per line on stdin, to simulate a PDS outage (PLC stays up):
+//   stop-pds    the PDS's HTTP server goes away; answers {"event": "pds-stopped"}
+//   start-pds   a PDS again on the same port, data directory and keys, so every
+//               account, record, blob and token survives; answers {"event": "pds-started"}
+// A command that fails answers {"event": "error", "message": "..."}.
+//
 // Env: PLC_PORT, PDS_PORT (required: the caller picks free ports, because the
 // PDS must know its public URL before it listens, so port 0 cannot work);
 // PDS_BLOB_UPLOAD_LIMIT (bytes, default 100 MB); PDS_OAUTH_TRUSTED_CLIENTS
@@ -18,6 +24,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import readline from 'node:readline'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { PDS, envToCfg, envToSecrets } from '@atproto/pds'
 // @did-plc/server is CommonJS: import the default export, then destructure.
@@ -87,11 +94,16 @@ async function main() {
     rateLimitsEnabled: false,
     trustedOAuthClients: trusted.length ? trusted : undefined,
   }
+  // Built from the same env each time, so a restarted PDS has the same identity, keys and data.
+  const startPds = async () => {
+    const created = await PDS.create(envToCfg(env), envToSecrets(env))
+    bindLoopback(created.app)
+    await created.start()
+    return created
+  }
   let pds
   try {
-    pds = await PDS.create(envToCfg(env), envToSecrets(env))
-    bindLoopback(pds.app)
-    await pds.start()
+    pds = await startPds()
   } catch (err) {
     await plc.destroy().catch(() => {})
     await fs.rm(dir, { recursive: true, force: true })
@@ -109,18 +121,49 @@ async function main() {
     process.stderr.write(`start.mjs: ${why}, shutting down\n`)
     // Never hang the test run on a stuck shutdown.
     setTimeout(() => process.exit(1), 5000).unref()
-    await pds.destroy().catch((e) => process.stderr.write(`pds.destroy: ${e}\n`))
+    if (pds) await pds.destroy().catch((e) => process.stderr.write(`pds.destroy: ${e}\n`))
     await plc.destroy().catch((e) => process.stderr.write(`plc.destroy: ${e}\n`))
     await fs.rm(dir, { recursive: true, force: true })
     process.exit(0)
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  const answer = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+  const commands = {
+    'stop-pds': async () => {
+      if (pds) {
+        const stopped = pds
+        pds = undefined
+        await stopped.destroy()
+      }
+      answer({ event: 'pds-stopped' })
+    },
+    'start-pds': async () => {
+      if (!pds) pds = await startPds()
+      answer({ event: 'pds-started' })
+    },
+  }
+  // One command at a time, in order: a start never races the stop before it.
+  let queue = Promise.resolve()
+  const rl = readline.createInterface({ input: process.stdin })
+  rl.on('line', (line) => {
+    const name = line.trim()
+    if (!name) return
+    queue = queue.then(async () => {
+      if (stopping) return
+      const run = commands[name]
+      if (!run) return answer({ event: 'error', message: `unknown command ${name}` })
+      try {
+        await run()
+      } catch (err) {
+        answer({ event: 'error', message: String(err?.stack || err) })
+      }
+    })
+  })
   // The Python side holds our stdin open: if it dies (even SIGKILL), the pipe
   // closes and we clean up instead of leaking a server and a temp dir.
   if (process.env.PDS_EXIT_ON_STDIN_EOF === '1') {
-    process.stdin.on('end', () => stop('stdin EOF'))
-    process.stdin.resume()
+    rl.on('close', () => stop('stdin EOF'))
   }
 }
 
