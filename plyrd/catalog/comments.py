@@ -1,0 +1,148 @@
+"""Timed comments: text pinned to a playback position, on tracks whose artist turned comments on.
+
+Each comment is an `fm.plyr.comment` record in its author's PDS (written, edited and deleted through the outbox in
+the same transaction as the local row). plyr.fm's rules: 1-1000 characters, a position within the track, at most
+20 comments per track, only the author edits or deletes.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from typing import Any
+
+from ..atproto.outbox import enqueue_delete, enqueue_put
+from ..atproto.records import comment_record, grapheme_count, new_tid
+from ..db import Database
+from ..errors import Forbidden, InvalidInput, NotFound
+from . import preferences
+from .social import iso, one, person_json, track_for_update, track_ref, utc
+from .tracks import get_track_row
+
+COLLECTION = "fm.plyr.comment"
+MAX_COMMENTS_PER_TRACK = 20
+MAX_TEXT = 1000  # graphemes, as people count; the lexicon also caps the record's text at 1000 UTF-8 bytes
+
+COMMENT_SELECT = """
+SELECT c.*, u.handle, u.display_name, u.avatar_url FROM comments c LEFT JOIN users u ON u.did = c.did
+"""
+
+
+def clean_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("text must be a string")
+    text = value.strip()
+    if not text:
+        raise InvalidInput("a comment needs some text")
+    if grapheme_count(text) > MAX_TEXT:
+        raise InvalidInput(f"a comment is at most {MAX_TEXT} characters")
+    if len(text.encode()) > MAX_TEXT:
+        # fm.plyr.comment's maxLength counts UTF-8 bytes: longer text would make a record other apps reject.
+        raise InvalidInput(f"a comment is at most {MAX_TEXT} bytes of UTF-8 (fewer characters in scripts that "
+                           "take several bytes each)")
+    return text
+
+
+def clean_timestamp(value: Any, duration: float) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput("timestamp_ms must be a whole number of milliseconds")
+    if value < 0:
+        raise InvalidInput("timestamp_ms must be 0 or more")
+    limit = math.ceil(duration * 1000)
+    if value > limit:
+        raise InvalidInput(f"timestamp_ms must be within the track ({limit} ms long)")
+    return value
+
+
+def comment_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A comment in plyr.fm's CommentResponse fields."""
+    person = person_json(row["did"], row)
+    return {
+        "id": row["id"],
+        "track_id": row["track_id"],
+        "user_did": row["did"],
+        "user_handle": person["handle"],
+        "user_display_name": person["display_name"],
+        "user_avatar_url": person["avatar_url"],
+        "text": row["text"],
+        "timestamp_ms": row["timestamp_ms"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+async def list_comments(db: Database, track_id: int) -> dict[str, Any]:
+    """All comments ordered by position, and whether the artist takes comments (plyr.fm shows none when off)."""
+    track = await get_track_row(db, track_id)
+    async with db.read() as conn:
+        enabled = (await preferences.load(conn, track["artist_did"]))["allow_comments"]
+    found = [] if not enabled else await db.fetchall(
+        COMMENT_SELECT + " WHERE c.track_id = ? ORDER BY c.timestamp_ms, c.id", (track_id,)
+    )
+    comments = [comment_json(r) for r in found]
+    return {"comments": comments, "count": len(comments), "comments_enabled": bool(enabled)}
+
+
+def _record(track: sqlite3.Row, text: str, timestamp_ms: int, created_at: float,
+            updated_at: float | None) -> dict[str, Any]:
+    uri, cid = track_ref(track, "commented on")
+    return comment_record({"uri": uri, "cid": cid}, text, timestamp_ms, utc(created_at),
+                          utc(updated_at) if updated_at is not None else None)
+
+
+async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_ms: Any,
+                 now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    text = clean_text(text)
+    async with db.write() as conn:
+        track = await track_for_update(conn, track_id)
+        timestamp_ms = clean_timestamp(timestamp_ms, track["duration"])
+        if not (await preferences.load(conn, track["artist_did"]))["allow_comments"]:
+            raise Forbidden("the artist has not turned on comments for their tracks")
+        track_ref(track, "commented on")
+        count = await one(conn, "SELECT count(*) AS n FROM comments WHERE track_id = ?", (track_id,))
+        if count and count["n"] >= MAX_COMMENTS_PER_TRACK:
+            raise InvalidInput(f"track has reached the maximum of {MAX_COMMENTS_PER_TRACK} comments")
+        rkey = new_tid()
+        async with conn.execute(
+            "INSERT INTO comments(track_id, did, text, timestamp_ms, rkey, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (track_id, did, text, timestamp_ms, rkey, now),
+        ) as cur:
+            comment_id = cur.lastrowid
+        await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
+                          record=_record(track, text, timestamp_ms, now, None))
+        row = await one(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
+    assert row is not None
+    return comment_json(row)
+
+
+async def _own_comment(conn: Any, did: str, comment_id: int, verb: str) -> sqlite3.Row:
+    row = await one(conn, "SELECT * FROM comments WHERE id = ?", (comment_id,))
+    if row is None:
+        raise NotFound(f"comment {comment_id} not found")
+    if row["did"] != did:
+        raise Forbidden(f"only its author can {verb} a comment")
+    return row
+
+
+async def edit(db: Database, *, did: str, comment_id: int, text: Any, now: float | None = None) -> dict[str, Any]:
+    """Change a comment's text (the position stays); the record is rewritten with `updatedAt`."""
+    now = time.time() if now is None else now
+    text = clean_text(text)
+    async with db.write() as conn:
+        comment = await _own_comment(conn, did, comment_id, "edit")
+        track = await track_for_update(conn, comment["track_id"])
+        await conn.execute("UPDATE comments SET text = ?, updated_at = ? WHERE id = ?", (text, now, comment_id))
+        await enqueue_put(conn, did=did, collection=COLLECTION, rkey=comment["rkey"],
+                          record=_record(track, text, comment["timestamp_ms"], comment["created_at"], now))
+        row = await one(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
+    assert row is not None
+    return comment_json(row)
+
+
+async def delete(db: Database, *, did: str, comment_id: int) -> None:
+    async with db.write() as conn:
+        comment = await _own_comment(conn, did, comment_id, "delete")
+        await conn.execute("DELETE FROM comments WHERE id = ?", (comment_id,))
+        await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=comment["rkey"])

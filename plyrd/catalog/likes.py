@@ -1,0 +1,126 @@
+"""Likes: one per person per track, mirrored as `fm.plyr.like` records in the liker's PDS through the outbox.
+
+The local row and the outbox entry commit in one transaction, so the API answers from the database at once and the
+PDS write happens (with retries) afterwards; an unlike before the like reached the PDS sends nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..atproto.outbox import enqueue_delete, enqueue_put
+from ..atproto.records import like_record, new_tid
+from ..db import Database
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from . import preferences
+from .social import find_person, iso, one, person_json, rows, track_for_update, track_ref, tracks_json, utc
+from .tracks import TRACK_SELECT, get_track_row
+
+COLLECTION = "fm.plyr.like"
+MAX_LIST = 5000  # a reorder names every liked track; far above any real list, it bounds the request
+
+
+async def like(db: Database, *, did: str, track_id: int, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    async with db.write() as conn:
+        track = await track_for_update(conn, track_id)
+        uri, cid = track_ref(track, "liked")
+        if await one(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
+            raise Conflict(f"you already like track {track_id}")
+        rkey = new_tid()
+        # In front of the liked list: one less than the smallest position so far.
+        await conn.execute(
+            "INSERT INTO likes(did, track_id, rkey, position, created_at) VALUES (?, ?, ?,"
+            " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
+            (did, track_id, rkey, did, now),
+        )
+        await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
+                          record=like_record(uri, cid, utc(now)))
+        count = await one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
+    return {"liked": True, "like_count": count["n"] if count else 1}
+
+
+async def unlike(db: Database, *, did: str, track_id: int) -> dict[str, Any]:
+    async with db.write() as conn:
+        row = await one(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
+        if row is None:
+            if await one(conn, "SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
+                raise NotFound(f"track {track_id} not found")
+            raise NotFound(f"you have not liked track {track_id}")
+        await conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
+        await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
+        count = await one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
+    return {"liked": False, "like_count": count["n"] if count else 0}
+
+
+async def likers(db: Database, track_id: int) -> dict[str, Any]:
+    """Who liked a track, newest first (public, as plyr.fm)."""
+    await get_track_row(db, track_id)
+    found = await db.fetchall(
+        "SELECT l.did, l.created_at, u.handle, u.display_name, u.avatar_url FROM likes l"
+        " LEFT JOIN users u ON u.did = l.did WHERE l.track_id = ? ORDER BY l.created_at DESC, l.id DESC",
+        (track_id,),
+    )
+    users = [{**person_json(r["did"], r), "liked_at": iso(r["created_at"])} for r in found]
+    return {"users": users, "count": len(users)}
+
+
+async def liked_tracks(db: Database, did: str, *, viewer_did: str | None, public_url: str) -> list[dict[str, Any]]:
+    """A person's liked tracks in their list order (newest first unless they reordered)."""
+    found = await db.fetchall(
+        TRACK_SELECT + " JOIN likes l ON l.track_id = t.id WHERE l.did = ? ORDER BY l.position, l.id DESC", (did,)
+    )
+    return await tracks_json(db, found, viewer_did, public_url)
+
+
+async def public_likes(db: Database, handle: str, *, viewer_did: str | None, public_url: str) -> dict[str, Any]:
+    """GET /users/{handle}/likes: shown when the person chose `show_liked_on_profile` (always to themselves)."""
+    person = await find_person(db, handle)
+    if viewer_did != person["did"]:
+        async with db.read() as conn:
+            prefs = await preferences.load(conn, person["did"])
+        if not prefs["show_liked_on_profile"]:
+            raise Forbidden(f"{person['handle'] or person['did']} keeps their liked tracks private")
+    tracks = await liked_tracks(db, person["did"], viewer_did=viewer_did, public_url=public_url)
+    user = person_json(person["did"], person)
+    return {"user": user, "tracks": tracks, "count": len(tracks)}
+
+
+def _item_key(item: Any) -> tuple[str, Any]:
+    """A reorder item: a track id, or plyr.fm's strongRef object (`uri` of the track record; `cid` ignored)."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return "id", item
+    if isinstance(item, dict) and isinstance(item.get("uri"), str):
+        return "uri", item["uri"]
+    raise InvalidInput("each item must be a track id or a strongRef object {uri, cid} of a liked track")
+
+
+async def reorder(db: Database, did: str, items: Any) -> list[int]:
+    """Put the caller's liked list in the order given. The items must be exactly the liked tracks, each once;
+    anything else changes nothing."""
+    if not isinstance(items, list):
+        raise InvalidInput("items must be a list of the liked tracks in their new order")
+    if len(items) > MAX_LIST:
+        raise InvalidInput(f"a liked list holds at most {MAX_LIST} items")
+    keys = [_item_key(item) for item in items]
+    async with db.write() as conn:
+        liked = await rows(conn, "SELECT l.track_id, t.record_uri FROM likes l JOIN tracks t ON t.id = l.track_id"
+                                 " WHERE l.did = ?", (did,))
+        by_uri = {r["record_uri"]: r["track_id"] for r in liked if r["record_uri"]}
+        liked_ids = {r["track_id"] for r in liked}
+        order: list[int] = []
+        for kind, value in keys:
+            track_id = value if kind == "id" else by_uri.get(value)
+            if track_id not in liked_ids:
+                raise InvalidInput(f"{value} is not one of your liked tracks")
+            order.append(track_id)
+        if len(set(order)) != len(order):
+            raise InvalidInput("each liked track must appear once")
+        if len(order) != len(liked_ids):
+            missing = sorted(liked_ids - set(order))
+            raise InvalidInput(f"the new order must name every liked track; missing: {missing}")
+        for position, track_id in enumerate(order):
+            await conn.execute("UPDATE likes SET position = ? WHERE did = ? AND track_id = ?",
+                               (position, did, track_id))
+    return order

@@ -1,0 +1,103 @@
+"""What the social modules (likes, comments, plays, preferences, queue, now playing) share: times as ISO strings,
+people and tracks as plyr.fm's JSON, the strongRef a like or comment points at, and small query helpers."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from ..db import Database
+from ..errors import Conflict, NotFound
+from .tracks import TRACK_SELECT, track_json
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds as plyr.fm's API writes times (`datetime.isoformat()` in UTC)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+    async with conn.execute(sql, tuple(params)) as cur:
+        return await cur.fetchone()
+
+
+async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    async with conn.execute(sql, tuple(params)) as cur:
+        return list(await cur.fetchall())
+
+
+async def track_for_update(conn: aiosqlite.Connection, track_id: int) -> sqlite3.Row:
+    """The track row (with its artist's names) read inside a write transaction, or NotFound."""
+    row = await one(conn, TRACK_SELECT + " WHERE t.id = ?", (track_id,))
+    if row is None:
+        raise NotFound(f"track {track_id} not found")
+    return row
+
+
+def track_ref(track: sqlite3.Row, action: str) -> tuple[str, str]:
+    """The (uri, cid) a like or comment record references; a track not yet published has none to point at."""
+    if not track["record_uri"] or not track["record_cid"]:
+        raise Conflict(
+            f"track {track['id']} cannot be {action} yet: its fm.plyr.track record is not published to the "
+            "artist's PDS; try again once it is"
+        )
+    return track["record_uri"], track["record_cid"]
+
+
+def person_json(did: str, row: sqlite3.Row | None) -> dict[str, Any]:
+    """A person as plyr.fm shows likers and commenters (the DID stands in for an unknown handle)."""
+    return {
+        "did": did,
+        "handle": (row["handle"] if row else None) or did,
+        "display_name": row["display_name"] if row else None,
+        "avatar_url": row["avatar_url"] if row else None,
+    }
+
+
+async def find_person(db: Database, handle_or_did: str) -> sqlite3.Row:
+    """A person the node knows, by handle (plyr.fm's URLs) or DID (accepted wherever a handle is)."""
+    if handle_or_did.startswith("did:"):
+        row = await db.fetchone("SELECT * FROM users WHERE did = ?", (handle_or_did,))
+    else:
+        row = await db.fetchone("SELECT * FROM users WHERE handle = ?", (handle_or_did.lower(),))
+    if row is None:
+        raise NotFound(f"user {handle_or_did} not found")
+    return row
+
+
+async def social_counts(db: Database, track_ids: list[int], viewer_did: str | None) -> dict[int, dict[str, Any]]:
+    """like_count, comment_count and is_liked for each track, in three queries whatever the list's length."""
+    counts: dict[int, dict[str, Any]] = {t: {"like_count": 0, "comment_count": 0, "is_liked": False}
+                                         for t in track_ids}
+    if not track_ids:
+        return counts
+    marks = ",".join("?" * len(track_ids))
+    for row in await db.fetchall(
+        f"SELECT track_id, count(*) AS n FROM likes WHERE track_id IN ({marks}) GROUP BY track_id", track_ids
+    ):
+        counts[row["track_id"]]["like_count"] = row["n"]
+    for row in await db.fetchall(
+        f"SELECT track_id, count(*) AS n FROM comments WHERE track_id IN ({marks}) GROUP BY track_id", track_ids
+    ):
+        counts[row["track_id"]]["comment_count"] = row["n"]
+    if viewer_did:
+        for row in await db.fetchall(
+            f"SELECT track_id FROM likes WHERE did = ? AND track_id IN ({marks})", [viewer_did, *track_ids]
+        ):
+            counts[row["track_id"]]["is_liked"] = True
+    return counts
+
+
+async def tracks_json(db: Database, track_rows: list[sqlite3.Row], viewer_did: str | None,
+                      public_url: str) -> list[dict[str, Any]]:
+    """Tracks as plyr.fm lists them: the track's own fields plus like/comment counts and the viewer's like."""
+    counts = await social_counts(db, [r["id"] for r in track_rows], viewer_did)
+    return [{**track_json(r, public_url), **counts[r["id"]]} for r in track_rows]
