@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..atproto.identity import IdentityResolver, is_did, normalize_handle
+from ..config import Config
 from ..db import Database
 from ..errors import Forbidden, InvalidInput, NotFound, PlyrdError
 from ..storage import BlobStore
+from .publishing import publish_track
 from .tracks import set_track_tags
 from .uploads import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, parse_fields
 
@@ -94,8 +96,9 @@ async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, o
     return changes
 
 
-async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str, changes: TrackChanges) -> list[str]:
-    """Apply an edit the caller is allowed to make; returns blobs it released (for the caller to remove)."""
+async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str, changes: TrackChanges,
+                        config: Config) -> list[str]:
+    """Apply an edit the caller is allowed to make and republish the record; returns the blobs it released."""
     released: list[str] = []
     async with db.write() as conn:
         async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
@@ -124,4 +127,5 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
                 f"UPDATE tracks SET {sets}, updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ?",
                 [*values.values(), track_id],
             )
+        await publish_track(conn, track_id, config)
     return released

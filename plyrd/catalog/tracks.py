@@ -107,7 +107,8 @@ async def image_mime(db: Database, sha: str) -> str:
 
 
 async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: str) -> None:
-    """Delete a track the caller owns and release its files; files no other track uses are removed."""
+    """Delete a track the caller owns, its record on their PDS, and its files no other track uses."""
+    from .publishing import unpublish_track  # publishing imports this module
     async with db.write() as conn:
         async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
             row = await cur.fetchone()
@@ -115,6 +116,7 @@ async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: st
             raise NotFound(f"track {track_id} not found")
         if row["artist_did"] != did:
             raise Forbidden("only the artist can delete this track")
+        await unpublish_track(conn, row)
         await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
         released = [row[c] for c in BLOB_COLUMNS if row[c] and await store.decref(conn, row[c]) == 0]
     await store.remove_unreferenced(released)

@@ -27,6 +27,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
 from ..storage import BlobStore
 from ..threads import ThreadSlots
+from .publishing import publish_track, unpublish_track
 from .tracks import set_track_tags
 
 if TYPE_CHECKING:
@@ -261,6 +262,7 @@ class Uploads:
             )
             track_id = int((await cur.fetchone())[0])
             await set_track_tags(conn, track_id, genre_tags)
+            await publish_track(conn, track_id, self.config)  # only a playable track is published
             # The track takes its own references; the upload keeps its until it finishes or gives up.
             shas = [p["audio_sha"]]
             if artwork:
@@ -292,6 +294,7 @@ class Uploads:
                 " updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND web_sha IS NULL",
                 (blob.sha256, track_id),
             )
+            await publish_track(conn, track_id, self.config)
 
     async def finish(self, upload_id: str) -> None:
         """Release the upload's own file references once its track holds them (called when the job is done)."""
@@ -315,6 +318,7 @@ class Uploads:
                 async with conn.execute("SELECT * FROM tracks WHERE id = ?", (upload["track_id"],)) as cur:
                     track = await cur.fetchone()
                 if track is not None:
+                    await unpublish_track(conn, track)
                     await conn.execute("DELETE FROM tracks WHERE id = ?", (track["id"],))
                     for column in ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha"):
                         if track[column] and await self.store.decref(conn, track[column]) == 0:

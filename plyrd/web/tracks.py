@@ -179,7 +179,7 @@ async def edit_track(track_id: int) -> Response:
         if (image := form.files.get("image")) is not None:
             changes.artwork = await n.uploads.store_artwork(await n.uploads.check_image(await _read(image.path)))
             stored += [v for k, v in changes.artwork.items() if k.endswith("_sha")]
-        released = await apply_changes(n.db, n.blobs, track_id, viewer.did, changes)
+        released = await apply_changes(n.db, n.blobs, track_id, viewer.did, changes, n.config)
     except BaseException:
         await n.blobs.remove_unreferenced(stored)
         raise

@@ -1,0 +1,83 @@
+"""Tracks as fm.plyr.track records on the artist's real PDS: published when playable, with the audio as a blob,
+rewritten on edit with the blob kept, deleted with the track."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from audio_samples import make_audio
+from conftest import start_node
+from test_uploads import node_env, sign_in
+
+from plyrd.atproto.records import blob_cid, validate
+
+
+def records(pds: Any, did: str, collection: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params={"repo": did, "collection": collection})
+    return r.json()["records"]
+
+
+def wait_for(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the PDS")
+        time.sleep(0.1)
+
+
+def test_track_records_follow_the_track(pds, tmp_path: Path) -> None:
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        account = pds.create_account("publish")
+        artist = sign_in(served.url, account)
+        song = make_audio(tmp_path / "song.aiff", "aiff", seconds=2, kind="music")
+        r = artist.upload(song, title="on the pds", description="notes", tags='["x"]')
+        track_id = artist.wait(r.json()["upload_id"])[-1]["track_id"]
+        track = artist.http.get(f"/tracks/{track_id}").json()
+
+        stored = wait_for(lambda: records(pds, account.did, "fm.plyr.track"))
+        assert len(stored) == 1
+        rec = stored[0]["value"]
+        validate("fm.plyr.track", rec)
+        assert rec["title"] == "on the pds" and rec["fileType"] == "mp3" and rec["duration"] == 2
+        assert rec["audioUrl"] == f"{served.url}/audio/{track['file_id']}"
+        assert rec["audioBlob"]["ref"]["$link"] == blob_cid(track["file_id"])
+        blob = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.sync.getBlob",
+                         params={"did": account.did, "cid": rec["audioBlob"]["ref"]["$link"]})
+        assert blob.status_code == 200 and blob.content == artist.http.get(f"/audio/{track['file_id']}").content
+        uri = stored[0]["uri"]
+
+        r = artist.http.patch(f"/tracks/{track_id}", files={"title": (None, "renamed")},
+                              headers={"X-CSRF-Token": artist.csrf})
+        assert r.status_code == 200
+        updated = wait_for(lambda: [s for s in records(pds, account.did, "fm.plyr.track")
+                                    if s["value"]["title"] == "renamed"])
+        assert updated[0]["uri"] == uri  # the same record, rewritten
+        assert updated[0]["value"]["audioBlob"] == rec["audioBlob"]  # never without its blob
+
+        r = artist.http.delete(f"/tracks/{track_id}", headers={"X-CSRF-Token": artist.csrf})
+        assert r.status_code == 204
+        wait_for(lambda: not records(pds, account.did, "fm.plyr.track"))
+    finally:
+        served.stop()
+
+
+def test_audio_over_the_blob_limit_is_published_by_url(pds, tmp_path: Path) -> None:
+    served = start_node([], cwd=tmp_path, env=node_env(pds, PLYRD_ATPROTO_PDS_BLOB_LIMIT_MB="1"))
+    try:
+        account = pds.create_account("bigfile")
+        artist = sign_in(served.url, account)
+        song = make_audio(tmp_path / "big.wav", "wav", seconds=8)  # about 1.4 MB
+        r = artist.upload(song, title="by url")
+        artist.wait(r.json()["upload_id"])
+        rec = wait_for(lambda: records(pds, account.did, "fm.plyr.track"))[0]["value"]
+        assert "audioBlob" not in rec and rec["audioUrl"].startswith(served.url + "/audio/")
+        assert rec["fileType"] == "wav"
+    finally:
+        served.stop()
