@@ -9,7 +9,7 @@ from quart import Quart
 from . import __version__
 from .config import Config
 from .node import Node
-from .web import account, auth, errors, media, meta, requests, tracks, upload_stream, viewer
+from .web import account, auth, errors, media, meta, requests, sync, tracks, upload_stream, viewer
 from .web import social as social_web
 
 
@@ -46,6 +46,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(media.bp)
     app.register_blueprint(social_web.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(sync.bp)
     upload_stream.install(app)
 
     @app.before_serving

@@ -53,6 +53,8 @@ class Node:
         self.auth: Any = None
         self.blobs: Any = None
         self.uploads: Any = None
+        self.outbox: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # short background tasks (reconciliation after sign-in)
 
     @property
     def data_dir(self) -> Path:
@@ -75,6 +77,27 @@ class Node:
         # Records go to users' PDSes through their own sessions; blobs are read from the local store.
         self.outbox = Outbox(self.db, self.auth.pds_session_for_did, self.blobs.path_for)
         self.workers.start("outbox", self.outbox.run)
+        self.auth.on_sign_in.append(self._signed_in)
+
+    def _signed_in(self, did: str) -> None:
+        """After a sign-in: send what waited for this user's session, and catch up with their PDS."""
+        self.outbox.wake(did)
+        task = asyncio.create_task(self.reconcile_did(did), name=f"plyrd-reconcile-{did}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reconcile_did(self, did: str) -> Any:
+        from .catalog.reconcile import reconcile
+        from .errors import PlyrdError
+
+        session = await self.auth.pds_session_for_did(did)
+        if session is None:
+            return None
+        try:
+            return await reconcile(self.db, session)
+        except PlyrdError as e:  # a PDS that is down now is reconciled at the next sign-in or on demand
+            log.info("reconcile failed", extra={"fields": {"did": did, "error": e.detail}})
+            return None
 
     def _start_media(self) -> None:
         from .catalog.uploads import JOB_KIND, Uploads
@@ -119,6 +142,8 @@ class Node:
         if not self._running:
             return
         self._running = False
+        for task in list(self._tasks):
+            task.cancel()
         if self.uploads is not None:
             self.uploads.cancel.set()  # a transcode in a thread stops at its next packet instead of running on
         await self.workers.stop(grace=self.config["server.graceful_timeout"])

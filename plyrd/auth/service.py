@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,6 +133,9 @@ class AuthService:
         self.sealer = Sealer(secrets_["token_key"])
         self._cookie_key = secrets_["cookie_key"].encode()
         self.session_seconds = config["auth.session_days"] * 86400
+        # Called with the DID after every sign-in (browser session or developer token): the node wakes the outbox
+        # for that user and reconciles their records from the PDS.
+        self.on_sign_in: list[Callable[[str], None]] = []
 
     # ---- tokens, CSRF
 
@@ -206,6 +210,8 @@ class AuthService:
                 (id_hash, did, handle, kind, auth_type, name, prefix, scope, sealed, expires_at),
             )
         row = await self.db.fetchone("SELECT * FROM auth_sessions WHERE id_hash = ?", (id_hash,))
+        for hook in self.on_sign_in:
+            hook(did)
         return token, Session.from_row(row)
 
     @staticmethod

@@ -11,7 +11,8 @@ from quart import Blueprint, Response, jsonify, request
 
 from ..catalog import feeds
 from ..catalog.editing import apply_changes, parse_changes
-from ..catalog.tracks import delete_track, get_track_row, track_json
+from ..catalog.social import tracks_json
+from ..catalog.tracks import delete_track, get_track_row
 from ..catalog.uploads import parse_fields
 from ..errors import Forbidden, InvalidInput, PlyrdError
 from . import upload_stream
@@ -85,8 +86,7 @@ async def upload_progress(upload_id: str) -> Response:
 
 @bp.get("/tracks/<int:track_id>")
 async def track_detail(track_id: int) -> Response:
-    n = node()
-    return jsonify(track_json(await get_track_row(n.db, track_id), n.config.public_url))
+    return jsonify((await _tracks_json([await get_track_row(node().db, track_id)]))[0])
 
 
 @bp.delete("/tracks/<int:track_id>")
@@ -97,9 +97,9 @@ async def track_delete(track_id: int) -> tuple[str, int]:
     return "", 204
 
 
-def _tracks_json(rows: list) -> list[dict]:  # type: ignore[type-arg]
-    public_url = node().config.public_url
-    return [track_json(r, public_url) for r in rows]
+async def _tracks_json(rows: list) -> list[dict]:  # type: ignore[type-arg]
+    """Tracks with their like and comment counts and whether the viewer likes them (plyr.fm's list shape)."""
+    return await tracks_json(node().db, rows, _viewer_did(), node().config.public_url)
 
 
 def _viewer_did() -> str | None:
@@ -120,7 +120,7 @@ async def latest_tracks() -> Response:
         tag=args.get("tags") or args.get("tag") or None,
         filter_hidden=args.get("filter_hidden_tags", "true").lower() != "false",
     )
-    return jsonify({"tracks": _tracks_json(page.rows), "next_cursor": page.next_cursor,
+    return jsonify({"tracks": await _tracks_json(page.rows), "next_cursor": page.next_cursor,
                     "has_more": page.next_cursor is not None})
 
 
@@ -129,8 +129,7 @@ async def top_tracks() -> Response:
     args = request.args
     rows = await feeds.top(node().db, viewer_did=_viewer_did(), period=args.get("period", "all_time"),
                            limit=feeds.parse_limit(args.get("limit"), default=20))
-    return jsonify({"tracks": [{**track_json(r, node().config.public_url), "like_count": r["like_count"]}
-                               for r in rows]})
+    return jsonify({"tracks": await _tracks_json(rows)})
 
 
 @bp.get("/tracks/me")
@@ -143,7 +142,7 @@ async def my_tracks() -> Response:
         raise InvalidInput("offset must be a whole number") from None
     rows = await feeds.own(node().db, viewer.did, q=args.get("q") or None, sort=args.get("sort", "recent"),
                            limit=feeds.parse_limit(args.get("limit")), offset=offset)
-    return jsonify({"tracks": _tracks_json(rows)})
+    return jsonify({"tracks": await _tracks_json(rows)})
 
 
 @bp.get("/tracks/tags")
@@ -157,7 +156,7 @@ async def tags() -> Response:
 async def tag_tracks(tag: str) -> Response:
     page = await feeds.latest(node().db, viewer_did=_viewer_did(), tag=tag, cursor=request.args.get("cursor"),
                               limit=feeds.parse_limit(request.args.get("limit")), filter_hidden=False)
-    return jsonify({"tag": tag.lower(), "tracks": _tracks_json(page.rows), "next_cursor": page.next_cursor})
+    return jsonify({"tag": tag.lower(), "tracks": await _tracks_json(page.rows), "next_cursor": page.next_cursor})
 
 
 @bp.patch("/tracks/<int:track_id>")
@@ -184,4 +183,4 @@ async def edit_track(track_id: int) -> Response:
         await n.blobs.remove_unreferenced(stored)
         raise
     await n.blobs.remove_unreferenced(released + stored)
-    return jsonify(track_json(await get_track_row(n.db, track_id), n.config.public_url))
+    return jsonify((await _tracks_json([await get_track_row(n.db, track_id)]))[0])

@@ -1,0 +1,177 @@
+"""Reconciliation: bring the node in line with what a user's PDS actually holds.
+
+A user's records belong to them; other clients (plyr.fm itself, or a second plyrd) write and delete them too. On
+sign-in and on demand the node lists the user's fm.plyr.* records and:
+
+- adopts records it does not know: a like or a comment made elsewhere on a track this node has appears here;
+- drops what was deleted elsewhere: a like or comment that plyrd saw reach the PDS (it is in pds_records) and that
+  the PDS no longer lists goes away here too.
+
+Tracks are not deleted this way: a track record missing from the PDS never costs the artist their audio here (the
+node keeps the file; republishing or deleting it stays the artist's choice).
+
+Anything still waiting in the outbox is left alone: it has not reached the PDS, so its absence there means nothing.
+A playlist's or album's fm.plyr.list records are reconciled by the lists module through `LIST_HOOKS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..atproto.records import RecordInvalid, validate
+from ..atproto.xrpc import PDSSession
+from ..db import Database
+
+log = logging.getLogger("plyrd.reconcile")
+
+PAGE = 100
+MAX_RECORDS = 20_000  # per collection: a bound on one pass, far above any real listener's likes
+
+
+@dataclass
+class ReconcileReport:
+    adopted: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped}
+
+
+# Extra reconcilers (collection-specific) registered by other modules: (db, did, remote records, report).
+ListHook = Callable[[Database, str, dict[str, dict[str, Any]], ReconcileReport], Awaitable[None]]
+LIST_HOOKS: list[ListHook] = []
+
+
+async def list_all(session: PDSSession, collection: str) -> dict[str, dict[str, Any]]:
+    """Every record of a collection in the user's repo: rkey -> {uri, cid, value}."""
+    out: dict[str, dict[str, Any]] = {}
+    cursor = None
+    while len(out) < MAX_RECORDS:
+        page = await session.list_records(collection, limit=PAGE, cursor=cursor)
+        for rec in page.get("records", []):
+            out[rec["uri"].rsplit("/", 1)[1]] = rec
+        cursor = page.get("cursor")
+        if not cursor or not page.get("records"):
+            break
+    return out
+
+
+def _ts(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+async def _known_synced(db: Database, did: str, collection: str) -> set[str]:
+    rows = await db.fetchall("SELECT rkey FROM pds_records WHERE did = ? AND collection = ?", (did, collection))
+    return {r["rkey"] for r in rows}
+
+
+async def _pending(db: Database, did: str, collection: str) -> set[str]:
+    rows = await db.fetchall("SELECT rkey FROM outbox WHERE did = ? AND collection = ?", (did, collection))
+    return {r["rkey"] for r in rows}
+
+
+async def _remember(conn: Any, did: str, collection: str, rkey: str, rec: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO pds_records(did, collection, rkey, uri, cid, record) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri, cid = excluded.cid,"
+        " record = excluded.record",
+        (did, collection, rkey, rec["uri"], rec["cid"], json.dumps(rec["value"])),
+    )
+
+
+async def _track_by_uri(conn: Any, uri: Any) -> Any:
+    if not isinstance(uri, str):
+        return None
+    async with conn.execute("SELECT id, duration FROM tracks WHERE record_uri = ?", (uri,)) as cur:
+        return await cur.fetchone()
+
+
+def _valid(collection: str, rec: dict[str, Any], report: ReconcileReport) -> bool:
+    try:
+        validate(collection, rec["value"])
+        return True
+    except RecordInvalid:
+        report.skipped += 1  # another client wrote something plyr.fm's lexicon does not allow: leave it be
+        return False
+
+
+async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
+    collection = "fm.plyr.like"
+    synced, pending = await _known_synced(db, did, collection), await _pending(db, did, collection)
+    local = {r["rkey"]: r["id"] for r in await db.fetchall("SELECT id, rkey FROM likes WHERE did = ?", (did,))}
+    gone = [rk for rk in local if rk not in remote and rk in synced and rk not in pending]
+    adopted = removed = 0
+    async with db.write() as conn:
+        for rkey in gone:
+            await conn.execute("DELETE FROM likes WHERE id = ?", (local[rkey],))
+            await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
+                               (did, collection, rkey))
+            removed += 1
+        for rkey, rec in remote.items():
+            if rkey in local or not _valid(collection, rec, report):
+                continue
+            track = await _track_by_uri(conn, rec["value"]["subject"]["uri"])
+            if track is None:
+                continue  # a like of a track this node does not carry
+            cur = await conn.execute(
+                "INSERT OR IGNORE INTO likes(did, track_id, rkey, position, created_at) VALUES (?, ?, ?,"
+                " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
+                (did, track["id"], rkey, did, _ts(rec["value"]["createdAt"]) or 0.0),
+            )
+            if cur.rowcount:
+                adopted += 1
+                await _remember(conn, did, collection, rkey, rec)
+    report.adopted["likes"], report.removed["likes"] = adopted, removed
+
+
+async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
+    collection = "fm.plyr.comment"
+    synced, pending = await _known_synced(db, did, collection), await _pending(db, did, collection)
+    local = {r["rkey"]: r for r in await db.fetchall("SELECT id, rkey, text FROM comments WHERE did = ?", (did,))}
+    adopted = removed = 0
+    async with db.write() as conn:
+        for rkey, row in local.items():
+            if rkey not in remote and rkey in synced and rkey not in pending:
+                await conn.execute("DELETE FROM comments WHERE id = ?", (row["id"],))
+                await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
+                                   (did, collection, rkey))
+                removed += 1
+        for rkey, rec in remote.items():
+            if rkey in local or not _valid(collection, rec, report):
+                continue
+            value = rec["value"]
+            track = await _track_by_uri(conn, value["subject"]["uri"])
+            if track is None:
+                continue
+            await conn.execute(
+                "INSERT INTO comments(track_id, did, text, timestamp_ms, rkey, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (track["id"], did, value["text"], max(0, int(value["timestampMs"])), rkey,
+                 _ts(value["createdAt"]) or 0.0, _ts(value.get("updatedAt"))),
+            )
+            await _remember(conn, did, collection, rkey, rec)
+            adopted += 1
+    report.adopted["comments"], report.removed["comments"] = adopted, removed
+
+
+async def reconcile(db: Database, session: PDSSession) -> ReconcileReport:
+    """One pass over the user's fm.plyr.* records. Safe to run at any time and repeatedly."""
+    did = session.did
+    report = ReconcileReport()
+    await _likes(db, did, await list_all(session, "fm.plyr.like"), report)
+    await _comments(db, did, await list_all(session, "fm.plyr.comment"), report)
+    if LIST_HOOKS:
+        lists = await list_all(session, "fm.plyr.list")
+        for hook in LIST_HOOKS:
+            await hook(db, did, lists, report)
+    log.info("reconciled", extra={"fields": {"did": did, **report.as_json()}})
+    return report

@@ -1,0 +1,92 @@
+"""Reconciliation against the real PDS: likes and comments written or deleted in another client show up here,
+on demand and after sign-in; what is still waiting in the outbox is never dropped."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from audio_samples import make_audio
+from conftest import start_node
+from test_publishing import records, wait_for
+from test_uploads import node_env, sign_in
+
+
+def pds_write(pds: Any, account: Any, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Another client writing to the account's repo directly (as plyr.fm itself would)."""
+    session = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                         json={"identifier": account.did, "password": account.password}).json()
+    r = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.repo.{method}", json={"repo": account.did, **body},
+                   headers={"Authorization": f"Bearer {session['accessJwt']}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_reconcile_likes_and_comments_both_ways(pds, tmp_path: Path) -> None:
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        artist_account = pds.create_account("recart")
+        artist = sign_in(served.url, artist_account)
+        r = artist.http.post("/preferences/", json={"allow_comments": True}, headers={"X-CSRF-Token": artist.csrf})
+        assert r.status_code == 200, r.text
+        ids = []
+        for i in range(2):
+            song = make_audio(tmp_path / f"r{i}.mp3", "mp3", seconds=2, frequency=400 + 100 * i)
+            up = artist.upload(song, title=f"rec {i}")
+            ids.append(artist.wait(up.json()["upload_id"])[-1]["track_id"])
+        wait_for(lambda: len(records(pds, artist_account.did, "fm.plyr.track")) == 2)
+        tracks = [artist.http.get(f"/tracks/{i}").json() for i in ids]
+        db = sqlite3.connect(served.data / "plyrd.db")
+        conn_uri = {t["id"]: db.execute("SELECT record_uri, record_cid FROM tracks WHERE id = ?", (t["id"],)).fetchone()
+                    for t in tracks}
+        db.close()
+
+        fan_account = pds.create_account("recfan")
+        fan = sign_in(served.url, fan_account)
+        # a like through the node, which reaches the PDS
+        assert fan.http.post(f"/tracks/{ids[0]}/like", headers={"X-CSRF-Token": fan.csrf}).status_code in (200, 201)
+        synced = wait_for(lambda: records(pds, fan_account.did, "fm.plyr.like"))
+        time.sleep(0.3)  # let the outbox record what the PDS accepted
+
+        # elsewhere: that like is deleted, and a like and a comment are made on the other track
+        pds_write(pds, fan_account, "deleteRecord", {"collection": "fm.plyr.like",
+                                                     "rkey": synced[0]["uri"].rsplit("/", 1)[1]})
+        uri, cid = conn_uri[ids[1]]
+        now = "2026-11-28T01:00:00.000Z"
+        pds_write(pds, fan_account, "createRecord", {"collection": "fm.plyr.like", "record": {
+            "$type": "fm.plyr.like", "subject": {"uri": uri, "cid": cid}, "createdAt": now}})
+        pds_write(pds, fan_account, "createRecord", {"collection": "fm.plyr.comment", "record": {
+            "$type": "fm.plyr.comment", "subject": {"uri": uri, "cid": cid}, "text": "from elsewhere",
+            "timestampMs": 1000, "createdAt": now}})
+        # and one like of a track this node does not carry: ignored
+        pds_write(pds, fan_account, "createRecord", {"collection": "fm.plyr.like", "record": {
+            "$type": "fm.plyr.like", "subject": {"uri": f"at://{fan_account.did}/fm.plyr.track/3kaaaaaaaaaaa",
+                                                 "cid": cid}, "createdAt": now}})
+
+        r = fan.http.post("/sync/reconcile", headers={"X-CSRF-Token": fan.csrf})
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["adopted"] == {"likes": 1, "comments": 1} and report["removed"] == {"likes": 1, "comments": 0}
+        liked = [t["id"] for t in fan.http.get("/tracks/liked").json()["tracks"]]
+        assert liked == [ids[1]]
+        comments = fan.http.get(f"/tracks/{ids[1]}/comments").json()["comments"]
+        assert [c["text"] for c in comments] == ["from elsewhere"]
+
+        # a second pass changes nothing
+        again = fan.http.post("/sync/reconcile", headers={"X-CSRF-Token": fan.csrf}).json()
+        assert again["adopted"] == {"likes": 0, "comments": 0} and again["removed"] == {"likes": 0, "comments": 0}
+
+        # signing in reconciles by itself: a like made elsewhere meanwhile appears
+        r = fan.http.delete(f"/tracks/{ids[1]}/like", headers={"X-CSRF-Token": fan.csrf})
+        assert r.status_code in (200, 204)
+        wait_for(lambda: len(records(pds, fan_account.did, "fm.plyr.like")) == 1)  # only the foreign-track like
+        pds_write(pds, fan_account, "createRecord", {"collection": "fm.plyr.like", "record": {
+            "$type": "fm.plyr.like", "subject": {"uri": conn_uri[ids[0]][0], "cid": conn_uri[ids[0]][1]},
+            "createdAt": now}})
+        fresh = sign_in(served.url, fan_account)
+        wait_for(lambda: ids[0] in [t["id"] for t in fresh.http.get("/tracks/liked").json()["tracks"]])
+    finally:
+        served.stop()
