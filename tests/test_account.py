@@ -58,3 +58,34 @@ def test_export_then_delete_account(pds, tmp_path: Path) -> None:
         assert friend.http.get(f"/audio/{shared_sha}").status_code == 200
     finally:
         served.stop()
+
+
+def test_delete_account_with_its_pds_records(pds, tmp_path: Path) -> None:
+    from test_publishing import records, wait_for
+
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        account = pds.create_account("wipe")
+        me = sign_in(served.url, account)
+        song = make_audio(tmp_path / "w.mp3", "mp3", seconds=1)
+        track_id = me.wait(me.upload(song, title="to be wiped").json()["upload_id"])[-1]["track_id"]
+        wait_for(lambda: records(pds, account.did, "fm.plyr.track"))
+        assert me.http.post(f"/tracks/{track_id}/like", headers={"X-CSRF-Token": me.csrf}).status_code in (200, 201)
+        wait_for(lambda: records(pds, account.did, "fm.plyr.like"))
+
+        r = me.http.request("DELETE", "/account/", json={"confirmation": account.handle,
+                                                         "delete_atproto_records": "yes"},
+                            headers={"X-CSRF-Token": me.csrf})
+        assert r.status_code == 400  # not a boolean: nothing happens
+        assert records(pds, account.did, "fm.plyr.track")
+
+        r = me.http.request("DELETE", "/account/", json={"confirmation": account.handle,
+                                                         "delete_atproto_records": True},
+                            headers={"X-CSRF-Token": me.csrf})
+        assert r.status_code == 200, r.text
+        assert r.json()["atproto_records_deleted"] is True and r.json()["atproto_records_deleted_count"] == 2
+        for collection in ("fm.plyr.track", "fm.plyr.like"):
+            assert records(pds, account.did, collection) == []
+        assert db_rows(served, f"SELECT count(*) FROM outbox WHERE did = '{account.did}'") == [(0,)]
+    finally:
+        served.stop()

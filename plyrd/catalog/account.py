@@ -189,5 +189,30 @@ async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, in
             counts[table] = cur.rowcount
         cur = await conn.execute("DELETE FROM auth_sessions WHERE did = ?", (did,))
         counts["sessions"] = cur.rowcount
+        # Nothing more goes to their PDS from here: queued writes and what was known of their repo are dropped.
+        cur = await conn.execute("DELETE FROM outbox WHERE did = ?", (did,))
+        counts["queued_writes"] = cur.rowcount
+        await conn.execute("DELETE FROM pds_records WHERE did = ?", (did,))
+        await conn.execute("DELETE FROM pds_blobs WHERE did = ?", (did,))
     await store.remove_unreferenced(released)
     return counts
+
+
+PLYR_COLLECTIONS = ("fm.plyr.track", "fm.plyr.like", "fm.plyr.comment", "fm.plyr.list", "fm.plyr.actor.profile")
+
+
+async def delete_pds_records(session: Any) -> int:
+    """Delete every fm.plyr.* record in the user's repo (not only those this node wrote), 200 at a time."""
+    from .reconcile import list_all
+
+    deleted = 0
+    for collection in PLYR_COLLECTIONS:
+        rkeys = list(await list_all(session, collection))
+        for start in range(0, len(rkeys), 200):
+            batch = rkeys[start:start + 200]
+            await session.apply_writes([
+                {"$type": "com.atproto.repo.applyWrites#delete", "collection": collection, "rkey": rk}
+                for rk in batch
+            ])
+            deleted += len(batch)
+    return deleted

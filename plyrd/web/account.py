@@ -6,7 +6,8 @@ import time
 
 from quart import Blueprint, Response, jsonify
 
-from ..catalog.account import check_confirmation, delete_local, export_zip
+from ..catalog.account import check_confirmation, delete_local, delete_pds_records, export_zip
+from ..errors import InvalidInput
 from .auth import clear_session_cookies, json_body
 from .context import node
 from .viewer import require_viewer
@@ -31,8 +32,16 @@ async def delete_account() -> Response:
     viewer = require_viewer(browser=True)
     body = await json_body()
     check_confirmation(body.get("confirmation"), viewer.session.handle, viewer.did)
+    delete_records = body.get("delete_atproto_records", False)
+    if not isinstance(delete_records, bool):
+        raise InvalidInput("delete_atproto_records must be true or false")
     n = node()
+    records_deleted = 0
+    if delete_records:
+        # First, while the session still exists: if the PDS refuses, nothing here has been deleted yet.
+        records_deleted = await delete_pds_records(await n.auth.pds_session(viewer.session))
     counts = await delete_local(n.db, n.blobs, viewer.did)
-    response = jsonify({"deleted": counts, "atproto_records_deleted": False})
+    response = jsonify({"deleted": counts, "atproto_records_deleted": delete_records,
+                        "atproto_records_deleted_count": records_deleted})
     clear_session_cookies(response)
     return response
