@@ -1,0 +1,494 @@
+"""Albums: an artist's own tracks in an explicit order, published as an fm.plyr.list record (listType album).
+
+Each change is one transaction that updates the local rows and, through the outbox, rewrites the album's record
+with the strongRefs of its tracks in order, so the answer comes from the local database at once and the PDS
+catches up. An album without tracks is a shell (plyr.fm's multi-track upload creates one before its tracks
+exist): it gets its record when its first track arrives, so an upload that fails entirely leaves no fake release.
+
+Also here, because playlists share them: id parsing, times, list-record names and covers.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from ..atproto import outbox, records
+from ..db import Database
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
+from ..storage import BlobStore
+from .tracks import TRACK_SELECT, delete_track, track_json
+
+if TYPE_CHECKING:
+    from .uploads import Uploads
+
+LIST_COLLECTION = "fm.plyr.list"
+MAX_TITLE_CHARS = 256
+MAX_DESCRIPTION_CHARS = 5000
+MAX_SLUG_CHARS = 100
+MAX_ITEMS = 500  # the lexicon's limit on a list's items
+RECORD_NAME_GRAPHEMES = 64  # the lexicon's limits on a list's name
+RECORD_NAME_BYTES = 256
+COVER_COLUMNS = ("image_sha", "thumb_sha", "display_sha")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
+
+ALBUM_SELECT = """
+SELECT a.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
+       (SELECT count(*) FROM album_tracks x WHERE x.album_id = a.id) AS track_count,
+       (SELECT coalesce(sum(t.play_count), 0) FROM album_tracks x JOIN tracks t ON t.id = x.track_id
+         WHERE x.album_id = a.id) AS total_plays
+FROM albums a JOIN users u ON u.did = a.artist_did
+"""
+
+
+# ---- shared by albums and playlists -----------------------------------------------------------------------------
+
+
+def parse_uuid(raw: str, what: str) -> str:
+    """A UUID in its canonical lowercase form; anything else is a client mistake (400), not a missing thing."""
+    value = raw.strip().lower()
+    if not _UUID.fullmatch(value):
+        raise InvalidInput(f"{what} id must be a UUID like 3f2b8c1e-7d4a-4e2b-9c1f-0a1b2c3d4e5f")
+    return value
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def record_time(ts: float) -> str:
+    return records.format_datetime(datetime.fromtimestamp(ts, UTC))
+
+
+def grapheme_len(text: str) -> int:
+    return records.grapheme_count(text)
+
+
+def record_name(text: str) -> str:
+    """`text` cut to what a list record's name may hold (64 graphemes, 256 UTF-8 bytes), at a character boundary.
+    Album titles may be longer (256 characters, like a track's album field); the record carries what fits."""
+    if grapheme_len(text) <= RECORD_NAME_GRAPHEMES and len(text.encode()) <= RECORD_NAME_BYTES:
+        return text
+    end = 0
+    for i in range(1, len(text)):
+        prefix = text[:i]
+        if grapheme_len(prefix) > RECORD_NAME_GRAPHEMES or len(prefix.encode()) > RECORD_NAME_BYTES:
+            break
+        if grapheme_len(text[:i + 1]) > grapheme_len(prefix):  # text[i] starts a new character: a clean cut
+            end = i
+    return text[:end].rstrip()
+
+
+def cover_urls(row: sqlite3.Row, public_url: str) -> dict[str, str | None]:
+    return {
+        "image_url": f"{public_url}/lists/covers/{row['display_sha']}" if row["display_sha"] else None,
+        "thumbnail_url": f"{public_url}/lists/covers/{row['thumb_sha']}" if row["thumb_sha"] else None,
+    }
+
+
+async def cover_mime(db: Database, sha: str) -> str:
+    """The type of an album or playlist cover blob; NotFound for anything else (the store holds audio too)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise NotFound("no such image")
+    for table in ("albums", "playlists"):
+        row = await db.fetchone(
+            f"SELECT image_sha, image_mime FROM {table} WHERE image_sha = ? OR thumb_sha = ? OR display_sha = ?"
+            " LIMIT 1", (sha, sha, sha))
+        if row is not None:
+            return row["image_mime"] if row["image_sha"] == sha else "image/webp"
+    raise NotFound("no such image")
+
+
+async def store_cover(uploads: Uploads, data: bytes) -> dict[str, str]:
+    """Check a cover image and store it with its renditions (unreferenced until a row takes them)."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        # Covers are shown everywhere, often as stills; plyr.fm refuses animated covers for them.
+        raise UnsupportedMedia("covers must be JPEG, PNG or WebP; GIF is not accepted for covers")
+    return await uploads.store_artwork(await uploads.check_image(data))
+
+
+async def swap_cover(conn: aiosqlite.Connection, store: BlobStore, table: str, row_id: str,
+                     artwork: dict[str, str] | None) -> list[str]:
+    """Point a row at a new cover (or none) inside the caller's transaction; returns the blobs it let go of."""
+    assert table in ("albums", "playlists")
+    async with conn.execute(f"SELECT image_sha, thumb_sha, display_sha FROM {table} WHERE id = ?", (row_id,)) as cur:
+        old = await cur.fetchone()
+    assert old is not None
+    # Take the new references before dropping the old ones: the same image uploaded again never hits zero.
+    if artwork:
+        for column in COVER_COLUMNS:
+            await store.incref(conn, artwork[column])
+    values = (artwork["image_sha"], artwork["image_mime"], artwork["thumb_sha"], artwork["display_sha"]) if artwork \
+        else (None, None, None, None)
+    await conn.execute(
+        f"UPDATE {table} SET image_sha = ?, image_mime = ?, thumb_sha = ?, display_sha = ?, updated_at = {_NOW_SQL}"
+        " WHERE id = ?", (*values, row_id))
+    return [old[c] for c in COVER_COLUMNS if old[c] and await store.decref(conn, old[c]) == 0]
+
+
+async def release_owned_covers(conn: aiosqlite.Connection, store: BlobStore, did: str) -> list[str]:
+    """For account deletion, inside its transaction before the rows go: drop the cover references of every album
+    and playlist `did` owns. Returns the blobs let go of (for store.remove_unreferenced after the commit)."""
+    released: list[str] = []
+    for table, owner in (("albums", "artist_did"), ("playlists", "owner_did")):
+        for row in await fetchall(conn, f"SELECT id FROM {table} WHERE {owner} = ? AND image_sha IS NOT NULL", (did,)):
+            released += await swap_cover(conn, store, table, row["id"], None)
+    return released
+
+
+async def fetchone(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+    async with conn.execute(sql, params) as cur:
+        return await cur.fetchone()
+
+
+async def fetchall(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    async with conn.execute(sql, params) as cur:
+        return list(await cur.fetchall())
+
+
+async def put_list_record(conn: aiosqlite.Connection, table: str, row: sqlite3.Row, *, list_type: str, name: str,
+                          items: list[dict[str, str]], did: str) -> None:
+    """Write a list record through the outbox (a new TID the first time) and keep its uri/cid on the row."""
+    rkey = row["rkey"] or records.new_tid()
+    record = records.list_record(list_type, record_name(name), items, created_at=record_time(row["created_at"]),
+                                 updated_at=datetime.now(UTC))
+    uri, cid = await outbox.enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)
+    await conn.execute(f"UPDATE {table} SET rkey = ?, record_uri = ?, record_cid = ? WHERE id = ?",
+                       (rkey, uri, cid, row["id"]))
+
+
+# ---- albums -----------------------------------------------------------------------------------------------------
+
+
+def slugify(text: str) -> str:
+    """A URL slug: ASCII when the title transliterates (NFKD), else the title's own letters; at most 100 chars."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if not slug:  # a title in a script without a Latin transliteration keeps its own letters
+        slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFKC", text).lower()).strip("-")
+    return slug[:MAX_SLUG_CHARS].strip("-")
+
+
+def _title(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("title is required")
+    value = value.strip()
+    if len(value) > MAX_TITLE_CHARS:
+        raise InvalidInput(f"title must be at most {MAX_TITLE_CHARS} characters")
+    return value
+
+
+def _description(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("description must be a string")
+    value = value.strip()
+    if len(value) > MAX_DESCRIPTION_CHARS:
+        raise InvalidInput(f"description must be at most {MAX_DESCRIPTION_CHARS} characters")
+    return value or None
+
+
+def _slug(value: Any) -> str:
+    if not isinstance(value, str) or not (slug := slugify(value)):
+        raise InvalidInput("slug must contain at least one letter or digit")
+    return slug
+
+
+def _track_ids(value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise InvalidInput("track_ids must be a list of track ids (integers)")
+    if len(set(value)) != len(value):
+        raise InvalidInput("track_ids lists a track more than once")
+    if len(value) > MAX_ITEMS:
+        raise InvalidInput(f"an album holds at most {MAX_ITEMS} tracks")
+    return value
+
+
+def album_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
+    """An album's metadata in plyr.fm's field names (list_uri is its fm.plyr.list record)."""
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "slug": row["slug"],
+        "description": row["description"],
+        "artist": row["artist_display_name"] or row["artist_handle"] or row["artist_did"],
+        "artist_handle": row["artist_handle"],
+        "artist_did": row["artist_did"],
+        "track_count": row["track_count"],
+        "total_plays": row["total_plays"],
+        **cover_urls(row, public_url),
+        "list_uri": row["record_uri"],
+        "atproto_record_uri": row["record_uri"],
+        "atproto_record_cid": row["record_cid"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+async def get_album(db: Database, album_id: str) -> sqlite3.Row:
+    row = await db.fetchone(ALBUM_SELECT + " WHERE a.id = ?", (parse_uuid(album_id, "album"),))
+    if row is None:
+        raise NotFound("album not found")
+    return row
+
+
+async def _owned(conn: aiosqlite.Connection, album_id: str, did: str) -> sqlite3.Row:
+    """The album row, inside a transaction, if `did` is its artist."""
+    row = await fetchone(conn, "SELECT * FROM albums WHERE id = ?", (parse_uuid(album_id, "album"),))
+    if row is None:
+        raise NotFound("album not found")
+    if row["artist_did"] != did:
+        raise Forbidden("only the album's artist can change it")
+    return row
+
+
+async def check_owner(db: Database, album_id: str, did: str) -> None:
+    """Ownership checked before expensive work (cover processing); checked again inside the write."""
+    row = await get_album(db, album_id)
+    if row["artist_did"] != did:
+        raise Forbidden("only the album's artist can change it")
+
+
+async def _publish(conn: aiosqlite.Connection, album_id: str) -> None:
+    """Rewrite the album's list record from its current tracks, in order (not before it has any)."""
+    album = await fetchone(conn, "SELECT * FROM albums WHERE id = ?", (album_id,))
+    assert album is not None
+    rows = await fetchall(
+        conn,
+        "SELECT t.record_uri, t.record_cid FROM album_tracks x JOIN tracks t ON t.id = x.track_id"
+        " WHERE x.album_id = ? AND t.record_uri IS NOT NULL AND t.record_cid IS NOT NULL ORDER BY x.position",
+        (album_id,))
+    if album["rkey"] is None and not rows:
+        return
+    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in rows]
+    await put_list_record(conn, "albums", album, list_type="album", name=album["title"], items=items,
+                          did=album["artist_did"])
+
+
+async def resync_album(conn: aiosqlite.Connection, album_id: str) -> None:
+    """Rewrite an album's record inside the caller's transaction: for track code, after a member track was deleted
+    or its record's CID changed (the album's strongRefs name the old version until then)."""
+    await _publish(conn, album_id)
+
+
+async def album_ids_of_track(conn: aiosqlite.Connection, track_id: int) -> list[str]:
+    return [r["album_id"] for r in await fetchall(conn, "SELECT album_id FROM album_tracks WHERE track_id = ?",
+                                                  (track_id,))]
+
+
+async def _write_order(conn: aiosqlite.Connection, album_id: str, track_ids: list[int]) -> None:
+    await conn.execute("DELETE FROM album_tracks WHERE album_id = ?", (album_id,))
+    await conn.executemany("INSERT INTO album_tracks(album_id, position, track_id) VALUES (?, ?, ?)",
+                           [(album_id, i, t) for i, t in enumerate(track_ids)])
+    await conn.execute(f"UPDATE albums SET updated_at = {_NOW_SQL} WHERE id = ?", (album_id,))
+
+
+async def _current_order(conn: aiosqlite.Connection, album_id: str) -> list[int]:
+    rows = await fetchall(conn, "SELECT track_id FROM album_tracks WHERE album_id = ? ORDER BY position", (album_id,))
+    return [r["track_id"] for r in rows]
+
+
+async def _check_members(conn: aiosqlite.Connection, album_id: str, did: str, track_ids: list[int]) -> None:
+    """Each track exists, is the artist's own, has a record to reference, and is on no other album."""
+    for track_id in track_ids:
+        track = await fetchone(conn, "SELECT artist_did, record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))
+        if track is None:
+            raise NotFound(f"track {track_id} not found")
+        if track["artist_did"] != did:
+            raise Forbidden(f"track {track_id} is not yours: an album holds only its artist's own tracks")
+        if not track["record_uri"] or not track["record_cid"]:
+            raise InvalidInput(f"track {track_id} has no ATProto record yet; try again once it is published")
+        other = await fetchone(conn, "SELECT a.id, a.title FROM album_tracks x JOIN albums a ON a.id = x.album_id"
+                               " WHERE x.track_id = ? AND x.album_id != ?", (track_id, album_id))
+        if other is not None:
+            raise Conflict(f"track {track_id} is already on the album {other['title']!r}; remove it there first")
+
+
+async def create_album(db: Database, did: str, body: dict[str, Any]) -> str:
+    """A new, empty album; 409 when the artist already has one with this slug."""
+    title = _title(body.get("title"))
+    album_id = str(uuid.uuid4())
+    # A title of only punctuation still makes an album; its slug then comes from the id.
+    slug = _slug(body["slug"]) if body.get("slug") is not None else (slugify(title) or f"album-{album_id[:8]}")
+    description = _description(body.get("description"))
+    async with db.write() as conn:
+        clash = await fetchone(conn, "SELECT id FROM albums WHERE artist_did = ? AND slug = ?", (did, slug))
+        if clash is not None:
+            raise Conflict(f"you already have an album at /{slug} (id {clash['id']}); pick another title or slug")
+        await conn.execute("INSERT INTO albums(id, artist_did, slug, title, description) VALUES (?, ?, ?, ?, ?)",
+                           (album_id, did, slug, title, description))
+    return album_id
+
+
+async def update_album(db: Database, album_id: str, did: str, changes: dict[str, Any]) -> None:
+    """Title and description; the slug changes only when asked, so links to the album keep working."""
+    unknown = set(changes) - {"title", "description", "slug"}
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}; an album has title, description and slug")
+    async with db.write() as conn:
+        album = await _owned(conn, album_id, did)
+        title = _title(changes["title"]) if changes.get("title") is not None else album["title"]
+        description = _description(changes["description"]) if "description" in changes else album["description"]
+        slug = _slug(changes["slug"]) if changes.get("slug") is not None else album["slug"]
+        if slug != album["slug"]:
+            clash = await fetchone(conn, "SELECT id FROM albums WHERE artist_did = ? AND slug = ? AND id != ?",
+                                   (did, slug, album["id"]))
+            if clash is not None:
+                raise Conflict(f"you already have an album at /{slug}")
+        await conn.execute(f"UPDATE albums SET title = ?, description = ?, slug = ?, updated_at = {_NOW_SQL}"
+                           " WHERE id = ?", (title, description, slug, album["id"]))
+        if title != album["title"]:
+            await _publish(conn, album["id"])  # the record carries the title as its name
+
+
+async def set_order(db: Database, album_id: str, did: str, track_ids: Any) -> None:
+    """Replace the album's tracks with exactly these, in this order; tracks left out stay, without an album."""
+    ids = _track_ids(track_ids)
+    async with db.write() as conn:
+        album = await _owned(conn, album_id, did)
+        await _check_members(conn, album["id"], did, ids)
+        await _write_order(conn, album["id"], ids)
+        await _publish(conn, album["id"])
+
+
+async def finalize(db: Database, album_id: str, did: str, track_ids: Any) -> None:
+    """plyr.fm's finalize: tracks already on the album and not named keep their order in front, the named ones
+    follow in the order given (added when new). Called after a multi-track upload settles."""
+    ids = _track_ids(track_ids)
+    if not ids:
+        raise InvalidInput("track_ids must not be empty")
+    async with db.write() as conn:
+        album = await _owned(conn, album_id, did)
+        order = [t for t in await _current_order(conn, album["id"]) if t not in set(ids)] + ids
+        if len(order) > MAX_ITEMS:
+            raise InvalidInput(f"an album holds at most {MAX_ITEMS} tracks")
+        await _check_members(conn, album["id"], did, ids)
+        await _write_order(conn, album["id"], order)
+        await _publish(conn, album["id"])
+
+
+async def add_track(db: Database, album_id: str, did: str, track_id: Any, position: Any = None) -> None:
+    """Put one of the artist's tracks on the album, at the end or at `position` (0-based)."""
+    if not isinstance(track_id, int) or isinstance(track_id, bool):
+        raise InvalidInput("track_id must be a track id (an integer)")
+    async with db.write() as conn:
+        album = await _owned(conn, album_id, did)
+        order = await _current_order(conn, album["id"])
+        if track_id in order:
+            raise Conflict(f"track {track_id} is already on this album")
+        if len(order) >= MAX_ITEMS:
+            raise InvalidInput(f"an album holds at most {MAX_ITEMS} tracks")
+        if position is None:
+            position = len(order)
+        if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= len(order):
+            raise InvalidInput(f"position must be an integer from 0 to {len(order)}")
+        await _check_members(conn, album["id"], did, [track_id])
+        order.insert(position, track_id)
+        await _write_order(conn, album["id"], order)
+        await _publish(conn, album["id"])
+
+
+async def remove_track(db: Database, album_id: str, did: str, track_id: int) -> None:
+    """Take a track off the album; the track itself stays."""
+    async with db.write() as conn:
+        album = await _owned(conn, album_id, did)
+        if await fetchone(conn, "SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
+            raise NotFound(f"track {track_id} not found")
+        order = await _current_order(conn, album["id"])
+        if track_id not in order:
+            raise InvalidInput(f"track {track_id} is not on this album")
+        order.remove(track_id)
+        await _write_order(conn, album["id"], order)
+        await _publish(conn, album["id"])
+
+
+async def set_cover(db: Database, store: BlobStore, uploads: Uploads, album_id: str, did: str,
+                    data: bytes | None) -> None:
+    """Replace the album's cover with this image, or remove it (`data` None)."""
+    await check_owner(db, album_id, did)
+    artwork = await store_cover(uploads, data) if data is not None else None
+    released: list[str] = []
+    try:
+        async with db.write() as conn:
+            album = await _owned(conn, album_id, did)
+            released = await swap_cover(conn, store, "albums", album["id"], artwork)
+    finally:
+        # On success the new files are referenced and stay; on failure they go with the old ones.
+        await store.remove_unreferenced(released + (list(artwork.values()) if artwork else []))
+
+
+async def delete_album(db: Database, store: BlobStore, album_id: str, did: str, *, cascade: bool) -> list[int]:
+    """Delete the album and its record; its tracks stay without an album, or with `cascade` are deleted too.
+    Returns the ids of the tracks deleted."""
+    async with db.write() as conn:
+        album = await _owned(conn, album_id, did)
+        track_ids = await _current_order(conn, album["id"])
+        released = await swap_cover(conn, store, "albums", album["id"], None)
+        await conn.execute("DELETE FROM albums WHERE id = ?", (album["id"],))
+        if album["rkey"]:
+            await outbox.enqueue_delete(conn, did=did, collection=LIST_COLLECTION, rkey=album["rkey"])
+    await store.remove_unreferenced(released)
+    if not cascade:
+        return []
+    # The album is gone first, so a failure half-way leaves ordinary tracks rather than an album naming dead ones.
+    deleted = []
+    for track_id in track_ids:
+        try:
+            await delete_track(db, store, track_id, did=did)
+        except NotFound:
+            continue  # deleted meanwhile
+        deleted.append(track_id)
+    return deleted
+
+
+# ---- reading ----------------------------------------------------------------------------------------------------
+
+
+async def _artist_did(db: Database, handle: str) -> str:
+    """The artist behind a handle (or a DID, which artist pages accept too)."""
+    if handle.startswith("did:"):
+        row = await db.fetchone("SELECT did FROM users WHERE did = ?", (handle,))
+    else:
+        row = await db.fetchone("SELECT did FROM users WHERE handle = ?", (handle.lower().lstrip("@"),))
+    if row is None:
+        raise NotFound("artist not found")
+    return row["did"]
+
+
+async def album_detail(db: Database, handle: str, slug: str, public_url: str) -> dict[str, Any]:
+    """An album with its tracks in order, as plyr.fm's GET /albums/{handle}/{slug} answers."""
+    did = await _artist_did(db, handle)
+    album = await db.fetchone(ALBUM_SELECT + " WHERE a.artist_did = ? AND a.slug = ?", (did, slug))
+    if album is None:
+        raise NotFound("album not found")
+    tracks = await db.fetchall(
+        TRACK_SELECT + " JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ? ORDER BY x.position",
+        (album["id"],))
+    return {"metadata": album_json(album, public_url), "tracks": [track_json(t, public_url) for t in tracks]}
+
+
+async def album_metadata(db: Database, album_id: str, public_url: str) -> dict[str, Any]:
+    return album_json(await get_album(db, album_id), public_url)
+
+
+async def list_albums(db: Database, public_url: str) -> list[dict[str, Any]]:
+    """Every album with at least one track (empty shells are drafts of an upload in progress)."""
+    rows = await db.fetchall(ALBUM_SELECT + " WHERE EXISTS (SELECT 1 FROM album_tracks x WHERE x.album_id = a.id)"
+                             " ORDER BY lower(a.title), a.id")
+    return [album_json(r, public_url) for r in rows]
+
+
+async def list_artist_albums(db: Database, handle: str, public_url: str, *, viewer_did: str | None) -> list[
+        dict[str, Any]]:
+    """An artist's albums; the artist also sees their empty shells."""
+    did = await _artist_did(db, handle)
+    rows = await db.fetchall(ALBUM_SELECT + " WHERE a.artist_did = ? ORDER BY lower(a.title), a.id", (did,))
+    return [album_json(r, public_url) for r in rows if r["track_count"] or viewer_did == did]

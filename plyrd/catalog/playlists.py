@@ -1,0 +1,322 @@
+"""Playlists: anyone's ordered picks of tracks, published as fm.plyr.list records (listType playlist) unless private.
+
+A public playlist's record is rewritten through the outbox in the same transaction as each local change; a private
+one lives only in this node's database and never reaches a PDS. Turning a playlist private deletes its record;
+turning it public publishes a new one. A private playlist does not exist for anyone but its owner (404, never 403),
+so its existence does not leak.
+
+Items are the strongRefs they were added with (a record pins one version of a track); `track_id` follows the local
+track while it exists, and an item whose track was deleted stays until its owner removes it, like the published
+record that still names it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from ..atproto import outbox, records
+from ..db import Database
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..storage import BlobStore
+from .albums import (
+    LIST_COLLECTION,
+    MAX_ITEMS,
+    RECORD_NAME_BYTES,
+    RECORD_NAME_GRAPHEMES,
+    cover_urls,
+    fetchall,
+    fetchone,
+    grapheme_len,
+    iso,
+    parse_uuid,
+    put_list_record,
+    store_cover,
+    swap_cover,
+)
+from .tracks import TRACK_SELECT, track_json
+
+if TYPE_CHECKING:
+    from .uploads import Uploads
+
+_NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
+
+PLAYLIST_SELECT = """
+SELECT p.*, u.handle AS owner_handle,
+       (SELECT count(*) FROM playlist_items i WHERE i.playlist_id = p.id) AS track_count
+FROM playlists p JOIN users u ON u.did = p.owner_did
+"""
+
+
+def _name(value: Any) -> str:
+    """A playlist's name is its record's name, so it keeps to the lexicon's limits rather than being cut."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("name is required")
+    value = value.strip()
+    if grapheme_len(value) > RECORD_NAME_GRAPHEMES or len(value.encode()) > RECORD_NAME_BYTES:
+        raise InvalidInput(f"name must be at most {RECORD_NAME_GRAPHEMES} characters ({RECORD_NAME_BYTES} bytes)")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    raise InvalidInput(f"{name} must be true or false")
+
+
+def playlist_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
+    """A playlist's metadata in plyr.fm's field names (atproto_record_uri is null while private)."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "owner_did": row["owner_did"],
+        "owner_handle": row["owner_handle"],
+        "track_count": row["track_count"],
+        **cover_urls(row, public_url),
+        "show_on_profile": bool(row["show_on_profile"]),
+        "is_private": bool(row["is_private"]),
+        "atproto_record_uri": row["record_uri"],
+        "atproto_record_cid": row["record_cid"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+async def _load(db: Database, playlist_id: str) -> sqlite3.Row | None:
+    return await db.fetchone(PLAYLIST_SELECT + " WHERE p.id = ?", (parse_uuid(playlist_id, "playlist"),))
+
+
+async def get_playlist(db: Database, playlist_id: str, viewer_did: str | None) -> sqlite3.Row:
+    """A playlist the viewer may see: any public one, a private one only by its owner."""
+    row = await _load(db, playlist_id)
+    if row is None or (row["is_private"] and row["owner_did"] != viewer_did):
+        raise NotFound("playlist not found")
+    return row
+
+
+async def _owned(conn: aiosqlite.Connection, playlist_id: str, did: str) -> sqlite3.Row:
+    """The playlist row, inside a transaction, if `did` owns it: 403 for someone else's public playlist, 404 for
+    someone else's private one (it does not exist for them)."""
+    row = await fetchone(conn, "SELECT * FROM playlists WHERE id = ?", (parse_uuid(playlist_id, "playlist"),))
+    if row is None or (row["is_private"] and row["owner_did"] != did):
+        raise NotFound("playlist not found")
+    if row["owner_did"] != did:
+        raise Forbidden("only the playlist's owner can change it")
+    return row
+
+
+async def check_owner(db: Database, playlist_id: str, did: str) -> None:
+    """Ownership checked before expensive work (cover processing); checked again inside the write."""
+    row = await get_playlist(db, playlist_id, did)
+    if row["owner_did"] != did:
+        raise Forbidden("only the playlist's owner can change it")
+
+
+async def _items(conn: aiosqlite.Connection, playlist_id: str) -> list[sqlite3.Row]:
+    return await fetchall(conn, "SELECT * FROM playlist_items WHERE playlist_id = ? ORDER BY position",
+                          (playlist_id,))
+
+
+async def _publish(conn: aiosqlite.Connection, playlist_id: str) -> None:
+    """Rewrite a public playlist's record from its current items; a private playlist has none."""
+    row = await fetchone(conn, "SELECT * FROM playlists WHERE id = ?", (playlist_id,))
+    assert row is not None
+    if row["is_private"]:
+        return
+    items = [{"uri": i["track_uri"], "cid": i["track_cid"]} for i in await _items(conn, playlist_id)]
+    await put_list_record(conn, "playlists", row, list_type="playlist", name=row["name"], items=items,
+                          did=row["owner_did"])
+
+
+async def _write_items(conn: aiosqlite.Connection, playlist_id: str, items: list[tuple[Any, ...]]) -> None:
+    """Replace the items with (track_id, track_uri, track_cid, added_at) rows in this order, numbered from 0."""
+    await conn.execute("DELETE FROM playlist_items WHERE playlist_id = ?", (playlist_id,))
+    await conn.executemany(
+        "INSERT INTO playlist_items(playlist_id, position, track_id, track_uri, track_cid, added_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)", [(playlist_id, i, *item) for i, item in enumerate(items)])
+    await conn.execute(f"UPDATE playlists SET updated_at = {_NOW_SQL} WHERE id = ?", (playlist_id,))
+
+
+async def create_playlist(db: Database, did: str, body: dict[str, Any]) -> str:
+    name = _name(body.get("name"))
+    private = _flag("is_private", body.get("is_private", False))
+    show = _flag("show_on_profile", body.get("show_on_profile", False))
+    playlist_id = str(uuid.uuid4())
+    async with db.write() as conn:
+        await conn.execute("INSERT INTO playlists(id, owner_did, name, is_private, show_on_profile)"
+                           " VALUES (?, ?, ?, ?, ?)", (playlist_id, did, name, int(private), int(show)))
+        await _publish(conn, playlist_id)
+    return playlist_id
+
+
+async def update_playlist(db: Database, playlist_id: str, did: str, changes: dict[str, Any]) -> None:
+    """Name, show_on_profile and is_private. Going private deletes the record; going public publishes one."""
+    unknown = set(changes) - {"name", "show_on_profile", "is_private"}
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}; a playlist has name, show_on_profile and"
+                           " is_private")
+    async with db.write() as conn:
+        row = await _owned(conn, playlist_id, did)
+        name = _name(changes["name"]) if changes.get("name") is not None else row["name"]
+        show = (_flag("show_on_profile", changes["show_on_profile"]) if changes.get("show_on_profile") is not None
+                else bool(row["show_on_profile"]))
+        private = (_flag("is_private", changes["is_private"]) if changes.get("is_private") is not None
+                   else bool(row["is_private"]))
+        if private and not row["is_private"] and row["rkey"]:
+            await outbox.enqueue_delete(conn, did=did, collection=LIST_COLLECTION, rkey=row["rkey"])
+        await conn.execute(
+            "UPDATE playlists SET name = ?, show_on_profile = ?, is_private = ?,"
+            " rkey = CASE WHEN ? THEN NULL ELSE rkey END, record_uri = CASE WHEN ? THEN NULL ELSE record_uri END,"
+            f" record_cid = CASE WHEN ? THEN NULL ELSE record_cid END, updated_at = {_NOW_SQL} WHERE id = ?",
+            (name, int(show), int(private), private, private, private, row["id"]))
+        # A new name or a playlist going public changes what the PDS should hold; show_on_profile is local.
+        if not private and (name != row["name"] or row["is_private"]):
+            await _publish(conn, row["id"])
+
+
+async def delete_playlist(db: Database, store: BlobStore, playlist_id: str, did: str) -> None:
+    async with db.write() as conn:
+        row = await _owned(conn, playlist_id, did)
+        released = await swap_cover(conn, store, "playlists", row["id"], None)
+        await conn.execute("DELETE FROM playlists WHERE id = ?", (row["id"],))
+        if row["rkey"]:
+            await outbox.enqueue_delete(conn, did=did, collection=LIST_COLLECTION, rkey=row["rkey"])
+    await store.remove_unreferenced(released)
+
+
+async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any]) -> tuple[int, str, str]:
+    """(track id, uri, cid) of the track to add: by `track_uri` (+ `track_cid`, plyr.fm's body) or by `track_id`."""
+    uri, cid, track_id = body.get("track_uri"), body.get("track_cid"), body.get("track_id")
+    if uri is not None:
+        if not isinstance(uri, str) or not records.is_at_uri(uri):
+            raise InvalidInput("track_uri must be an at:// URI of a track record")
+        track = await fetchone(conn, "SELECT id, record_uri, record_cid FROM tracks WHERE record_uri = ?", (uri,))
+        if track is None:
+            raise NotFound("track not found")
+    elif track_id is not None:
+        if not isinstance(track_id, int) or isinstance(track_id, bool):
+            raise InvalidInput("track_id must be a track id (an integer)")
+        track = await fetchone(conn, "SELECT id, record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))
+        if track is None:
+            raise NotFound(f"track {track_id} not found")
+        if not track["record_uri"] or not track["record_cid"]:
+            raise InvalidInput(f"track {track_id} has no ATProto record yet; try again once it is published")
+    else:
+        raise InvalidInput("send track_uri and track_cid (or track_id) of the track to add")
+    if cid is None:
+        cid = track["record_cid"]
+    elif not isinstance(cid, str) or not records.is_cid(cid):
+        raise InvalidInput("track_cid must be the CID of the track's record")
+    return track["id"], track["record_uri"], cid
+
+
+async def add_item(db: Database, playlist_id: str, did: str, body: dict[str, Any]) -> None:
+    """Append a track (any track with a record) to the playlist."""
+    async with db.write() as conn:
+        row = await _owned(conn, playlist_id, did)
+        items = await _items(conn, row["id"])
+        track_id, uri, cid = await _resolve_track(conn, body)
+        if any(i["track_uri"] == uri for i in items):
+            raise InvalidInput("track already in playlist")
+        if len(items) >= MAX_ITEMS:
+            raise InvalidInput(f"a playlist holds at most {MAX_ITEMS} tracks")
+        await conn.execute(
+            "INSERT INTO playlist_items(playlist_id, position, track_id, track_uri, track_cid) VALUES (?, ?, ?, ?, ?)",
+            (row["id"], (items[-1]["position"] + 1) if items else 0, track_id, uri, cid))
+        await conn.execute(f"UPDATE playlists SET updated_at = {_NOW_SQL} WHERE id = ?", (row["id"],))
+        await _publish(conn, row["id"])
+
+
+async def remove_item(db: Database, playlist_id: str, did: str, track_uri: str) -> None:
+    async with db.write() as conn:
+        row = await _owned(conn, playlist_id, did)
+        items = await _items(conn, row["id"])
+        kept = [i for i in items if i["track_uri"] != track_uri]
+        if len(kept) == len(items):
+            raise NotFound("track not in playlist")
+        await _write_items(conn, row["id"], [(i["track_id"], i["track_uri"], i["track_cid"], i["added_at"])
+                                             for i in kept])
+        await _publish(conn, row["id"])
+
+
+def _uris(value: Any) -> list[str]:
+    """plyr.fm's reorder body lists strongRefs ({uri, cid}); bare URIs are accepted too."""
+    if not isinstance(value, list):
+        raise InvalidInput("items must be a list of {uri, cid} in the new order")
+    uris = []
+    for item in value:
+        uri = item.get("uri") if isinstance(item, dict) else item
+        if not isinstance(uri, str) or not uri:
+            raise InvalidInput("items must be a list of {uri, cid} in the new order")
+        uris.append(uri)
+    return uris
+
+
+async def reorder(db: Database, playlist_id: str, did: str, items: Any) -> None:
+    """Put the items in this order. It must name exactly the current items, each once: a reorder built from a
+    stale copy of the playlist would otherwise drop or resurrect tracks."""
+    uris = _uris(items)
+    async with db.write() as conn:
+        row = await _owned(conn, playlist_id, did)
+        current = {i["track_uri"]: i for i in await _items(conn, row["id"])}
+        if len(uris) != len(current) or set(uris) != set(current):
+            raise InvalidInput("items must list exactly the playlist's current tracks, each once, in the new order")
+        await _write_items(conn, row["id"], [(current[u]["track_id"], u, current[u]["track_cid"],
+                                              current[u]["added_at"]) for u in uris])
+        await _publish(conn, row["id"])
+
+
+async def set_cover(db: Database, store: BlobStore, uploads: Uploads, playlist_id: str, did: str,
+                    data: bytes | None) -> None:
+    """Replace the playlist's cover with this image, or remove it (`data` None)."""
+    await check_owner(db, playlist_id, did)
+    artwork = await store_cover(uploads, data) if data is not None else None
+    released: list[str] = []
+    try:
+        async with db.write() as conn:
+            row = await _owned(conn, playlist_id, did)
+            released = await swap_cover(conn, store, "playlists", row["id"], artwork)
+    finally:
+        await store.remove_unreferenced(released + (list(artwork.values()) if artwork else []))
+
+
+# ---- reading ----------------------------------------------------------------------------------------------------
+
+
+async def playlist_detail(db: Database, row: sqlite3.Row, public_url: str) -> dict[str, Any]:
+    """Metadata, the tracks in order (items whose track is gone are left out) and the items as strongRefs."""
+    items = await db.fetchall("SELECT * FROM playlist_items WHERE playlist_id = ? ORDER BY position", (row["id"],))
+    tracks = await db.fetchall(
+        TRACK_SELECT + " JOIN playlist_items i ON i.track_id = t.id WHERE i.playlist_id = ? ORDER BY i.position",
+        (row["id"],))
+    return {
+        **playlist_json(row, public_url),
+        "tracks": [track_json(t, public_url) for t in tracks],
+        "items": [{"uri": i["track_uri"], "cid": i["track_cid"], "track_id": i["track_id"]} for i in items],
+    }
+
+
+async def own_playlists(db: Database, did: str, public_url: str) -> list[dict[str, Any]]:
+    rows = await db.fetchall(PLAYLIST_SELECT + " WHERE p.owner_did = ? ORDER BY p.created_at DESC, p.id", (did,))
+    return [playlist_json(r, public_url) for r in rows]
+
+
+async def public_playlists(db: Database, did: str, public_url: str) -> list[dict[str, Any]]:
+    """Someone's public playlists that they show on their profile (plyr.fm's by-artist listing)."""
+    rows = await db.fetchall(PLAYLIST_SELECT + " WHERE p.owner_did = ? AND p.is_private = 0 AND p.show_on_profile = 1"
+                             " ORDER BY p.created_at DESC, p.id", (did,))
+    return [playlist_json(r, public_url) for r in rows]
+
+
+async def playlist_by_uri(db: Database, uri: str) -> sqlite3.Row:
+    row = await db.fetchone(PLAYLIST_SELECT + " WHERE p.record_uri = ?", (uri,))
+    if row is None:
+        raise NotFound("playlist not found")
+    return row
