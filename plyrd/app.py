@@ -9,8 +9,9 @@ from quart import Quart
 from . import __version__
 from .config import Config
 from .node import Node
-from .web import account, auth, errors, media, meta, requests, sync, tracks, upload_stream, viewer
+from .web import account, artists, auth, errors, media, meta, requests, sync, tracks, upload_stream, viewer
 from .web import social as social_web
+from .web.lists import albums_bp, lists_bp
 
 
 def static_dir() -> Path:
@@ -45,8 +46,11 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(tracks.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(social_web.bp)
+    app.register_blueprint(albums_bp)
+    app.register_blueprint(lists_bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(sync.bp)
+    app.register_blueprint(artists.bp)
     upload_stream.install(app)
 
     @app.before_serving

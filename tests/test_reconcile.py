@@ -90,3 +90,37 @@ def test_reconcile_likes_and_comments_both_ways(pds, tmp_path: Path) -> None:
         wait_for(lambda: ids[0] in [t["id"] for t in fresh.http.get("/tracks/liked").json()["tracks"]])
     finally:
         served.stop()
+
+
+def test_profiles_are_written_adopted_and_edited(pds, tmp_path: Path) -> None:
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        # someone new: signing in gives them an fm.plyr.actor.profile
+        newcomer = pds.create_account("newbie")
+        me = sign_in(served.url, newcomer)
+        rec = wait_for(lambda: records(pds, newcomer.did, "fm.plyr.actor.profile"))[0]
+        assert rec["uri"].endswith("/fm.plyr.actor.profile/self")
+
+        r = me.http.put("/artists/me", json={"bio": "field recordings from the coast", "display_name": "the coast"},
+                        headers={"X-CSRF-Token": me.csrf})
+        assert r.status_code == 200, r.text
+        assert r.json()["bio"] == "field recordings from the coast"
+        wait_for(lambda: records(pds, newcomer.did, "fm.plyr.actor.profile")[0]["value"].get("bio")
+                 == "field recordings from the coast")
+        public = httpx.get(f"{served.url}/artists/by-handle/{newcomer.handle}").json()
+        assert public["display_name"] == "the coast" and public["track_count"] == 0
+        for body, words in (({"bio": "x" * 300}, "256"), ({"avatar_url": "http://x.example/a.png"}, "https"),
+                            ({"followers": 5}, "unknown fields")):
+            r = me.http.put("/artists/me", json=body, headers={"X-CSRF-Token": me.csrf})
+            assert r.status_code == 400 and words in r.json()["detail"]
+        assert httpx.put(f"{served.url}/artists/me", json={"bio": "x"}).status_code == 401
+
+        # someone with a profile made elsewhere: it is adopted, not overwritten
+        veteran = pds.create_account("veteran")
+        pds_write(pds, veteran, "putRecord", {"collection": "fm.plyr.actor.profile", "rkey": "self", "record": {
+            "$type": "fm.plyr.actor.profile", "bio": "written on plyr.fm", "createdAt": "2026-01-01T00:00:00.000Z"}})
+        sign_in(served.url, veteran)
+        wait_for(lambda: httpx.get(f"{served.url}/artists/{veteran.did}").json().get("bio") == "written on plyr.fm")
+        assert records(pds, veteran.did, "fm.plyr.actor.profile")[0]["value"]["bio"] == "written on plyr.fm"
+    finally:
+        served.stop()

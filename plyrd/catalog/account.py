@@ -21,6 +21,7 @@ from typing import Any
 from ..db import Database
 from ..errors import InvalidInput
 from ..storage import BlobStore
+from .albums import release_owned_covers
 from .tracks import BLOB_COLUMNS, TRACK_SELECT, artist_name, track_json
 
 # (table, column naming the owner): whatever of these exists is exported and deleted with the account.
@@ -184,6 +185,7 @@ async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, in
                 if t[column] and await store.decref(conn, t[column]) == 0:
                     released.append(t[column])
         counts["tracks"] = len(tracks)
+        released += await release_owned_covers(conn, store, did)
         for table, column in owned:
             cur = await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (did,))
             counts[table] = cur.rowcount

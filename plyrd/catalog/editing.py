@@ -11,6 +11,7 @@ from ..config import Config
 from ..db import Database
 from ..errors import Forbidden, InvalidInput, NotFound, PlyrdError
 from ..storage import BlobStore
+from .albums import album_ids_of_track, resync_album
 from .publishing import publish_track
 from .tracks import set_track_tags
 from .uploads import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, parse_fields
@@ -128,4 +129,7 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
                 [*values.values(), track_id],
             )
         await publish_track(conn, track_id, config)
+        # The track's record has a new CID: albums holding it point at it by strongRef and are rewritten too.
+        for album_id in await album_ids_of_track(conn, track_id):
+            await resync_album(conn, album_id)
     return released

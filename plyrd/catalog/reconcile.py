@@ -26,6 +26,7 @@ from typing import Any
 from ..atproto.records import RecordInvalid, validate
 from ..atproto.xrpc import PDSSession
 from ..db import Database
+from .profiles import reconcile_profile
 
 log = logging.getLogger("plyrd.reconcile")
 
@@ -38,9 +39,10 @@ class ReconcileReport:
     adopted: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    profile: str | None = None  # adopted, created or pending
 
     def as_json(self) -> dict[str, Any]:
-        return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped}
+        return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped, "profile": self.profile}
 
 
 # Extra reconcilers (collection-specific) registered by other modules: (db, did, remote records, report).
@@ -167,6 +169,7 @@ async def reconcile(db: Database, session: PDSSession) -> ReconcileReport:
     """One pass over the user's fm.plyr.* records. Safe to run at any time and repeatedly."""
     did = session.did
     report = ReconcileReport()
+    report.profile = await reconcile_profile(db, did, await list_all(session, "fm.plyr.actor.profile"))
     await _likes(db, did, await list_all(session, "fm.plyr.like"), report)
     await _comments(db, did, await list_all(session, "fm.plyr.comment"), report)
     if LIST_HOOKS:

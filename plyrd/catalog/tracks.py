@@ -108,7 +108,8 @@ async def image_mime(db: Database, sha: str) -> str:
 
 async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: str) -> None:
     """Delete a track the caller owns, its record on their PDS, and its files no other track uses."""
-    from .publishing import unpublish_track  # publishing imports this module
+    from .albums import album_ids_of_track, resync_album  # albums imports this module
+    from .publishing import unpublish_track  # so does publishing
     async with db.write() as conn:
         async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
             row = await cur.fetchone()
@@ -117,7 +118,10 @@ async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: st
         if row["artist_did"] != did:
             raise Forbidden("only the artist can delete this track")
         await unpublish_track(conn, row)
+        albums = await album_ids_of_track(conn, track_id)
         await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
+        for album_id in albums:  # the album's list record must stop naming the deleted track
+            await resync_album(conn, album_id)
         released = [row[c] for c in BLOB_COLUMNS if row[c] and await store.decref(conn, row[c]) == 0]
     await store.remove_unreferenced(released)
 

@@ -1,0 +1,128 @@
+"""Artist profiles: display name, bio and avatar, with the bio and avatar mirrored as the user's
+fm.plyr.actor.profile record (rkey `self`) through the outbox."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..atproto.outbox import enqueue_put
+from ..atproto.records import grapheme_count, profile_record
+from ..db import Database
+from ..errors import InvalidInput, NotFound
+
+COLLECTION = "fm.plyr.actor.profile"
+RKEY = "self"
+MAX_BIO_GRAPHEMES = 256
+MAX_BIO_BYTES = 2560
+MAX_NAME_CHARS = 64
+FIELDS = {"display_name", "bio", "avatar_url"}
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def profile_json(row: Any, track_count: int | None = None) -> dict[str, Any]:
+    body = {"did": row["did"], "handle": row["handle"], "display_name": row["display_name"], "bio": row["bio"],
+            "avatar_url": row["avatar_url"], "pds_url": row["pds_url"]}
+    if track_count is not None:
+        body["track_count"] = track_count
+    return body
+
+
+async def get_profile(db: Database, handle_or_did: str) -> dict[str, Any]:
+    key = handle_or_did.strip().lstrip("@").lower() if not handle_or_did.startswith("did:") else handle_or_did
+    column = "did" if key.startswith("did:") else "handle"
+    row = await db.fetchone(f"SELECT * FROM users WHERE {column} = ?", (key,))
+    if row is None:
+        raise NotFound(f"no artist {handle_or_did} on this node")
+    count = await db.fetchone("SELECT count(*) AS n FROM tracks WHERE artist_did = ? AND unlisted = 0 AND"
+                              " status = 'ready'", (row["did"],))
+    return profile_json(row, count["n"])
+
+
+async def profiles(db: Database, dids: Any) -> list[dict[str, Any]]:
+    if not isinstance(dids, list) or not all(isinstance(d, str) for d in dids) or len(dids) > 100:
+        raise InvalidInput("dids must be a list of at most 100 DIDs")
+    if not dids:
+        return []
+    marks = ",".join("?" * len(dids))
+    return [profile_json(r) for r in await db.fetchall(f"SELECT * FROM users WHERE did IN ({marks})", dids)]
+
+
+def _clean(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object")
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}; editable: {', '.join(sorted(FIELDS))}")
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{key} must be a string or null")
+        value = value.strip() if value else None
+        if key == "display_name" and value and len(value) > MAX_NAME_CHARS:
+            raise InvalidInput(f"display_name must be at most {MAX_NAME_CHARS} characters")
+        if key == "bio" and value and (grapheme_count(value) > MAX_BIO_GRAPHEMES
+                                       or len(value.encode()) > MAX_BIO_BYTES):
+            raise InvalidInput(f"bio must be at most {MAX_BIO_GRAPHEMES} characters")
+        if key == "avatar_url" and value:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname:
+                raise InvalidInput("avatar_url must be an https URL")
+        out[key] = value or None
+    return out
+
+
+async def write_profile_record(conn: Any, did: str, *, now: float | None = None) -> None:
+    """Queue the profile record from the local row (inside the caller's transaction)."""
+    now = time.time() if now is None else now
+    async with conn.execute("SELECT * FROM users WHERE did = ?", (did,)) as cur:
+        row = await cur.fetchone()
+    created = row["profile_created_at"] or now
+    if row["profile_created_at"] is None:
+        await conn.execute("UPDATE users SET profile_created_at = ? WHERE did = ?", (created, did))
+    record = profile_record(created_at=_utc(created), bio=row["bio"], avatar=row["avatar_url"],
+                            updated_at=_utc(now) if created != now else None)
+    await enqueue_put(conn, did=did, collection=COLLECTION, rkey=RKEY, record=record)
+
+
+async def update_profile(db: Database, did: str, body: Any) -> dict[str, Any]:
+    changes = _clean(body)
+    async with db.write() as conn:
+        if changes:
+            sets = ", ".join(f"{k} = ?" for k in changes)
+            await conn.execute(f"UPDATE users SET {sets}, updated_at = ? WHERE did = ?",
+                               [*changes.values(), time.time(), did])
+        if {"bio", "avatar_url"} & set(changes):
+            await write_profile_record(conn, did)
+    return await get_profile(db, did)
+
+
+async def reconcile_profile(db: Database, did: str, remote: dict[str, dict[str, Any]]) -> str:
+    """Adopt a profile written elsewhere (plyr.fm keeps one for every user), or give the user one if they have
+    none. Never overwrites a profile on the PDS with an emptier local one. Returns what happened."""
+    rec = remote.get(RKEY)
+    async with db.write() as conn:
+        if rec is not None:
+            value = rec["value"]
+            created = value.get("createdAt")
+            try:
+                created_ts = datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                created_ts = None
+            await conn.execute(
+                "UPDATE users SET bio = coalesce(?, bio), avatar_url = coalesce(?, avatar_url),"
+                " profile_created_at = coalesce(?, profile_created_at) WHERE did = ?",
+                (value.get("bio"), value.get("avatar"), created_ts, did),
+            )
+            return "adopted"
+        async with conn.execute("SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ?",
+                                (did, COLLECTION, RKEY)) as cur:
+            if await cur.fetchone():
+                return "pending"
+        await write_profile_record(conn, did)
+        return "created"
