@@ -94,7 +94,7 @@ class Node:
         if session is None:
             return None
         try:
-            return await reconcile(self.db, session)
+            return await reconcile(self.db, session, self.blobs)
         except PlyrdError as e:  # a PDS that is down now is reconciled at the next sign-in or on demand
             log.info("reconcile failed", extra={"fields": {"did": did, "error": e.detail}})
             return None

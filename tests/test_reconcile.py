@@ -69,7 +69,8 @@ def test_reconcile_likes_and_comments_both_ways(pds, tmp_path: Path) -> None:
         r = fan.http.post("/sync/reconcile", headers={"X-CSRF-Token": fan.csrf})
         assert r.status_code == 200, r.text
         report = r.json()
-        assert report["adopted"] == {"likes": 1, "comments": 1} and report["removed"] == {"likes": 1, "comments": 0}
+        assert (report["adopted"]["likes"], report["adopted"]["comments"]) == (1, 1)
+        assert (report["removed"]["likes"], report["removed"]["comments"]) == (1, 0)
         liked = [t["id"] for t in fan.http.get("/tracks/liked").json()["tracks"]]
         assert liked == [ids[1]]
         comments = fan.http.get(f"/tracks/{ids[1]}/comments").json()["comments"]
@@ -77,7 +78,7 @@ def test_reconcile_likes_and_comments_both_ways(pds, tmp_path: Path) -> None:
 
         # a second pass changes nothing
         again = fan.http.post("/sync/reconcile", headers={"X-CSRF-Token": fan.csrf}).json()
-        assert again["adopted"] == {"likes": 0, "comments": 0} and again["removed"] == {"likes": 0, "comments": 0}
+        assert not any(again["adopted"].values()) and not any(again["removed"].values())
 
         # signing in reconciles by itself: a like made elsewhere meanwhile appears
         r = fan.http.delete(f"/tracks/{ids[1]}/like", headers={"X-CSRF-Token": fan.csrf})
@@ -122,5 +123,52 @@ def test_profiles_are_written_adopted_and_edited(pds, tmp_path: Path) -> None:
         sign_in(served.url, veteran)
         wait_for(lambda: httpx.get(f"{served.url}/artists/{veteran.did}").json().get("bio") == "written on plyr.fm")
         assert records(pds, veteran.did, "fm.plyr.actor.profile")[0]["value"]["bio"] == "written on plyr.fm"
+    finally:
+        served.stop()
+
+
+def test_reconcile_playlists_made_edited_and_deleted_elsewhere(pds, tmp_path: Path) -> None:
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        account = pds.create_account("pl")
+        me = sign_in(served.url, account)
+        song = make_audio(tmp_path / "p.mp3", "mp3", seconds=1)
+        track_id = me.wait(me.upload(song, title="listed").json()["upload_id"])[-1]["track_id"]
+        wait_for(lambda: records(pds, account.did, "fm.plyr.track"))
+        db = sqlite3.connect(served.data / "plyrd.db")
+        uri, cid = db.execute("SELECT record_uri, record_cid FROM tracks WHERE id = ?", (track_id,)).fetchone()
+        db.close()
+        csrf = {"X-CSRF-Token": me.csrf}
+
+        # one made here, which reaches the PDS
+        r = me.http.post("/lists/playlists", json={"name": "made here"}, headers=csrf)
+        assert r.status_code in (200, 201), r.text
+        here = wait_for(lambda: [x for x in records(pds, account.did, "fm.plyr.list")
+                                 if x["value"].get("name") == "made here"])[0]
+        time.sleep(0.3)
+
+        # elsewhere: that one is deleted, and another is made with our track in it
+        pds_write(pds, account, "deleteRecord", {"collection": "fm.plyr.list", "rkey": here["uri"].rsplit("/", 1)[1]})
+        made = pds_write(pds, account, "createRecord", {"collection": "fm.plyr.list", "record": {
+            "$type": "fm.plyr.list", "name": "made elsewhere", "listType": "playlist",
+            "items": [{"subject": {"uri": uri, "cid": cid}}], "createdAt": "2026-11-28T01:00:00.000Z"}})
+
+        report = me.http.post("/sync/reconcile", headers=csrf).json()
+        assert report["adopted"]["playlists"] == 1 and report["removed"]["playlists"] == 1
+        mine = me.http.get("/lists/playlists").json()
+        playlists = mine["playlists"] if isinstance(mine, dict) else mine
+        assert [p["name"] for p in playlists] == ["made elsewhere"]
+        detail = me.http.get(f"/lists/playlists/{playlists[0]['id']}").json()
+        assert [t["id"] for t in detail["tracks"]] == [track_id]
+
+        # edited elsewhere: renamed and emptied
+        pds_write(pds, account, "putRecord", {"collection": "fm.plyr.list", "rkey": made["uri"].rsplit("/", 1)[1],
+                                              "record": {"$type": "fm.plyr.list", "name": "renamed elsewhere",
+                                                         "listType": "playlist", "items": [],
+                                                         "createdAt": "2026-11-28T01:00:00.000Z"}})
+        report = me.http.post("/sync/reconcile", headers=csrf).json()
+        assert report["adopted"]["playlists_updated"] == 1
+        detail = me.http.get(f"/lists/playlists/{playlists[0]['id']}").json()
+        assert detail["name"] == "renamed elsewhere" and detail["tracks"] == []
     finally:
         served.stop()

@@ -11,14 +11,14 @@ Tracks are not deleted this way: a track record missing from the PDS never costs
 node keeps the file; republishing or deleting it stays the artist's choice).
 
 Anything still waiting in the outbox is left alone: it has not reached the PDS, so its absence there means nothing.
-A playlist's or album's fm.plyr.list records are reconciled by the lists module through `LIST_HOOKS`.
+Playlists (fm.plyr.list records of listType playlist) are reconciled the same way, edits included.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from ..atproto.records import RecordInvalid, validate
 from ..atproto.xrpc import PDSSession
 from ..db import Database
+from ..storage import BlobStore
 from .profiles import reconcile_profile
 
 log = logging.getLogger("plyrd.reconcile")
@@ -43,11 +44,6 @@ class ReconcileReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped, "profile": self.profile}
-
-
-# Extra reconcilers (collection-specific) registered by other modules: (db, did, remote records, report).
-ListHook = Callable[[Database, str, dict[str, dict[str, Any]], ReconcileReport], Awaitable[None]]
-LIST_HOOKS: list[ListHook] = []
 
 
 async def list_all(session: PDSSession, collection: str) -> dict[str, dict[str, Any]]:
@@ -165,16 +161,74 @@ async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], r
     report.adopted["comments"], report.removed["comments"] = adopted, removed
 
 
-async def reconcile(db: Database, session: PDSSession) -> ReconcileReport:
+async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lists: dict[str, dict[str, Any]],
+                     report: ReconcileReport) -> None:
+    """Playlists (fm.plyr.list with listType playlist) made, edited or deleted in another client."""
+    from .albums import swap_cover  # albums -> tracks -> (lazily) reconcile's neighbours: keep the import local
+
+    collection = "fm.plyr.list"
+    remote = {rk: rec for rk, rec in remote_lists.items()
+              if isinstance(rec.get("value"), dict) and rec["value"].get("listType") == "playlist"}
+    synced, pending = await _known_synced(db, did, collection), await _pending(db, did, collection)
+    local = {r["rkey"]: r for r in await db.fetchall(
+        "SELECT id, rkey, record_cid FROM playlists WHERE owner_did = ? AND rkey IS NOT NULL", (did,))}
+    albums = {r["rkey"] for r in await db.fetchall(
+        "SELECT rkey FROM albums WHERE artist_did = ? AND rkey IS NOT NULL", (did,))}
+    adopted = removed = updated = 0
+    released: list[str] = []
+    async with db.write() as conn:
+        for rkey, row in local.items():
+            if rkey not in remote and rkey in synced and rkey not in pending:
+                if store is not None:
+                    released += await swap_cover(conn, store, "playlists", row["id"], None)
+                await conn.execute("DELETE FROM playlists WHERE id = ?", (row["id"],))
+                await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
+                                   (did, collection, rkey))
+                removed += 1
+        for rkey, rec in remote.items():
+            if rkey in albums or rkey in pending or not _valid(collection, rec, report):
+                continue
+            existing = local.get(rkey)
+            if existing is not None and existing["record_cid"] == rec["cid"]:
+                continue  # what this node wrote last
+            value = rec["value"]
+            if existing is None:
+                playlist_id = str(uuid.uuid4())
+                await conn.execute(
+                    "INSERT INTO playlists(id, owner_did, name, rkey, record_uri, record_cid, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (playlist_id, did, (value.get("name") or "untitled")[:64], rkey, rec["uri"], rec["cid"],
+                     _ts(value.get("createdAt")) or 0.0),
+                )
+                adopted += 1
+            else:
+                playlist_id = existing["id"]
+                await conn.execute("UPDATE playlists SET name = ?, record_cid = ? WHERE id = ?",
+                                   ((value.get("name") or "untitled")[:64], rec["cid"], playlist_id))
+                updated += 1
+            await conn.execute("DELETE FROM playlist_items WHERE playlist_id = ?", (playlist_id,))
+            for position, item in enumerate(value.get("items", [])[:500]):
+                subject = item["subject"]
+                track = await _track_by_uri(conn, subject["uri"])
+                await conn.execute(
+                    "INSERT INTO playlist_items(playlist_id, position, track_id, track_uri, track_cid)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (playlist_id, position, track["id"] if track else None, subject["uri"], subject["cid"]),
+                )
+            await _remember(conn, did, collection, rkey, rec)
+    if store is not None:
+        await store.remove_unreferenced(released)
+    report.adopted["playlists"], report.removed["playlists"] = adopted, removed
+    report.adopted["playlists_updated"] = updated
+
+
+async def reconcile(db: Database, session: PDSSession, store: BlobStore | None = None) -> ReconcileReport:
     """One pass over the user's fm.plyr.* records. Safe to run at any time and repeatedly."""
     did = session.did
     report = ReconcileReport()
     report.profile = await reconcile_profile(db, did, await list_all(session, "fm.plyr.actor.profile"))
     await _likes(db, did, await list_all(session, "fm.plyr.like"), report)
     await _comments(db, did, await list_all(session, "fm.plyr.comment"), report)
-    if LIST_HOOKS:
-        lists = await list_all(session, "fm.plyr.list")
-        for hook in LIST_HOOKS:
-            await hook(db, did, lists, report)
+    await _playlists(db, store, did, await list_all(session, "fm.plyr.list"), report)
     log.info("reconciled", extra={"fields": {"did": did, **report.as_json()}})
     return report

@@ -33,5 +33,5 @@ async def reconcile_now() -> Response:
     """Read the caller's fm.plyr.* records from their PDS and bring this node in line, now."""
     viewer = require_viewer()
     n = node()
-    report = await reconcile(n.db, await n.auth.pds_session(viewer.session))
+    report = await reconcile(n.db, await n.auth.pds_session(viewer.session), n.blobs)
     return jsonify(report.as_json())
