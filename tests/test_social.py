@@ -262,6 +262,20 @@ def test_liked_list_order_and_reorder(node, pds, artist, tracks, tmp_path: Path)
     listener.post(f"/tracks/{other['id']}/like")
     assert [t["id"] for t in listener.get("/tracks/liked").json()["tracks"]] == [other["id"], *ids]
 
+    # the "Liked Tracks" list record on the listener's PDS follows, in their order
+    order = [other["id"], *ids]
+    uris = {t: db(node, "SELECT record_uri FROM tracks WHERE id = ?", (t,))[0][0] for t in order}
+    liked = wait_records(pds, listener.did, "fm.plyr.list", lambda found: any(
+        r["value"].get("listType") == "liked"
+        and [i["subject"]["uri"] for i in r["value"]["items"]] == [uris[t] for t in order] for r in found))
+    record = next(r for r in liked if r["value"]["listType"] == "liked")["value"]
+    validate("fm.plyr.list", record)
+    assert record["name"] == "Liked Tracks"
+    listener.delete(f"/tracks/{ids[0]}/like")
+    wait_records(pds, listener.did, "fm.plyr.list", lambda found: any(
+        r["value"].get("listType") == "liked" and len(r["value"]["items"]) == 3 for r in found))
+    assert len([r for r in list_records(pds, listener.did, "fm.plyr.list") if r["value"]["listType"] == "liked"]) == 1
+
 
 def test_public_liked_list_follows_the_preference(node, fan, stranger, tracks) -> None:
     fan.post(f"/tracks/{tracks['extra']['id']}/like")

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..atproto.outbox import enqueue_delete, enqueue_put
-from ..atproto.records import like_record, new_tid
+from ..atproto.records import like_record, list_record, new_tid
 from ..db import Database
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from . import preferences
@@ -18,6 +18,9 @@ from .social import find_person, iso, one, person_json, rows, track_for_update, 
 from .tracks import TRACK_SELECT, get_track_row
 
 COLLECTION = "fm.plyr.like"
+LIST_COLLECTION = "fm.plyr.list"
+LIKED_LIST_NAME = "Liked Tracks"
+LIST_MAX_ITEMS = 500  # the lexicon's limit: a longer liked list is published up to its first 500
 MAX_LIST = 5000  # a reorder names every liked track; far above any real list, it bounds the request
 
 
@@ -37,6 +40,7 @@ async def like(db: Database, *, did: str, track_id: int, now: float | None = Non
         )
         await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
                           record=like_record(uri, cid, utc(now)))
+        await sync_liked_list(conn, did, now)
         count = await one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
     return {"liked": True, "like_count": count["n"] if count else 1}
 
@@ -50,6 +54,7 @@ async def unlike(db: Database, *, did: str, track_id: int) -> dict[str, Any]:
             raise NotFound(f"you have not liked track {track_id}")
         await conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
         await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
+        await sync_liked_list(conn, did)
         count = await one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
     return {"liked": False, "like_count": count["n"] if count else 0}
 
@@ -123,4 +128,24 @@ async def reorder(db: Database, did: str, items: Any) -> list[int]:
         for position, track_id in enumerate(order):
             await conn.execute("UPDATE likes SET position = ? WHERE did = ? AND track_id = ?",
                                (position, did, track_id))
+        await sync_liked_list(conn, did)
     return order
+
+
+async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> None:
+    """Rewrite the person's "Liked Tracks" list record (plyr.fm keeps one per user) in their order, inside the
+    caller's transaction. Someone who never liked anything gets no list."""
+    now = time.time() if now is None else now
+    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in await rows(
+        conn, "SELECT t.record_uri, t.record_cid FROM likes l JOIN tracks t ON t.id = l.track_id"
+              " WHERE l.did = ? AND t.record_uri IS NOT NULL ORDER BY l.position, l.id LIMIT ?", (did, LIST_MAX_ITEMS))]
+    existing = await one(conn, "SELECT rkey, created_at FROM liked_lists WHERE did = ?", (did,))
+    if existing is None:
+        if not items:
+            return
+        rkey, created = new_tid(), now
+        await conn.execute("INSERT INTO liked_lists(did, rkey, created_at) VALUES (?, ?, ?)", (did, rkey, created))
+    else:
+        rkey, created = existing["rkey"], existing["created_at"]
+    record = list_record("liked", LIKED_LIST_NAME, items, created_at=utc(created), updated_at=utc(now))
+    await enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)
