@@ -9,11 +9,11 @@ from typing import Any
 from ..atproto.identity import IdentityResolver, is_did, normalize_handle
 from ..config import Config
 from ..db import Database
-from ..errors import Forbidden, InvalidInput, NotFound, PlyrdError
+from ..errors import InvalidInput, PlyrdError
 from ..storage import BlobStore
 from .albums import album_ids_of_track, resync_album
 from .publishing import publish_track
-from .tracks import set_track_tags
+from .tracks import owned_track_for_update, set_track_tags
 from .uploads import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, parse_fields
 
 EDITABLE = {"title", "album", "description", "tags", "features", "self_labels", "unlisted", "remove_image"}
@@ -102,12 +102,7 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
     """Apply an edit the caller is allowed to make and republish the record; returns the blobs it released."""
     released: list[str] = []
     async with db.write() as conn:
-        async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"track {track_id} not found")
-        if row["artist_did"] != did:
-            raise Forbidden("only the artist can edit this track")
+        row = await owned_track_for_update(conn, track_id, did, "edit")
         values = dict(changes.values)
         if changes.tags is not None:
             values["tags"] = json.dumps(changes.tags)

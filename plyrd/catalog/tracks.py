@@ -106,17 +106,24 @@ async def image_mime(db: Database, sha: str) -> str:
     return row["image_mime"] if row["image_sha"] == sha else "image/webp"
 
 
+async def owned_track_for_update(conn: Any, track_id: int, did: str, verb: str) -> sqlite3.Row:
+    """The track row, read inside the caller's write transaction, if `did` is its artist (404 / 403 otherwise)."""
+    async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"track {track_id} not found")
+    if row["artist_did"] != did:
+        raise Forbidden(f"only the artist can {verb} this track")
+    return row
+
+
 async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: str) -> None:
     """Delete a track the caller owns, its record on their PDS, and its files no other track uses."""
     from .albums import album_ids_of_track, resync_album  # albums imports this module
     from .publishing import unpublish_track  # so does publishing
+
     async with db.write() as conn:
-        async with conn.execute("SELECT * FROM tracks WHERE id = ?", (track_id,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"track {track_id} not found")
-        if row["artist_did"] != did:
-            raise Forbidden("only the artist can delete this track")
+        row = await owned_track_for_update(conn, track_id, did, "delete")
         await unpublish_track(conn, row)
         albums = await album_ids_of_track(conn, track_id)
         await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
