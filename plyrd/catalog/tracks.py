@@ -43,8 +43,12 @@ def artist_name(row: sqlite3.Row) -> str:
     return row["artist_display_name"] or row["artist_handle"] or tags.get("artist") or row["artist_did"]
 
 
-def track_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
-    """A track in plyr.fm's field names (file_id/file_type name what the player should fetch)."""
+def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict[str, Any]:
+    """A track in plyr.fm's field names (file_id/file_type name what the player should fetch).
+
+    Lists leave the 1000-point waveform out (`peaks=False`): decoding and re-encoding it for 50 tracks cost 20 ms
+    a page (bench/catalog.py); the track's own page, and the player, fetch it with the track.
+    """
     playable_sha = row["web_sha"] or row["original_sha"]
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
     return {
@@ -70,7 +74,7 @@ def track_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
         "channels": row["channels"],
         "bit_depth": row["bit_depth"],
         "lossless": bool(row["lossless"]),
-        "peaks": json.loads(row["peaks"]) if row["peaks"] else None,
+        "peaks": json.loads(row["peaks"]) if peaks and row["peaks"] else None,
         "loudness_lufs": row["loudness_lufs"],
         "track_gain_db": row["track_gain_db"],
         "status": row["status"],

@@ -86,7 +86,7 @@ async def upload_progress(upload_id: str) -> Response:
 
 @bp.get("/tracks/<int:track_id>")
 async def track_detail(track_id: int) -> Response:
-    return jsonify((await _tracks_json([await get_track_row(node().db, track_id)]))[0])
+    return jsonify((await _tracks_json([await get_track_row(node().db, track_id)], peaks=True))[0])
 
 
 @bp.delete("/tracks/<int:track_id>")
@@ -97,9 +97,9 @@ async def track_delete(track_id: int) -> tuple[str, int]:
     return "", 204
 
 
-async def _tracks_json(rows: list) -> list[dict]:  # type: ignore[type-arg]
+async def _tracks_json(rows: list, *, peaks: bool = False) -> list[dict]:  # type: ignore[type-arg]
     """Tracks with their like and comment counts and whether the viewer likes them (plyr.fm's list shape)."""
-    return await tracks_json(node().db, rows, _viewer_did(), node().config.public_url)
+    return await tracks_json(node().db, rows, _viewer_did(), node().config.public_url, peaks=peaks)
 
 
 def _viewer_did() -> str | None:
@@ -183,4 +183,4 @@ async def edit_track(track_id: int) -> Response:
         await n.blobs.remove_unreferenced(stored)
         raise
     await n.blobs.remove_unreferenced(released + stored)
-    return jsonify((await _tracks_json([await get_track_row(n.db, track_id)]))[0])
+    return jsonify((await _tracks_json([await get_track_row(n.db, track_id)], peaks=True))[0])
