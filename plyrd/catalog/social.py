@@ -3,6 +3,7 @@ people and tracks as plyr.fm's JSON, the strongRef a like or comment points at, 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -25,13 +26,13 @@ def utc(ts: float) -> datetime:
 
 
 async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-    async with conn.execute(sql, tuple(params)) as cur:
-        return await cur.fetchone()
+    # One hop to the connection's thread (a cursor's execute + fetch + close would be three).
+    found = await conn.execute_fetchall(sql, tuple(params))
+    return found[0] if found else None
 
 
 async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-    async with conn.execute(sql, tuple(params)) as cur:
-        return list(await cur.fetchall())
+    return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
 async def track_for_update(conn: aiosqlite.Connection, track_id: int) -> sqlite3.Row:
@@ -74,26 +75,20 @@ async def find_person(db: Database, handle_or_did: str) -> sqlite3.Row:
 
 
 async def social_counts(db: Database, track_ids: list[int], viewer_did: str | None) -> dict[int, dict[str, Any]]:
-    """like_count, comment_count and is_liked for each track, in three queries whatever the list's length."""
-    counts: dict[int, dict[str, Any]] = {t: {"like_count": 0, "comment_count": 0, "is_liked": False}
-                                         for t in track_ids}
+    """like_count, comment_count and is_liked for each track, in one query whatever the list's length (each count
+    is an index lookup: likes_track, comments_track, likes' (did, track_id) key)."""
     if not track_ids:
-        return counts
-    marks = ",".join("?" * len(track_ids))
-    for row in await db.fetchall(
-        f"SELECT track_id, count(*) AS n FROM likes WHERE track_id IN ({marks}) GROUP BY track_id", track_ids
-    ):
-        counts[row["track_id"]]["like_count"] = row["n"]
-    for row in await db.fetchall(
-        f"SELECT track_id, count(*) AS n FROM comments WHERE track_id IN ({marks}) GROUP BY track_id", track_ids
-    ):
-        counts[row["track_id"]]["comment_count"] = row["n"]
-    if viewer_did:
-        for row in await db.fetchall(
-            f"SELECT track_id FROM likes WHERE did = ? AND track_id IN ({marks})", [viewer_did, *track_ids]
-        ):
-            counts[row["track_id"]]["is_liked"] = True
-    return counts
+        return {}
+    found = await db.fetchall(
+        "SELECT j.value AS track_id,"
+        " (SELECT count(*) FROM likes l WHERE l.track_id = j.value) AS likes,"
+        " (SELECT count(*) FROM comments c WHERE c.track_id = j.value) AS comments,"
+        " EXISTS (SELECT 1 FROM likes v WHERE v.did = ? AND v.track_id = j.value) AS liked"
+        " FROM json_each(?) j",
+        (viewer_did or "", json.dumps(track_ids)),
+    )
+    return {r["track_id"]: {"like_count": r["likes"], "comment_count": r["comments"], "is_liked": bool(r["liked"])}
+            for r in found}
 
 
 async def tracks_json(db: Database, track_rows: list[sqlite3.Row], viewer_did: str | None,

@@ -117,13 +117,17 @@ class Database:
         finally:
             self._readers.put_nowait(conn)
 
+    # execute_fetchall is one hop to the connection's thread; execute + fetch + close on a cursor is three, and
+    # under load every hop waits for a turn of the event loop (bench/catalog.py measured 12 hops per track page).
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.read() as conn, conn.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        async with self.read() as conn:
+            rows = await conn.execute_fetchall(sql, tuple(params))
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.read() as conn, conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        async with self.read() as conn:
+            return list(await conn.execute_fetchall(sql, tuple(params)))
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One write statement in its own transaction; returns the number of rows changed."""
