@@ -73,6 +73,7 @@ def test_delete_account_with_its_pds_records(pds, tmp_path: Path) -> None:
         assert me.http.post(f"/tracks/{track_id}/like", headers={"X-CSRF-Token": me.csrf}).status_code in (200, 201)
         wait_for(lambda: records(pds, account.did, "fm.plyr.like"))
         wait_for(lambda: records(pds, account.did, "fm.plyr.actor.profile"))
+        wait_for(lambda: records(pds, account.did, "fm.plyr.list"))
 
         r = me.http.request("DELETE", "/account/", json={"confirmation": account.handle,
                                                          "delete_atproto_records": "yes"},
@@ -84,9 +85,9 @@ def test_delete_account_with_its_pds_records(pds, tmp_path: Path) -> None:
                                                          "delete_atproto_records": True},
                             headers={"X-CSRF-Token": me.csrf})
         assert r.status_code == 200, r.text
-        # the track, the like, and the profile every signed-in user gets
-        assert r.json()["atproto_records_deleted"] is True and r.json()["atproto_records_deleted_count"] == 3
-        for collection in ("fm.plyr.track", "fm.plyr.like", "fm.plyr.actor.profile"):
+        # the track, the like, the Liked Tracks list and the profile every signed-in user gets
+        assert r.json()["atproto_records_deleted"] is True and r.json()["atproto_records_deleted_count"] == 4
+        for collection in ("fm.plyr.track", "fm.plyr.like", "fm.plyr.list", "fm.plyr.actor.profile"):
             assert records(pds, account.did, collection) == []
         assert db_rows(served, f"SELECT count(*) FROM outbox WHERE did = '{account.did}'") == [(0,)]
     finally:

@@ -81,3 +81,21 @@ def test_audio_over_the_blob_limit_is_published_by_url(pds, tmp_path: Path) -> N
         assert rec["fileType"] == "wav"
     finally:
         served.stop()
+
+
+def test_lossless_originals_are_published_with_the_blob_type_the_pds_detects(pds, tmp_path: Path) -> None:
+    """A PDS sniffs blob types itself (FLAC is audio/x-flac, WAV audio/vnd.wave) and refuses records naming
+    another: web-playable originals must reach the PDS as records with their audio."""
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        account = pds.create_account("lossless")
+        artist = sign_in(served.url, account)
+        for fmt in ("flac", "wav", "m4a-aac"):
+            song = make_audio(tmp_path / f"s.{fmt.split('-')[0]}", fmt, seconds=1, frequency=300)
+            artist.wait(artist.upload(song, title=fmt).json()["upload_id"])
+        stored = wait_for(lambda: (lambda rs: rs if len(rs) == 3 else None)(records(pds, account.did, "fm.plyr.track")))
+        mimes = {r["value"]["title"]: r["value"]["audioBlob"]["mimeType"] for r in stored}
+        assert mimes == {"flac": "audio/x-flac", "wav": "audio/vnd.wave", "m4a-aac": "audio/x-m4a"}
+        assert artist.http.get("/sync/").json()["outbox"]["failed"] == 0
+    finally:
+        served.stop()

@@ -18,6 +18,18 @@ from ..config import Config
 
 TRACK_COLLECTION = "fm.plyr.track"
 
+# A PDS sniffs an uploaded blob's type from its bytes and refuses a record whose blob ref names another
+# ("Expected audio/x-flac, Got: audio/flac"), so the ref carries the names the reference PDS detects (measured with
+# every accepted container). Blob refs are computed before the upload, hence the table.
+PDS_BLOB_MIME = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/vnd.wave",
+    "flac": "audio/x-flac",
+    "aiff": "audio/aiff",
+    "m4a": "audio/x-m4a",
+    "ogg": "audio/ogg",
+}
+
 
 async def publish_track(conn: Any, track_id: int, config: Config) -> None:
     """Queue the track's current record (inside the caller's transaction); a track still processing waits."""
@@ -30,7 +42,9 @@ async def publish_track(conn: Any, track_id: int, config: Config) -> None:
         return
     sha = row["web_sha"] or row["original_sha"]
     file_type = "mp3" if row["web_sha"] else row["original_ext"]
-    mime = "audio/mpeg" if row["web_sha"] else row["original_mime"]
+    mime = "audio/mpeg" if row["web_sha"] else PDS_BLOB_MIME.get(row["container"], row["original_mime"])
+    if row["codec"] == "opus" and not row["web_sha"]:
+        mime = "audio/opus"
     async with conn.execute("SELECT size FROM blobs WHERE sha256 = ?", (sha,)) as cur:
         size = (await cur.fetchone())["size"]
     blobs: list[tuple[str, str, int]] = []
