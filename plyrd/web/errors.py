@@ -1,10 +1,14 @@
-"""The one place that turns errors into HTTP responses: `{"detail": "..."}` with the right status, never HTML."""
+"""The one place that turns errors into HTTP responses: `{"detail": "..."}` with the right status.
+
+Browsers, which ask for text/html before anything else, get the same status and words as a page that helps
+(error.html); every other client (fetch, httpx, curl: `*/*` or no Accept at all) keeps getting JSON.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from quart import Quart, Response, g, jsonify
+from quart import Quart, Response, g, has_request_context, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .. import errors
@@ -49,17 +53,38 @@ def error_response(status: int, detail: str, **extra: object) -> Response:
     return response
 
 
+def wants_html() -> bool:
+    """Only a client that prefers text/html over JSON (a browser's navigation) gets an HTML error page."""
+    if not has_request_context():
+        return False
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]
+
+
+async def negotiated(status: int, detail: str, **extra: object) -> Response:
+    if wants_html():
+        try:
+            viewer = g.get("viewer")
+            me = {"did": viewer.did, "handle": viewer.session.handle} if viewer else None
+            html = await render_template("error.html", status=status, detail=detail, path=request.path,
+                                         request_id=getattr(g, "request_id", None), me=me, theme="system")
+            return Response(html, status=status, content_type="text/html; charset=utf-8")
+        except Exception as e:  # a broken page must not hide the error it was showing
+            log.error("error page failed", exc_info=e)
+    return error_response(status, detail, **extra)
+
+
 def register(app: Quart) -> None:
     @app.errorhandler(errors.PlyrdError)
     async def plyrd_error(exc: errors.PlyrdError) -> Response:
-        return error_response(status_for(exc), exc.detail)
+        return await negotiated(status_for(exc), exc.detail)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         if exc.code is not None and exc.code < 400:
             return exc.get_response()  # redirects (e.g. a missing trailing slash) are not errors
         code = exc.code or 500
-        response = error_response(code, HTTP_DETAIL.get(code, (exc.name or "error").lower()))
+        response = await negotiated(code, HTTP_DETAIL.get(code, (exc.name or "error").lower()))
         valid = getattr(exc, "valid_methods", None)
         if valid:
             response.headers["Allow"] = ", ".join(valid)
@@ -69,5 +94,5 @@ def register(app: Quart) -> None:
     async def unexpected(exc: Exception) -> Response:
         request_id = getattr(g, "request_id", "-")
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id}})
-        return error_response(500, f"internal error; quote request id {request_id} when reporting it",
-                              request_id=request_id)
+        return await negotiated(500, f"internal error; quote request id {request_id} when reporting it",
+                                request_id=request_id)

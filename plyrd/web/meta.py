@@ -1,11 +1,11 @@
-"""Node-level endpoints: health, public configuration, the front page."""
+"""Node-level endpoints: health and public configuration (the front page lives in plyrd.web.pages)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from quart import Blueprint, Response, current_app, jsonify, render_template
+from quart import Blueprint, Response, jsonify
 
 from ..db import DatabaseError
 from .context import node
@@ -38,8 +38,3 @@ async def public_config() -> Response:
         "default_hidden_tags": ["ai"],
         "public_url": cfg.public_url,
     })
-
-
-@bp.get("/")
-async def home() -> str:
-    return await render_template("home.html", version=current_app.config["PLYRD_VERSION"])

@@ -1,0 +1,302 @@
+"""Server-rendered pages of the web player (issue 7): HTML for every page, progressively enhanced by static/js.
+
+Thin like the JSON handlers: read through plyrd.catalog, render a template. Every page extends base.html, whose shell
+(the player bar and its one <audio>) stays in the document while static/js/nav.js swaps only <main>. Page paths
+never shadow the JSON API: /track/{id}, /u/{handle}, /tag/{name}, /login, /upload, /library, /playlist/{id},
+/settings, /embed/..., /oembed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from quart import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+
+from ..auth.service import safe_return_path
+from ..catalog import albums, comments, feeds, likes, playlists, preferences
+from ..catalog.profiles import get_profile
+from ..catalog.social import tracks_json
+from ..catalog.tracks import get_track_row
+from ..errors import InvalidInput, NotFound, PlyrdError
+from .auth import set_session_cookies
+from .context import node
+from .errors import status_for
+from .viewer import current_viewer
+
+bp = Blueprint("pages", __name__)
+
+FEED_PAGE = 30
+EMBED_HEIGHT = 152
+EMBED_WIDTH = 600
+
+
+# ---- helpers shared by every page ------------------------------------------------------------------------------
+
+
+@bp.app_template_filter("clock")
+def clock(seconds: Any) -> str:
+    """3:07 or 1:02:07."""
+    try:
+        total = max(0, int(float(seconds or 0)))
+    except (TypeError, ValueError):
+        return "0:00"
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@bp.app_template_filter("ago")
+def ago(value: Any) -> str:
+    """A unix time or ISO string as "3 days ago", lowercase like everything else."""
+    if isinstance(value, str):
+        from datetime import datetime
+
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return ""
+    if not isinstance(value, int | float):
+        return ""
+    delta = max(0, time.time() - value)
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400), ("hour", 3600),
+                       ("minute", 60)):
+        if delta >= size:
+            n = int(delta // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "just now"
+
+
+def _viewer_did() -> str | None:
+    viewer = current_viewer()
+    return viewer.did if viewer else None
+
+
+async def _viewer_context() -> dict[str, Any]:
+    """Who is looking and their display preferences (read-only: a page view never creates a preferences row)."""
+    viewer = current_viewer()
+    if viewer is None:
+        return {"me": None, "prefs": None, "theme": "system", "accent": None}
+    n = node()
+    async with n.db.read() as conn:
+        prefs = await preferences.load(conn, viewer.did)
+    me = {"did": viewer.did, "handle": viewer.session.handle,
+          "can_upload": n.auth.can_upload(viewer.did, viewer.session.handle)}
+    return {"me": me, "prefs": prefs, "theme": prefs["theme"], "accent": prefs["accent_color"]}
+
+
+async def render(template: str, *, status: int = 200, **context: Any) -> Response:
+    n = node()
+    html = await render_template(template, **(await _viewer_context()), version=current_app.config["PLYRD_VERSION"],
+                                 public_url=n.config.public_url, **context)
+    response = Response(html, status=status, content_type="text/html; charset=utf-8")
+    response.headers["Cache-Control"] = "no-cache"  # pages differ per viewer: revalidate, never share
+    response.headers["Vary"] = "Cookie"
+    return response
+
+
+def _login_redirect() -> Response:
+    target = request.full_path.rstrip("?")
+    return redirect(f"/login?next={quote(target, safe='/')}", 303)  # type: ignore[return-value]
+
+
+async def _tracks(rows: list[Any], *, peaks: bool = False) -> list[dict[str, Any]]:
+    """Tracks as the JSON API shapes them; lists leave the waveform out, a track's own page keeps it."""
+    n = node()
+    return await tracks_json(n.db, rows, _viewer_did(), n.config.public_url, peaks=peaks)
+
+
+# ---- discovery -------------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+async def home() -> Response:
+    n = node()
+    args = request.args
+    tag = (args.get("tag") or "").strip().lower() or None
+    cursor = args.get("cursor") or None
+    page = await feeds.latest(n.db, viewer_did=_viewer_did(), cursor=cursor, limit=FEED_PAGE, tag=tag)
+    top = [] if cursor or tag else await feeds.top(n.db, viewer_did=_viewer_did(), limit=10)
+    tags = await feeds.tag_counts(n.db, q=None, limit=24)
+    hidden = await feeds.hidden_tags(n.db, _viewer_did())
+    return await render("home.html", tracks=await _tracks(page.rows), next_cursor=page.next_cursor, tag=tag,
+                        cursor=cursor, top=await _tracks(top), tags=[t for t in tags if t["tag"] not in hidden],
+                        hidden_tags=hidden)
+
+
+@bp.get("/tag/<name>")
+async def tag_page(name: str) -> Response:
+    n = node()
+    tag = name.strip().lower()
+    page = await feeds.latest(n.db, viewer_did=_viewer_did(), tag=tag, cursor=request.args.get("cursor") or None,
+                              limit=FEED_PAGE, filter_hidden=False)
+    tracks = await _tracks(page.rows)
+    return await render("tag.html", tag=tag, tracks=tracks, next_cursor=page.next_cursor,
+                        og_image=next((t["image_url"] for t in tracks if t["image_url"]), None))
+
+
+@bp.get("/track/<int:track_id>")
+async def track_page(track_id: int) -> Response:
+    n = node()
+    row = await get_track_row(n.db, track_id)
+    track = (await _tracks([row], peaks=True))[0]
+    found = await comments.list_comments(n.db, track_id)
+    liked_by = await likes.likers(n.db, track_id)
+    mine = []
+    if (viewer := current_viewer()) is not None:
+        mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
+    base = n.config.public_url
+    return await render("track.html", track=track, comments=found["comments"],
+                        comments_enabled=found["comments_enabled"], likers=liked_by["users"], playlists=mine,
+                        page_url=f"{base}/track/{track_id}", embed_url=f"{base}/embed/track/{track_id}",
+                        oembed_url=f"{base}/oembed?url={quote(f'{base}/track/{track_id}', safe='')}",
+                        embed_height=EMBED_HEIGHT)
+
+
+@bp.get("/u/<handle>")
+async def artist_page(handle: str) -> Response:
+    n = node()
+    profile = await get_profile(n.db, handle)
+    page = await feeds.latest(n.db, viewer_did=_viewer_did(), artist_did=profile["did"], limit=50,
+                              cursor=request.args.get("cursor") or None)
+    shown = await albums.list_artist_albums(n.db, profile["did"], n.config.public_url, viewer_did=_viewer_did())
+    lists = await playlists.public_playlists(n.db, profile["did"], n.config.public_url)
+    return await render("artist.html", profile=profile, tracks=await _tracks(page.rows), next_cursor=page.next_cursor,
+                        albums=shown, playlists=lists, page_url=f"{n.config.public_url}/u/{profile['handle']}")
+
+
+@bp.get("/u/<handle>/album/<slug>")
+async def album_page(handle: str, slug: str) -> Response:
+    n = node()
+    detail = await albums.album_detail(n.db, handle, slug, n.config.public_url)
+    rows = [await get_track_row(n.db, t["id"]) for t in detail["tracks"]]
+    return await render("album.html", album=detail["metadata"], tracks=await _tracks(rows),
+                        page_url=f"{n.config.public_url}/u/{handle}/album/{slug}")
+
+
+# ---- signing in ------------------------------------------------------------------------------------------------
+
+
+@bp.get("/login")
+async def login() -> Response:
+    next_path = safe_return_path(request.args.get("next"))
+    if current_viewer() is not None:
+        return redirect(next_path, 303)  # type: ignore[return-value]
+    return await render("login.html", next_path=next_path, error=None, handle="")
+
+
+@bp.post("/login")
+async def login_post() -> Response:
+    """The app-password form without JavaScript (login.js posts JSON to /auth/app-password instead)."""
+    form = await request.form
+    next_path = safe_return_path(form.get("next"))
+    handle = form.get("handle", "")
+    try:
+        token, _ = await node().auth.login_app_password(handle, form.get("app_password", ""))
+    except PlyrdError as e:
+        return await render("login.html", status=status_for(e), next_path=next_path, error=e.detail, handle=handle)
+    response: Response = redirect(next_path, 303)  # type: ignore[assignment]
+    set_session_cookies(response, token)
+    return response
+
+
+# ---- your things -----------------------------------------------------------------------------------------------
+
+
+@bp.get("/upload")
+async def upload_page() -> Response:
+    viewer = current_viewer()
+    if viewer is None:
+        return _login_redirect()
+    cfg = node().config
+    return await render("upload.html", max_upload_mb=cfg["storage.max_upload_mb"],
+                        max_image_mb=cfg["media.max_image_mb"])
+
+
+@bp.get("/library")
+async def library_page() -> Response:
+    viewer = current_viewer()
+    if viewer is None:
+        return _login_redirect()
+    n = node()
+    liked = await likes.liked_tracks(n.db, viewer.did, viewer_did=viewer.did, public_url=n.config.public_url)
+    mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
+    return await render("library.html", tracks=liked, playlists=mine)
+
+
+@bp.get("/playlist/<playlist_id>")
+async def playlist_page(playlist_id: str) -> Response:
+    n = node()
+    row = await playlists.get_playlist(n.db, playlist_id, _viewer_did())
+    detail = await playlists.playlist_detail(n.db, row, n.config.public_url)
+    by_id = {t["id"]: t for t in await _tracks([await get_track_row(n.db, t["id"]) for t in detail["tracks"]])}
+    uris = {i["track_id"]: i["uri"] for i in detail["items"]}
+    tracks = [{**by_id[t["id"]], "item_uri": uris.get(t["id"])} for t in detail["tracks"]]
+    return await render("playlist.html", playlist=detail, tracks=tracks, items=detail["items"],
+                        is_owner=_viewer_did() == detail["owner_did"],
+                        page_url=f"{n.config.public_url}/playlist/{detail['id']}")
+
+
+@bp.get("/settings")
+async def settings_page() -> Response:
+    return await render("settings.html", themes=preferences.THEMES)
+
+
+# ---- link previews and embeds ----------------------------------------------------------------------------------
+
+
+@bp.get("/embed/track/<int:track_id>")
+async def embed_track(track_id: int) -> Response:
+    n = node()
+    track = (await _tracks([await get_track_row(n.db, track_id)], peaks=True))[0]
+    html = await render_template("embed.html", track=track, page_url=f"{n.config.public_url}/track/{track_id}")
+    response = Response(html, content_type="text/html; charset=utf-8")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+_TRACK_PATH = re.compile(r"^/(?:embed/)?track/(\d+)/?$")
+
+
+@bp.get("/oembed")
+async def oembed() -> Response:
+    """oEmbed (https://oembed.com) for track pages: a `rich` iframe of /embed/track/{id}."""
+    n = node()
+    url = request.args.get("url", "")
+    fmt = request.args.get("format", "json")
+    if fmt != "json":
+        return Response('{"detail": "only format=json is offered"}', status=501, content_type="application/json")
+    match = _TRACK_PATH.match(urlsplit(url).path) if url else None
+    if not match:
+        raise NotFound("no embeddable page at that url; use a /track/{id} url of this node")
+    track = (await _tracks([await get_track_row(n.db, int(match.group(1)))]))[0]
+    width = _dimension(request.args.get("maxwidth"), EMBED_WIDTH)
+    height = EMBED_HEIGHT
+    src = f"{n.config.public_url}/embed/track/{track['id']}"
+    html = (f'<iframe src="{src}" width="{width}" height="{height}" style="border:0;border-radius:8px" '
+            f'allow="autoplay; encrypted-media" loading="lazy" title="{_attr(track["title"])} by '
+            f'{_attr(track["artist"])} on plyrd"></iframe>')
+    body: dict[str, Any] = {
+        "version": "1.0", "type": "rich", "provider_name": "plyrd", "provider_url": n.config.public_url,
+        "title": track["title"], "author_name": track["artist"],
+        "author_url": f"{n.config.public_url}/u/{track['artist_handle']}", "html": html,
+        "width": width, "height": height, "cache_age": 3600,
+    }
+    if track["image_url"]:
+        # The display rendition's longest side is at most 1000 px (plyrd.media.artwork.DISPLAY_SIDE).
+        body.update(thumbnail_url=track["image_url"], thumbnail_width=1000, thumbnail_height=1000)
+    return jsonify(body)
+
+
+def _dimension(raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput("maxwidth must be a whole number of pixels")
+    return min(int(raw), default)
+
+
+def _attr(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,87 @@
+// The web player's entry point: start the player in the shell, client-side navigation, keyboard shortcuts, the
+// actions any page's buttons trigger (delegated, so swapped-in pages need no wiring), and each page's own module.
+
+import { announce, api, signedIn } from './api.js';
+import { go, startNavigation } from './nav.js';
+import { Player } from './player.js';
+import { startKeys } from './keys.js';
+
+const player = new Player(document.getElementById('player'), document.getElementById('queue-panel'));
+
+// Page modules by <main data-page>; each init(main, ctx) may return a cleanup run when the page is left.
+const PAGES = {
+  home: () => import('./pages/feed.js'),
+  tag: () => import('./pages/feed.js'),
+  artist: () => import('./pages/feed.js'),
+  track: () => import('./pages/track.js'),
+  login: () => import('./pages/login.js'),
+  upload: () => import('./pages/upload.js'),
+  library: () => import('./pages/library.js'),
+  playlist: () => import('./pages/playlist.js'),
+  settings: () => import('./pages/settings.js'),
+};
+let cleanup = null;
+
+async function pageReady(main) {
+  if (typeof cleanup === 'function') cleanup();
+  cleanup = null;
+  player.markCurrent();
+  const load = PAGES[main.dataset.page];
+  if (!load) return;
+  const mod = await load();
+  if (document.getElementById('main') === main) cleanup = mod.init(main, { player, go });
+}
+
+function listIds(button) {
+  const list = button.closest('[data-tracklist]');
+  const nodes = list ? list.querySelectorAll(':scope > [data-track-id]') : [];
+  const ids = [...new Set([...nodes].map((n) => Number(n.dataset.trackId)))];
+  return ids.length ? ids : [Number(button.closest('[data-track-id]').dataset.trackId)];
+}
+
+const ACTIONS = {
+  play(b) {
+    const id = Number(b.closest('[data-track-id]').dataset.trackId);
+    const ids = listIds(b);
+    player.playList(ids, Math.max(0, ids.indexOf(id)));
+  },
+  'play-all'() {
+    const list = document.querySelector('#main [data-tracklist]');
+    const ids = list ? [...list.children].map((n) => Number(n.dataset.trackId)).filter(Boolean) : [];
+    if (ids.length) player.playList(ids, 0);
+  },
+  'queue-add'(b) {
+    player.enqueue(Number(b.closest('[data-track-id]').dataset.trackId));
+  },
+  async share(b) {
+    try {
+      if (navigator.share) await navigator.share({ url: b.dataset.url, title: document.title });
+      else {
+        await navigator.clipboard.writeText(b.dataset.url);
+        announce('link copied');
+        b.querySelector('span').textContent = 'copied';
+      }
+    } catch { /* dismissed */ }
+  },
+  async logout() {
+    await api('/auth/logout', { method: 'POST' }).catch(() => {});
+    go('/');
+  },
+};
+
+document.addEventListener('click', (e) => {
+  const b = e.target.closest('[data-action]');
+  if (!b || !ACTIONS[b.dataset.action]) return;
+  e.preventDefault();
+  player.unlockAudio(); // inside the click: the only moment Web Audio may start
+  ACTIONS[b.dataset.action](b);
+});
+document.addEventListener('plyrd:track', () => player.markCurrent());
+
+startNavigation(pageReady);
+startKeys(player);
+player.init().catch((e) => console.warn('could not resume the queue:', e));
+pageReady(document.getElementById('main'));
+
+// For tests and the curious: the running player and navigation.
+window.plyrd = { player, go, signedIn };

@@ -1,0 +1,115 @@
+// The track page: the like button, the big waveform (seeks when this track is the one playing, starts it
+// otherwise), timed comments you click to jump to, and a comment form stamped with the current position.
+
+import { ApiError, announce, api, clock } from '../api.js';
+import { Waveform } from '../waveform.js';
+
+export function init(main, { player, go }) {
+  const page = main.querySelector('[data-track-id]');
+  const id = Number(page.dataset.trackId);
+  const duration = Number(page.dataset.duration) || 0;
+  const mine = () => player.track?.id === id;
+  const at = () => (mine() ? player.audio.currentTime : 0);
+
+  // The page carries the track's JSON (peaks included): the big waveform draws from it and the player starts
+  // from it without another request.
+  const track = JSON.parse(main.querySelector('script[data-track]').textContent);
+  if (track.peaks) player.cache.set(id, track);
+  const canvas = main.querySelector('[data-track-wave]');
+  const wave = new Waveform(canvas, { onSeek: (t) => player.playAt(id, t) });
+  wave.set(track.peaks, duration);
+
+  const stampLabel = main.querySelector('[data-comment-at]');
+  const comments = main.querySelector('[data-comments]');
+  const onTime = (e) => {
+    if (e.detail.id !== id) return;
+    wave.setTime(e.detail.time);
+    if (stampLabel) stampLabel.textContent = clock(e.detail.time);
+    // The comment for this moment lights up as playback passes it.
+    for (const li of comments?.children || []) {
+      const ms = Number(li.dataset.ms);
+      li.classList.toggle('here', e.detail.time * 1000 >= ms && e.detail.time * 1000 < ms + 4000);
+    }
+  };
+  document.addEventListener('plyrd:time', onTime);
+  if (mine()) onTime({ detail: { id, time: player.audio.currentTime } });
+
+  const onClick = async (e) => {
+    const b = e.target.closest('[data-action]');
+    if (!b) return;
+    if (b.dataset.action === 'seek-comment') {
+      player.unlockAudio();
+      player.playAt(id, Number(b.dataset.ms) / 1000);
+    } else if (b.dataset.action === 'like') {
+      if (b.hasAttribute('data-needs-sign-in')) {
+        go(`/login?next=/track/${id}`);
+        return;
+      }
+      const liked = b.getAttribute('aria-pressed') === 'true';
+      b.disabled = true;
+      try {
+        const r = await api(`/tracks/${id}/like`, { method: liked ? 'DELETE' : 'POST' });
+        b.setAttribute('aria-pressed', String(r.liked));
+        b.querySelector('[data-like-label]').textContent = r.liked ? 'liked' : 'like';
+        b.querySelector('[data-like-count]').textContent = String(r.like_count);
+        announce(r.liked ? 'liked' : 'like removed');
+      } catch (err) {
+        announce(err.message);
+      } finally {
+        b.disabled = false;
+      }
+    }
+  };
+  main.addEventListener('click', onClick);
+
+  const form = main.querySelector('[data-comment-form]');
+  form?.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const input = form.elements.text;
+    const error = form.querySelector('[data-error]');
+    error.textContent = '';
+    const ms = Math.min(Math.round(at() * 1000), Math.floor(duration * 1000));
+    try {
+      const c = await api(`/tracks/${id}/comments`, { method: 'POST', body: { text: input.value, timestamp_ms: ms } });
+      comments.append(commentItem(c));
+      [...comments.children].sort((a, b) => a.dataset.ms - b.dataset.ms).forEach((li) => comments.append(li));
+      const count = main.querySelector('[data-comment-count]');
+      count.textContent = String(comments.children.length);
+      input.value = '';
+      announce(`comment posted at ${clock(ms / 1000)}`);
+    } catch (err) {
+      error.textContent = err instanceof ApiError && err.status === 401 ? 'sign in again to comment' : err.message;
+    }
+  });
+
+  const add = main.querySelector('[data-add-to-playlist]');
+  add?.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const status = add.querySelector('[data-status]');
+    try {
+      await api(`/lists/playlists/${add.elements.playlist.value}/tracks`, { method: 'POST', body: { track_id: id } });
+      status.textContent = 'added';
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  });
+
+  return () => document.removeEventListener('plyrd:time', onTime);
+}
+
+function commentItem(c) {
+  const li = document.createElement('li');
+  li.className = 'comment';
+  li.dataset.ms = String(c.timestamp_ms);
+  li.innerHTML = '<button type="button" class="stamp" data-action="seek-comment"></button>'
+    + '<span class="who"><a></a></span><span class="text"></span>';
+  const stamp = li.querySelector('.stamp');
+  stamp.dataset.ms = String(c.timestamp_ms);
+  stamp.textContent = clock(c.timestamp_ms / 1000);
+  stamp.setAttribute('aria-label', `play from ${clock(c.timestamp_ms / 1000)}`);
+  const who = li.querySelector('.who a');
+  who.href = `/u/${c.user_handle}`;
+  who.textContent = c.user_display_name || c.user_handle;
+  li.querySelector('.text').textContent = c.text;
+  return li;
+}

@@ -1,0 +1,608 @@
+// The player: one <audio> in the shell (never replaced by navigation), the bar's controls, the waveform seek
+// bar, the queue panel, play counting, loudness normalisation, Media Session and next-track preloading.
+
+import { announce, api, clock, signedIn } from './api.js';
+import { Queue } from './queue.js';
+import { makeSortable } from './sortable.js';
+import { Waveform } from './waveform.js';
+
+const VOLUME_KEY = 'plyrd.volume';
+const MUTED_KEY = 'plyrd.muted';
+const RESTART_AFTER = 3; // s: "previous" past this point restarts the track instead
+const COUNT_AFTER = 30; // s of real listening (or half a shorter track) before a play is reported
+const MAX_STEP = 5; // s: a larger jump between timeupdates is a seek, not listening
+const GAIN_DB = [-12, 6]; // clamp the stored gain: never deafening, never boosting into hard clipping
+const NOW_PLAYING_MS = 10000;
+const SAVE_EVERY = 15; // s of playback between position saves
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+const ICON = (name) => `<svg class="i" aria-hidden="true" focusable="false"><use href="/static/icons.svg#${name}"></use></svg>`;
+
+export class Player {
+  constructor(root, panel) {
+    this.root = root;
+    this.panel = panel;
+    this.audio = root.querySelector('audio');
+    this.queue = new Queue();
+    this.cache = new Map(); // track id -> the track's JSON (with peaks)
+    this.track = null;
+    this.loadToken = 0;
+    this.listened = 0;
+    this.counted = false;
+    this.lastT = null;
+    this.savedT = 0;
+    this.pendingSeek = null;
+    const stored = parseFloat(localStorage.getItem(VOLUME_KEY) ?? '1');
+    this.volume = Number.isFinite(stored) ? clamp(stored, 0, 1) : 1;
+    this.muted = localStorage.getItem(MUTED_KEY) === '1';
+    this.wave = new Waveform(this.$('wave'), { onSeek: (t) => this.seek(t) });
+    this.bind();
+  }
+
+  $(name) {
+    return this.root.querySelector(`[data-player="${name}"]`);
+  }
+
+  all(name) {
+    return document.querySelectorAll(`[data-player="${name}"]`);
+  }
+
+  // ---- setup
+
+  bind() {
+    document.addEventListener('click', (e) => {
+      const b = e.target.closest('[data-player]');
+      if (!b || b.tagName !== 'BUTTON') return;
+      this.unlockAudio();
+      const acts = { toggle: () => this.toggle(), prev: () => this.previous(), next: () => this.next(),
+        shuffle: () => this.shuffle(), repeat: () => this.cycleRepeat(), mute: () => this.toggleMute(),
+        queue: () => this.toggleQueue() };
+      acts[b.dataset.player]?.();
+    });
+    const vol = this.$('volume');
+    vol.value = String(this.volume);
+    vol.addEventListener('input', () => this.setVolume(parseFloat(vol.value)));
+    this.panel.addEventListener('click', (e) => this.queueClick(e));
+    makeSortable(this.panel.querySelector('[data-queue="list"]'), {
+      onMove: (from, to) => this.move(from, to),
+    });
+
+    const a = this.audio;
+    a.addEventListener('timeupdate', () => this.onTime());
+    a.addEventListener('seeking', () => { this.lastT = null; });
+    a.addEventListener('seeked', () => { this.lastT = a.currentTime; this.positionState(); });
+    a.addEventListener('loadedmetadata', () => this.onMetadata());
+    a.addEventListener('durationchange', () => this.$('duration').textContent = clock(a.duration));
+    a.addEventListener('playing', () => this.setState('playing'));
+    a.addEventListener('waiting', () => this.setState('loading'));
+    a.addEventListener('pause', () => { this.setState(a.ended ? 'ended' : 'paused'); this.savePosition(); });
+    a.addEventListener('ended', () => this.onEnded());
+    a.addEventListener('canplaythrough', () => this.preloadNext());
+    a.addEventListener('error', () => {
+      if (!this.track) return;
+      this.setState('paused');
+      announce(`could not play ${this.track.title}`);
+    });
+
+    if ('mediaSession' in navigator) {
+      const ms = navigator.mediaSession;
+      const on = (action, fn) => { try { ms.setActionHandler(action, fn); } catch { /* unsupported action */ } };
+      on('play', () => this.play());
+      on('pause', () => this.audio.pause());
+      on('previoustrack', () => this.previous());
+      on('nexttrack', () => this.next());
+      on('seekto', (d) => this.seek(d.seekTime));
+      // seekbackward/seekforward left out on purpose: iOS would show them instead of previous/next.
+    }
+    window.addEventListener('pagehide', () => this.savePosition({ leaving: true }));
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'hidden') this.savePosition({ leaving: true });
+    });
+    setInterval(() => this.reportNowPlaying(), NOW_PLAYING_MS);
+    this.applyGain();
+    this.renderVolume();
+  }
+
+  // Resume whatever was queued before the reload, paused at the saved position (browsers refuse autoplay anyway).
+  async init() {
+    const tracks = await this.queue.restore();
+    for (const t of tracks) this.cache.set(t.id, t);
+    if (this.queue.current != null) await this.load(this.queue.index, { autoplay: false, at: this.queue.progressMs / 1000 });
+    this.renderQueue();
+  }
+
+  // Web Audio carries the loudness gain (which may boost a quiet track); it can only start inside a user gesture,
+  // so every click and key that may lead to playback calls this first. Without it, gain falls back to volume.
+  unlockAudio() {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    if (!this.ctx) {
+      try {
+        this.ctx = new Ctx();
+        const source = this.ctx.createMediaElementSource(this.audio);
+        this.gainNode = this.ctx.createGain();
+        source.connect(this.gainNode).connect(this.ctx.destination);
+      } catch {
+        this.ctx = null;
+        this.gainNode = null;
+      }
+      this.applyGain();
+    }
+    if (this.ctx?.state === 'suspended') this.ctx.resume().catch(() => {});
+  }
+
+  // ---- loading and transport
+
+  // A track's JSON with its peaks (lists and the queue answer without them, so those are fetched again once).
+  async get(id) {
+    if (this.cache.get(id)?.peaks) return this.cache.get(id);
+    const t = await api(`/tracks/${id}`);
+    this.cache.set(id, t);
+    return t;
+  }
+
+  // Play a list (a page's tracks) from one of them: the queue becomes that list.
+  playList(ids, index, { at = 0 } = {}) {
+    const id = ids[index];
+    if (this.track && this.track.id === id && at === 0) {
+      this.toggle();
+      return;
+    }
+    this.queue.ids = ids.slice(0, 500);
+    this.queue.index = index;
+    this.load(index, { autoplay: true, at });
+  }
+
+  // Play one track from a position (a timed comment): a seek if it is already loaded.
+  playAt(id, seconds) {
+    if (this.track && this.track.id === id) {
+      this.seek(seconds);
+      if (this.audio.paused) this.play();
+      return;
+    }
+    this.playList([id], 0, { at: seconds });
+  }
+
+  async load(index, { autoplay = true, at = 0 } = {}) {
+    const id = this.queue.ids[index];
+    if (id == null) return;
+    this.queue.index = index;
+    const token = ++this.loadToken;
+    this.setState('loading');
+    let track;
+    try {
+      track = await this.get(id);
+    } catch (e) {
+      if (token === this.loadToken) {
+        this.setState('paused');
+        announce(`could not load the track: ${e.message}`);
+      }
+      return;
+    }
+    if (token === this.loadToken) this.begin(track, { autoplay, at });
+  }
+
+  // Synchronous on purpose: auto-advance with a prefetched track swaps the source inside the `ended` event,
+  // which is what keeps lock-screen playback going on phones.
+  begin(track, { autoplay, at = 0 }) {
+    this.track = track;
+    this.listened = 0;
+    this.counted = false;
+    this.lastT = null;
+    this.savedT = at;
+    this.pendingSeek = at > 0 ? at : null;
+    this.audio.src = `/audio/${track.file_id}`;
+    this.applyGain();
+    this.renderTrack();
+    this.renderQueue();
+    this.mediaSession();
+    this.queue.progressMs = at * 1000;
+    this.queue.save();
+    if (autoplay) this.play();
+    else this.setState('paused');
+    document.dispatchEvent(new CustomEvent('plyrd:track', { detail: track }));
+  }
+
+  async play() {
+    if (!this.track) {
+      if (this.queue.ids.length) await this.load(this.queue.index, { autoplay: true });
+      return;
+    }
+    if (this.ctx?.state === 'suspended') this.ctx.resume().catch(() => {});
+    try {
+      await this.audio.play();
+    } catch (e) {
+      if (e.name !== 'AbortError') this.setState('paused'); // NotAllowedError: wait for a click
+    }
+  }
+
+  toggle() {
+    if (this.track && !this.audio.paused) this.audio.pause();
+    else this.play();
+  }
+
+  seek(t) {
+    if (!this.track) return;
+    const dur = Number.isFinite(this.audio.duration) ? this.audio.duration : this.track.duration;
+    const to = clamp(t, 0, Math.max(0, (dur || 0) - 0.05));
+    if (this.audio.readyState === 0) this.pendingSeek = to;
+    else this.audio.currentTime = to;
+    this.lastT = null;
+    this.wave.setTime(to);
+    this.$('current').textContent = clock(to);
+    document.dispatchEvent(new CustomEvent('plyrd:time', { detail: { id: this.track.id, time: to } }));
+  }
+
+  next({ auto = false } = {}) {
+    const q = this.queue;
+    let i = q.index + 1;
+    if (i >= q.ids.length) {
+      if (q.repeat === 'all' && q.ids.length) i = 0;
+      else {
+        if (!auto) announce('end of the queue');
+        return;
+      }
+    }
+    const cached = this.cache.get(q.ids[i]);
+    if (cached?.peaks) {
+      q.index = i;
+      this.loadToken++;
+      this.begin(cached, { autoplay: true });
+    } else {
+      this.load(i, { autoplay: true });
+    }
+  }
+
+  previous() {
+    const q = this.queue;
+    if (this.audio.currentTime > RESTART_AFTER || (q.index === 0 && q.repeat !== 'all') || q.ids.length < 2) {
+      this.seek(0);
+      return;
+    }
+    this.load(q.index === 0 ? q.ids.length - 1 : q.index - 1, { autoplay: true });
+  }
+
+  onEnded() {
+    if (this.queue.repeat === 'one') {
+      this.listened = 0;
+      this.counted = false; // each time round is a new listening
+      this.audio.currentTime = 0;
+      this.play();
+      return;
+    }
+    this.next({ auto: true });
+  }
+
+  onMetadata() {
+    if (this.pendingSeek != null) {
+      this.audio.currentTime = Math.min(this.pendingSeek, Math.max(0, this.audio.duration - 0.25));
+      this.pendingSeek = null;
+    }
+    this.$('duration').textContent = clock(this.audio.duration);
+    this.positionState();
+  }
+
+  // ---- listening: position, play counting, persistence
+
+  onTime() {
+    const a = this.audio;
+    const t = a.currentTime;
+    if (!a.paused && !a.seeking && this.lastT != null) {
+      const step = t - this.lastT;
+      if (step > 0 && step <= MAX_STEP) this.listened += step; // seeks and restored positions never count
+    }
+    this.lastT = t;
+    this.countPlay();
+    this.wave.setTime(t, a.duration);
+    this.$('current').textContent = clock(t);
+    this.queue.progressMs = t * 1000;
+    if (Math.abs(t - this.savedT) >= SAVE_EVERY) this.savePosition();
+    if (this.track) document.dispatchEvent(new CustomEvent('plyrd:time', { detail: { id: this.track.id, time: t } }));
+  }
+
+  countPlay() {
+    const t = this.track;
+    if (!t || this.counted) return;
+    const duration = Number(t.duration) || this.audio.duration;
+    if (!duration || this.listened < Math.min(COUNT_AFTER, duration / 2)) return;
+    this.counted = true; // one report per load of a track; the server dedups repeats anyway
+    api(`/tracks/${t.id}/play`, { method: 'POST', body: { listened_ms: Math.ceil(this.listened * 1000) } })
+      .then((r) => document.dispatchEvent(new CustomEvent('plyrd:played', { detail: { id: t.id, ...r } })))
+      .catch((e) => console.warn('play not counted:', e.message));
+  }
+
+  savePosition({ leaving = false } = {}) {
+    if (!this.track) return;
+    this.savedT = this.audio.currentTime;
+    this.queue.progressMs = this.audio.currentTime * 1000;
+    this.queue.saveLocal();
+    if (leaving) this.queue.push({ keepalive: true });
+    else this.queue.save();
+  }
+
+  reportNowPlaying() {
+    if (!signedIn() || !this.track) return;
+    const playing = !this.audio.paused;
+    if (!playing && this.reportedPaused) return;
+    this.reportedPaused = !playing;
+    api('/now-playing/', { method: 'POST', body: { track_id: this.track.id,
+      progress_ms: Math.round(this.audio.currentTime * 1000), is_playing: playing } }).catch(() => {});
+  }
+
+  // ---- volume and loudness
+
+  applyGain() {
+    const db = clamp(Number(this.track?.track_gain_db) || 0, GAIN_DB[0], GAIN_DB[1]);
+    const factor = 10 ** (db / 20);
+    this.audio.muted = this.muted;
+    if (this.gainNode) {
+      this.gainNode.gain.value = factor;
+      this.audio.volume = this.volume;
+    } else {
+      this.audio.volume = this.volume * Math.min(1, factor); // without Web Audio, a gain can only cut
+    }
+  }
+
+  setVolume(v) {
+    this.volume = clamp(Number.isFinite(v) ? v : 1, 0, 1);
+    if (this.volume > 0 && this.muted) this.muted = false;
+    localStorage.setItem(VOLUME_KEY, String(this.volume));
+    localStorage.setItem(MUTED_KEY, this.muted ? '1' : '0');
+    this.applyGain();
+    this.renderVolume();
+  }
+
+  toggleMute() {
+    this.muted = !this.muted;
+    localStorage.setItem(MUTED_KEY, this.muted ? '1' : '0');
+    this.applyGain();
+    this.renderVolume();
+    announce(this.muted ? 'muted' : 'unmuted');
+  }
+
+  renderVolume() {
+    this.$('volume').value = String(this.muted ? 0 : this.volume);
+    for (const b of this.all('mute')) {
+      b.setAttribute('aria-pressed', String(this.muted));
+      b.setAttribute('aria-label', this.muted ? 'unmute (m)' : 'mute (m)');
+      b.innerHTML = ICON(this.muted ? 'mute' : 'volume');
+    }
+  }
+
+  // ---- queue actions
+
+  enqueue(id, { next = false } = {}) {
+    const q = this.queue;
+    if (!q.ids.length) {
+      this.playList([id], 0);
+      return;
+    }
+    if (next) q.ids.splice(q.index + 1, 0, id);
+    else q.ids.push(id);
+    q.save();
+    this.renderQueue();
+    this.preloadNext();
+    announce('added to the queue');
+  }
+
+  remove(i) {
+    const q = this.queue;
+    if (i === q.index) return; // the playing track stays; skip it with next instead
+    q.ids.splice(i, 1);
+    if (i < q.index) q.index--;
+    q.save();
+    this.renderQueue();
+  }
+
+  clearUpNext() {
+    const q = this.queue;
+    q.ids = q.ids.slice(0, q.index + 1);
+    q.save();
+    this.renderQueue();
+    announce('cleared up next');
+  }
+
+  move(from, to) {
+    const q = this.queue;
+    const [id] = q.ids.splice(from, 1);
+    q.ids.splice(to, 0, id);
+    if (q.index === from) q.index = to;
+    else if (from < q.index && to >= q.index) q.index--;
+    else if (from > q.index && to <= q.index) q.index++;
+    q.save();
+    const hadFocus = this.panel.contains(document.activeElement);
+    this.renderQueue();
+    if (hadFocus) this.panel.querySelector(`[data-index="${to}"] [data-sort-handle]`)?.focus();
+  }
+
+  // Shuffle is an action, as in plyr.fm: it reshuffles what comes next (never the same order twice in a row).
+  shuffle() {
+    const q = this.queue;
+    const rest = q.ids.slice(q.index + 1);
+    if (rest.length < 2) {
+      announce('nothing to shuffle');
+      return;
+    }
+    const before = rest.join();
+    do {
+      for (let i = rest.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [rest[i], rest[j]] = [rest[j], rest[i]];
+      }
+    } while (rest.join() === before);
+    q.ids = [...q.ids.slice(0, q.index + 1), ...rest];
+    q.save();
+    this.renderQueue();
+    this.preloadNext();
+    announce('shuffled up next');
+  }
+
+  cycleRepeat() {
+    const order = ['none', 'all', 'one'];
+    this.queue.repeat = order[(order.indexOf(this.queue.repeat) + 1) % order.length];
+    this.queue.save();
+    this.renderRepeat();
+    this.preloadNext(); // with repeat all, the first track is now the next one
+    announce(`repeat ${this.queue.repeat === 'none' ? 'off' : this.queue.repeat}`);
+  }
+
+  renderRepeat() {
+    const mode = this.queue.repeat;
+    for (const b of this.all('repeat')) {
+      const label = `repeat: ${mode === 'none' ? 'off' : mode}`;
+      b.setAttribute('aria-label', label);
+      b.title = label;
+      b.setAttribute('aria-pressed', String(mode !== 'none'));
+      b.innerHTML = ICON(mode === 'one' ? 'repeat-one' : 'repeat');
+    }
+  }
+
+  // Warm the browser's cache with the next track (its JSON now, its audio through a detached element), so the
+  // switch at the end of this one is as close to gapless as a plain <audio> allows.
+  preloadNext() {
+    const q = this.queue;
+    let i = q.index + 1;
+    if (i >= q.ids.length) {
+      if (q.repeat !== 'all' || q.ids.length < 2) return;
+      i = 0;
+    }
+    this.get(q.ids[i]).then((t) => {
+      if (this.preloadedFile === t.file_id || t.file_id === this.track?.file_id) return;
+      this.preloadedFile = t.file_id;
+      this.preloader ??= Object.assign(new Audio(), { preload: 'auto', muted: true });
+      this.preloader.src = `/audio/${t.file_id}`;
+    }).catch(() => {});
+  }
+
+  // ---- rendering
+
+  setState(state) {
+    this.root.dataset.state = this.track ? state : 'empty';
+    const playing = state === 'playing' || (state === 'loading' && !this.audio.paused);
+    for (const b of this.all('toggle')) {
+      b.setAttribute('aria-label', playing ? 'pause (space)' : 'play (space)');
+      b.title = playing ? 'pause (space)' : 'play (space)';
+      b.innerHTML = ICON(playing ? 'pause' : 'play');
+    }
+    if ('mediaSession' in navigator) navigator.mediaSession.playbackState = playing ? 'playing' : 'paused';
+    this.markCurrent();
+    if (state === 'paused') this.reportNowPlaying();
+  }
+
+  renderTrack() {
+    const t = this.track;
+    const title = this.$('title');
+    title.textContent = t.title;
+    title.href = `/track/${t.id}`;
+    const artist = this.$('artist');
+    artist.textContent = t.artist;
+    artist.href = `/u/${t.artist_handle || t.artist_did}`;
+    this.root.querySelector('.p-art').src = t.thumbnail_url || '/static/img/cover.svg';
+    this.$('duration').textContent = clock(t.duration);
+    this.$('current').textContent = clock(this.pendingSeek || 0);
+    this.wave.set(t.peaks, t.duration);
+    if (this.pendingSeek) this.wave.setTime(this.pendingSeek);
+    this.renderRepeat();
+  }
+
+  // Rows for the playing track, on whatever page is showing, say so (called after every navigation too).
+  markCurrent() {
+    const id = this.track?.id;
+    const playing = Boolean(this.track) && !this.audio.paused;
+    for (const row of document.querySelectorAll('#main [data-track-id]')) {
+      const here = Number(row.dataset.trackId) === id;
+      if (row.classList.contains('track')) row.classList.toggle('current', here);
+      const btn = row.matches('[data-action="play"]') ? row : row.querySelector(':scope > [data-action="play"]');
+      if (!btn) continue;
+      const now = here && playing;
+      if (btn.dataset.playing === String(now)) continue;
+      btn.dataset.playing = String(now);
+      const label = btn.querySelector('span');
+      if (label) label.textContent = now ? 'pause' : 'play';
+      else btn.setAttribute('aria-label', btn.getAttribute('aria-label').replace(/^(play|pause) /, now ? 'pause ' : 'play '));
+      btn.querySelector('use')?.setAttribute('href', `/static/icons.svg#${now ? 'pause' : 'play'}`);
+    }
+  }
+
+  mediaSession() {
+    if (!('mediaSession' in navigator) || !window.MediaMetadata) return;
+    const t = this.track;
+    const artwork = [];
+    if (t.thumbnail_url) artwork.push({ src: t.thumbnail_url, sizes: '96x96', type: 'image/webp' });
+    if (t.image_url) artwork.push({ src: t.image_url, sizes: '1000x1000', type: 'image/webp' });
+    navigator.mediaSession.metadata = new MediaMetadata({ title: t.title, artist: t.artist, album: t.album || '', artwork });
+  }
+
+  positionState() {
+    const a = this.audio;
+    if (!('mediaSession' in navigator) || !navigator.mediaSession.setPositionState) return;
+    if (!Number.isFinite(a.duration) || a.duration <= 0) return;
+    try {
+      navigator.mediaSession.setPositionState({ duration: a.duration, playbackRate: a.playbackRate || 1,
+        position: clamp(a.currentTime, 0, a.duration) });
+    } catch { /* some browsers refuse while loading */ }
+  }
+
+  // ---- the queue panel
+
+  toggleQueue(open) {
+    const show = open ?? this.panel.hidden;
+    this.panel.hidden = !show;
+    for (const b of this.all('queue')) b.setAttribute('aria-expanded', String(show));
+    if (show) {
+      this.renderQueue();
+      this.panel.querySelector('h2').setAttribute('tabindex', '-1');
+      this.panel.querySelector('h2').focus();
+    } else {
+      this.$('queue').focus();
+    }
+  }
+
+  renderQueue() {
+    this.renderRepeat();
+    if (this.panel.hidden) return; // drawn when opened
+    const list = this.panel.querySelector('[data-queue="list"]');
+    const q = this.queue;
+    this.panel.querySelector('[data-queue="empty"]').hidden = q.ids.length > 0;
+    const missing = [];
+    list.replaceChildren(...q.ids.map((id, i) => {
+      const t = this.cache.get(id);
+      if (!t) missing.push(id);
+      const li = document.createElement('li');
+      li.className = `track${i < q.index ? ' played' : ''}`;
+      li.dataset.index = String(i);
+      if (i === q.index) li.setAttribute('aria-current', 'true');
+      const title = t ? t.title : `track ${id}`;
+      li.innerHTML = `<button type="button" class="icon handle" data-sort-handle>${ICON('grip')}</button>
+        <span class="t-meta"><button type="button" class="t-title" data-queue="jump"></button>
+        <span class="t-artist"></span></span>
+        <button type="button" class="icon" data-queue="remove">${ICON('close')}</button>`;
+      li.querySelector('[data-sort-handle]').setAttribute('aria-label', `move ${title} (arrow keys)`);
+      li.querySelector('.t-title').textContent = title;
+      li.querySelector('.t-artist').textContent = t ? t.artist : '';
+      const rm = li.querySelector('[data-queue="remove"]');
+      rm.setAttribute('aria-label', `remove ${title} from the queue`);
+      rm.disabled = i === q.index;
+      return li;
+    }));
+    // Tracks restored from this browser's copy are fetched when the panel first needs their names.
+    if (missing.length) {
+      Promise.allSettled(missing.slice(0, 50).map((id) => this.get(id))).then(() => {
+        if (missing.slice(0, 50).some((id) => this.cache.has(id))) this.renderQueue();
+      });
+    }
+  }
+
+  queueClick(e) {
+    const b = e.target.closest('[data-queue]');
+    if (!b) return;
+    const li = b.closest('li');
+    const i = li ? Number(li.dataset.index) : -1;
+    if (b.dataset.queue === 'jump') {
+      this.unlockAudio();
+      this.load(i, { autoplay: true });
+    } else if (b.dataset.queue === 'remove') this.remove(i);
+    else if (b.dataset.queue === 'clear') this.clearUpNext();
+    else if (b.dataset.queue === 'close') this.toggleQueue(false);
+  }
+}

@@ -1,0 +1,409 @@
+"""The web player in a real browser: Debian's Chromium (/usr/bin/chromium, headless) driven by Playwright against
+a node started here, with real audio made by audio_samples. One listening session, step by step, in order:
+sign in, upload twice and watch the progress, play and keep playing through six page changes (the same <audio>,
+never paused, currentTime always rising), seek on the waveform, like, post a timed comment and click it to seek,
+switch the theme, reorder a playlist by dragging, auto-advance with repeat, play counting, the keyboard, a reload
+that resumes, the embed; then screenshots of the main pages at desktop and phone sizes in tests/output/screenshots.
+
+Chromium missing is a failure with the command that fixes it, never a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audio_samples import jpeg_bytes, make_audio
+from conftest import ROOT, ServedNode, start_node
+from test_uploads import node_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "tests" / "output" / "screenshots"
+# Flags from the machine notes: no sandbox (root), no GPU, and none of Chromium's own network chatter.
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-features=MediaRouter", "--mute-audio"]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+LONG_S, SHORT_S = 60, 8
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with "
+                    "`apt-get update && apt-get install -y chromium` (the README's test command does this as root).",
+                    pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
+    served = start_node([], cwd=tmp_path_factory.mktemp("browser"), env=node_env(pds))
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("browser-audio")
+    return {
+        "long": make_audio(d / "long.mp3", "mp3", seconds=LONG_S, kind="music", frequency=220,
+                           cover=jpeg_bytes(500, 500)),
+        "short": make_audio(d / "short.wav", "wav", seconds=SHORT_S, kind="music", frequency=330,
+                            tags={"title": "short wave", "artist": "the band"}),
+    }
+
+
+class Session:
+    """The one tab everything happens in, plus what the steps learn along the way."""
+
+    def __init__(self, node: ServedNode, page: Any, account: Any) -> None:
+        self.node = node
+        self.page = page
+        self.account = account
+        self.errors: list[str] = []
+        self.ids: dict[str, int] = {}
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def js(self, expr: str, arg: Any = None) -> Any:
+        return self.page.evaluate(expr, arg)
+
+    def time(self) -> float:
+        return self.js("document.getElementById('audio').currentTime")
+
+    def wait(self, expr: str, arg: Any = None, timeout: float = 10_000) -> None:
+        self.page.wait_for_function(expr, arg=arg, timeout=timeout)
+
+    def nav(self, selector: str, path: str) -> None:
+        """Click a link and wait for the client-side navigation to land (main swapped, URL changed)."""
+        self.page.click(selector)
+        self.wait("p => location.pathname + location.search === p && !document.getElementById('main')"
+                  ".hasAttribute('aria-busy')", path)
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """A JSON API call from the page itself, with its cookie and CSRF header, as the app makes them."""
+        return self.js("""async ([method, path, body]) => {
+            const csrf = document.cookie.split('; ').find(c => c.startsWith('plyrd_csrf=')).slice(11);
+            const r = await fetch(path, {method, headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+                                         body: body === null ? undefined : JSON.stringify(body)});
+            return {status: r.status, body: await r.json().catch(() => null)};
+        }""", [method, path, body])
+
+
+@pytest.fixture(scope="module")
+def s(browser, node, pds) -> Iterator[Session]:
+    context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
+    session = Session(node, context.new_page(), pds.create_account("listener"))
+    yield session
+    context.close()
+
+
+def test_sign_in_with_an_app_password(s: Session) -> None:
+    page = s.page
+    page.goto(s.node.url + "/login?next=/upload")
+    page.click("text=use an app password instead")
+    page.fill("#ap-handle", s.account.handle)
+    page.fill("#ap-password", "not-the-password")
+    page.click("[data-app-password] button[type=submit]")
+    s.wait("() => document.querySelector('[data-app-password] [data-error]').textContent.length > 0")
+    page.fill("#ap-password", s.account.password)
+    page.click("[data-app-password] button[type=submit]")
+    s.wait("() => location.pathname === '/upload'")
+    assert page.text_content("header .me") == f"@{s.account.handle}"
+    # Everything from here on happens in this one document: a full page load would reset this.
+    s.js("window.__alive = true")
+
+
+def upload(s: Session, path: Path, **fields: str) -> int:
+    page = s.page
+    page.set_input_files("#file", str(path))
+    for name, value in fields.items():
+        page.fill(f"#{name}", value)
+    # Record every progress state the page shows, to prove both bars moved.
+    s.js("""() => { window.__seen = [];
+        const box = document.querySelector('[data-progress]');
+        new MutationObserver(() => window.__seen.push([box.querySelector('[data-phase]').textContent,
+            box.querySelector('[data-bytes]').value, box.querySelector('[data-processing]').value]))
+          .observe(box, {subtree: true, childList: true, characterData: true, attributes: true}); }""")
+    page.click("[data-upload] button[type=submit]")
+    s.wait("() => !document.querySelector('[data-done]').hidden || "
+           "document.querySelector('[data-progress] [data-error]').textContent", timeout=60_000)
+    assert page.text_content("[data-progress] [data-error]") == ""
+    seen = s.js("window.__seen")
+    phases = [p for p, _, _ in seen]
+    assert "sending" in phases and "ready" in phases, phases
+    assert max(b for _, b, _ in seen) == 100 and seen[-1][2] == 100
+    href = page.get_attribute("[data-track-link]", "href")
+    return int(href.rsplit("/", 1)[1])
+
+
+def test_upload_and_watch_progress(s: Session, audio) -> None:
+    s.ids["long"] = upload(s, audio["long"], title="long tide", tags="Dusk, tape", description="waves on the pier")
+    s.nav("text=upload another", "/upload")
+    s.ids["short"] = upload(s, audio["short"])  # no title: the server takes it from the file's tags
+    s.nav("[data-track-link]", f"/track/{s.ids['short']}")
+    assert s.page.text_content("#main h1") == "short wave"
+
+
+def test_play_and_navigate_without_interruption(s: Session) -> None:
+    page = s.page
+    s.nav("header .brand", "/")
+    s.js("""() => { window.__audio = document.getElementById('audio'); window.__pauses = 0; window.__played = [];
+        window.__audio.addEventListener('pause', () => window.__pauses++);
+        document.addEventListener('plyrd:played', e => window.__played.push(e.detail)); }""")
+    page.click("#main li.track:has-text('long tide') [data-action=play]")
+    s.wait("() => document.getElementById('audio').currentTime > 1")
+    assert page.text_content("#player [data-player=title]") == "long tide"
+    steps = [
+        ("#main li.track:has-text('long tide') a.t-title", f"/track/{s.ids['long']}"),
+        ("#main a.chip:has-text('dusk')", "/tag/dusk"),
+        ("#main li.track:has-text('long tide') a.t-artist", f"/u/{s.account.handle}"),
+        ("header a[href='/library']", "/library"),
+        ("header a[href='/settings']", "/settings"),
+        ("#player [data-player=title]", f"/track/{s.ids['long']}"),
+    ]
+    last = s.time()
+    for selector, path in steps:
+        s.nav(selector, path)
+        page.wait_for_timeout(150)
+        state = s.js("""() => ({same: document.getElementById('audio') === window.__audio,
+            count: document.querySelectorAll('audio').length, alive: window.__alive === true,
+            paused: window.__audio.paused, pauses: window.__pauses, t: window.__audio.currentTime})""")
+        assert state["same"] and state["count"] == 1 and state["alive"], (path, state)
+        assert not state["paused"] and state["pauses"] == 0, (path, state)
+        assert state["t"] > last, (path, state, last)
+        last = state["t"]
+        if path == "/settings":  # on the way: let listeners comment on my tracks
+            page.check("[data-pref=allow_comments]")
+            s.wait("() => document.querySelector('[data-status]').textContent === 'saved'")
+    page.go_back()  # popstate: back to the settings page, still the same audio
+    s.wait("() => location.pathname === '/settings'")
+    assert s.js("document.getElementById('audio') === window.__audio && !window.__audio.paused")
+    page.go_forward()
+    s.wait(f"() => location.pathname === '/track/{s.ids['long']}' && document.querySelector('[data-comment-form]')")
+
+
+def test_seek_by_clicking_the_waveform(s: Session) -> None:
+    wave = s.page.locator("#player [data-player=wave]")
+    box = wave.bounding_box()
+    wave.click(position={"x": box["width"] * 0.25, "y": box["height"] / 2})
+    s.page.wait_for_timeout(200)
+    assert abs(s.time() - LONG_S * 0.25) < 1.5, s.time()
+    big = s.page.locator("#main [data-track-wave]")
+    box = big.bounding_box()
+    big.click(position={"x": box["width"] * 0.3, "y": box["height"] / 2})
+    s.page.wait_for_timeout(200)
+    assert abs(s.time() - LONG_S * 0.3) < 1.5, s.time()
+    assert s.page.get_attribute("#player [data-player=wave]", "aria-valuenow") in {"17", "18", "19"}
+
+
+def test_like(s: Session) -> None:
+    like = s.page.locator("#main [data-action=like]")
+    assert like.get_attribute("aria-pressed") == "false"
+    like.click()
+    s.wait("() => document.querySelector('#main [data-action=like]').getAttribute('aria-pressed') === 'true'")
+    assert s.page.text_content("#main [data-like-count]") == "1"
+    track = s.api("GET", f"/tracks/{s.ids['long']}", None)["body"]
+    assert track["like_count"] == 1 and track["is_liked"]
+
+
+def test_timed_comment_and_click_it_to_seek(s: Session) -> None:
+    page = s.page
+    at = s.time()
+    page.fill("#comment-text", "the tide turns here")
+    page.click("[data-comment-form] button[type=submit]")
+    s.wait("() => document.querySelectorAll('#main [data-comments] li').length === 1")
+    stamp_ms = int(page.get_attribute("#main [data-comments] .stamp", "data-ms"))
+    assert at - 0.5 <= stamp_ms / 1000 <= at + 1.5, (at, stamp_ms)
+    comments = s.api("GET", f"/tracks/{s.ids['long']}/comments", None)["body"]["comments"]
+    assert [c["timestamp_ms"] for c in comments] == [stamp_ms]
+    s.js("window.plyrd.player.seek(45)")
+    page.wait_for_timeout(200)
+    assert s.time() > 44
+    page.click("#main [data-comments] .stamp")
+    page.wait_for_timeout(300)
+    assert abs(s.time() - stamp_ms / 1000) < 1.0, (s.time(), stamp_ms)
+    assert not s.js("window.__audio.paused")
+
+
+def test_switch_theme(s: Session) -> None:
+    page = s.page
+    s.nav("header a[href='/settings']", "/settings")
+    bg = "() => getComputedStyle(document.body).backgroundColor"
+    assert s.js(bg) == "rgb(11, 11, 12)"
+    page.check("[data-theme-choice] input[value=light]")
+    assert s.js("document.documentElement.dataset.theme") == "light"
+    assert s.js(bg) == "rgb(250, 250, 249)"
+    s.wait("() => document.querySelector('[data-status]').textContent === 'saved'")
+    assert s.api("GET", "/preferences/", None)["body"]["theme"] == "light"
+    page.check("[data-theme-choice] input[value=dark]")
+    assert s.js(bg) == "rgb(11, 11, 12)" and s.js("localStorage.getItem('plyrd.theme')") == "dark"
+
+
+def test_playlist_reorder_by_drag(s: Session) -> None:
+    page = s.page
+    s.nav("header a[href='/library']", "/library")
+    page.fill("#playlist-name", "pier mix")
+    page.click("[data-new-playlist] button[type=submit]")
+    s.wait("() => location.pathname.startsWith('/playlist/')")
+    playlist = s.page.url.rsplit("/", 1)[1]
+    for key in ("long", "short"):
+        assert s.api("POST", f"/lists/playlists/{playlist}/tracks", {"track_id": s.ids[key]})["status"] == 200
+    s.js("p => window.plyrd.go(p)", f"/playlist/{playlist}")
+    s.wait("() => document.querySelectorAll('#main [data-tracklist] li').length === 2")
+    handles = page.locator("#main [data-sort-handle]")
+    first, second = handles.nth(0).bounding_box(), handles.nth(1).bounding_box()
+    page.mouse.move(second["x"] + second["width"] / 2, second["y"] + second["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(first["x"] + first["width"] / 2, first["y"] - 4, steps=8)
+    page.mouse.up()
+    s.wait("() => document.querySelector('#main [data-status]').textContent === 'order saved'")
+    order = [t["id"] for t in s.api("GET", f"/lists/playlists/{playlist}", None)["body"]["tracks"]]
+    assert order == [s.ids["short"], s.ids["long"]]
+    s.ids["playlist"] = playlist  # type: ignore[assignment]
+
+
+def test_auto_advance_repeat_preload_and_play_counting(s: Session) -> None:
+    page = s.page
+    page.click("#player [data-player=repeat]")
+    assert page.get_attribute("#player [data-player=repeat]", "aria-label") == "repeat: all"
+    # The queue is the home feed: [short wave, long tide], playing long tide, the last one.
+    assert s.js("window.plyrd.player.queue.ids") == [s.ids["short"], s.ids["long"]]
+    s.wait("() => window.plyrd.player.preloadedFile", timeout=10_000)
+    short = s.api("GET", f"/tracks/{s.ids['short']}", None)["body"]
+    assert s.js("window.plyrd.player.preloadedFile") == short["file_id"]
+    page.focus("#player [data-player=wave]")
+    page.keyboard.press("End")  # the waveform is a slider: End jumps to the end
+    s.wait("() => document.querySelector('#player [data-player=title]').textContent === 'short wave'")
+    assert s.js("document.getElementById('audio') === window.__audio")
+    s.wait("() => !window.__audio.paused && window.__audio.currentTime > 0.5")
+    # short wave lasts 8 s: half of it, really listened to, counts a play.
+    s.wait(f"() => window.__played.some(p => p.id === {s.ids['short']})", timeout=10_000)
+    counted = [p for p in s.js("window.__played") if p["id"] == s.ids["short"]]
+    assert counted == [{"id": s.ids["short"], "play_count": 1, "counted": True}]
+
+
+def test_keyboard(s: Session) -> None:
+    page = s.page
+    page.click("#main h1")  # focus on no control
+    assert s.time() > 3.2 and page.text_content("#player [data-player=title]") == "short wave"
+    page.keyboard.press("j")  # more than 3 s in: back to the start of the same track
+    page.wait_for_timeout(150)
+    assert s.time() < 2 and page.text_content("#player [data-player=title]") == "short wave"
+    page.keyboard.press("m")
+    assert s.js("window.__audio.muted")
+    page.keyboard.press("m")
+    assert not s.js("window.__audio.muted")
+    page.keyboard.press("q")
+    assert page.is_visible("#queue-panel") and page.locator("#queue-panel li").count() == 2
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#queue-panel")
+    page.click("#main summary")  # the rename field: typing there must not trigger anything
+    page.fill("#pl-name", "")
+    page.type("#pl-name", "m j l q")
+    assert not s.js("window.__audio.muted") and not page.is_visible("#queue-panel")
+    page.click("#main h1")
+    page.keyboard.press("l")  # next, and with repeat all past the end it wraps
+    s.wait("() => document.querySelector('#player [data-player=title]').textContent === 'long tide'")
+    page.keyboard.press(" ")
+    s.wait("() => window.__audio.paused")
+    page.keyboard.press(" ")
+    s.wait("() => !window.__audio.paused")
+    before = s.time()
+    page.keyboard.press("ArrowRight")
+    assert s.time() >= before + 9
+
+
+def test_reload_resumes_queue_and_position(s: Session) -> None:
+    page = s.page
+    s.js("window.plyrd.player.seek(20)")
+    page.keyboard.press(" ")
+    s.wait("() => window.__audio.paused")
+    at = s.time()
+    page.wait_for_timeout(800)  # the save is debounced
+    page.reload()
+    s.wait("() => document.querySelector('#player [data-player=title]').textContent === 'long tide'")
+    s.wait("at => Math.abs(document.getElementById('audio').currentTime - at) < 1.5", at)
+    assert s.js("document.getElementById('audio').paused") and s.js("window.__alive") is None
+    assert s.js("window.plyrd.player.queue.ids") == [s.ids["short"], s.ids["long"]]
+    assert s.js("window.plyrd.player.queue.repeat") == "all"
+    page.click("#player [data-player=toggle]")
+    s.wait("at => document.getElementById('audio').currentTime > at + 0.3", at)
+    page.click("#player [data-player=toggle]")
+
+
+def test_signed_out_reload_resumes_from_this_browser(s: Session, browser) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    page.goto(s.node.url + "/tag/dusk")
+    page.click("#main li.track:has-text('long tide') [data-action=play]")
+    page.wait_for_function("() => document.getElementById('audio').currentTime > 1")
+    page.evaluate("window.plyrd.player.seek(33)")
+    page.keyboard.press("Escape")
+    page.click("#player [data-player=toggle]")
+    page.wait_for_function("() => document.getElementById('audio').paused")
+    assert page.evaluate("JSON.parse(localStorage.getItem('plyrd.queue')).track_ids") == [s.ids["long"]]
+    page.reload()
+    page.wait_for_function("() => document.querySelector('#player [data-player=title]').textContent === 'long tide'"
+                           " && Math.abs(document.getElementById('audio').currentTime - 33) < 1.5")
+    context.close()
+
+
+def test_embed(s: Session, browser) -> None:
+    context = browser.new_context(viewport={"width": 600, "height": 152})
+    page = context.new_page()
+    page.goto(f"{s.node.url}/embed/track/{s.ids['long']}")
+    page.click("[data-e=toggle]")
+    page.wait_for_function("() => document.querySelector('audio').currentTime > 0.5", timeout=10_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "embed.png"))
+    context.close()
+
+
+def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
+    """For a person to look at. Each page is also checked for what a phone would show wrong: a page wider than
+    the screen."""
+    if SHOTS.exists():
+        for old in SHOTS.glob("*.png"):
+            if old.name != "embed.png":
+                old.unlink()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    state = s.page.context.storage_state()
+    pages = {
+        "home": "/", "track": f"/track/{s.ids['long']}", "artist": f"/u/{s.account.handle}", "tag": "/tag/dusk",
+        "library": "/library", "playlist": f"/playlist/{s.ids['playlist']}", "upload": "/upload",
+        "settings": "/settings", "not-found": "/track/987654",
+    }
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        for scheme, signed_in in (("dark", True), ("light", False)):
+            context = browser.new_context(viewport=viewport, color_scheme=scheme,
+                                          storage_state=state if signed_in else None,
+                                          is_mobile=size == "phone", has_touch=size == "phone")
+            page = context.new_page()
+            page.on("pageerror", lambda e: s.errors.append(str(e)))
+            targets = pages.items() if signed_in else [("login", "/login"), ("home", "/")]
+            for name, path in targets:
+                page.goto(s.node.url + path)
+                page.wait_for_timeout(100)
+                page.screenshot(path=str(SHOTS / f"{name}-{size}-{scheme}.png"), full_page=True)
+                if size == "phone":
+                    width = page.evaluate("document.documentElement.scrollWidth")
+                    assert width <= PHONE["width"], (name, width)
+            context.close()
+    assert len(list(SHOTS.glob("*.png"))) == 2 * (len(pages) + 2) + 1
+    assert s.errors == [], s.errors
+
+
+def test_no_script_errors(s: Session) -> None:
+    assert s.errors == []

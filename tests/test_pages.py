@@ -1,0 +1,263 @@
+"""The server-rendered pages of the web player, through a real node process: status codes, the shell every page
+carries, link-preview meta tags, sign-in redirects, the HTML error pages browsers get while JSON clients keep
+getting `{"detail"}`, the embed and oEmbed, and the size budget of what a first visit downloads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+from audio_samples import jpeg_bytes, make_audio
+from conftest import ROOT, ServedNode, start_node
+from test_uploads import Artist, node_env, sign_in
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"}
+
+
+class Meta(HTMLParser):
+    """Collects <meta property|name=... content=...>, <link rel=...> and the <title> of a page."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.meta: dict[str, str] = {}
+        self.links: dict[str, str] = {}
+        self.title = ""
+        self._in_title = False
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "meta" and ("property" in a or "name" in a):
+            self.meta[a.get("property") or a["name"]] = a.get("content", "")
+        elif tag == "link" and "rel" in a:
+            self.links[a["rel"] + (":" + a["type"] if "type" in a else "")] = a.get("href", "")
+        elif tag == "title":
+            self._in_title = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_title = self._in_title and tag != "title"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+@pytest.fixture(scope="module")
+def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
+    served = start_node([], cwd=tmp_path_factory.mktemp("pages"), env=node_env(pds))
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def artist(node, pds) -> Artist:
+    artist = sign_in(node.url, pds.create_account("pages"))
+    r = artist.http.post("/preferences/", json={"allow_comments": True}, headers={"X-CSRF-Token": artist.csrf})
+    assert r.status_code == 200, r.text
+    return artist
+
+
+@pytest.fixture(scope="module")
+def track(artist, tmp_path_factory) -> dict:
+    src = make_audio(tmp_path_factory.mktemp("audio") / "page.mp3", "mp3", seconds=3, kind="music",
+                     tags={"title": "evening <tide>", "artist": "the band"}, cover=jpeg_bytes(200, 200))
+    r = artist.upload(src, tags='["Dusk", "tape"]', description="recorded on the pier & then some")
+    assert r.status_code == 200, r.text
+    done = artist.wait(r.json()["upload_id"])[-1]
+    assert done["status"] == "completed", done
+    return artist.http.get(f"/tracks/{done['track_id']}").json()
+
+
+@pytest.fixture
+def anon(node) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=node.url, timeout=30, headers=BROWSER) as http:
+        yield http
+
+
+def page(http: httpx.Client, path: str, status: int = 200) -> tuple[str, Meta]:
+    r = http.get(path, headers=BROWSER)
+    assert r.status_code == status, (path, r.status_code, r.text[:500])
+    assert r.headers["content-type"].startswith("text/html"), r.headers["content-type"]
+    return r.text, Meta(r.text)
+
+
+def assert_shell(html: str) -> None:
+    """Every page carries the one <audio>, the player bar and the app module, outside the swapped <main>."""
+    assert html.count("<audio") == 1 and 'id="audio"' in html
+    assert 'id="player"' in html and 'id="queue-panel"' in html
+    assert '<main id="main"' in html and 'src="/static/js/app.js"' in html
+    assert html.index("</main>") < html.index('id="player"')  # the shell is not inside what navigation swaps
+
+
+def test_home_page(node, track, anon) -> None:
+    html, meta = page(anon, "/")
+    assert_shell(html)
+    assert f'href="/track/{track["id"]}"' in html and "evening &lt;tide&gt;" in html  # escaped, never raw
+    assert "<tide>" not in html
+    assert meta.meta["og:site_name"] == "plyrd" and meta.title == "plyrd"
+    assert 'data-page="home"' in html
+    html, _ = page(anon, "/?tag=dusk")
+    assert f'href="/track/{track["id"]}"' in html and 'aria-current="true">dusk<' in html
+    html, _ = page(anon, "/?tag=nothing-has-this")
+    assert f'href="/track/{track["id"]}"' not in html
+
+
+def test_track_page_meta_and_content(node, track, anon) -> None:
+    html, meta = page(anon, f"/track/{track['id']}")
+    assert_shell(html)
+    url = f"{node.url}/track/{track['id']}"
+    assert meta.title == "evening <tide> by " + track["artist"] + " · plyrd"
+    assert meta.meta["og:title"] == "evening <tide>" and meta.meta["og:type"] == "music.song"
+    assert meta.meta["og:url"] == url and meta.links["canonical"] == url
+    assert meta.meta["og:image"] == track["image_url"] and meta.meta["og:audio"] == track["audio_url"]
+    assert "recorded on the pier & then some" in meta.meta["og:description"]
+    assert meta.meta["twitter:card"] == "player"
+    assert meta.meta["twitter:player"] == f"{node.url}/embed/track/{track['id']}"
+    assert meta.meta["music:duration"] == "3"
+    oembed = meta.links["alternate:application/json+oembed"]
+    assert oembed.startswith(f"{node.url}/oembed?url=")
+    assert 'href="/tag/dusk"' in html and 'href="/tag/tape"' in html
+    assert f'href="{track["download_url"]}" download' in html
+    assert 'data-action="like"' in html and "data-needs-sign-in" in html  # signed out: the button asks to sign in
+    assert "data-comment-form" not in html and f"/login?next=/track/{track['id']}" in html
+    assert 'role="slider"' in html  # the big waveform is a seek slider
+    embedded = re.search(r'<script type="application/json" data-track>(.*?)</script>', html, re.S)
+    assert embedded and '"peaks": [' in embedded.group(1)  # the player starts from the page, no second request
+
+
+def test_track_page_signed_in_has_the_comment_form_and_own_like(node, track, artist) -> None:
+    html, _ = page(artist.http, f"/track/{track['id']}")
+    assert "data-comment-form" in html and "data-needs-sign-in" not in html
+    assert f'data-user="{artist.http.get("/auth/me").json()["handle"]}"' in html
+
+
+def test_artist_and_tag_pages(node, track, anon) -> None:
+    handle = track["artist_handle"]
+    html, meta = page(anon, f"/u/{handle}")
+    assert_shell(html)
+    assert meta.meta["og:type"] == "profile" and meta.meta["og:url"] == f"{node.url}/u/{handle}"
+    assert meta.meta["profile:username"] == handle
+    assert f'href="/track/{track["id"]}"' in html
+    html_by_did, _ = page(anon, f"/u/{track['artist_did']}")  # a DID works wherever a handle does
+    assert f'href="/track/{track["id"]}"' in html_by_did
+
+    html, meta = page(anon, "/tag/Dusk")
+    assert meta.meta["og:title"] == "dusk · plyrd" and meta.meta["og:url"] == f"{node.url}/tag/dusk"
+    assert meta.meta["og:image"] == track["image_url"]
+    assert f'href="/track/{track["id"]}"' in html
+
+
+def test_not_found_is_a_page_for_browsers_and_json_for_everyone_else(node, anon) -> None:
+    html, meta = page(anon, "/track/987654", 404)
+    assert_shell(html)  # client-side navigation can swap an error page in like any other
+    assert "nothing here" in html and "track 987654 not found" in html and 'href="/"' in html
+    assert meta.meta["robots"] == "noindex"
+    html, _ = page(anon, "/no/such/page", 404)
+    assert "nothing here" in html
+    page(anon, "/u/nobody.example", 404)
+
+    for headers in ({}, {"Accept": "*/*"}, {"Accept": "application/json"}, {"Accept": "application/json, text/html"}):
+        r = httpx.get(f"{node.url}/tracks/987654", headers=headers)
+        assert r.status_code == 404 and r.json() == {"detail": "track 987654 not found"}, headers
+        r = httpx.get(f"{node.url}/no/such/page", headers=headers)
+        assert r.status_code == 404 and r.json() == {"detail": "not found"}, headers
+    r = httpx.delete(f"{node.url}/health", headers=BROWSER)  # 405 keeps its Allow header as a page too
+    assert r.status_code == 405 and "GET" in r.headers["Allow"] and r.headers["content-type"].startswith("text/html")
+    r = httpx.get(f"{node.url}/tracks/", headers=BROWSER)  # the JSON API stays JSON when it succeeds
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+
+
+def test_pages_that_need_you_send_you_to_sign_in(node, anon, artist) -> None:
+    for path in ("/upload", "/library"):
+        r = anon.get(path)
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next={path}"
+        html, _ = page(artist.http, path)
+        assert_shell(html)
+    html, _ = page(anon, "/login?next=/library")
+    assert 'action="/auth/start"' in html and 'name="app_password"' in html and 'value="/library"' in html
+    assert anon.get("/login?next=https://evil.example/").text.count('value="/"') >= 1  # no open redirect
+    r = artist.http.get("/login")
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    html, _ = page(anon, "/settings")
+    assert 'name="theme"' in html and "data-hidden-tags" not in html
+    html, _ = page(artist.http, "/settings")
+    assert "data-hidden-tags" in html and 'data-pref="allow_comments" checked' in html
+
+
+def test_app_password_form_without_javascript(node, pds) -> None:
+    account = pds.create_account("nojs")
+    with httpx.Client(base_url=node.url, timeout=30, headers=BROWSER) as http:
+        r = http.post("/login", data={"handle": account.handle, "app_password": "wrong-password", "next": "/library"})
+        assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
+        assert 'role="alert"' in r.text and "session_id" not in r.cookies
+        r = http.post("/login", data={"handle": account.handle, "app_password": account.password, "next": "/library"})
+        assert r.status_code == 303 and r.headers["location"] == "/library"
+        assert r.cookies.get("session_id") and r.cookies.get("plyrd_csrf")
+        html, _ = page(http, "/library")
+        assert f'data-user="{account.handle}"' in html
+
+
+def test_playlist_page(node, track, artist, anon) -> None:
+    headers = {"X-CSRF-Token": artist.csrf}
+    made = artist.http.post("/lists/playlists", json={"name": "for the pier"}, headers=headers).json()
+    r = artist.http.post(f"/lists/playlists/{made['id']}/tracks", json={"track_id": track["id"]}, headers=headers)
+    assert r.status_code == 200, r.text
+    html, meta = page(artist.http, f"/playlist/{made['id']}")
+    assert "for the pier" in meta.title and "data-owner" in html and "data-sort-handle" in html
+    assert f'data-track-id="{track["id"]}"' in html and "data-item-uri=\"at://" in html
+    html, _ = page(anon, f"/playlist/{made['id']}")
+    assert "data-owner" not in html and "data-sort-handle" not in html
+    html, _ = page(artist.http, "/library")
+    assert f'href="/playlist/{made["id"]}"' in html
+    hidden = artist.http.post("/lists/playlists", json={"name": "secret", "is_private": True}, headers=headers).json()
+    page(anon, f"/playlist/{hidden['id']}", 404)
+
+
+def test_embed_and_oembed(node, track, anon) -> None:
+    r = anon.get(f"/embed/track/{track['id']}")
+    assert r.status_code == 200 and "x-frame-options" not in r.headers  # it exists to be framed
+    assert 'src="/static/js/embed.js"' in r.text and f'data-src="/audio/{track["file_id"]}"' in r.text
+    assert re.search(r"data-peaks>\[[0-9.]", r.text)
+    page_url = f"{node.url}/track/{track['id']}"
+    r = httpx.get(f"{node.url}/oembed", params={"url": page_url})
+    body = r.json()
+    assert r.status_code == 200 and body["type"] == "rich" and body["version"] == "1.0"
+    assert body["title"] == "evening <tide>" and body["height"] == 152 and body["provider_name"] == "plyrd"
+    assert f'src="{node.url}/embed/track/{track["id"]}"' in body["html"] and "&lt;tide&gt;" in body["html"]
+    assert body["thumbnail_url"] == track["image_url"]
+    assert httpx.get(f"{node.url}/oembed", params={"url": page_url, "maxwidth": "320"}).json()["width"] == 320
+    assert httpx.get(f"{node.url}/oembed", params={"url": f"{node.url}/u/x"}).status_code == 404
+    assert httpx.get(f"{node.url}/oembed", params={"url": page_url, "format": "xml"}).status_code == 501
+    assert httpx.get(f"{node.url}/oembed", params={"url": f"{node.url}/track/987654"}).status_code == 404
+
+
+def test_static_assets_and_first_visit_budget(node, anon) -> None:
+    """Every module the pages import is served as JavaScript, and a first visit (HTML, CSS, every JS module,
+    the icon sprite) stays under the issue's 150 KB before images."""
+    total = len(anon.get("/").content)
+    for path in sorted((ROOT / "static").rglob("*")):
+        if path.suffix not in (".js", ".css", ".svg") or path.parent.name == "img":
+            continue
+        r = anon.get("/static/" + path.relative_to(ROOT / "static").as_posix())
+        assert r.status_code == 200, path
+        if path.suffix == ".js":
+            assert "javascript" in r.headers["content-type"], path
+            for imported in re.findall(r"""from\s+'(\.{1,2}/[^']+)'|import\('(\.{1,2}/[^']+)'\)""", r.text):
+                target = (path.parent / (imported[0] or imported[1])).resolve()
+                assert target.is_file(), f"{path.name} imports missing {target}"
+        total += len(r.content)
+    assert total < 150 * 1024, total
+
+
+def test_page_routes_do_not_shadow_the_json_api(node) -> None:
+    from plyrd.web import pages
+
+    source = Path(pages.__file__).read_text()
+    routes = re.findall(r'@bp\.(?:get|post)\("([^"]+)"', source)
+    api_prefixes = ("/tracks", "/audio", "/images", "/auth", "/lists", "/albums", "/artists", "/queue",
+                    "/preferences", "/now-playing", "/account", "/sync", "/users", "/health", "/config", "/stats")
+    assert routes and not [r for r in routes if r.startswith(api_prefixes)]
