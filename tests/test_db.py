@@ -124,3 +124,23 @@ async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) ->
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(DatabaseError, match="not a database"):
         await open_db(path)
+
+
+async def test_closing_waits_for_work_in_flight_and_fails_late_comers(tmp_path: Path) -> None:
+    """aiosqlite never answers a query whose connection was closed under it: close must let in-flight work finish,
+    and work arriving during or after the close must fail at once instead of hanging."""
+    db = Database(tmp_path / "c.db", read_connections=2)
+    await db.open()
+    await db.execute("CREATE TABLE n(x)")
+    await db.execute("INSERT INTO n WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)"
+                     " SELECT i FROM c")
+    slow = "SELECT count(*) FROM n a, n b WHERE a.x < 300 AND b.x < 300"
+    reads = [asyncio.create_task(db.fetchone(slow)) for _ in range(6)]  # more than the pool: some wait
+    await asyncio.sleep(0)
+    async with asyncio.timeout(15):
+        await db.close()
+        results = await asyncio.gather(*reads, return_exceptions=True)
+    for r in results:
+        assert isinstance(r, DatabaseError) or r[0] == 299 * 299
+    with pytest.raises(DatabaseError, match="closed"):
+        await db.fetchone("SELECT 1")

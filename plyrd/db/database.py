@@ -31,7 +31,7 @@ class Database:
         self.busy_timeout_ms = busy_timeout_ms
         self.read_connections = read_connections
         self._writer: aiosqlite.Connection | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._readers: asyncio.Queue[aiosqlite.Connection | None] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
         self._write_lock = asyncio.Lock()
         self.schema: tuple[int, int] = (0, 0)  # (version found, version now) from the last open
@@ -74,18 +74,30 @@ class Database:
             log.info("database schema upgraded", extra={"fields": {"from": self.schema[0], "to": self.schema[1]}})
 
     async def close(self) -> None:
-        for reader in self._all_readers:
+        """Close once in-flight work is done: an aiosqlite connection closed under a pending query never answers
+        it, and whoever awaits that query would hang (seen when the node stopped during start-up work)."""
+        writer, self._writer = self._writer, None  # new work fails at once with "database is closed"
+        readers, self._all_readers = self._all_readers, []
+        pool = self._readers
+        try:
+            async with asyncio.timeout(10):
+                for _ in readers:
+                    await pool.get()  # every reader back in the pool: none is mid-query
+                await self._write_lock.acquire()
+                self._write_lock.release()
+        except TimeoutError:
+            log.warning("closing the database with work still running")
+        for reader in readers:
             await reader.close()
-        self._all_readers.clear()
+        pool.put_nowait(None)  # wakes anyone still waiting for a reader: they get "database is closed"
         self._readers = asyncio.Queue()
-        if self._writer is not None:
+        if writer is not None:
             # Fold the WAL back into the main file so a stopped node is one self-contained file.
             try:
-                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass
-            await self._writer.close()
-            self._writer = None
+            await writer.close()
 
     @property
     def is_open(self) -> bool:
@@ -97,25 +109,32 @@ class Database:
         if self._writer is None:
             raise DatabaseError("database is closed")
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            writer = self._writer
+            if writer is None:  # closed while this waited for its turn
+                raise DatabaseError("database is closed")
+            await writer.execute("BEGIN IMMEDIATE")
             try:
-                yield self._writer
+                yield writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await writer.execute("ROLLBACK")
                 raise
             else:
-                await self._writer.execute("COMMIT")
+                await writer.execute("COMMIT")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
         """A reader connection for the duration of the block (reads see the last committed state)."""
         if self._writer is None:
             raise DatabaseError("database is closed")
-        conn = await self._readers.get()
+        pool = self._readers
+        conn = await pool.get()
+        if conn is None:  # the pool was closed while this waited
+            pool.put_nowait(None)  # and the next waiter learns it too
+            raise DatabaseError("database is closed")
         try:
             yield conn
         finally:
-            self._readers.put_nowait(conn)
+            pool.put_nowait(conn)
 
     # execute_fetchall is one hop to the connection's thread; execute + fetch + close on a cursor is three, and
     # under load every hop waits for a turn of the event loop (bench/catalog.py measured 12 hops per track page).
@@ -143,6 +162,8 @@ class Database:
     async def optimize(self) -> None:
         """Routine upkeep: refresh planner statistics and checkpoint the WAL without blocking readers."""
         async with self._write_lock:
-            assert self._writer is not None
-            await self._writer.execute("PRAGMA optimize")
-            await self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            writer = self._writer
+            if writer is None:
+                raise DatabaseError("database is closed")
+            await writer.execute("PRAGMA optimize")
+            await writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
