@@ -10,6 +10,7 @@ from . import __version__
 from .config import Config
 from .node import Node
 from .web import account, artists, auth, errors, media, meta, pages, requests, sync, tracks, upload_stream, viewer
+from .web import search as search_web
 from .web import social as social_web
 from .web.lists import albums_bp, lists_bp
 
@@ -51,6 +52,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(account.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(artists.bp)
+    app.register_blueprint(search_web.bp)
     app.register_blueprint(pages.bp)
     upload_stream.install(app)
 

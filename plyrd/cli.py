@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 "empty data directory."))
     _common(backup)
     backup.add_argument("path", type=Path, metavar="PATH", help="directory to write the backup into")
+
+    reindex = sub.add_parser("reindex", help="rebuild the search index (search.db) from the database",
+                             formatter_class=fmt, description=(
+                                 "Rebuild <data>/search.db from plyrd.db with the node stopped: into a new file,\n"
+                                 "which then replaces the old one. The node keeps the index in step by itself\n"
+                                 "(and rebuilds it when it finds it missing or out of step); this is for when\n"
+                                 "search.db was damaged or deleted, or after restoring a backup."))
+    _common(reindex)
     return parser
 
 
@@ -154,7 +162,53 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "init": cmd_init, "migrate": cmd_migrate, "backup": cmd_backup}
+def cmd_reindex(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from .db.migrations import migrate
+    from .search.index import SearchIndex
+    from .search.indexer import rebuild_sync
+    from .search.service import INDEX_FILE, IndexLocked, lock_index
+
+    config = _load(args)
+    if not config.db_path.exists():
+        print(f"plyrd: {config.db_path} does not exist: nothing to index", file=sys.stderr)
+        return 2
+    try:
+        lock = lock_index(config.data_dir)
+    except IndexLocked as e:
+        print(f"plyrd: {e}; stop it first (a running node keeps its index in step by itself)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    target = config.data_dir / INDEX_FILE
+    fresh = config.data_dir / (INDEX_FILE + ".new")
+    try:
+        conn = sqlite3.connect(config.db_path, isolation_level=None)
+        try:
+            migrate(conn)  # the change log the index follows comes with a migration
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+            index = SearchIndex(fresh, readers=1)
+            try:
+                high, counts = rebuild_sync(index, conn)
+            finally:
+                index.close()
+        finally:
+            conn.close()
+        for suffix in ("-wal", "-shm"):  # the old file's journal must not be applied to the new one
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        os.replace(fresh, target)
+    finally:
+        os.close(lock)
+    total = sum(counts.values())
+    print(f"rebuilt {target}: {total} entries ({', '.join(f'{n} {k}' for k, n in counts.items())}) "
+          f"up to change {high}, in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "init": cmd_init, "migrate": cmd_migrate, "backup": cmd_backup,
+            "reindex": cmd_reindex}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

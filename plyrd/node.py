@@ -69,6 +69,7 @@ class Node:
         await self.auth.purge_expired()
         self._start_media()
         self._start_outbox()
+        self._start_search()
         self.workers.start("housekeeping", self._housekeeping)
 
     def _start_outbox(self) -> None:
@@ -78,6 +79,13 @@ class Node:
         self.outbox = Outbox(self.db, self.auth.pds_session_for_did, self.blobs.path_for)
         self.workers.start("outbox", self.outbox.run)
         self.auth.on_sign_in.append(self._signed_in)
+
+    def _start_search(self) -> None:
+        from .search import Search
+
+        # search.db is opened (apsw, in a thread) by the worker itself; requests wait for it briefly.
+        self.search = Search(self.db, self.config.data_dir, self.config.public_url)
+        self.workers.start("search", self.search.run)
 
     def _signed_in(self, did: str) -> None:
         """After a sign-in: send what waited for this user's session, and catch up with their PDS."""

@@ -1,0 +1,254 @@
+"""Search for the node: owns search.db and its indexer, answers GET /search/ and "more like this".
+
+The index says which things match and how well; what a result shows (names, artwork, counts) is read from plyrd.db
+when answering, so it is never stale, and visibility is checked again there (a track made unlisted a moment ago
+is not shown while the indexer catches up). All apsw work runs in threads, a few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..db import Database
+from ..errors import InvalidInput, NotFound, Unavailable
+from ..threads import ThreadSlots
+from .docs import VISIBLE_TRACK
+from .index import KINDS, Hit, SearchIndex
+from .indexer import Indexer
+
+log = logging.getLogger("plyrd.search")
+
+MIN_QUERY, MAX_QUERY = 2, 100   # characters, as plyr.fm
+DEFAULT_LIMIT, MAX_LIMIT = 20, 50
+CATCH_UP = 1.0                  # seconds a search waits for the indexer to apply changes committed before it
+OPEN_WAIT = 10.0                # seconds a search waits for the index to open at start-up
+INDEX_FILE = "search.db"
+LOCK_FILE = "search.lock"
+
+
+class IndexLocked(Exception):
+    """Another process (a running node) holds search.db."""
+
+
+def lock_index(data_dir: Path) -> int:
+    """An exclusive lock on <data>/search.lock for as long as the returned descriptor stays open.
+
+    A node holds it while its index is open, so `plyrd reindex` can tell it would pull the file from under a
+    running node."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise IndexLocked(f"{data_dir / INDEX_FILE} is in use by a running node") from None
+    return fd
+
+
+def parse_query(q: str | None) -> str:
+    text = (q or "").strip()
+    if not MIN_QUERY <= len(text) <= MAX_QUERY:
+        raise InvalidInput(f"q must be {MIN_QUERY} to {MAX_QUERY} characters")
+    return text
+
+
+def parse_types(raw: str | None) -> list[str]:
+    if raw is None or not raw.strip():
+        return list(KINDS)
+    types = []
+    for part in raw.split(","):
+        t = part.strip().lower()
+        if not t:
+            continue
+        if t not in KINDS:
+            raise InvalidInput(f"unknown type {t[:40]!r}: use any of {', '.join(KINDS)}, comma-separated")
+        if t not in types:
+            types.append(t)
+    return types or list(KINDS)
+
+
+def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
+class Search:
+    def __init__(self, db: Database, data_dir: Path, public_url: str, *, readers: int = 2) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.public_url = public_url
+        self.readers = readers
+        self.index: SearchIndex | None = None
+        self.indexer: Indexer | None = None
+        self._slots = ThreadSlots(readers)
+        self._opened = asyncio.Event()
+        self._lock_fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir / INDEX_FILE
+
+    # ---- the worker ---------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The "search" worker: open search.db, keep it in step with the catalog, close it on stop."""
+        try:
+            if self.index is None:
+                if self._lock_fd is None:  # (kept across a failed open: flock is per descriptor)
+                    self._lock_fd = await asyncio.to_thread(lock_index, self.data_dir)
+                self.index = await asyncio.to_thread(SearchIndex, self.path, readers=self.readers)
+                self.indexer = Indexer(self.db, self.index)
+                self._opened.set()
+            assert self.indexer is not None
+            await self.indexer.run(stop)
+        finally:
+            if stop.is_set():
+                await self._close()
+
+    async def _close(self) -> None:
+        self._opened.clear()
+        index, self.index, self.indexer = self.index, None, None
+        if index is not None:
+            await asyncio.to_thread(index.close)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def _ready(self) -> tuple[SearchIndex, Indexer]:
+        """The open index, once changes committed before this call are in it (as far as CATCH_UP allows)."""
+        if self.index is None:
+            try:
+                await asyncio.wait_for(self._opened.wait(), OPEN_WAIT)
+            except TimeoutError:
+                raise Unavailable("search is starting; try again in a moment") from None
+        index, indexer = self.index, self.indexer
+        if index is None or indexer is None:
+            raise Unavailable("search is not running")
+        if not indexer.ready.is_set():  # rebuilding or catching up at start-up: a small catalog takes a moment
+            try:
+                await asyncio.wait_for(indexer.ready.wait(), CATCH_UP)
+            except TimeoutError:
+                log.info("search answered while the index is being built")
+        elif not indexer.rebuilding:
+            seq = await indexer.high_water()
+            if seq > indexer.applied and not await indexer.wait_for(seq, CATCH_UP):
+                log.warning("search answered before the index caught up",
+                            extra={"fields": {"behind": seq - indexer.applied}})
+        return index, indexer
+
+    # ---- queries ------------------------------------------------------------------------------------------------
+
+    async def search(self, q: str | None, types: str | None, limit: str | None,
+                     viewer_did: str | None) -> dict[str, Any]:
+        """GET /search/: plyr.fm's shape (`results` by relevance, `counts` per type) plus `groups` per type."""
+        text, kinds, n = parse_query(q), parse_types(types), parse_limit(limit)
+        index, _ = await self._ready()
+        hits = await self._slots.run(index.search, text, kinds, limit=n, viewer=viewer_did)
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for kind in kinds:
+            groups[kind] = await self._hydrate(kind, hits[kind], viewer_did)
+        results = sorted((r for kind in kinds for r in groups[kind]), key=lambda r: -r["relevance"])
+        counts = {k: len(groups.get(k, ())) for k in KINDS}  # as plyr.fm: every type, 0 when not asked for
+        return {"query": text, "results": results, "counts": counts, "groups": groups}
+
+    async def similar(self, track_id: int, limit: str | None, viewer_did: str | None) -> dict[str, Any]:
+        """GET /tracks/{id}/similar: tracks sharing the rarest words of this one's artist, album, tags, title."""
+        from ..catalog.social import tracks_json
+        from ..catalog.tracks import TRACK_SELECT
+
+        n = parse_limit(limit, default=10)
+        if await self.db.fetchone("SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
+            raise NotFound(f"track {track_id} not found")
+        index, _ = await self._ready()
+        hits = await self._slots.run(index.similar, str(track_id), limit=n)
+        rows = await self.db.fetchall(
+            TRACK_SELECT + f" WHERE t.id IN (SELECT value FROM json_each(?)) AND {VISIBLE_TRACK}",
+            (json.dumps([int(h.key) for h in hits]),))
+        by_id = {str(r["id"]): r for r in rows}
+        ordered = [(h, by_id[h.key]) for h in hits if h.key in by_id]
+        shaped = await tracks_json(self.db, [r for _, r in ordered], viewer_did, self.public_url)
+        return {"tracks": [{**t, "relevance": h.score} for (h, _), t in zip(ordered, shaped, strict=True)]}
+
+    # ---- results as the UI shows them ---------------------------------------------------------------------------
+
+    async def _hydrate(self, kind: str, hits: Sequence[Hit], viewer: str | None) -> list[dict[str, Any]]:
+        if not hits:
+            return []
+        keys = json.dumps([int(h.key) if kind == "tracks" else h.key for h in hits])
+        params = (keys, viewer) if kind == "playlists" else (keys,)
+        rows = {str(r["key"]): r for r in await self.db.fetchall(HYDRATE[kind], params)}
+        shaped = []
+        for h in hits:
+            row = rows.get(h.key)
+            if row is not None:  # gone or hidden since it was indexed
+                shaped.append({"type": kind[:-1], **self._shape(kind, row), "relevance": h.score, "match": h.tier})
+        return shaped
+
+    def _image(self, path: str, sha: str | None) -> str | None:
+        return f"{self.public_url}/{path}/{sha}" if sha else None
+
+    def _shape(self, kind: str, r: Any) -> dict[str, Any]:
+        if kind == "tracks":
+            return {"id": r["key"], "title": r["title"], "artist": r["display_name"] or r["handle"] or r["artist_did"],
+                    "artist_handle": r["handle"], "artist_display_name": r["display_name"],
+                    "artist_did": r["artist_did"], "album": r["album"],
+                    "image_url": self._image("images", r["display_sha"]),
+                    "thumbnail_url": self._image("images", r["thumb_sha"]), "duration": r["duration"]}
+        if kind == "artists":
+            return {"did": r["key"], "handle": r["handle"], "display_name": r["display_name"] or r["handle"],
+                    "avatar_url": r["avatar_url"], "track_count": r["track_count"]}
+        if kind == "albums":
+            return {"id": r["key"], "title": r["title"], "slug": r["slug"], "artist_did": r["artist_did"],
+                    "artist_handle": r["handle"], "artist_display_name": r["display_name"] or r["handle"],
+                    "image_url": self._image("lists/covers", r["display_sha"]),
+                    "thumbnail_url": self._image("lists/covers", r["thumb_sha"]), "track_count": r["track_count"]}
+        if kind == "tags":
+            return {"id": r["key"], "name": r["key"], "track_count": r["track_count"]}
+        return {"id": r["key"], "name": r["name"], "owner_did": r["owner_did"], "owner_handle": r["handle"],
+                "owner_display_name": r["display_name"] or r["handle"], "is_private": bool(r["is_private"]),
+                "image_url": self._image("lists/covers", r["display_sha"]),
+                "thumbnail_url": self._image("lists/covers", r["thumb_sha"]), "track_count": r["track_count"]}
+
+
+# What each result shows, read when answering from the keys (a JSON array; playlists also the viewer's DID), with
+# visibility checked again.
+HYDRATE: dict[str, str] = {
+    "tracks": f"""
+        SELECT t.id AS key, t.title, t.album, t.artist_did, t.display_sha, t.thumb_sha, t.duration,
+               u.handle, u.display_name
+        FROM tracks t JOIN users u ON u.did = t.artist_did
+        WHERE t.id IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}""",
+    "artists": f"""
+        SELECT u.did AS key, u.handle, u.display_name, u.avatar_url,
+               (SELECT count(*) FROM tracks t WHERE t.artist_did = u.did AND {VISIBLE_TRACK}) AS track_count
+        FROM users u WHERE u.did IN (SELECT value FROM json_each(?1)) AND
+              EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = u.did AND {VISIBLE_TRACK})""",
+    "albums": f"""
+        SELECT a.id AS key, a.title, a.slug, a.artist_did, a.display_sha, a.thumb_sha, u.handle, u.display_name,
+               (SELECT count(*) FROM album_tracks x JOIN tracks t ON t.id = x.track_id
+                 WHERE x.album_id = a.id AND {VISIBLE_TRACK}) AS track_count
+        FROM albums a JOIN users u ON u.did = a.artist_did
+        WHERE a.id IN (SELECT value FROM json_each(?1)) AND track_count > 0""",
+    "tags": f"""
+        SELECT g.tag AS key, count(*) AS track_count FROM track_tags g JOIN tracks t ON t.id = g.track_id
+        WHERE g.tag IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}
+        GROUP BY g.tag""",
+    "playlists": """
+        SELECT p.id AS key, p.name, p.owner_did, p.is_private, p.display_sha, p.thumb_sha, u.handle, u.display_name,
+               (SELECT count(*) FROM playlist_items i WHERE i.playlist_id = p.id) AS track_count
+        FROM playlists p JOIN users u ON u.did = p.owner_did
+        WHERE p.id IN (SELECT value FROM json_each(?1)) AND (p.is_private = 0 OR p.owner_did = ?2)""",
+}
