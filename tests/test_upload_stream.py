@@ -308,3 +308,16 @@ if __name__ == "__main__":
     port, data_dir = int(sys.argv[1]), sys.argv[2]
     cfg = load_config(env={}, overrides={"storage.data_dir": data_dir, "server.port": port, "log.requests": False})
     run(cfg, build_app(cfg))
+
+
+def test_a_refused_upload_closes_its_connection_so_keep_alive_clients_do_not_stumble(served) -> None:
+    """Refused before its body was read, an upload answers `Connection: close`; the client's next request then goes
+    on a fresh connection instead of one the server is about to drop."""
+    import httpx
+
+    with httpx.Client(base_url=served.url) as client:
+        for _ in range(5):
+            r = client.post("/tracks/", files={"file": ("a.mp3", b"x" * 2_000_000)})  # not signed in: 401 at once
+            assert r.status_code == 401
+            assert r.headers.get("connection") == "close"
+            assert client.get("/health").status_code == 200

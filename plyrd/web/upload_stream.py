@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quart import Quart, Request
+from quart import Quart, Request, Response, request
 from quart.asgi import ASGIHTTPConnection
 from quart.wrappers.request import Body
 from werkzeug.exceptions import HTTPException
@@ -116,6 +116,16 @@ class StreamingHTTPConnection(ASGIHTTPConnection):
 def install(app: Quart) -> None:
     """Use StreamingHTTPConnection for the app (routes not marked `streamed_body` behave exactly as before)."""
     app.asgi_http_class = StreamingHTTPConnection
+
+    @app.after_request
+    async def close_unread_uploads(response: Response) -> Response:
+        # An upload refused before its body was read (401, 403, 404, 413...) leaves the rest of the body on the
+        # wire; the connection cannot carry another request. Say so, or a keep-alive client sends its next request
+        # into a connection the server is about to drop ("Server disconnected without sending a response").
+        body = request.body
+        if isinstance(body, StreamingBody) and not body._complete.is_set():
+            response.headers["Connection"] = "close"
+        return response
 
 
 # --- the multipart reader ----------------------------------------------------------------------------------------
