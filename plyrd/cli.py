@@ -18,6 +18,7 @@ tracks, likes, comments and playlists live in each listener's own PDS.
 Everything a node keeps is in one data directory (default ./plyrd-data):
   plyrd.db       the SQLite database
   blobs/         audio and images, stored by content hash
+  search.db      the search index, derived from plyrd.db (plyrd reindex)
   config.toml    settings (optional; `plyrd init` writes one)
   secrets.toml   generated keys, when config.toml does not hold them
 
