@@ -250,6 +250,27 @@ def test_switch_theme(s: Session) -> None:
     assert s.js(bg) == "rgb(11, 11, 12)" and s.js("localStorage.getItem('plyrd.theme')") == "dark"
 
 
+def test_search_with_ctrl_k(s: Session) -> None:
+    page = s.page
+    s.nav("header .brand", "/")
+    page.keyboard.press("Control+k")
+    s.wait("() => document.querySelector('dialog.search-modal').open")
+    page.keyboard.type("lnog tide")  # a typo of the uploaded "long tide"
+    s.wait("() => document.querySelectorAll('.search-modal [role=option]').length > 0", timeout=10_000)
+    assert "long tide" in page.text_content(".search-modal [aria-selected=true]")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowUp")  # back to the first result, which stays highlighted
+    assert "long tide" in page.text_content(".search-modal [aria-selected=true]")
+    page.keyboard.press("Enter")
+    s.wait("p => location.pathname === p", f"/track/{s.ids['long']}")
+    assert not s.js("document.querySelector('dialog.search-modal').open")
+    assert s.js("window.__alive") is True  # client-side navigation: the same document, the music untouched
+    page.click("[data-search-open]")
+    s.wait("() => document.querySelector('dialog.search-modal').open")
+    page.keyboard.press("Escape")
+    s.wait("() => !document.querySelector('dialog.search-modal').open")
+
+
 def test_playlist_reorder_by_drag(s: Session) -> None:
     page = s.page
     s.nav("header a[href='/library']", "/library")

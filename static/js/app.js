@@ -5,6 +5,7 @@ import { announce, api, signedIn } from './api.js';
 import { go, startNavigation } from './nav.js';
 import { Player } from './player.js';
 import { startKeys } from './keys.js';
+import { startSearch } from './search.js';
 
 const player = new Player(document.getElementById('player'), document.getElementById('queue-panel'));
 
@@ -80,6 +81,7 @@ document.addEventListener('plyrd:track', () => player.markCurrent());
 
 startNavigation(pageReady);
 startKeys(player);
+startSearch(go);
 player.init().catch((e) => console.warn('could not resume the queue:', e));
 pageReady(document.getElementById('main'));
 
