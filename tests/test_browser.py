@@ -271,6 +271,24 @@ def test_search_with_ctrl_k(s: Session) -> None:
     s.wait("() => !document.querySelector('dialog.search-modal').open")
 
 
+def test_only_one_tab_plays(s: Session) -> None:
+    page = s.page
+    other = page.context.new_page()
+    try:
+        other.goto(s.node.url + f"/track/{s.ids['short']}")
+        other.wait_for_function("() => window.plyrd && window.plyrd.player")
+        s.js("() => { const p = window.plyrd.player; if (p.audio.paused) p.toggle(); }")
+        s.wait("() => !window.__audio.paused")
+        other.evaluate(f"window.plyrd.player.playList([{s.ids['short']}], 0)")
+        other.wait_for_function("() => !document.querySelector('audio').paused")
+        s.wait("() => window.__audio.paused")  # the first tab gave way
+        other.evaluate("document.querySelector('audio').pause()")
+    finally:
+        other.close()
+    s.js("() => { const p = window.plyrd.player; if (p.audio.paused) p.toggle(); }")  # as the next tests expect
+    s.wait("() => !window.__audio.paused")
+
+
 def test_playlist_reorder_by_drag(s: Session) -> None:
     page = s.page
     s.nav("header a[href='/library']", "/library")

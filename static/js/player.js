@@ -84,6 +84,16 @@ export class Player {
       announce(`could not play ${this.track.title}`);
     });
 
+    // Only one tab plays: a tab that starts playing says so, and any other tab that is playing pauses.
+    if ('BroadcastChannel' in window) {
+      const tab = Math.random().toString(36).slice(2);
+      const channel = new BroadcastChannel('plyrd-player');
+      channel.onmessage = (e) => {
+        if (e.data?.type === 'playing' && e.data.tab !== tab && !a.paused) a.pause();
+      };
+      a.addEventListener('play', () => channel.postMessage({ type: 'playing', tab }));
+    }
+
     if ('mediaSession' in navigator) {
       const ms = navigator.mediaSession;
       const on = (action, fn) => { try { ms.setActionHandler(action, fn); } catch { /* unsupported action */ } };
