@@ -250,6 +250,26 @@ def test_switch_theme(s: Session) -> None:
     assert s.js(bg) == "rgb(11, 11, 12)" and s.js("localStorage.getItem('plyrd.theme')") == "dark"
 
 
+def test_settings_teal_and_developer_tokens(s: Session) -> None:
+    page = s.page
+    # a token made by a script (app password + token_name), which the settings page lists and revokes
+    made = s.api("POST", "/auth/app-password", {"handle": s.account.handle, "app_password": s.account.password,
+                                                 "token_name": "ci script"})
+    assert made["status"] == 201, made
+    s.nav("header a[href='/settings']", "/settings")
+    s.wait("() => document.querySelector('[data-tokens]').textContent.includes('ci script')")
+    assert made["body"]["prefix"] in page.text_content("[data-tokens]")
+    page.click("[data-tokens] li:has-text('ci script') button")
+    s.wait("() => !document.querySelector('[data-tokens]').textContent.includes('ci script')")
+    assert s.api("GET", "/auth/developer-tokens", None)["body"]["tokens"] == []
+    # an app-password session may already write teal.fm records: no approval round trip needed
+    page.check("[data-teal]")
+    s.wait("() => document.querySelector('[data-status]').textContent === 'saved'")
+    assert s.api("GET", "/preferences/", None)["body"]["enable_teal_scrobbling"] is True
+    page.uncheck("[data-teal]")
+    s.wait("() => document.querySelector('[data-status]').textContent === 'saved'")
+
+
 def test_search_with_ctrl_k(s: Session) -> None:
     page = s.page
     s.nav("header .brand", "/")

@@ -41,4 +41,66 @@ export function init(main) {
   main.querySelector('[data-save-hidden]')?.addEventListener('click', () => {
     save({ hidden_tags: hidden.value.split(',').map((t) => t.trim()).filter(Boolean) });
   });
+
+  const teal = main.querySelector('[data-teal]');
+  teal?.addEventListener('change', async () => {
+    try {
+      const prefs = await api('/preferences/', { method: 'POST', body: { enable_teal_scrobbling: teal.checked } });
+      if (teal.checked && prefs.teal_needs_reauth) {
+        // The session lacks teal.fm's scopes: the PDS must approve them (the session is kept).
+        status.textContent = 'asking your PDS to approve teal.fm scrobbling...';
+        const { auth_url: url } = await api('/auth/scope-upgrade/start', { method: 'POST', body: { include_teal: true } });
+        window.location.assign(url);
+        return;
+      }
+      status.textContent = 'saved';
+    } catch (err) {
+      status.textContent = `not saved: ${err.message}`;
+    }
+  });
+  if (main.querySelector('[data-tokens-section]')) startTokens(main, status);
+}
+
+// Developer tokens: listed by prefix, revoked one by one; creating one runs its own OAuth grant at the PDS,
+// whose callback page shows the token once.
+async function startTokens(main, status) {
+  const list = main.querySelector('[data-tokens]');
+  const render = async () => {
+    const { tokens } = await api('/auth/developer-tokens');
+    list.replaceChildren(...tokens.map((t) => {
+      const li = document.createElement('li');
+      li.className = 'row';
+      const expires = t.expires_at ? new Date(t.expires_at * 1000).toISOString().slice(0, 10) : 'never';
+      li.innerHTML = '<span><b></b> <code></code> <small class="quiet"></small></span>'
+        + '<button type="button" class="button">revoke</button>';
+      li.querySelector('b').textContent = t.name;
+      li.querySelector('code').textContent = `${t.prefix}...`;
+      li.querySelector('small').textContent = `expires ${expires}`;
+      li.querySelector('button').addEventListener('click', async () => {
+        await api(`/auth/developer-tokens/${encodeURIComponent(t.prefix)}`, { method: 'DELETE' });
+        status.textContent = `revoked ${t.name}`;
+        render();
+      });
+      return li;
+    }));
+    if (!tokens.length) list.innerHTML = '<li class="quiet small">no tokens yet</li>';
+  };
+  main.querySelector('[data-token-form]').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    try {
+      const { auth_url: url } = await api('/auth/developer-token/start', {
+        method: 'POST', body: { name: form.querySelector('#token-name').value, expires_in_days: Number(form.querySelector('#token-days').value) },
+      });
+      window.location.assign(url);
+    } catch (err) {
+      status.textContent = `not created: ${err.message}`;
+    }
+  });
+  try {
+    await render();
+  } catch (err) {
+    list.innerHTML = '';
+    status.textContent = err.message;
+  }
 }
