@@ -45,7 +45,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -56,6 +55,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import free_port, rss_mb
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
@@ -309,17 +311,6 @@ async def make_sessions(config: Any, dids: list[str], fake_pds: str) -> list[str
 # --- the server ---------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
