@@ -378,6 +378,8 @@ def test_keyboard(s: Session) -> None:
     s.wait("() => window.__audio.paused")
     page.keyboard.press(" ")
     s.wait("() => !window.__audio.paused")
+    # the track just changed: seek only once it is loaded and playing (a seek before metadata is dropped)
+    s.wait("() => window.__audio.readyState >= 2 && window.__audio.currentTime > 0.2")
     before = s.time()
     page.keyboard.press("ArrowRight")
     assert s.time() >= before + 9
