@@ -8,7 +8,8 @@ from quart import Blueprint, Response, jsonify
 
 from ..catalog.account import check_confirmation, delete_local, delete_pds_records, export_zip
 from ..errors import InvalidInput
-from .auth import clear_session_cookies, json_body
+from .auth import clear_session_cookies
+from .bodies import json_body
 from .context import node
 from .viewer import require_viewer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, jsonify
 
 from ..catalog.profiles import get_profile, profiles, update_profile
-from .auth import json_body
+from .bodies import json_body
 from .context import node
 from .viewer import require_viewer
 

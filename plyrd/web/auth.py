@@ -9,7 +9,8 @@ from quart import Blueprint, Response, jsonify, redirect, render_template, reque
 
 from ..atproto.oauth import client_metadata, public_jwks
 from ..auth.service import FlowResult, Session, safe_return_path
-from ..errors import InvalidInput, NotFound, PlyrdError
+from ..errors import NotFound, PlyrdError
+from .bodies import json_body
 from .context import node
 from .errors import status_for
 from .viewer import CSRF_COOKIE, SESSION_COOKIE, Viewer, current_viewer, require_viewer
@@ -19,13 +20,6 @@ bp = Blueprint("auth", __name__)
 
 def wants_html() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
-
-
-async def json_body() -> dict[str, Any]:
-    body = await request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object")
-    return body
 
 
 def session_json(session: Session) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from quart import Blueprint, Response, jsonify, request
 from ..catalog import albums, playlists
 from ..errors import InvalidInput
 from . import upload_stream
+from .bodies import json_body
 from .context import node
 from .streaming import serve_file
 from .viewer import current_viewer, require_uploader, require_viewer
@@ -23,20 +24,13 @@ lists_bp = Blueprint("lists", __name__)
 COVER_FIELD = "image"
 
 
-async def _json() -> dict[str, Any]:
-    body = await request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object")
-    return body
-
-
 async def _changes() -> dict[str, Any]:
     """PATCH bodies: plyr.fm sends album changes as query parameters and playlist changes as a form; JSON works too."""
     changes: dict[str, Any] = request.args.to_dict()
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         changes.update((await request.form).to_dict())
     elif await request.get_data():
-        changes.update(await _json())
+        changes.update(await json_body())
     return changes
 
 
@@ -70,7 +64,7 @@ async def list_albums() -> Response:
 async def create_album() -> Response:
     viewer = require_uploader()
     n = node()
-    album_id = await albums.create_album(n.db, viewer.did, await _json())
+    album_id = await albums.create_album(n.db, viewer.did, await json_body())
     return jsonify(await albums.album_metadata(n.db, album_id, n.config.public_url))
 
 
@@ -134,7 +128,7 @@ async def album_cover_delete(album_id: str) -> Response:
 async def album_finalize(album_id: str) -> Response:
     viewer = require_viewer()
     n = node()
-    await albums.finalize(n.db, album_id, viewer.did, (await _json()).get("track_ids"))
+    await albums.finalize(n.db, album_id, viewer.did, (await json_body()).get("track_ids"))
     return jsonify(await albums.album_metadata(n.db, album_id, n.config.public_url))
 
 
@@ -142,7 +136,7 @@ async def album_finalize(album_id: str) -> Response:
 async def album_set_tracks(album_id: str) -> Response:
     viewer = require_viewer()
     n = node()
-    await albums.set_order(n.db, album_id, viewer.did, (await _json()).get("track_ids"))
+    await albums.set_order(n.db, album_id, viewer.did, (await json_body()).get("track_ids"))
     return jsonify(await albums.album_metadata(n.db, album_id, n.config.public_url))
 
 
@@ -150,7 +144,7 @@ async def album_set_tracks(album_id: str) -> Response:
 async def album_add_track(album_id: str) -> Response:
     viewer = require_viewer()
     n = node()
-    body = await _json()
+    body = await json_body()
     await albums.add_track(n.db, album_id, viewer.did, body.get("track_id"), body.get("position"))
     return jsonify(await albums.album_metadata(n.db, album_id, n.config.public_url))
 
@@ -170,7 +164,7 @@ async def album_remove_track(album_id: str, track_id: int) -> Response:
 async def create_playlist() -> Response:
     viewer = require_viewer()
     n = node()
-    playlist_id = await playlists.create_playlist(n.db, viewer.did, await _json())
+    playlist_id = await playlists.create_playlist(n.db, viewer.did, await json_body())
     return jsonify(playlists.playlist_json(await playlists.get_playlist(n.db, playlist_id, viewer.did),
                                            n.config.public_url))
 
@@ -237,7 +231,7 @@ async def delete_playlist(playlist_id: str) -> Response:
 @lists_bp.post("/lists/playlists/<playlist_id>/tracks")
 async def playlist_add(playlist_id: str) -> Response:
     viewer = require_viewer()
-    await playlists.add_item(node().db, playlist_id, viewer.did, await _json())
+    await playlists.add_item(node().db, playlist_id, viewer.did, await json_body())
     return await _answer(playlist_id, viewer.did)
 
 
@@ -252,7 +246,7 @@ async def playlist_remove(playlist_id: str, track_uri: str) -> Response:
 @lists_bp.put("/lists/playlists/<playlist_id>/reorder")
 async def playlist_reorder(playlist_id: str) -> Response:
     viewer = require_viewer()
-    await playlists.reorder(node().db, playlist_id, viewer.did, (await _json()).get("items"))
+    await playlists.reorder(node().db, playlist_id, viewer.did, (await json_body()).get("items"))
     return await _answer(playlist_id, viewer.did)
 
 

@@ -12,7 +12,7 @@ from quart.blueprints import BlueprintSetupState
 
 from ..catalog import comments, likes, now_playing, plays, preferences, queue
 from ..catalog.social import find_person
-from ..errors import InvalidInput
+from .bodies import json_body
 from .context import node
 from .errors import error_response
 from .viewer import current_viewer, require_viewer
@@ -33,15 +33,6 @@ def _attach_now_playing(state: BlueprintSetupState) -> None:
 
 def _now_playing() -> now_playing.NowPlaying:
     return current_app.extensions[NOW_PLAYING_KEY]
-
-
-async def _body(*, optional: bool = False) -> Any:
-    body = await request.get_json(force=True, silent=True)
-    if body is None and optional and not await request.get_data():
-        return {}
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object")
-    return body
 
 
 def _public_url() -> str:
@@ -83,7 +74,7 @@ async def liked() -> Response:
 @bp.put("/lists/liked/reorder")
 async def reorder_liked() -> Response:
     viewer = require_viewer()
-    body = await _body()
+    body = await json_body()
     items = body.get("items", body.get("track_ids"))
     return jsonify({"track_ids": await likes.reorder(node().db, viewer.did, items)})
 
@@ -104,7 +95,7 @@ async def track_comments(track_id: int) -> Response:
 @bp.post("/tracks/<int:track_id>/comments")
 async def add_comment(track_id: int) -> Response:
     viewer = require_viewer()
-    body = await _body()
+    body = await json_body()
     return jsonify(await comments.create(node().db, did=viewer.did, track_id=track_id, text=body.get("text"),
                                          timestamp_ms=body.get("timestamp_ms")))
 
@@ -112,7 +103,7 @@ async def add_comment(track_id: int) -> Response:
 @bp.patch("/tracks/comments/<int:comment_id>")
 async def edit_comment(comment_id: int) -> Response:
     viewer = require_viewer()
-    body = await _body()
+    body = await json_body()
     return jsonify(await comments.edit(node().db, did=viewer.did, comment_id=comment_id, text=body.get("text")))
 
 
@@ -129,7 +120,7 @@ async def delete_comment(comment_id: int) -> Response:
 @bp.post("/tracks/<int:track_id>/play")
 async def play(track_id: int) -> Response:
     """Counted per listener: the signed-in DID, else an anonymous id kept in an HttpOnly cookie (set when missing)."""
-    body = await _body(optional=True)
+    body = await json_body(optional=True)
     viewer = current_viewer()
     new_cookie = None
     if viewer is not None:
@@ -165,7 +156,7 @@ async def stats() -> Response:
 @bp.post("/now-playing/")
 async def report_now_playing() -> Response:
     viewer = require_viewer()
-    await now_playing.report(node().db, _now_playing(), did=viewer.did, body=await _body(),
+    await now_playing.report(node().db, _now_playing(), did=viewer.did, body=await json_body(),
                              teal_granted=viewer.session.teal_granted, public_url=_public_url())
     return jsonify({"status": "ok"})
 
@@ -208,7 +199,7 @@ async def get_preferences() -> Response:
 @bp.post("/preferences/")
 async def update_preferences() -> Response:
     viewer = require_viewer()
-    prefs = await preferences.update(node().db, viewer.did, await _body())
+    prefs = await preferences.update(node().db, viewer.did, await json_body())
     return jsonify(preferences.with_teal_flag(prefs, viewer.session.teal_granted))
 
 
@@ -238,7 +229,7 @@ async def get_queue() -> Response:
 async def put_queue() -> Response:
     viewer = require_viewer()
     try:
-        snapshot = await queue.put(node().db, viewer.did, await _body(), request.headers.get("If-Match"),
+        snapshot = await queue.put(node().db, viewer.did, await json_body(), request.headers.get("If-Match"),
                                    public_url=_public_url())
     except queue.PreconditionRequired as e:
         return error_response(428, e.detail)
