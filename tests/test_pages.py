@@ -235,6 +235,46 @@ def test_embed_and_oembed(node, track, anon) -> None:
     assert httpx.get(f"{node.url}/oembed", params={"url": f"{node.url}/track/987654"}).status_code == 404
 
 
+def test_sensitive_artwork_is_blurred_unless_the_viewer_opted_in(node, artist, anon, tmp_path) -> None:
+    """Self-labels sent with the upload mark the artwork sensitive: blurred for everyone who has not opted in, and
+    never offered to link previews; a bad label list is refused before anything is kept."""
+    src = make_audio(tmp_path / "night.mp3", "mp3", seconds=2, kind="music", cover=jpeg_bytes(120, 120))
+    bad = artist.upload(src, title="night swim", self_labels='"nudity"')
+    assert bad.status_code == 400 and "self_labels" in bad.json()["detail"]
+    r = artist.upload(src, title="night swim", self_labels='["nudity"]')
+    assert r.status_code == 200, r.text
+    done = artist.wait(r.json()["upload_id"])[-1]
+    track = artist.http.get(f"/tracks/{done['track_id']}").json()
+    assert track["self_labels"] == ["nudity"] and track["sensitive"] and not track["unlisted"]
+    assert track["image_url"]
+    html, meta = page(anon, f"/track/{track['id']}")
+    assert 'class="cover sensitive"' in html and 'data-action="reveal"' in html
+    assert "og:image" not in meta.meta and "data-show-sensitive" not in html
+    preview = httpx.get(f"{node.url}/oembed", params={"url": f"{node.url}/track/{track['id']}"}).json()
+    assert "thumbnail_url" not in preview
+    html, _ = page(artist.http, f"/u/{track['artist_handle']}")
+    assert re.search(r'class="art sensitive"[^>]*src="[^"]*' + track["thumbnail_url"].rsplit("/", 1)[1], html)
+    headers = {"X-CSRF-Token": artist.csrf}
+    assert artist.http.post("/preferences/", json={"show_sensitive_artwork": True}, headers=headers).status_code == 200
+    html, _ = page(artist.http, f"/track/{track['id']}")
+    assert "<body" in html and re.search(r"<body[^>]*data-show-sensitive", html)
+    html, _ = page(anon, f"/embed/track/{track['id']}")
+    assert 'class="e-art sensitive"' in html
+    r = artist.http.patch(f"/tracks/{track['id']}", files={"self_labels": (None, "[]")}, headers=headers)
+    assert r.status_code == 200 and not r.json()["sensitive"]
+
+
+def test_unlisted_at_upload(node, artist, anon, tmp_path) -> None:
+    src = make_audio(tmp_path / "quiet.mp3", "mp3", seconds=2, kind="music", frequency=523)
+    assert artist.upload(src, title="quiet one", unlisted="maybe").status_code == 400
+    r = artist.upload(src, title="quiet one", unlisted="true")
+    assert r.status_code == 200, r.text
+    track_id = artist.wait(r.json()["upload_id"])[-1]["track_id"]
+    assert artist.http.get(f"/tracks/{track_id}").json()["unlisted"] is True
+    assert track_id not in [t["id"] for t in anon.get("/tracks/").json()["tracks"]]
+    assert track_id in [t["id"] for t in artist.http.get("/tracks/me").json()["tracks"]]
+
+
 def test_static_assets_and_first_visit_budget(node, anon) -> None:
     """Every module the pages import is served as JavaScript, and a first visit (HTML, CSS, every JS module,
     the icon sprite) stays under the issue's 150 KB before images."""

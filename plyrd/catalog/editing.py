@@ -14,12 +14,18 @@ from ..storage import BlobStore
 from .albums import album_ids_of_track, resync_album
 from .publishing import publish_track
 from .tracks import owned_track_for_update, set_track_tags
-from .uploads import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, parse_fields
+from .uploads import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_LABELS,
+    MAX_TITLE_CHARS,
+    parse_bool,
+    parse_fields,
+    parse_json_list,
+)
 
 EDITABLE = {"title", "album", "description", "tags", "features", "self_labels", "unlisted", "remove_image"}
 MAX_FEATURES = 10
-MAX_LABELS = 10
-MAX_LABEL_CHARS = 128
 ARTWORK_COLUMNS = ("image_sha", "thumb_sha", "display_sha")
 
 
@@ -29,30 +35,6 @@ class TrackChanges:
     tags: list[str] | None = None
     artwork: dict[str, str] | None = None  # new artwork blobs, already stored
     remove_image: bool = False
-
-
-def _bool(name: str, raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off", ""):
-        return False
-    raise InvalidInput(f"{name} must be true or false")
-
-
-def _json_list(name: str, raw: str, *, limit: int, item_chars: int) -> list[str]:
-    try:
-        value = json.loads(raw) if raw.strip() else []
-    except json.JSONDecodeError:
-        raise InvalidInput(f"{name} must be a JSON list of strings") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidInput(f"{name} must be a JSON list of strings")
-    value = [v.strip() for v in value if v.strip()]
-    if len(value) > limit:
-        raise InvalidInput(f"at most {limit} {name}")
-    if any(len(v) > item_chars for v in value):
-        raise InvalidInput(f"each of {name} must be at most {item_chars} characters")
-    return value
 
 
 async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, owner_did: str) -> TrackChanges:
@@ -74,12 +56,12 @@ async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, o
     if "tags" in fields:
         changes.tags = parsed.tags
     if "unlisted" in fields:
-        changes.values["unlisted"] = int(_bool("unlisted", fields["unlisted"]))
+        changes.values["unlisted"] = int(parse_bool("unlisted", fields["unlisted"]))
     if "self_labels" in fields:
         changes.values["self_labels"] = json.dumps(
-            _json_list("self_labels", fields["self_labels"], limit=MAX_LABELS, item_chars=MAX_LABEL_CHARS))
+            parse_json_list("self_labels", fields["self_labels"], limit=MAX_LABELS, item_chars=MAX_LABEL_CHARS))
     if "features" in fields:
-        names = _json_list("features", fields["features"], limit=MAX_FEATURES, item_chars=253)
+        names = parse_json_list("features", fields["features"], limit=MAX_FEATURES, item_chars=253)
         features: list[dict[str, Any]] = []
         for name in names:
             ident = name if is_did(name) else normalize_handle(name)
@@ -93,7 +75,7 @@ async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, o
                 features.append({"did": identity.did, "handle": identity.handle})
         changes.values["features"] = json.dumps(features)
     if "remove_image" in fields:
-        changes.remove_image = _bool("remove_image", fields["remove_image"])
+        changes.remove_image = parse_bool("remove_image", fields["remove_image"])
     return changes
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..db import Database
 from ..errors import Forbidden, NotFound
 from ..storage import BlobStore
+from .labels import is_sensitive
 
 TRACK_SELECT = """
 SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name
@@ -51,6 +52,7 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict
     """
     playable_sha = row["web_sha"] or row["original_sha"]
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
+    labels = json.loads(row["self_labels"] or "[]")
     return {
         "id": row["id"],
         "title": row["title"],
@@ -81,6 +83,9 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict
         "playable": row["status"] == "ready",
         "is_optimizing": row["status"] == "processing",
         "created_at": row["created_at"],
+        "unlisted": bool(row["unlisted"]),
+        "self_labels": labels,
+        "sensitive": is_sensitive(labels),
     }
 
 

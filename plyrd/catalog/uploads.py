@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,8 @@ MAX_TAGS = 10
 MAX_TAG_CHARS = 50
 MAX_TITLE_CHARS = 256
 MAX_DESCRIPTION_CHARS = 5000
+MAX_LABELS = 10
+MAX_LABEL_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,32 @@ class UploadFields:
     album: str | None
     description: str | None
     tags: list[str]
+    self_labels: list[str] = field(default_factory=list)  # the artist's content notice, e.g. ["nudity"]
+    unlisted: bool = False
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off", ""):
+        return False
+    raise InvalidInput(f"{name} must be true or false")
+
+
+def parse_json_list(name: str, raw: str, *, limit: int, item_chars: int) -> list[str]:
+    try:
+        value = json.loads(raw) if raw.strip() else []
+    except json.JSONDecodeError:
+        raise InvalidInput(f"{name} must be a JSON list of strings") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{name} must be a JSON list of strings")
+    value = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+    if len(value) > limit:
+        raise InvalidInput(f"at most {limit} {name}")
+    if any(len(v) > item_chars for v in value):
+        raise InvalidInput(f"each of {name} must be at most {item_chars} characters")
+    return value
 
 
 def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
@@ -89,6 +117,9 @@ def parse_fields(fields: dict[str, str]) -> UploadFields:
         album=_text(fields, "album", MAX_TITLE_CHARS),
         description=_text(fields, "description", MAX_DESCRIPTION_CHARS),
         tags=tags,
+        self_labels=parse_json_list("self_labels", fields.get("self_labels") or "", limit=MAX_LABELS,
+                                    item_chars=MAX_LABEL_CHARS),
+        unlisted=parse_bool("unlisted", fields.get("unlisted") or ""),
     )
 
 
@@ -152,7 +183,7 @@ class Uploads:
             "audio_sha": audio_sha,
             "filename": filename,
             "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
-                       "tags": fields.tags},
+                       "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
             "artwork": artwork,
         }
         async with self.db.write() as conn:
@@ -245,8 +276,9 @@ class Uploads:
             cur = await conn.execute(
                 "INSERT INTO tracks(artist_did, title, album, description, tags, original_sha, original_ext,"
                 " original_mime, image_sha, image_mime, thumb_sha, display_sha, container, codec, duration,"
-                " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status,"
+                " self_labels, unlisted)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     p["did"],
                     fields["title"] or tags.title or _fallback_title(p.get("filename")),
@@ -258,6 +290,7 @@ class Uploads:
                     artwork and artwork["thumb_sha"], artwork and artwork["display_sha"],
                     info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
                     info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
+                    json.dumps(fields.get("self_labels") or []), int(bool(fields.get("unlisted"))),
                 ),
             )
             track_id = int((await cur.fetchone())[0])

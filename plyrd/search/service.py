@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..catalog.labels import is_sensitive
 from ..db import Database
 from ..errors import InvalidInput, NotFound, Unavailable
 from ..threads import ThreadSlots
@@ -206,7 +207,8 @@ class Search:
                     "artist_handle": r["handle"], "artist_display_name": r["display_name"],
                     "artist_did": r["artist_did"], "album": r["album"],
                     "image_url": self._image("images", r["display_sha"]),
-                    "thumbnail_url": self._image("images", r["thumb_sha"]), "duration": r["duration"]}
+                    "thumbnail_url": self._image("images", r["thumb_sha"]), "duration": r["duration"],
+                    "sensitive": is_sensitive(r["self_labels"])}
         if kind == "artists":
             return {"did": r["key"], "handle": r["handle"], "display_name": r["display_name"] or r["handle"],
                     "avatar_url": r["avatar_url"], "track_count": r["track_count"]}
@@ -227,7 +229,7 @@ class Search:
 # visibility checked again.
 HYDRATE: dict[str, str] = {
     "tracks": f"""
-        SELECT t.id AS key, t.title, t.album, t.artist_did, t.display_sha, t.thumb_sha, t.duration,
+        SELECT t.id AS key, t.title, t.album, t.artist_did, t.display_sha, t.thumb_sha, t.duration, t.self_labels,
                u.handle, u.display_name
         FROM tracks t JOIN users u ON u.did = t.artist_did
         WHERE t.id IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}""",

@@ -134,7 +134,7 @@ async def tag_page(name: str) -> Response:
                               limit=FEED_PAGE, filter_hidden=False)
     tracks = await _tracks(page.rows)
     return await render("tag.html", tag=tag, tracks=tracks, next_cursor=page.next_cursor,
-                        og_image=next((t["image_url"] for t in tracks if t["image_url"]), None))
+                        og_image=next((t["image_url"] for t in tracks if t["image_url"] and not t["sensitive"]), None))
 
 
 @bp.get("/track/<int:track_id>")
@@ -284,7 +284,7 @@ async def oembed() -> Response:
         "author_url": f"{n.config.public_url}/u/{track['artist_handle']}", "html": html,
         "width": width, "height": height, "cache_age": 3600,
     }
-    if track["image_url"]:
+    if track["image_url"] and not track["sensitive"]:  # no sensitive artwork in link previews
         # The display rendition's longest side is at most 1000 px (plyrd.media.artwork.DISPLAY_SIDE).
         body.update(thumbnail_url=track["image_url"], thumbnail_width=1000, thumbnail_height=1000)
     return jsonify(body)

@@ -64,6 +64,9 @@ const ACTIONS = {
       }
     } catch { /* dismissed */ }
   },
+  reveal(b) {
+    b.parentElement.querySelector('img.sensitive')?.classList.add('revealed');
+  },
   async logout() {
     await api('/auth/logout', { method: 'POST' }).catch(() => {});
     go('/');

@@ -507,7 +507,9 @@ export class Player {
     const artist = this.$('artist');
     artist.textContent = t.artist;
     artist.href = `/u/${t.artist_handle || t.artist_did}`;
-    this.root.querySelector('.p-art').src = t.thumbnail_url || '/static/img/cover.svg';
+    const art = this.root.querySelector('.p-art');
+    art.src = t.thumbnail_url || '/static/img/cover.svg';
+    art.classList.toggle('sensitive', Boolean(t.sensitive));
     this.$('duration').textContent = clock(t.duration);
     this.$('current').textContent = clock(this.pendingSeek || 0);
     this.wave.set(t.peaks, t.duration);
@@ -538,8 +540,10 @@ export class Player {
     if (!('mediaSession' in navigator) || !window.MediaMetadata) return;
     const t = this.track;
     const artwork = [];
-    if (t.thumbnail_url) artwork.push({ src: t.thumbnail_url, sizes: '96x96', type: 'image/webp' });
-    if (t.image_url) artwork.push({ src: t.image_url, sizes: '1000x1000', type: 'image/webp' });
+    // The lock screen cannot blur: sensitive artwork is left off unless this viewer opted in.
+    const showArt = !t.sensitive || document.body.hasAttribute('data-show-sensitive');
+    if (showArt && t.thumbnail_url) artwork.push({ src: t.thumbnail_url, sizes: '96x96', type: 'image/webp' });
+    if (showArt && t.image_url) artwork.push({ src: t.image_url, sizes: '1000x1000', type: 'image/webp' });
     navigator.mediaSession.metadata = new MediaMetadata({ title: t.title, artist: t.artist, album: t.album || '', artwork });
   }
 

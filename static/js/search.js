@@ -75,7 +75,7 @@ export function startSearch(go) {
         a.setAttribute('aria-selected', 'false');
         a.tabIndex = -1;
         const art = r.thumbnail_url || r.avatar_url;
-        a.innerHTML = `${art ? `<img src="${art}" alt="" width="32" height="32" loading="lazy">` : '<span class="art"></span>'}
+        a.innerHTML = `${art ? `<img src="${art}" alt="" width="32" height="32" loading="lazy"${r.sensitive ? ' class="sensitive"' : ''}>` : '<span class="art"></span>'}
           <span><b></b><small></small></span>`;
         a.querySelector('b').textContent = main;
         a.querySelector('small').textContent = sub || '';

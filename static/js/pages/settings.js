@@ -35,7 +35,10 @@ export function init(main) {
   accent.addEventListener('input', () => setAccent(accent.value));
   accent.addEventListener('change', () => save({ accent_color: accent.value }));
   for (const box of main.querySelectorAll('[data-pref]')) {
-    box.addEventListener('change', () => save({ [box.dataset.pref]: box.checked }));
+    box.addEventListener('change', () => {
+      if (box.dataset.pref === 'show_sensitive_artwork') document.body.toggleAttribute('data-show-sensitive', box.checked);
+      save({ [box.dataset.pref]: box.checked });
+    });
   }
   const hidden = main.querySelector('[data-hidden-tags]');
   main.querySelector('[data-save-hidden]')?.addEventListener('click', () => {
