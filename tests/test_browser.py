@@ -330,6 +330,19 @@ def test_playlist_reorder_by_drag(s: Session) -> None:
     order = [t["id"] for t in s.api("GET", f"/lists/playlists/{playlist}", None)["body"]["tracks"]]
     assert order == [s.ids["short"], s.ids["long"]]
     s.ids["playlist"] = playlist  # type: ignore[assignment]
+    # The owner's other controls: a cover, private and back to public.
+    page.click("#main .pl-edit summary")
+    page.set_input_files("#pl-cover", {"name": "cover.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(300, 300)})
+    s.wait("() => document.querySelector('[data-edit-status]').textContent === 'cover saved'")
+    assert "/lists/covers/" in page.get_attribute("#main [data-cover]", "src")
+    page.check("#main [data-flag=is_private]")
+    s.wait("() => document.querySelector('[data-edit-status]').textContent === 'now private'")
+    assert s.api("GET", f"/lists/playlists/{playlist}", None)["body"]["is_private"] is True
+    assert page.text_content("#main [data-private-note]") == " · private"
+    page.uncheck("#main [data-flag=is_private]")
+    s.wait("() => document.querySelector('[data-edit-status]').textContent === 'now public'")
+    assert s.api("GET", f"/lists/playlists/{playlist}", None)["body"]["is_private"] is False
+    page.click("#main .pl-edit summary")  # closed again, as the later steps expect to find it
 
 
 def test_auto_advance_repeat_preload_and_play_counting(s: Session) -> None:
@@ -422,13 +435,37 @@ def test_signed_out_reload_resumes_from_this_browser(s: Session, browser) -> Non
 
 
 def test_embed(s: Session, browser) -> None:
+    """The track embed plays and counts the play by the player's rule (as an anonymous listener: an embed has no
+    account); the playlist embed plays the track picked in its list and moves on to the next by itself."""
     context = browser.new_context(viewport={"width": 600, "height": 152})
     page = context.new_page()
-    page.goto(f"{s.node.url}/embed/track/{s.ids['long']}")
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    before = s.api("GET", f"/tracks/{s.ids['short']}", None)["body"]["play_count"]
+    page.goto(f"{s.node.url}/embed/track/{s.ids['short']}")
+    page.evaluate("() => { window.__played = []; addEventListener('plyrd:played', e => __played.push(e.detail)); }")
     page.click("[data-e=toggle]")
     page.wait_for_function("() => document.querySelector('audio').currentTime > 0.5", timeout=10_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "embed.png"))
+    page.wait_for_function("() => window.__played.length > 0", timeout=15_000)  # 8 s track: after 4 s heard
+    assert page.evaluate("window.__played") == [{"play_count": before + 1, "counted": True}]
+    assert s.api("GET", f"/tracks/{s.ids['short']}", None)["body"]["play_count"] == before + 1
+
+    page.set_viewport_size({"width": 600, "height": 352})
+    page.goto(f"{s.node.url}/embed/playlist/{s.ids['playlist']}")
+    assert "/lists/covers/" in page.get_attribute("[data-e=art]", "src")
+    assert page.locator(".e-list button").count() == 2
+    page.click(".e-list li:nth-child(2) button")  # long tide: the order is [short wave, long tide]
+    page.wait_for_function("() => document.querySelector('audio').currentTime > 0.5", timeout=10_000)
+    assert page.text_content("[data-e=title]") == "long tide"
+    assert page.get_attribute(".e-list li:nth-child(2) button", "aria-current") is not None
+    page.screenshot(path=str(SHOTS / "embed-playlist.png"))
+    page.click(".e-list li:nth-child(1) button")
+    page.wait_for_function("() => document.querySelector('[data-e=title]').textContent === 'short wave' && "
+                           "document.querySelector('audio').currentTime > 0.2")
+    page.evaluate("() => { const a = document.querySelector('audio'); a.currentTime = a.duration - 0.3; }")
+    page.wait_for_function("() => document.querySelector('[data-e=title]').textContent === 'long tide' && "
+                           "document.querySelector('audio').currentTime > 0.3", timeout=10_000)
     context.close()
 
 
@@ -437,7 +474,7 @@ def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
     the screen."""
     if SHOTS.exists():
         for old in SHOTS.glob("*.png"):
-            if old.name != "embed.png":
+            if not old.name.startswith("embed"):
                 old.unlink()
     SHOTS.mkdir(parents=True, exist_ok=True)
     state = s.page.context.storage_state()
@@ -462,7 +499,9 @@ def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
                     width = page.evaluate("document.documentElement.scrollWidth")
                     assert width <= PHONE["width"], (name, width)
             context.close()
-    assert len(list(SHOTS.glob("*.png"))) == 2 * (len(pages) + 2) + 1
+    expected = {f"{name}-{size}-{scheme}.png" for size in ("desktop", "phone") for scheme, names in
+                (("dark", pages), ("light", ("login", "home"))) for name in names} | {"embed.png", "embed-playlist.png"}
+    assert expected <= {p.name for p in SHOTS.glob("*.png")}
     assert s.errors == [], s.errors
 
 

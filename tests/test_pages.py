@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
@@ -273,6 +275,53 @@ def test_unlisted_at_upload(node, artist, anon, tmp_path) -> None:
     assert artist.http.get(f"/tracks/{track_id}").json()["unlisted"] is True
     assert track_id not in [t["id"] for t in anon.get("/tracks/").json()["tracks"]]
     assert track_id in [t["id"] for t in artist.http.get("/tracks/me").json()["tracks"]]
+
+
+def test_playlist_and_album_embeds_and_their_oembed(node, artist, anon, tmp_path) -> None:
+    headers = {"X-CSRF-Token": artist.csrf}
+    ids = []
+    for n, freq in enumerate((392, 440)):
+        src = make_audio(tmp_path / f"side-{n}.mp3", "mp3", seconds=2, kind="music", frequency=freq)
+        r = artist.upload(src, title=f"side {'ab'[n]}")
+        assert r.status_code == 200, r.text
+        ids.append(artist.wait(r.json()["upload_id"])[-1]["track_id"])
+    handle = artist.http.get(f"/tracks/{ids[0]}").json()["artist_handle"]
+    album = artist.http.post("/albums/", json={"title": "two sides"}, headers=headers).json()
+    r = artist.http.post(f"/albums/{album['id']}/finalize", json={"track_ids": ids}, headers=headers)
+    assert r.status_code == 200, r.text
+    made = artist.http.post("/lists/playlists", json={"name": "pier <mix>"}, headers=headers).json()
+    for track_id in reversed(ids):
+        r = artist.http.post(f"/lists/playlists/{made['id']}/tracks", json={"track_id": track_id}, headers=headers)
+        assert r.status_code == 200, r.text
+
+    r = anon.get(f"/embed/playlist/{made['id']}")
+    assert r.status_code == 200 and r.headers["cache-control"] == "public, max-age=300"
+    assert "pier &lt;mix&gt;" in r.text and "data-embed-list" in r.text
+    order = [int(i) for i in re.findall(r'data-e-index="\d+" data-track-id="(\d+)"', r.text)]
+    assert order == list(reversed(ids))
+    peaks = re.search(r'data-peaks="([0-9,]*)"', r.text).group(1).split(",")
+    assert 1 < len(peaks) <= 100 and all(0 <= int(p) <= 100 for p in peaks)
+    r = anon.get(f"/embed/album/{handle}/two-sides")
+    assert r.status_code == 200 and "two sides" in r.text
+    assert [int(i) for i in re.findall(r'data-e-index="\d+" data-track-id="(\d+)"', r.text)] == ids
+    html, meta = page(anon, f"/u/{handle}/album/two-sides")
+    assert meta.links["alternate:application/json+oembed"].endswith(
+        "/oembed?url=" + quote(f"{node.url}/u/{handle}/album/two-sides", safe=""))
+    assert f'src="{node.url}/embed/album/{handle}/two-sides" width="100%" height="352"' in html
+
+    for url, src in ((f"{node.url}/playlist/{made['id']}", f"/embed/playlist/{made['id']}"),
+                     (f"{node.url}/u/{handle}/album/two-sides", f"/embed/album/{handle}/two-sides")):
+        body = httpx.get(f"{node.url}/oembed", params={"url": url}).json()
+        assert body["type"] == "rich" and body["height"] == 352 and f'src="{node.url}{src}"' in body["html"]
+    assert httpx.get(f"{node.url}/oembed", params={"url": f"{node.url}/u/{handle}/album/nope"}).status_code == 404
+
+    # Private playlists have no public embed, and their page offers none.
+    r = artist.http.patch(f"/lists/playlists/{made['id']}", json={"is_private": True}, headers=headers)
+    assert r.status_code == 200 and r.json()["is_private"]
+    assert anon.get(f"/embed/playlist/{made['id']}").status_code == 404
+    assert httpx.get(f"{node.url}/oembed", params={"url": f"{node.url}/playlist/{made['id']}"}).status_code == 404
+    html, _ = page(artist.http, f"/playlist/{made['id']}")
+    assert "embed-code" not in html and "data-flag=\"is_private\" checked" in html
 
 
 def test_static_assets_and_first_visit_budget(node, anon) -> None:

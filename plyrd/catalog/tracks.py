@@ -83,6 +83,7 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict
         "playable": row["status"] == "ready",
         "is_optimizing": row["status"] == "processing",
         "created_at": row["created_at"],
+        "play_count": row["play_count"],
         "unlisted": bool(row["unlisted"]),
         "self_labels": labels,
         "sensitive": is_sensitive(labels),

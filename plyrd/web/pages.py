@@ -30,7 +30,10 @@ bp = Blueprint("pages", __name__)
 
 FEED_PAGE = 30
 EMBED_HEIGHT = 152
+LIST_EMBED_HEIGHT = 352  # plyr.fm's suggested height for playlist and album embeds
 EMBED_WIDTH = 600
+EMBED_LIST_MAX = 200  # tracks listed in one embed: a few hundred bytes each with their small waveform
+EMBED_PEAKS = 100  # a list embed's waveforms: 100 points, as whole percent (the card is ~400 px wide)
 
 
 # ---- helpers shared by every page ------------------------------------------------------------------------------
@@ -102,6 +105,13 @@ def _login_redirect() -> Response:
     return redirect(f"/login?next={quote(target, safe='/')}", 303)  # type: ignore[return-value]
 
 
+def _embed_links(page_url: str, embed_path: str, height: int) -> dict[str, Any]:
+    """What a page needs to offer its embed: the iframe url and height, and its oEmbed discovery link."""
+    base = node().config.public_url
+    return {"embed_url": base + embed_path, "embed_height": height,
+            "oembed_url": f"{base}/oembed?url={quote(page_url, safe='')}"}
+
+
 async def _tracks(rows: list[Any], *, peaks: bool = False) -> list[dict[str, Any]]:
     """Tracks as the JSON API shapes them; lists leave the waveform out, a track's own page keeps it."""
     n = node()
@@ -147,12 +157,10 @@ async def track_page(track_id: int) -> Response:
     mine = []
     if (viewer := current_viewer()) is not None:
         mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
-    base = n.config.public_url
+    page_url = f"{n.config.public_url}/track/{track_id}"
     return await render("track.html", track=track, comments=found["comments"],
                         comments_enabled=found["comments_enabled"], likers=liked_by["users"], playlists=mine,
-                        page_url=f"{base}/track/{track_id}", embed_url=f"{base}/embed/track/{track_id}",
-                        oembed_url=f"{base}/oembed?url={quote(f'{base}/track/{track_id}', safe='')}",
-                        embed_height=EMBED_HEIGHT)
+                        page_url=page_url, **_embed_links(page_url, f"/embed/track/{track_id}", EMBED_HEIGHT))
 
 
 @bp.get("/u/<handle>")
@@ -172,8 +180,9 @@ async def album_page(handle: str, slug: str) -> Response:
     n = node()
     detail = await albums.album_detail(n.db, handle, slug, n.config.public_url)
     rows = [await get_track_row(n.db, t["id"]) for t in detail["tracks"]]
-    return await render("album.html", album=detail["metadata"], tracks=await _tracks(rows),
-                        page_url=f"{n.config.public_url}/u/{handle}/album/{slug}")
+    page_url = f"{n.config.public_url}/u/{handle}/album/{slug}"
+    return await render("album.html", album=detail["metadata"], tracks=await _tracks(rows), page_url=page_url,
+                        **_embed_links(page_url, f"/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT))
 
 
 # ---- signing in ------------------------------------------------------------------------------------------------
@@ -234,9 +243,10 @@ async def playlist_page(playlist_id: str) -> Response:
     by_id = {t["id"]: t for t in await _tracks([await get_track_row(n.db, t["id"]) for t in detail["tracks"]])}
     uris = {i["track_id"]: i["uri"] for i in detail["items"]}
     tracks = [{**by_id[t["id"]], "item_uri": uris.get(t["id"])} for t in detail["tracks"]]
+    page_url = f"{n.config.public_url}/playlist/{detail['id']}"
     return await render("playlist.html", playlist=detail, tracks=tracks, items=detail["items"],
-                        is_owner=_viewer_did() == detail["owner_did"],
-                        page_url=f"{n.config.public_url}/playlist/{detail['id']}")
+                        is_owner=_viewer_did() == detail["owner_did"], page_url=page_url,
+                        **_embed_links(page_url, f"/embed/playlist/{detail['id']}", LIST_EMBED_HEIGHT))
 
 
 @bp.get("/settings")
@@ -247,46 +257,101 @@ async def settings_page() -> Response:
 # ---- link previews and embeds ----------------------------------------------------------------------------------
 
 
-@bp.get("/embed/track/<int:track_id>")
-async def embed_track(track_id: int) -> Response:
-    n = node()
-    track = (await _tracks([await get_track_row(n.db, track_id)], peaks=True))[0]
-    html = await render_template("embed.html", track=track, page_url=f"{n.config.public_url}/track/{track_id}")
-    response = Response(html, content_type="text/html; charset=utf-8")
+async def _embed(template: str, **context: Any) -> Response:
+    """Embeds are the same for everyone (no viewer, no cookie needed), so caches may keep them a few minutes."""
+    response = Response(await render_template(template, **context), content_type="text/html; charset=utf-8")
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
+@bp.get("/embed/track/<int:track_id>")
+async def embed_track(track_id: int) -> Response:
+    n = node()
+    track = (await _tracks([await get_track_row(n.db, track_id)], peaks=True))[0]
+    return await _embed("embed.html", track=track, page_url=f"{n.config.public_url}/track/{track_id}")
+
+
+def _small_peaks(peaks: list[float] | None) -> list[int]:
+    """A waveform cut to EMBED_PEAKS points (the loudest of each run) as whole percent."""
+    if not peaks:
+        return []
+    step = len(peaks) / EMBED_PEAKS
+    return [round(100 * max(peaks[int(i * step):max(int(i * step) + 1, int((i + 1) * step))]))
+            for i in range(min(EMBED_PEAKS, len(peaks)))]
+
+
+async def _list_embed(*, title: str, by: str, image_url: str | None, track_ids: list[int], page_url: str) -> Response:
+    n = node()
+    rows = [await get_track_row(n.db, i) for i in track_ids[:EMBED_LIST_MAX]]
+    tracks = [{**t, "peaks": _small_peaks(t["peaks"])} for t in await tracks_json(n.db, rows, None, n.config.public_url,
+                                                                                   peaks=True) if t["playable"]]
+    return await _embed("embed_list.html", title=title, by=by, image_url=image_url, tracks=tracks, page_url=page_url)
+
+
+@bp.get("/embed/playlist/<playlist_id>")
+async def embed_playlist(playlist_id: str) -> Response:
+    n = node()
+    row = await playlists.get_playlist(n.db, playlist_id, None)  # an embed is public: private playlists are 404
+    detail = await playlists.playlist_detail(n.db, row, n.config.public_url)
+    return await _list_embed(title=detail["name"], by=f"a playlist by {detail['owner_handle']}",
+                             image_url=detail["image_url"], track_ids=[t["id"] for t in detail["tracks"]],
+                             page_url=f"{n.config.public_url}/playlist/{detail['id']}")
+
+
+@bp.get("/embed/album/<handle>/<slug>")
+async def embed_album(handle: str, slug: str) -> Response:
+    n = node()
+    detail = await albums.album_detail(n.db, handle, slug, n.config.public_url)
+    album = detail["metadata"]
+    return await _list_embed(title=album["title"], by=album["artist"], image_url=album["image_url"],
+                             track_ids=[t["id"] for t in detail["tracks"]],
+                             page_url=f"{n.config.public_url}/u/{handle}/album/{slug}")
+
+
 _TRACK_PATH = re.compile(r"^/(?:embed/)?track/(\d+)/?$")
+_PLAYLIST_PATH = re.compile(r"^/(?:embed/)?playlist/([^/]+)/?$")
+_ALBUM_PATH = re.compile(r"^/(?:u/([^/]+)/album|embed/album/([^/]+))/([^/]+)/?$")
 
 
 @bp.get("/oembed")
 async def oembed() -> Response:
-    """oEmbed (https://oembed.com) for track pages: a `rich` iframe of /embed/track/{id}."""
+    """oEmbed (https://oembed.com) for track, playlist and album pages: a `rich` iframe of their embed."""
     n = node()
+    base = n.config.public_url
     url = request.args.get("url", "")
     fmt = request.args.get("format", "json")
     if fmt != "json":
         return Response('{"detail": "only format=json is offered"}', status=501, content_type="application/json")
-    match = _TRACK_PATH.match(urlsplit(url).path) if url else None
-    if not match:
-        raise NotFound("no embeddable page at that url; use a /track/{id} url of this node")
-    track = (await _tracks([await get_track_row(n.db, int(match.group(1)))]))[0]
+    path = urlsplit(url).path if url else ""
     width = _dimension(request.args.get("maxwidth"), EMBED_WIDTH)
-    height = EMBED_HEIGHT
-    src = f"{n.config.public_url}/embed/track/{track['id']}"
+    if match := _TRACK_PATH.match(path):
+        track = (await _tracks([await get_track_row(n.db, int(match.group(1)))]))[0]
+        title, author, author_url = track["title"], track["artist"], f"{base}/u/{track['artist_handle']}"
+        src, height = f"{base}/embed/track/{track['id']}", EMBED_HEIGHT
+        thumbnail = None if track["sensitive"] else track["image_url"]  # no sensitive artwork in link previews
+    elif match := _PLAYLIST_PATH.match(path):
+        playlist = playlists.playlist_json(await playlists.get_playlist(n.db, match.group(1), None), base)
+        title, author, author_url = playlist["name"], playlist["owner_handle"], f"{base}/u/{playlist['owner_handle']}"
+        src, height, thumbnail = f"{base}/embed/playlist/{playlist['id']}", LIST_EMBED_HEIGHT, playlist["image_url"]
+    elif match := _ALBUM_PATH.match(path):
+        handle, slug = match.group(1) or match.group(2), match.group(3)
+        album = (await albums.album_detail(n.db, handle, slug, base))["metadata"]
+        title, author, author_url = album["title"], album["artist"], f"{base}/u/{album['artist_handle']}"
+        src, height, thumbnail = f"{base}/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT, album["image_url"]
+    else:
+        raise NotFound("no embeddable page at that url; use a /track/{id}, /playlist/{id} or /u/{handle}/album/{slug}"
+                       " url of this node")
     html = (f'<iframe src="{src}" width="{width}" height="{height}" style="border:0;border-radius:8px" '
-            f'allow="autoplay; encrypted-media" loading="lazy" title="{_attr(track["title"])} by '
-            f'{_attr(track["artist"])} on plyrd"></iframe>')
+            f'allow="autoplay; encrypted-media" loading="lazy" title="{_attr(title)} by {_attr(author)} on plyrd">'
+            "</iframe>")
     body: dict[str, Any] = {
-        "version": "1.0", "type": "rich", "provider_name": "plyrd", "provider_url": n.config.public_url,
-        "title": track["title"], "author_name": track["artist"],
-        "author_url": f"{n.config.public_url}/u/{track['artist_handle']}", "html": html,
-        "width": width, "height": height, "cache_age": 3600,
+        "version": "1.0", "type": "rich", "provider_name": "plyrd", "provider_url": base, "title": title,
+        "author_name": author, "author_url": author_url, "html": html, "width": width, "height": height,
+        "cache_age": 3600,
     }
-    if track["image_url"] and not track["sensitive"]:  # no sensitive artwork in link previews
-        # The display rendition's longest side is at most 1000 px (plyrd.media.artwork.DISPLAY_SIDE).
-        body.update(thumbnail_url=track["image_url"], thumbnail_width=1000, thumbnail_height=1000)
+    if thumbnail:
+        # Display renditions' longest side is at most 1000 px (plyrd.media.artwork.DISPLAY_SIDE).
+        body.update(thumbnail_url=thumbnail, thumbnail_width=1000, thumbnail_height=1000)
     return jsonify(body)
 
 

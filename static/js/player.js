@@ -2,6 +2,7 @@
 // bar, the queue panel, play counting, loudness normalisation, Media Session and next-track preloading.
 
 import { announce, api, clock, signedIn } from './api.js';
+import { Listening } from './listening.js';
 import { Queue } from './queue.js';
 import { makeSortable } from './sortable.js';
 import { Waveform } from './waveform.js';
@@ -9,8 +10,6 @@ import { Waveform } from './waveform.js';
 const VOLUME_KEY = 'plyrd.volume';
 const MUTED_KEY = 'plyrd.muted';
 const RESTART_AFTER = 3; // s: "previous" past this point restarts the track instead
-const COUNT_AFTER = 30; // s of real listening (or half a shorter track) before a play is reported
-const MAX_STEP = 5; // s: a larger jump between timeupdates is a seek, not listening
 const GAIN_DB = [-12, 6]; // clamp the stored gain: never deafening, never boosting into hard clipping
 const NOW_PLAYING_MS = 10000;
 const SAVE_EVERY = 15; // s of playback between position saves
@@ -27,9 +26,7 @@ export class Player {
     this.cache = new Map(); // track id -> the track's JSON (with peaks)
     this.track = null;
     this.loadToken = 0;
-    this.listened = 0;
-    this.counted = false;
-    this.lastT = null;
+    this.listening = new Listening(this.audio);
     this.savedT = 0;
     this.pendingSeek = null;
     const stored = parseFloat(localStorage.getItem(VOLUME_KEY) ?? '1');
@@ -69,8 +66,7 @@ export class Player {
 
     const a = this.audio;
     a.addEventListener('timeupdate', () => this.onTime());
-    a.addEventListener('seeking', () => { this.lastT = null; });
-    a.addEventListener('seeked', () => { this.lastT = a.currentTime; this.positionState(); });
+    a.addEventListener('seeked', () => this.positionState());
     a.addEventListener('loadedmetadata', () => this.onMetadata());
     a.addEventListener('durationchange', () => this.$('duration').textContent = clock(a.duration));
     a.addEventListener('playing', () => this.setState('playing'));
@@ -196,9 +192,7 @@ export class Player {
   // which is what keeps lock-screen playback going on phones.
   begin(track, { autoplay, at = 0 }) {
     this.track = track;
-    this.listened = 0;
-    this.counted = false;
-    this.lastT = null;
+    this.listening.start(track);
     this.savedT = at;
     this.pendingSeek = at > 0 ? at : null;
     this.audio.src = `/audio/${track.file_id}`;
@@ -237,7 +231,7 @@ export class Player {
     const to = clamp(t, 0, Math.max(0, (dur || 0) - 0.05));
     if (this.audio.readyState === 0) this.pendingSeek = to;
     else this.audio.currentTime = to;
-    this.lastT = null;
+    this.listening.jump();
     this.wave.setTime(to);
     this.$('current').textContent = clock(to);
     document.dispatchEvent(new CustomEvent('plyrd:time', { detail: { id: this.track.id, time: to } }));
@@ -274,8 +268,7 @@ export class Player {
 
   onEnded() {
     if (this.queue.repeat === 'one') {
-      this.listened = 0;
-      this.counted = false; // each time round is a new listening
+      this.listening.start(this.track); // each time round is a new listening
       this.audio.currentTime = 0;
       this.play();
       return;
@@ -295,30 +288,15 @@ export class Player {
   // ---- listening: position, play counting, persistence
 
   onTime() {
-    const a = this.audio;
-    const t = a.currentTime;
-    if (!a.paused && !a.seeking && this.lastT != null) {
-      const step = t - this.lastT;
-      if (step > 0 && step <= MAX_STEP) this.listened += step; // seeks and restored positions never count
-    }
-    this.lastT = t;
-    this.countPlay();
-    this.wave.setTime(t, a.duration);
+    const t = this.audio.currentTime;
+    const reported = this.listening.tick();
+    const id = this.track?.id;
+    reported?.then((r) => r && document.dispatchEvent(new CustomEvent('plyrd:played', { detail: { id, ...r } })));
+    this.wave.setTime(t, this.audio.duration);
     this.$('current').textContent = clock(t);
     this.queue.progressMs = t * 1000;
     if (Math.abs(t - this.savedT) >= SAVE_EVERY) this.savePosition();
     if (this.track) document.dispatchEvent(new CustomEvent('plyrd:time', { detail: { id: this.track.id, time: t } }));
-  }
-
-  countPlay() {
-    const t = this.track;
-    if (!t || this.counted) return;
-    const duration = Number(t.duration) || this.audio.duration;
-    if (!duration || this.listened < Math.min(COUNT_AFTER, duration / 2)) return;
-    this.counted = true; // one report per load of a track; the server dedups repeats anyway
-    api(`/tracks/${t.id}/play`, { method: 'POST', body: { listened_ms: Math.ceil(this.listened * 1000) } })
-      .then((r) => document.dispatchEvent(new CustomEvent('plyrd:played', { detail: { id: t.id, ...r } })))
-      .catch((e) => console.warn('play not counted:', e.message));
   }
 
   savePosition({ leaving = false } = {}) {
