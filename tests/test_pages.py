@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-
 from urllib.parse import quote
 
 import httpx
