@@ -13,6 +13,7 @@ from .web import account, artists, auth, errors, media, meta, pages, requests, s
 from .web import search as search_web
 from .web import social as social_web
 from .web.lists import albums_bp, lists_bp
+from .web.portal_page import bp as portal_bp
 
 
 def static_dir() -> Path:
@@ -54,6 +55,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(artists.bp)
     app.register_blueprint(search_web.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(portal_bp)
     upload_stream.install(app)
 
     @app.before_serving

@@ -20,6 +20,7 @@ const PAGES = {
   library: () => import('./pages/library.js'),
   playlist: () => import('./pages/playlist.js'),
   settings: () => import('./pages/settings.js'),
+  portal: () => import('./pages/portal.js'),
 };
 let cleanup = null;
 

@@ -1,0 +1,45 @@
+"""The artist portal (GET /portal): profile, own tracks (unlisted and processing ones too), albums, export and
+account deletion on one page. Every change goes through the JSON API from static/js/pages/portal.js; this handler
+only reads what the page shows."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from ..catalog import albums, feeds
+from ..catalog.profiles import get_profile
+from ..errors import InvalidInput
+from .context import node
+from .pages import _login_redirect, _tracks, render
+from .viewer import current_viewer
+
+bp = Blueprint("portal_page", __name__)
+
+PAGE = feeds.MAX_LIMIT  # tracks per page of the list; ?offset= pages through the rest
+
+
+def _offset(raw: str | None) -> int:
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise InvalidInput("offset must be a whole number")
+    return int(raw)
+
+
+@bp.get("/portal")
+async def portal() -> Response:
+    viewer = current_viewer()
+    if viewer is None:
+        return _login_redirect()
+    n = node()
+    q = (request.args.get("q") or "").strip()
+    offset = _offset(request.args.get("offset"))
+    profile = await get_profile(n.db, viewer.did)
+    rows = await feeds.own(n.db, viewer.did, q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
+    shown = rows[:PAGE]  # one extra row read only to know whether an "older" page exists
+    # The list shape leaves out the unlisted flag, which only the owner's edit form needs: take it from the row.
+    tracks = [{**t, "unlisted": bool(r["unlisted"])} for t, r in zip(await _tracks(shown), shown, strict=True)]
+    own_albums = await albums.list_artist_albums(n.db, viewer.did, n.config.public_url, viewer_did=viewer.did)
+    cfg = n.config
+    return await render("portal.html", profile=profile, tracks=tracks, albums=own_albums, q=q, offset=offset,
+                        page_size=PAGE, has_older=len(rows) > PAGE, max_image_mb=cfg["media.max_image_mb"])
