@@ -37,8 +37,7 @@ async def portal() -> Response:
     profile = await get_profile(n.db, viewer.did)
     rows = await feeds.own(n.db, viewer.did, q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
     shown = rows[:PAGE]  # one extra row read only to know whether an "older" page exists
-    # The list shape leaves out the unlisted flag, which only the owner's edit form needs: take it from the row.
-    tracks = [{**t, "unlisted": bool(r["unlisted"])} for t, r in zip(await _tracks(shown), shown, strict=True)]
+    tracks = await _tracks(shown)
     own_albums = await albums.list_artist_albums(n.db, viewer.did, n.config.public_url, viewer_did=viewer.did)
     cfg = n.config
     return await render("portal.html", profile=profile, tracks=tracks, albums=own_albums, q=q, offset=offset,

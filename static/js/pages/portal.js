@@ -103,7 +103,7 @@ export function init(main) {
     try {
       // PATCH /tracks/{id} takes a multipart form of only the fields that change (plus an optional new image).
       const t = await api(`/tracks/${li.dataset.trackId}`, { method: 'PATCH', body: changes });
-      showTrack(li, t, typeof t.unlisted === 'boolean' ? t.unlisted : form.elements.unlisted.checked);
+      showTrack(li, t);
       status.textContent = 'saved';
       announce(`saved ${t.title}`);
     } catch (err) {
@@ -309,7 +309,8 @@ function splitTags(text) {
 }
 
 // Show a saved track in its row and make the form's saved values the new baseline (reset() returns to them).
-function showTrack(li, t, unlisted) {
+function showTrack(li, t) {
+  const { unlisted } = t;
   const link = li.querySelector('[data-t-title]');
   link.textContent = t.title;
   const parts = [t.album, (t.tags || []).join(', ')].filter(Boolean);
