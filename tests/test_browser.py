@@ -302,11 +302,16 @@ def test_only_one_tab_plays(s: Session) -> None:
         other.evaluate(f"window.plyrd.player.playList([{s.ids['short']}], 0)")
         other.wait_for_function("() => !document.querySelector('audio').paused")
         s.wait("() => window.__audio.paused")  # the first tab gave way
+        # ... and shows the queue the other tab started (the same browser shares one queue).
+        s.wait(f"() => window.plyrd.player.queue.ids.join() === '{s.ids['short']}'")
         other.evaluate("document.querySelector('audio').pause()")
     finally:
         other.close()
-    s.js("() => { const p = window.plyrd.player; if (p.audio.paused) p.toggle(); }")  # as the next tests expect
-    s.wait("() => !window.__audio.paused")
+    # The first tab, paused, now follows the other tab's queue and track. Back to the home feed's queue playing
+    # long tide, as the next tests expect.
+    s.wait(f"() => window.plyrd.player.track.id === {s.ids['short']}")
+    s.js("ids => window.plyrd.player.playList(ids, 1)", [s.ids["short"], s.ids["long"]])
+    s.wait("() => !window.__audio.paused && window.plyrd.player.track.title === 'long tide'")
 
 
 def test_playlist_reorder_by_drag(s: Session) -> None:
@@ -431,6 +436,33 @@ def test_signed_out_reload_resumes_from_this_browser(s: Session, browser) -> Non
     page.reload()
     page.wait_for_function("() => document.querySelector('#player [data-player=title]').textContent === 'long tide'"
                            " && Math.abs(document.getElementById('audio').currentTime - 33) < 1.5")
+    context.close()
+
+
+def test_the_queue_follows_across_tabs(s: Session, browser) -> None:
+    """Two tabs of one browser (signed out here, so the account's server queue is left as the other tests need it):
+    what one queues, the other shows at once; the playing tab keeps its track when the other reorders."""
+    context = browser.new_context(viewport=DESKTOP)
+    one, two = context.new_page(), context.new_page()
+    for page in (one, two):
+        page.on("pageerror", lambda e: s.errors.append(str(e)))
+        page.goto(s.node.url + "/tag/dusk")
+        page.wait_for_function("() => window.plyrd && window.plyrd.player")
+    long_id, short_id = s.ids["long"], s.ids["short"]
+    one.evaluate(f"window.plyrd.player.playList([{long_id}, {short_id}], 0)")
+    one.wait_for_function("() => !document.querySelector('audio').paused")
+    two.wait_for_function(f"() => window.plyrd.player.queue.ids.join() === '{long_id},{short_id}' && "
+                          "document.querySelector('#player [data-player=title]').textContent === 'long tide'")
+    assert two.evaluate("document.querySelector('audio').paused")  # it shows the queue; it does not play it
+    one.evaluate(f"window.plyrd.player.enqueue({short_id})")
+    two.keyboard.press("q")
+    two.wait_for_function("() => document.querySelectorAll('#queue-panel li').length === 3")
+    two.evaluate("window.plyrd.player.move(0, 2)")  # the playing track to the end, from the other tab
+    one.wait_for_function(f"() => window.plyrd.player.queue.ids.join() === '{short_id},{short_id},{long_id}'")
+    assert one.evaluate("window.plyrd.player.queue.index") == 2
+    assert one.evaluate("window.plyrd.player.track.id") == long_id
+    assert not one.evaluate("document.querySelector('audio').paused")
+    assert one.evaluate("JSON.parse(localStorage.getItem('plyrd.queue')).current_index") == 2
     context.close()
 
 

@@ -71,7 +71,11 @@ export class Player {
     a.addEventListener('durationchange', () => this.$('duration').textContent = clock(a.duration));
     a.addEventListener('playing', () => this.setState('playing'));
     a.addEventListener('waiting', () => this.setState('loading'));
-    a.addEventListener('pause', () => { this.setState(a.ended ? 'ended' : 'paused'); this.savePosition(); });
+    a.addEventListener('pause', () => {
+      this.setState(a.ended ? 'ended' : 'paused');
+      if (this.gaveWay) this.gaveWay = false;
+      else this.savePosition();
+    });
     a.addEventListener('ended', () => this.onEnded());
     a.addEventListener('canplaythrough', () => this.preloadNext());
     a.addEventListener('error', () => {
@@ -85,7 +89,10 @@ export class Player {
       const tab = Math.random().toString(36).slice(2);
       const channel = new BroadcastChannel('plyrd-player');
       channel.onmessage = (e) => {
-        if (e.data?.type === 'playing' && e.data.tab !== tab && !a.paused) a.pause();
+        if (e.data?.type === 'playing' && e.data.tab !== tab && !a.paused) {
+          this.gaveWay = true; // the playing tab owns the queue now: this pause saves nothing over it
+          a.pause();
+        }
       };
       a.addEventListener('play', () => channel.postMessage({ type: 'playing', tab }));
     }
@@ -109,8 +116,28 @@ export class Player {
     this.renderVolume();
   }
 
+  // Another tab of this browser changed the queue: show the same one. The tab that plays keeps its track (found
+  // again in the new order); a paused tab follows the other tab's current track, paused. Nothing is saved back:
+  // the other tab already did, and an echo would bounce between tabs.
+  adoptRemote(state) {
+    const keep = this.track?.id;
+    const playing = this.track && !this.audio.paused;
+    this.queue.apply(state);
+    if (playing) {
+      const i = this.queue.ids.indexOf(keep);
+      if (i >= 0) this.queue.index = i;
+      this.queue.progressMs = this.audio.currentTime * 1000;
+    } else if (this.queue.current != null && this.queue.current !== keep) {
+      this.load(this.queue.index, { autoplay: false, at: this.queue.progressMs / 1000, remote: true });
+    }
+    this.queue.saveLocal();
+    this.renderQueue();
+    this.renderRepeat();
+  }
+
   // Resume whatever was queued before the reload, paused at the saved position (browsers refuse autoplay anyway).
   async init() {
+    this.queue.onRemote = (state) => this.adoptRemote(state);
     const tracks = await this.queue.restore();
     for (const t of tracks) this.cache.set(t.id, t);
     if (this.queue.current != null) await this.load(this.queue.index, { autoplay: false, at: this.queue.progressMs / 1000 });
@@ -169,7 +196,7 @@ export class Player {
     this.playList([id], 0, { at: seconds });
   }
 
-  async load(index, { autoplay = true, at = 0 } = {}) {
+  async load(index, { autoplay = true, at = 0, remote = false } = {}) {
     const id = this.queue.ids[index];
     if (id == null) return;
     this.queue.index = index;
@@ -185,12 +212,12 @@ export class Player {
       }
       return;
     }
-    if (token === this.loadToken) this.begin(track, { autoplay, at });
+    if (token === this.loadToken) this.begin(track, { autoplay, at, remote });
   }
 
   // Synchronous on purpose: auto-advance with a prefetched track swaps the source inside the `ended` event,
   // which is what keeps lock-screen playback going on phones.
-  begin(track, { autoplay, at = 0 }) {
+  begin(track, { autoplay, at = 0, remote = false }) {
     this.track = track;
     this.listening.start(track);
     this.savedT = at;
@@ -201,7 +228,7 @@ export class Player {
     this.renderQueue();
     this.mediaSession();
     this.queue.progressMs = at * 1000;
-    this.queue.save();
+    if (!remote) this.queue.save();
     if (autoplay) this.play();
     else this.setState('paused');
     document.dispatchEvent(new CustomEvent('plyrd:track', { detail: track }));

@@ -2,6 +2,7 @@
 // track. It is kept in localStorage always (a reload resumes even signed out) and in the server's /queue/ when
 // signed in (another device resumes too). Server saves carry If-Match with the last revision; a 409 means another
 // tab or device saved since, so we take its revision and save ours on top: this tab is the one playing.
+// Every change is also told to this browser's other tabs (BroadcastChannel), which show the same queue at once.
 
 import { api, signedIn } from './api.js';
 
@@ -17,6 +18,14 @@ export class Queue {
     this.revision = null;
     this.timer = null;
     this.saving = null;
+    this.onRemote = null; // set by the player: another tab changed the queue
+    this.tab = Math.random().toString(36).slice(2);
+    if ('BroadcastChannel' in window) {
+      this.channel = new BroadcastChannel('plyrd-queue');
+      this.channel.onmessage = (e) => {
+        if (e.data?.tab !== this.tab && e.data?.state && this.onRemote) this.onRemote(e.data.state);
+      };
+    }
   }
 
   get current() {
@@ -80,6 +89,7 @@ export class Queue {
   // Debounced: a burst of changes (drag, several "add to queue") becomes one PUT.
   save({ soon = 600 } = {}) {
     this.saveLocal();
+    this.channel?.postMessage({ tab: this.tab, state: this.state() });
     if (!signedIn()) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.push(), soon);
