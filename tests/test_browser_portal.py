@@ -173,9 +173,39 @@ def test_unlisted_toggle(s: Session) -> None:
     assert len(s.api("GET", "/tracks/")["body"]["tracks"]) == 2
 
 
+def test_content_notice_blurs_the_artwork(s: Session) -> None:
+    page = s.page
+    r = row(s.ids["one"])
+    assert "sensitive" not in (page.get_attribute(f"{r} [data-t-art]", "class") or "")
+    page.click(f"{r} [data-edit-toggle]")
+    page.select_option(f"{r} [name=content_notice]", "graphic-media")
+    page.click(f"{r} [data-edit] button[type=submit]")
+    s.wait("r => document.querySelector(r + ' [data-edit] [data-status]').textContent === 'saved'", r)
+    assert "sensitive" in page.get_attribute(f"{r} [data-t-art]", "class")
+    track = s.api("GET", f"/tracks/{s.ids['one']}")["body"]
+    assert track["self_labels"] == ["graphic-media"] and track["sensitive"]
+    # the artist has not opted in: their own artwork is blurred on the track page too, with a way to look
+    s.js("p => window.plyrd.go(p)", f"/track/{s.ids['one']}")
+    s.wait("() => document.querySelector('#main .cover.sensitive') !== null")
+    assert s.js("getComputedStyle(document.querySelector('#main .cover')).filter").startswith("blur")
+    page.click("#main [data-action=reveal]")
+    assert s.js("getComputedStyle(document.querySelector('#main .cover')).filter") == "none"
+    s.js("p => window.plyrd.go(p)", "/portal")
+    s.wait(READY)
+    page.click(f"{r} [data-edit-toggle]")
+    assert page.eval_on_selector(f"{r} [name=content_notice]", "e => e.value") == "graphic-media"
+    page.select_option(f"{r} [name=content_notice]", "")
+    page.click(f"{r} [data-edit] button[type=submit]")
+    s.wait("r => document.querySelector(r + ' [data-edit] [data-status]').textContent === 'saved'", r)
+    assert s.api("GET", f"/tracks/{s.ids['one']}")["body"]["self_labels"] == []
+    page.keyboard.press("Escape")
+
+
 def test_replace_artwork(s: Session, files) -> None:
     page = s.page
     r = row(s.ids["two"])
+    if page.is_hidden(f"{r} [data-edit]"):
+        page.click(f"{r} [data-edit-toggle]")
     before = page.get_attribute(f"{r} [data-t-art]", "src")
     page.set_input_files(f"{r} [name=image]", str(files["art"]))
     page.click(f"{r} [data-edit] button[type=submit]")

@@ -6,6 +6,7 @@ import { announce, api, clock } from '../api.js';
 
 const COVER = '/static/img/cover.svg';
 const FILTER_DELAY_MS = 250;
+const NOTICES = ['nudity', 'sexual', 'porn', 'graphic-media']; // the content notices the edit form offers
 
 export function init(main) {
   const root = main.querySelector('.portal');
@@ -298,6 +299,12 @@ function trackChanges(form) {
   const tags = splitTags(el.tags.value);
   if (JSON.stringify(tags) !== JSON.stringify(splitTags(el.tags.defaultValue))) data.set('tags', JSON.stringify(tags));
   if (el.unlisted.checked !== el.unlisted.defaultChecked) data.set('unlisted', String(el.unlisted.checked));
+  const notice = el.content_notice;
+  if (notice.value !== [...notice.options].find((o) => o.defaultSelected)?.value) {
+    // Replace only the content notice; any other self-labels the track carries stay as they are.
+    const others = JSON.parse(notice.dataset.labels || '[]').filter((l) => !NOTICES.includes(l));
+    data.set('self_labels', JSON.stringify(notice.value ? [...others, notice.value] : others));
+  }
   const image = el.image.files[0];
   if (image) data.set('image', image);
   else if (el.remove_image.checked) data.set('remove_image', 'true');
@@ -331,6 +338,10 @@ function showTrack(li, t) {
   el.unlisted.checked = el.unlisted.defaultChecked = unlisted;
   el.image.value = '';
   el.remove_image.checked = false;
+  const current = (t.self_labels || []).find((l) => NOTICES.includes(l)) || '';
+  el.content_notice.dataset.labels = JSON.stringify(t.self_labels || []);
+  for (const o of el.content_notice.options) o.selected = o.defaultSelected = o.value === current;
+  li.querySelector('[data-t-art]').classList.toggle('sensitive', Boolean(t.sensitive));
   form.querySelector('[data-remove-image-label]').hidden = !t.image_url;
 }
 
