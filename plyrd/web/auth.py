@@ -141,7 +141,7 @@ async def _finish_flow(result: FlowResult) -> Any:
         return jsonify(body), 201, {"Cache-Control": "no-store"}
     # scope upgrade: same session, more scopes
     if wants_html():
-        return redirect("/?scope_upgraded=1", 303)
+        return redirect("/settings?scope_upgraded=1", 303)  # back where the upgrade was asked for
     return jsonify({"scopes": node().auth.scopes_of(result.session),
                     "teal_scrobbling_granted": result.session.teal_granted})
 

@@ -61,6 +61,10 @@ export function init(main) {
       status.textContent = `not saved: ${err.message}`;
     }
   });
+  if (new URLSearchParams(location.search).has('scope_upgraded')) {
+    status.textContent = 'your PDS approved teal.fm scrobbling: plays now go to teal.fm too';
+    history.replaceState(history.state, '', '/settings'); // a reload should not say it again
+  }
   if (main.querySelector('[data-tokens-section]')) startTokens(main, status);
 }
 
