@@ -276,7 +276,7 @@ def test_unlisted_at_upload(node, artist, anon, tmp_path) -> None:
     assert track_id in [t["id"] for t in artist.http.get("/tracks/me").json()["tracks"]]
 
 
-def test_playlist_and_album_embeds_and_their_oembed(node, artist, anon, tmp_path) -> None:
+def test_playlist_and_album_embeds_and_their_oembed(node, pds, artist, anon, tmp_path) -> None:
     headers = {"X-CSRF-Token": artist.csrf}
     ids = []
     for n, freq in enumerate((392, 440)):
@@ -307,6 +307,16 @@ def test_playlist_and_album_embeds_and_their_oembed(node, artist, anon, tmp_path
     assert meta.links["alternate:application/json+oembed"].endswith(
         "/oembed?url=" + quote(f"{node.url}/u/{handle}/album/two-sides", safe=""))
     assert f'src="{node.url}/embed/album/{handle}/two-sides" width="100%" height="352"' in html
+
+    # The library hub lists your own albums, and albums holding a track you liked.
+    html, _ = page(artist.http, "/library")
+    assert f'href="/u/{handle}/album/two-sides"' in html and "yours · 2 tracks" in html
+    fan = sign_in(node.url, pds.create_account("shelf"))
+    html, _ = page(fan.http, "/library")
+    assert "two-sides" not in html
+    assert fan.http.post(f"/tracks/{ids[1]}/like", headers={"X-CSRF-Token": fan.csrf}).status_code == 200
+    html, _ = page(fan.http, "/library")
+    assert f'href="/u/{handle}/album/two-sides"' in html and "yours" not in html
 
     for url, src in ((f"{node.url}/playlist/{made['id']}", f"/embed/playlist/{made['id']}"),
                      (f"{node.url}/u/{handle}/album/two-sides", f"/embed/album/{handle}/two-sides")):

@@ -486,6 +486,18 @@ async def list_albums(db: Database, public_url: str) -> list[dict[str, Any]]:
     return [album_json(r, public_url) for r in rows]
 
 
+async def library_albums(db: Database, did: str, public_url: str) -> list[dict[str, Any]]:
+    """The library hub's albums: the viewer's own (drafts included), then albums holding a track they liked, most
+    recently liked first."""
+    rows = await db.fetchall(
+        ALBUM_SELECT + """ LEFT JOIN (SELECT x.album_id, max(l.created_at) AS liked_at FROM likes l
+                                      JOIN album_tracks x ON x.track_id = l.track_id WHERE l.did = ?1
+                                      GROUP BY x.album_id) k ON k.album_id = a.id
+        WHERE a.artist_did = ?1 OR k.liked_at IS NOT NULL
+        ORDER BY a.artist_did = ?1 DESC, k.liked_at DESC, lower(a.title), a.id""", (did,))
+    return [{**album_json(r, public_url), "is_own": r["artist_did"] == did} for r in rows]
+
+
 async def list_artist_albums(db: Database, handle: str, public_url: str, *, viewer_did: str | None) -> list[
         dict[str, Any]]:
     """An artist's albums; the artist also sees their empty shells."""

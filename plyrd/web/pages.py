@@ -232,7 +232,8 @@ async def library_page() -> Response:
     n = node()
     liked = await likes.liked_tracks(n.db, viewer.did, viewer_did=viewer.did, public_url=n.config.public_url)
     mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
-    return await render("library.html", tracks=liked, playlists=mine)
+    shelf = await albums.library_albums(n.db, viewer.did, n.config.public_url)
+    return await render("library.html", tracks=liked, playlists=mine, albums=shelf)
 
 
 @bp.get("/playlist/<playlist_id>")
