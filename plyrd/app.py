@@ -12,6 +12,7 @@ from .node import Node
 from .web import account, artists, auth, errors, media, meta, pages, requests, sync, tracks, upload_stream, viewer
 from .web import search as search_web
 from .web import social as social_web
+from .web import upload_tags as upload_tags_web
 from .web.lists import albums_bp, lists_bp
 from .web.portal_page import bp as portal_bp
 
@@ -46,6 +47,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(meta.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(tracks.bp)
+    app.register_blueprint(upload_tags_web.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(social_web.bp)
     app.register_blueprint(albums_bp)
