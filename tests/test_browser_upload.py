@@ -152,6 +152,8 @@ def test_picking_a_file_prefills_what_was_not_typed(s: Session, audio) -> None:
 
     page.set_input_files("#file", str(audio["prefill2"]))
     s.wait("() => document.querySelector('[data-file-info]').dataset.read === '4'")
+    page.select_option("#notice", "nudity")  # a content notice and unlisted go with the upload
+    page.check("[data-upload] [name=unlisted]")
     page.click("[data-upload] button[type=submit]")
     s.wait("() => !document.querySelector('[data-done]').hidden || "
            "document.querySelector('[data-progress] [data-error]').textContent", timeout=60_000)
@@ -159,6 +161,9 @@ def test_picking_a_file_prefills_what_was_not_typed(s: Session, audio) -> None:
     track_id = page.get_attribute("[data-track-link]", "href").rsplit("/", 1)[1]
     s.nav("[data-track-link]", f"/track/{track_id}")
     assert page.text_content("#main h1") == "my own words"
+    assert "sensitive" in page.get_attribute("#main .cover", "class")
+    track = s.js("id => fetch('/tracks/' + id).then(r => r.json())", track_id)
+    assert track["self_labels"] == ["nudity"] and track["unlisted"] is True
 
 
 def test_an_album_in_track_number_order(s: Session, audio, tmp_path: Path) -> None:
@@ -178,6 +183,7 @@ def test_an_album_in_track_number_order(s: Session, audio, tmp_path: Path) -> No
     page.set_input_files("#album-cover", str(cover))
     # A title typed for one file is what that track gets.
     page.fill("[data-album-list] > li:nth-child(3) [data-af-title]", "ebb (reprise)")
+    page.select_option("#album-notice", "graphic-media")  # goes with every track
 
     snaps = send_album(s)
     final = rows(s)
@@ -200,6 +206,7 @@ def test_an_album_in_track_number_order(s: Session, audio, tmp_path: Path) -> No
     assert album["metadata"]["image_url"], album["metadata"]  # the cover was sent
     assert album["metadata"]["title"] == "tide tables" and album["metadata"]["track_count"] == 3
     assert album_page_titles(s) == ["flood", "slack water", "ebb (reprise)"]
+    assert [t["self_labels"] for t in album["tracks"]] == [["graphic-media"]] * 3
 
 
 def test_a_reorder_is_kept_and_a_bad_file_fails_alone(s: Session, audio) -> None:

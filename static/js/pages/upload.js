@@ -196,6 +196,9 @@ function initSingle(main, form, sources) {
     if (tags.length) data.set('tags', JSON.stringify(tags));
     for (const key of ['title', 'album', 'description']) if (!String(data.get(key) || '').trim()) data.delete(key);
     if (!data.get('image')?.size) data.delete('image');
+    const notice = data.get('content_notice');
+    data.delete('content_notice');
+    if (notice) data.set('self_labels', JSON.stringify([notice]));
 
     started = true;
     box.hidden = false;
@@ -471,6 +474,9 @@ function initAlbum(main, on, sources) {
     data.set('album', album.title);
     const tags = tagList(tagsInput.value);
     if (tags.length) data.set('tags', JSON.stringify(tags));
+    const notice = form.elements.content_notice.value;
+    if (notice) data.set('self_labels', JSON.stringify([notice]));
+    if (form.elements.album_unlisted.checked) data.set('unlisted', 'true');
     try {
       const id = await sendTrack(data, (pct) => {
         part(it, 'bytes').value = pct;
