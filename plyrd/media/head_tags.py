@@ -19,17 +19,16 @@ from typing import Any
 import av
 import av.container
 
-from ..errors import InvalidInput, TooLarge, Unprocessable, UnsupportedMedia
+from ..errors import InvalidInput, TooLarge, Unprocessable
 from .probe import (
-    _ACCEPTED_LOOKALIKES,
-    ACCEPTED_HELP,
-    CONTAINERS,
+    ACCEPTED_LOOKALIKES,
     DEMUXERS,
     LOSSLESS_CODECS,
-    _check_codec,
-    _codec_name,
-    _open_error,
+    check_codec,
+    codec_name,
+    container_kind,
     describe_bytes,
+    open_error,
     pick_audio_stream,
     read_tags,
 )
@@ -182,9 +181,9 @@ def read_sample_tags(sample: Sample) -> SampleTags:
         raise _sample_error(sample) from e
     with container as c:
         stream = pick_audio_stream(c)
-        codec = _codec_name(stream)
-        kind = _container_kind(c, sample.head)
-        _check_codec(kind, codec)
+        codec = codec_name(stream)
+        kind = container_kind(c, sample.head)
+        check_codec(kind, codec)
         tags = read_tags(c, stream)
         duration = c.duration / av.time_base if c.duration and c.duration > 0 else None
         has_cover = any(s.type == "video" and s.disposition & av.stream.Disposition.attached_pic for s in c.streams)
@@ -206,24 +205,10 @@ def read_sample_tags(sample: Sample) -> SampleTags:
 
 def _sample_error(sample: Sample) -> Exception:
     kind = describe_bytes(sample.head[:64])
-    if kind in _ACCEPTED_LOOKALIKES and not sample.whole:
+    if kind in ACCEPTED_LOOKALIKES and not sample.whole:
         return Unprocessable(
             f"The tags of this {kind} file are not within the part sent "
             f"({len(sample.head) // KIB} KiB from its start, {len(sample.tail) // KIB} KiB from its end); "
             f"send more of it, up to {HEAD_MAX // MIB} MiB and {TAIL_MAX // MIB} MiB."
         )
-    return _open_error(sample.head[:64])
-
-
-def _container_kind(c: av.container.InputContainer, head: bytes) -> str:
-    """probe._container_name, deciding WebM from Matroska by the head bytes rather than by reopening a path."""
-    names = set(c.format.name.split(","))
-    if "mp4" in names or "mov" in names:
-        return "m4a"
-    if "webm" in names:
-        if b"webm" not in head[:64]:  # only the EBML DocType tells them apart
-            raise UnsupportedMedia(f"The file is Matroska (.mka), not WebM. {ACCEPTED_HELP}")
-        return "webm"
-    if c.format.name in CONTAINERS:
-        return c.format.name
-    raise UnsupportedMedia(f"The {c.format.long_name} format is not accepted. {ACCEPTED_HELP}")
+    return open_error(sample.head[:64])

@@ -149,14 +149,14 @@ def open_audio(path: str | Path) -> Iterator[av.container.InputContainer]:
         try:
             container = av.open(_Unnamed(raw), options={"format_whitelist": DEMUXERS})
         except av.FFmpegError as e:
-            raise _open_error(head) from e
+            raise open_error(head) from e
         with container:
             yield container
 
 
-def _open_error(head: bytes) -> Exception:
+def open_error(head: bytes) -> Exception:
     kind = describe_bytes(head)
-    if kind in _ACCEPTED_LOOKALIKES:
+    if kind in ACCEPTED_LOOKALIKES:
         return Unprocessable(f"The file looks like {kind} but could not be read: it is probably truncated or corrupt.")
     if kind:
         return UnsupportedMedia(f"The file is {kind}, not an audio format plyrd accepts. {ACCEPTED_HELP}")
@@ -198,7 +198,7 @@ _MAGIC: list[tuple[bytes, int, str]] = [
     (b"ftyp", 4, "M4A/MP4"),
     (b"\x1aE\xdf\xa3", 0, "Matroska/WebM"),
 ]
-_ACCEPTED_LOOKALIKES = {"FLAC", "Ogg", "MP3", "WAV", "AIFF", "M4A/MP4", "Matroska/WebM"}
+ACCEPTED_LOOKALIKES = {"FLAC", "Ogg", "MP3", "WAV", "AIFF", "M4A/MP4", "Matroska/WebM"}
 
 
 def describe_bytes(head: bytes) -> str | None:
@@ -245,9 +245,10 @@ def probe(path: str | Path, *, max_duration: float | None = DEFAULT_MAX_DURATION
         raise UnsupportedMedia("The file is empty (0 bytes).")
     with open_audio(path) as c:
         stream = pick_audio_stream(c)
-        codec = _codec_name(stream)
-        kind = _container_name(c, path, codec)
-        _check_codec(kind, codec)
+        codec = codec_name(stream)
+        with open(path, "rb") as f:
+            kind = container_kind(c, f.read(64))
+        check_codec(kind, codec)
         cc = stream.codec_context
         sample_rate, channels = int(cc.sample_rate or 0), int(cc.channels or 0)
         if not sample_rate or not channels:
@@ -313,20 +314,19 @@ def pick_audio_stream(c: av.container.InputContainer) -> av.AudioStream:
     return audio[0]
 
 
-def _codec_name(stream: av.AudioStream) -> str:
+def codec_name(stream: av.AudioStream) -> str:
     name = stream.codec_context.name
     return _CODEC_ALIASES.get(name, name)
 
 
-def _container_name(c: av.container.InputContainer, path: str | Path, codec: str) -> str:
+def container_kind(c: av.container.InputContainer, head: bytes) -> str:
+    """The accepted container an open file is; `head` is the file's first bytes (64 are enough)."""
     names = set(c.format.name.split(","))
     if "mp4" in names or "mov" in names:
         return "m4a"
     if "webm" in names:
         # FFmpeg has one demuxer for both; only the EBML DocType tells WebM from Matroska.
-        with open(path, "rb") as f:
-            head = f.read(64)
-        if b"webm" not in head:
+        if b"webm" not in head[:64]:
             raise UnsupportedMedia(f"The file is Matroska (.mka), not WebM. {ACCEPTED_HELP}")
         return "webm"
     name = c.format.name
@@ -335,7 +335,7 @@ def _container_name(c: av.container.InputContainer, path: str | Path, codec: str
     raise UnsupportedMedia(f"The {c.format.long_name} format is not accepted. {ACCEPTED_HELP}")
 
 
-def _check_codec(kind: str, codec: str) -> None:
+def check_codec(kind: str, codec: str) -> None:
     allowed = _CODECS[kind]
     ok = bool(allowed.match(codec)) if isinstance(allowed, re.Pattern) else codec in allowed
     if not ok:
