@@ -439,6 +439,38 @@ def test_signed_out_reload_resumes_from_this_browser(s: Session, browser) -> Non
     context.close()
 
 
+def test_track_menu_play_next_and_add_to_a_playlist(s: Session) -> None:
+    page = s.page
+    s.nav("header .brand", "/")
+    queue = s.js("window.plyrd.player.queue.ids")
+    index = s.js("window.plyrd.player.queue.index")
+    row = f"#main section:last-of-type li[data-track-id='{s.ids['short']}']"
+    page.focus(f"{row} [data-track-menu]")
+    page.keyboard.press("Enter")  # a menu button: Enter opens it with the first item focused
+    s.wait("() => !document.getElementById('track-menu').hidden && "
+           "document.activeElement.textContent === 'play next'")
+    assert page.get_attribute(f"{row} [data-track-menu]", "aria-expanded") == "true"
+    page.keyboard.press("ArrowUp")  # wraps round to the last item
+    assert s.js("document.activeElement.getAttribute('role')") == "menuitem"
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#track-menu")
+    assert s.js("document.activeElement.matches('[data-track-menu]')")  # focus back on its button
+    page.keyboard.press("Enter")
+    s.wait("() => document.activeElement.textContent === 'play next'")
+    page.keyboard.press("Enter")
+    assert s.js("window.plyrd.player.queue.ids") == [*queue[:index + 1], s.ids["short"], *queue[index + 1:]]
+    # add to a playlist, from the same menu, by mouse; one already holding the track says so
+    late = s.api("POST", "/lists/playlists", {"name": "late night"})["body"]
+    page.click(f"{row} [data-track-menu]")
+    page.click("#track-menu [role=menuitem]:has-text('late night')")
+    s.wait("() => document.getElementById('announcer').textContent === 'added to late night'")
+    assert page.is_hidden("#track-menu")
+    assert [t["id"] for t in s.api("GET", f"/lists/playlists/{late['id']}")["body"]["tracks"]] == [s.ids["short"]]
+    page.click(f"{row} [data-track-menu]")
+    page.click("#track-menu [role=menuitem]:has-text('pier mix')")
+    s.wait("() => document.getElementById('announcer').textContent === 'not added: track already in playlist'")
+
+
 def test_the_queue_follows_across_tabs(s: Session, browser) -> None:
     """Two tabs of one browser (signed out here, so the account's server queue is left as the other tests need it):
     what one queues, the other shows at once; the playing tab keeps its track when the other reorders."""

@@ -5,6 +5,7 @@ import { announce, api, signedIn } from './api.js';
 import { go, startNavigation } from './nav.js';
 import { Player } from './player.js';
 import { startKeys } from './keys.js';
+import { startTrackMenu } from './menu.js';
 import { startSearch } from './search.js';
 
 const player = new Player(document.getElementById('player'), document.getElementById('queue-panel'));
@@ -23,9 +24,11 @@ const PAGES = {
   portal: () => import('./pages/portal.js'),
 };
 let cleanup = null;
+const trackMenu = startTrackMenu(player);
 
 async function pageReady(main) {
   if (typeof cleanup === 'function') cleanup();
+  trackMenu.close();
   cleanup = null;
   player.markCurrent();
   const load = PAGES[main.dataset.page];
