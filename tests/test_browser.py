@@ -350,6 +350,46 @@ def test_playlist_reorder_by_drag(s: Session) -> None:
     page.click("#main .pl-edit summary")  # closed again, as the later steps expect to find it
 
 
+def test_playlist_reorder_by_touch(s: Session, browser) -> None:
+    """A finger on a phone: real touch events (through the DevTools protocol), not mouse events."""
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True,
+                                  storage_state=s.page.context.storage_state())
+    page = context.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    cdp = context.new_cdp_session(page)
+    playlist = s.ids["playlist"]
+
+    def touch_drag(source: int, target: int, above: bool) -> None:
+        handles = page.locator("#main [data-sort-handle]")
+        handles.nth(0).evaluate("e => e.scrollIntoView({block: 'center'})")  # clear of the player bar
+        a, b = handles.nth(source).bounding_box(), handles.nth(target).bounding_box()
+        x, y = a["x"] + a["width"] / 2, a["y"] + a["height"] / 2
+        to = b["y"] - 4 if above else b["y"] + b["height"] + 4
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for i in range(1, 9):
+            cdp.send("Input.dispatchTouchEvent",
+                     {"type": "touchMove", "touchPoints": [{"x": x, "y": y + (to - y) * i / 8}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    def order() -> list[int]:
+        return [t["id"] for t in s.api("GET", f"/lists/playlists/{playlist}", None)["body"]["tracks"]]
+
+    page.goto(f"{s.node.url}/playlist/{playlist}")
+    page.wait_for_function("() => window.plyrd && document.querySelectorAll('#main [data-sort-handle]').length === 2")
+    assert order() == [s.ids["short"], s.ids["long"]]
+    page.locator("#main [data-sort-handle]").nth(0).evaluate("e => e.scrollIntoView({block: 'center'})")
+    scroll = page.evaluate("scrollY")
+    touch_drag(1, 0, above=True)
+    page.wait_for_function("() => document.querySelector('#main [data-status]').textContent === 'order saved'")
+    assert order() == [s.ids["long"], s.ids["short"]]
+    assert page.evaluate("scrollY") == scroll  # the drag moved the row, not the page
+    page.evaluate("document.querySelector('#main [data-status]').textContent = ''")
+    touch_drag(1, 0, above=True)  # and back, as the later steps expect
+    page.wait_for_function("() => document.querySelector('#main [data-status]').textContent === 'order saved'")
+    assert order() == [s.ids["short"], s.ids["long"]]
+    context.close()
+
+
 def test_auto_advance_repeat_preload_and_play_counting(s: Session) -> None:
     page = s.page
     page.click("#player [data-player=repeat]")
