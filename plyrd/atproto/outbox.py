@@ -18,8 +18,10 @@ Sending. The worker drains each DID in seq order through that user's PDS session
 nobody with that DID is signed in here, and the rows wait). Blobs a record needs are uploaded first, once per PDS
 (`pds_blobs`). Several rows go as one `applyWrites`; if the PDS refuses the batch, each row is sent alone with
 putRecord/deleteRecord so one bad row cannot hold the others. A network failure, 5xx or 429 retries with
-exponential backoff and jitter (the DID is held meanwhile); a 4xx that retrying cannot fix marks the row failed
-with its error. An accepted write deletes its row and updates `pds_records`, plyrd's view of the PDS. Rows survive
+exponential backoff and jitter (the DID is held meanwhile); when the PDS says how long to wait (`Retry-After`, or
+ATProto's `RateLimit-Reset` on a 429) the DID waits at least that long, up to RETRY_AFTER_MAX, and a batch the PDS
+turned away that way is not retried row by row. A 4xx that retrying cannot fix marks the row failed with its
+error. An accepted write deletes its row and updates `pds_records`, plyrd's view of the PDS. Rows survive
 restarts: a row claimed (`sending`) when the process stopped is sent again, which is harmless because every write
 names its rkey (putRecord replaces, deleteRecord of a missing record succeeds).
 
@@ -56,6 +58,9 @@ _NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
 # after an hour or more); later it is uploaded again before a record that needs it.
 BLOB_FRESH = 1800.0
 UPLOAD_CHUNK = 256 * 1024
+# The longest wait a PDS's Retry-After or RateLimit-Reset can impose: past it plyrd asks again (a clock far off, or a
+# daily write budget spent, should not park a user's writes indefinitely; the PDS will say again if it must).
+RETRY_AFTER_MAX = 3600.0
 
 SessionSource = Callable[[str], "Awaitable[PDSSession | None] | PDSSession | None"]
 BlobPath = Callable[[str], Path]
@@ -280,7 +285,12 @@ class _Outcome:
 
 
 class _Transient(Exception):
-    """The PDS cannot take writes now (down, overloaded, rate limiting): retry the DID later."""
+    """The PDS cannot take writes now (down, overloaded, rate limiting): retry the DID later, not before
+    `retry_after` seconds when the PDS named a wait."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class _NoSession(Exception):
@@ -294,6 +304,18 @@ def _is_transport_failure(exc: BaseException) -> bool:
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, errors.UpstreamError | errors.RateLimited | errors.Unavailable)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The wait the PDS asked for with this error (xrpc_error() reads it from the answer's headers)."""
+    value = getattr(exc, "retry_after", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _backs_off(exc: BaseException) -> bool:
+    """The PDS asked for patience (a 429, a 503, a named wait) rather than refusing these writes: sending the batch's
+    rows one by one would only add requests to a PDS that wants fewer."""
+    return isinstance(exc, errors.RateLimited) or getattr(exc, "status", None) == 503 or _retry_after(exc) is not None
 
 
 def _describe(exc: BaseException) -> str:
@@ -344,6 +366,12 @@ class Outbox:
             self._no_session.discard(did)
             self._hold.pop(did, None)
         self._wake.set()
+
+    @staticmethod
+    def asked_wait(seconds: float) -> float:
+        """Seconds to hold a DID whose PDS asked for `seconds`: at least that, plus up to 10% so the DIDs of one PDS,
+        told the same reset time, do not all come back in the same instant; never more than RETRY_AFTER_MAX."""
+        return min(RETRY_AFTER_MAX, max(0.0, seconds) * random.uniform(1.0, 1.1))
 
     def backoff(self, failures: int) -> float:
         """Seconds before retry number `failures`: doubling from backoff_base, capped, with jitter (50-100%) so
@@ -484,10 +512,13 @@ class Outbox:
             except Exception as e:
                 # _Transient, or something unforeseen: either way keep the rows and try again later.
                 delay = self.backoff(self._bump(did))
+                if isinstance(e, _Transient) and e.retry_after is not None:
+                    delay = max(delay, self.asked_wait(e.retry_after))
                 self._retry_rest(rows, outcome, str(e) if isinstance(e, _Transient) else repr(e), delay)
                 self._hold[did] = time.time() + delay
                 self.stats["retries"] += 1
-                fields = {"did": did, "rows": len(outcome.retry), "retry_in": round(delay, 1), "error": str(e)}
+                fields = {"did": did, "rows": len(outcome.retry), "retry_in": round(delay, 1), "error": str(e),
+                          "retry_after": e.retry_after if isinstance(e, _Transient) else None}
                 if isinstance(e, _Transient):
                     log.warning("PDS write failed; will retry", extra={"fields": fields})
                 else:
@@ -530,7 +561,7 @@ class Outbox:
         if isinstance(exc, errors.Unauthenticated):
             raise _NoSession(_describe(exc)) from exc
         if _is_transient(exc):
-            raise _Transient(_describe(exc)) from exc
+            raise _Transient(_describe(exc), _retry_after(exc)) from exc
 
     async def _send_batch(self, session: PDSSession, rows: list[_Row], outcome: _Outcome) -> bool:
         """One applyWrites for the batch; False when the PDS refused it (then each row goes alone)."""
@@ -551,7 +582,7 @@ class Outbox:
         except errors.PlyrdError as e:
             if _is_transport_failure(e):
                 raise _Transient(_describe(e)) from e
-            if isinstance(e, errors.Unauthenticated | errors.RateLimited):
+            if isinstance(e, errors.Unauthenticated) or _backs_off(e):
                 self._classify(e)
             # A create of a record that exists (a lost answer), an update of one that does not, one bad row:
             # the PDS refuses the whole batch (often as a 500). Row by row tells which, and puts are upserts.

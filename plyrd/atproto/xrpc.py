@@ -14,9 +14,12 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -56,8 +59,41 @@ UNSET = _Unset.UNSET  # "leave swapRecord out", as opposed to None ("create only
 # --------------------------------------------------------------------------- errors
 
 
+def retry_after(resp: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait before trying again (0 when the moment has passed), or None.
+
+    `Retry-After` (RFC 9110: delay seconds or an HTTP date) wins; otherwise ATProto's `RateLimit-Reset`, which the
+    reference PDS sends as the unix time its window resets (a small number is taken as delay seconds, the IETF
+    draft's meaning). That header rides on every answer of a limited route, so it only counts on a 429 or when
+    `RateLimit-Remaining` is 0: a 503 from a route with points to spare must not wait for the window."""
+    now = time.time() if now is None else now
+    value = resp.headers.get("retry-after", "").strip()
+    if value:
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value)
+                # HTTP dates are GMT; "-0000" comes back without a zone and must not be read as local time.
+                seconds = when.replace(tzinfo=when.tzinfo or UTC).timestamp() - now
+            except (TypeError, ValueError, IndexError, OverflowError):
+                seconds = math.nan
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    reset = resp.headers.get("ratelimit-reset", "").strip()
+    if reset and (resp.status_code == 429 or resp.headers.get("ratelimit-remaining", "").strip() == "0"):
+        try:
+            at = float(reset)
+        except ValueError:
+            return None
+        if math.isfinite(at):
+            return max(0.0, at - now if at >= 1e9 else at)
+    return None
+
+
 def xrpc_error(resp: httpx.Response) -> PlyrdError:
-    """Map a failed XRPC response to a domain error. The XRPC error name is kept on `.xrpc_error`."""
+    """Map a failed XRPC response to a domain error. The XRPC error name is kept on `.xrpc_error`, the HTTP status
+    on `.status` and the wait the server asked for, in seconds, on `.retry_after` (None when it named none)."""
     status = resp.status_code
     try:
         body = resp.json()
@@ -86,6 +122,7 @@ def xrpc_error(resp: httpx.Response) -> PlyrdError:
         err = UpstreamError(f"your PDS ({host}) failed (HTTP {status}): {text}")
     err.xrpc_error = name  # type: ignore[attr-defined]
     err.status = status  # type: ignore[attr-defined]
+    err.retry_after = retry_after(resp)  # type: ignore[attr-defined]
     return err
 
 
