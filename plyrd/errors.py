@@ -47,7 +47,12 @@ class Unprocessable(PlyrdError):
 
 
 class RateLimited(PlyrdError):
-    """Too many requests (429)."""
+    """Too many requests (429). `retry_after`: seconds until trying again can succeed, when known; the client gets
+    it as the Retry-After header."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class UpstreamError(PlyrdError):

@@ -7,6 +7,7 @@ Browsers, which ask for text/html before anything else, get the same status and 
 from __future__ import annotations
 
 import logging
+import math
 
 from quart import Quart, Response, g, has_request_context, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -77,7 +78,11 @@ async def negotiated(status: int, detail: str, **extra: object) -> Response:
 def register(app: Quart) -> None:
     @app.errorhandler(errors.PlyrdError)
     async def plyrd_error(exc: errors.PlyrdError) -> Response:
-        return await negotiated(status_for(exc), exc.detail)
+        response = await negotiated(status_for(exc), exc.detail)
+        if isinstance(exc, errors.RateLimited) and exc.retry_after is not None:
+            # Whole seconds, at least 1: "0" would invite an immediate retry that is refused again.
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

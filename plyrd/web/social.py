@@ -15,6 +15,7 @@ from ..catalog.social import find_person
 from .bodies import json_body
 from .context import node
 from .errors import error_response
+from .limits import limited
 from .viewer import current_viewer, require_viewer
 
 bp = Blueprint("social", __name__)
@@ -23,6 +24,8 @@ PLAY_COOKIE = "plyr_play_id"
 PLAY_COOKIE_DAYS = 180
 _PLAY_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 NOW_PLAYING_KEY = "plyrd.now_playing"
+# plyr.fm's limit on reporting and clearing (the player reports every 10 s, so 6 a minute in normal use).
+NOW_PLAYING_RATE = 120
 
 
 @bp.record_once
@@ -154,6 +157,7 @@ async def stats() -> Response:
 
 
 @bp.post("/now-playing/")
+@limited("now-playing report", NOW_PLAYING_RATE, what="now-playing reports")
 async def report_now_playing() -> Response:
     viewer = require_viewer()
     await now_playing.report(node().db, _now_playing(), did=viewer.did, body=await json_body(),
@@ -162,6 +166,7 @@ async def report_now_playing() -> Response:
 
 
 @bp.delete("/now-playing/")
+@limited("now-playing clear", NOW_PLAYING_RATE, what="now-playing clears")
 async def clear_now_playing() -> Response:
     viewer = require_viewer()
     _now_playing().clear(viewer.did)
