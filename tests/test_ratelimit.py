@@ -1,6 +1,6 @@
 """Rate limits: the token buckets themselves (plyrd.ratelimit, on a fake clock), then through a real node process
-and the real PDS: now-playing reports (plyr.fm's 120 a minute) per signed-in person, answered 429 with Retry-After
-and a {"detail"} that says when to try again."""
+and the real PDS: now-playing reports (plyr.fm's 120 a minute) and uploads (20 a minute) per signed-in person,
+answered 429 with Retry-After and a {"detail"} that says when to try again."""
 
 from __future__ import annotations
 
@@ -122,3 +122,15 @@ def test_now_playing_is_limited_per_person(node: ServedNode, pds, tmp_path: Path
     assert call(listener, "DELETE", "/now-playing/").status_code == 200
     time.sleep(int(refused.headers["Retry-After"]))
     assert call(listener, "POST", "/now-playing/", json=report).status_code == 200  # the bucket refilled
+
+
+def test_uploads_are_limited_per_person(node: ServedNode, pds) -> None:
+    artist = sign_in(node.url, pds.create_account("prolific"))
+    other = sign_in(node.url, pds.create_account("patient"))
+    # 20 a minute, counted whether or not the upload is any good (these have no file: 400).
+    passed, refused, took = until_refused(lambda: artist.upload(None, title="no file"), 100)
+    assert set(passed) == {400} and 20 <= len(passed) <= 20 + took / 3 + 1
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3
+    assert refused.json()["detail"].startswith("too many uploads: at most 20 a minute; try again in ")
+    assert other.upload(None, title="no file").status_code == 400  # not refused: their own budget
+    assert httpx.post(f"{node.url}/tracks/", files={"title": (None, "x")}).status_code == 401  # anonymous: not counted

@@ -85,6 +85,13 @@ def artist(node, pds) -> Artist:
     return sign_in(node.url, pds.create_account("artist"))
 
 
+@pytest.fixture(scope="module")
+def refused(node, pds) -> Artist:
+    """Whose uploads the refusal tests send: uploads are limited to 20 a minute per person, and this module sends
+    more than that within a minute."""
+    return sign_in(node.url, pds.create_account("refused"))
+
+
 def db_rows(node: ServedNode, sql: str) -> list[tuple]:
     conn = sqlite3.connect(node.data / "plyrd.db")
     try:
@@ -184,11 +191,11 @@ def test_cover_art_from_the_file_and_from_the_form(node, artist, tmp_path: Path)
     (lambda d: _truncate(make_audio(d / "cut.flac", "flac", seconds=4, kind="music")), 422, ""),
     (lambda d: make_audio(d / "long.wav", "wav", seconds=61, channels=1, sample_rate=8000), 422, "long"),
 ])
-def test_bad_audio_is_refused_and_leaves_nothing(node, artist, tmp_path: Path, make, status: int, words: str) -> None:
+def test_bad_audio_is_refused_and_leaves_nothing(node, refused, tmp_path: Path, make, status: int, words: str) -> None:
     before_files = stored_files(node)
     before_blobs = db_rows(node, "SELECT count(*) FROM blobs")[0][0]
     before_uploads = db_rows(node, "SELECT count(*) FROM uploads")[0][0]
-    r = artist.upload(make(tmp_path), title="bad")
+    r = refused.upload(make(tmp_path), title="bad")
     assert r.status_code == status, r.text
     detail = r.json()["detail"]
     assert words.lower() in detail.lower()
@@ -209,22 +216,22 @@ def _truncate(path: Path) -> Path:
     return path
 
 
-def test_bad_form_input(node, artist, tmp_path: Path) -> None:
+def test_bad_form_input(node, artist, refused, tmp_path: Path) -> None:
     song = make_audio(tmp_path / "ok.mp3", "mp3", seconds=1, frequency=550)
     before = stored_files(node)
     cases = [
-        (artist.upload(song, tags="not json"), 400, "tags"),
-        (artist.upload(song, tags=json.dumps([f"t{i}" for i in range(11)])), 400, "10 tags"),
-        (artist.upload(song, description="x" * 5001), 400, "5000"),
-        (artist.upload(None, title="no file"), 400, "file"),
-        (artist.upload(song, image=("cover.jpg", b"<svg></svg>", "image/jpeg")), 415, ""),
+        (refused.upload(song, tags="not json"), 400, "tags"),
+        (refused.upload(song, tags=json.dumps([f"t{i}" for i in range(11)])), 400, "10 tags"),
+        (refused.upload(song, description="x" * 5001), 400, "5000"),
+        (refused.upload(None, title="no file"), 400, "file"),
+        (refused.upload(song, image=("cover.jpg", b"<svg></svg>", "image/jpeg")), 415, ""),
     ]
     for r, status, words in cases:
         assert r.status_code == status, r.text
         assert words in r.json()["detail"]
     assert stored_files(node) == before
     # JSON, not a multipart form
-    r = artist.http.post("/tracks/", json={"title": "x"}, headers={"X-CSRF-Token": artist.csrf})
+    r = refused.http.post("/tracks/", json={"title": "x"}, headers={"X-CSRF-Token": refused.csrf})
     assert r.status_code == 415
     # not signed in, and without the CSRF token
     r = httpx.post(node.url + "/tracks/", files={"file": ("a.mp3", song.read_bytes())})

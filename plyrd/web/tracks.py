@@ -17,6 +17,7 @@ from ..catalog.uploads import parse_fields
 from ..errors import Forbidden, InvalidInput, PlyrdError
 from . import upload_stream
 from .context import node
+from .limits import limited
 from .viewer import current_viewer, require_uploader, require_viewer
 
 bp = Blueprint("tracks", __name__)
@@ -25,6 +26,7 @@ MAX_FIELD_BYTES = 64 * 1024
 
 
 @bp.post("/tracks/")
+@limited("upload", 20, what="uploads")  # plyr.fm's 20 a minute per artist
 @upload_stream.streamed_body
 async def upload() -> tuple[Response, int]:
     viewer = require_uploader()
