@@ -53,6 +53,7 @@ class Node:
         self.auth: Any = None
         self.blobs: Any = None
         self.uploads: Any = None
+        self.track_importer: Any = None
         self.outbox: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()  # short background tasks (reconciliation after sign-in)
 
@@ -94,6 +95,10 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def importer_for(self, did: str, handle: str | None) -> Any:
+        """The track importer when this user may upload here (a listener's track records are not imported)."""
+        return self.track_importer if self.auth.can_upload(did, handle) else None
+
     async def reconcile_did(self, did: str) -> Any:
         from .catalog.reconcile import reconcile
         from .errors import PlyrdError
@@ -101,13 +106,15 @@ class Node:
         session = await self.auth.pds_session_for_did(did)
         if session is None:
             return None
+        user = await self.db.fetchone("SELECT handle FROM users WHERE did = ?", (did,))
         try:
-            return await reconcile(self.db, session, self.blobs)
+            return await reconcile(self.db, session, self.blobs, self.importer_for(did, user and user["handle"]))
         except PlyrdError as e:  # a PDS that is down now is reconciled at the next sign-in or on demand
             log.info("reconcile failed", extra={"fields": {"did": did, "error": e.detail}})
             return None
 
     def _start_media(self) -> None:
+        from .catalog.track_import import TrackImporter
         from .catalog.uploads import JOB_KIND, Uploads
         from .jobs import JobRunner
         from .storage import BlobStore
@@ -116,6 +123,7 @@ class Node:
         self.blobs = BlobStore(self.config.blobs_dir, self.config.tmp_dir, self.db)
         slots = ThreadSlots(self.config["media.workers"])
         self.uploads = Uploads(self.db, self.blobs, slots, self.config)
+        self.track_importer = TrackImporter(self.db, self.blobs, self.uploads, self.http, self.config)
         runner = JobRunner(self.db, {JOB_KIND: self.uploads.process}, concurrency=slots.size)
 
         async def run_jobs(stop: asyncio.Event) -> None:

@@ -8,7 +8,9 @@ sign-in and on demand the node lists the user's fm.plyr.* records and:
   the PDS no longer lists goes away here too.
 
 Tracks are not deleted this way: a track record missing from the PDS never costs the artist their audio here (the
-node keeps the file; republishing or deleting it stays the artist's choice).
+node keeps the file; republishing or deleting it stays the artist's choice). For artists allowed to upload, track
+records made elsewhere are imported when their audio is a blob in the PDS (plyrd.catalog.track_import), before
+likes, comments and playlists are adopted, so those find the imported tracks in the same pass.
 
 Anything still waiting in the outbox is left alone: it has not reached the PDS, so its absence there means nothing.
 Playlists (fm.plyr.list records of listType playlist) are reconciled the same way, edits included.
@@ -21,13 +23,16 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atproto.records import RecordInvalid, validate
 from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..storage import BlobStore
 from .profiles import reconcile_profile
+
+if TYPE_CHECKING:
+    from .track_import import TrackImporter
 
 log = logging.getLogger("plyrd.reconcile")
 
@@ -41,9 +46,11 @@ class ReconcileReport:
     removed: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     profile: str | None = None  # adopted, created or pending
+    tracks: dict[str, Any] | None = None  # imported and skipped track records, when the user may upload
 
     def as_json(self) -> dict[str, Any]:
-        return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped, "profile": self.profile}
+        return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped, "profile": self.profile,
+                "tracks": self.tracks}
 
 
 async def list_all(session: PDSSession, collection: str) -> dict[str, dict[str, Any]]:
@@ -222,13 +229,20 @@ async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lis
     report.adopted["playlists_updated"] = updated
 
 
-async def reconcile(db: Database, session: PDSSession, store: BlobStore | None = None) -> ReconcileReport:
-    """One pass over the user's fm.plyr.* records. Safe to run at any time and repeatedly."""
+async def reconcile(db: Database, session: PDSSession, store: BlobStore | None = None,
+                    importer: TrackImporter | None = None) -> ReconcileReport:
+    """One pass over the user's fm.plyr.* records. Safe to run at any time and repeatedly. With an `importer` (the
+    user may upload here), their track records made elsewhere are imported first."""
     did = session.did
     report = ReconcileReport()
     report.profile = await reconcile_profile(db, did, await list_all(session, "fm.plyr.actor.profile"))
+    if importer is not None:
+        imported = await importer.import_records(session, await list_all(session, "fm.plyr.track"))
+        report.adopted["tracks"] = len(imported.imported)
+        report.tracks = imported.as_json()
     await _likes(db, did, await list_all(session, "fm.plyr.like"), report)
     await _comments(db, did, await list_all(session, "fm.plyr.comment"), report)
     await _playlists(db, store, did, await list_all(session, "fm.plyr.list"), report)
-    log.info("reconciled", extra={"fields": {"did": did, **report.as_json()}})
+    tracks = report.tracks and {k: len(v) for k, v in report.tracks.items()}  # each import and skip has its own line
+    log.info("reconciled", extra={"fields": {"did": did, **report.as_json(), "tracks": tracks}})
     return report

@@ -8,6 +8,10 @@ Processing (the `upload.process` job, resumable): create the track (playable at 
 original), transcode a web rendition when needed, then analyse (waveform peaks, loudness). Each step checks what is
 already done, so a job interrupted by a crash picks up where it stopped. The track takes over the upload's file
 references; an upload that finally fails releases them and removes its half-made track.
+
+Imports (`accept_import`, used by plyrd.catalog.track_import) run the same job for audio whose fm.plyr.track record
+another client already made: the track is created at once with that record's uri and cid, and nothing is published,
+so the artist's record stays exactly as it is.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atproto.records import blob_cids
 from ..config import Config
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
 from ..storage import BlobStore
 from ..threads import ThreadSlots
-from .publishing import publish_track, unpublish_track
+from .publishing import TRACK_COLLECTION, publish_track, unpublish_track
 from .tracks import set_track_tags
 
 if TYPE_CHECKING:
@@ -45,6 +50,18 @@ MAX_TITLE_CHARS = 256
 MAX_DESCRIPTION_CHARS = 5000
 MAX_LABELS = 10
 MAX_LABEL_CHARS = 128
+
+
+@dataclass(frozen=True)
+class ExistingRecord:
+    """An fm.plyr.track record already on the artist's PDS, which an import adopts instead of publishing one."""
+
+    uri: str
+    cid: str
+    rkey: str
+    value: dict[str, Any]  # the record as the PDS holds it
+    created_at: float  # its createdAt: the track keeps its place in time
+    features: list[dict[str, str]] = field(default_factory=list)  # [{did, handle?}] as tracks.features holds them
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,62 @@ class Uploads:
                                                       "duration": round(info.duration, 1)}})
         return upload_id
 
+    async def accept_import(
+        self,
+        *,
+        did: str,
+        fields: UploadFields,
+        audio_sha: str,
+        info: AudioInfo,
+        artwork: dict[str, str] | None,
+        record: ExistingRecord,
+    ) -> tuple[str, int]:
+        """Record the import of audio (stored, probed) whose record another client made; returns (upload id, track id).
+
+        Unlike `accept`, the track is created in the same transaction as the upload and its job: it carries the
+        record's uri and cid from the start, so likes, comments and playlists elsewhere that point at that record
+        find it in the same reconciliation. The job then makes the rendition and the analysis as for any upload.
+        Raises Conflict when the record or the same audio is already a track of this artist."""
+        upload_id = str(uuid.uuid4())
+        embedded: list[str] = []
+        if artwork is None:
+            artwork = await self._embedded_artwork(upload_id, info)
+            embedded = [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else []
+        refs = [audio_sha] + ([artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else [])
+        payload = {
+            "upload_id": upload_id,
+            "did": did,
+            "audio_sha": audio_sha,
+            "filename": None,
+            "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
+                       "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
+            "artwork": artwork,
+            "record": {"uri": record.uri, "cid": record.cid},  # marks the job as an import: it never publishes
+        }
+        try:
+            async with self.db.write() as conn:
+                async with conn.execute(
+                    "SELECT id FROM tracks WHERE artist_did = ? AND (rkey = ? OR record_uri = ? OR original_sha = ?)",
+                    (did, record.rkey, record.uri, audio_sha),
+                ) as cur:
+                    taken = await cur.fetchone()
+                if taken is not None:  # checked again here: a concurrent pass or upload may have just made it
+                    raise Conflict(f"already here as track {taken['id']}")
+                for sha in refs:
+                    await self.store.incref(conn, sha)
+                job_id = await enqueue(conn, JOB_KIND, payload, max_attempts=3)
+                await conn.execute(
+                    "INSERT INTO uploads(id, did, job_id, blob_refs, record_uri, record_cid) VALUES (?, ?, ?, ?, ?, ?)",
+                    (upload_id, did, job_id, json.dumps(refs), record.uri, record.cid),
+                )
+                track_id = await self._insert_track(conn, upload_id, payload, info, artwork, record)
+        except BaseException:
+            await self.store.remove_unreferenced(embedded)
+            raise
+        log.info("import accepted", extra={"fields": {"upload_id": upload_id, "did": did, "uri": record.uri,
+                                                      "codec": info.codec, "duration": round(info.duration, 1)}})
+        return upload_id, track_id
+
     # ---- processing
 
     async def process(self, job: Job, report: Reporter) -> None:
@@ -221,7 +294,7 @@ class Uploads:
 
         await report(0.02, "probing")
         info = await self.slots.run(probe, src, max_duration=None, check=False)
-        track_id = upload["track_id"]
+        track_id = upload["track_id"]  # an import's track exists from the start
         if track_id is None:
             track_id = await self._create_track(upload_id, p, info)
         await report(0.1, "stored")
@@ -231,7 +304,7 @@ class Uploads:
         wav_max = self.config["media.wav_rendition_mb"] * 1024 * 1024
         if track["web_sha"] is None and needs_web_rendition(info, wav_max_bytes=wav_max):
             await report(0.12, "transcoding")
-            await self._transcode(track_id, src, report)
+            await self._transcode(track_id, src, report, publish="record" not in p)
 
         if track["peaks"] is None:
             await report(0.85, "analysing")
@@ -256,56 +329,81 @@ class Uploads:
             await self._give_up(row["id"])
         return len(rows)
 
+    async def _embedded_artwork(self, upload_id: str, info: AudioInfo) -> dict[str, str] | None:
+        if info.cover is None:
+            return None
+        try:
+            return await self.store_artwork(await self.check_image(info.cover.data))
+        except Exception as e:  # a broken embedded cover must not sink the upload
+            log.info("embedded cover ignored", extra={"fields": {"upload_id": upload_id, "error": str(e)}})
+            return None
+
     async def _create_track(self, upload_id: str, p: dict[str, Any], info: AudioInfo) -> int:
+        artwork = p.get("artwork") or await self._embedded_artwork(upload_id, info)
+        async with self.db.write() as conn:
+            return await self._insert_track(conn, upload_id, p, info, artwork, None)
+
+    async def _insert_track(self, conn: Any, upload_id: str, p: dict[str, Any], info: AudioInfo,
+                            artwork: dict[str, str] | None, record: ExistingRecord | None) -> int:
+        """The track row of an upload, inside the caller's transaction. A new track is published (once playable);
+        an imported one keeps the record it came from, untouched, and plyrd remembers that record as on the PDS
+        (with its blobs), so a later edit or delete here rewrites or deletes that same record."""
         from ..media.probe import needs_web_rendition
 
         fields = p["fields"]
-        artwork = p.get("artwork")
-        if artwork is None and info.cover is not None:
-            try:
-                artwork = await self.store_artwork(await self.check_image(info.cover.data))
-            except Exception as e:  # a broken embedded cover must not sink the upload
-                log.info("embedded cover ignored", extra={"fields": {"upload_id": upload_id, "error": str(e)}})
         tags = info.tags
         file_tags = {k: v for k, v in {"artist": tags.artist, "album": tags.album, "track_number": tags.track_number,
                                        "year": tags.year, "genre": tags.genre}.items() if v is not None}
         wav_max = self.config["media.wav_rendition_mb"] * 1024 * 1024
         ready = not needs_web_rendition(info, wav_max_bytes=wav_max)
         genre_tags = fields["tags"] or ([tags.genre.lower()[:MAX_TAG_CHARS]] if tags.genre else [])
-        async with self.db.write() as conn:
-            cur = await conn.execute(
-                "INSERT INTO tracks(artist_did, title, album, description, tags, original_sha, original_ext,"
-                " original_mime, image_sha, image_mime, thumb_sha, display_sha, container, codec, duration,"
-                " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status,"
-                " self_labels, unlisted)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    p["did"],
-                    fields["title"] or tags.title or _fallback_title(p.get("filename")),
-                    fields["album"] or tags.album,
-                    fields["description"],
-                    json.dumps(genre_tags),
-                    p["audio_sha"], info.extension, info.mime,
-                    artwork and artwork["image_sha"], artwork and artwork["image_mime"],
-                    artwork and artwork["thumb_sha"], artwork and artwork["display_sha"],
-                    info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
-                    info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
-                    json.dumps(fields.get("self_labels") or []), int(bool(fields.get("unlisted"))),
-                ),
-            )
-            track_id = int((await cur.fetchone())[0])
-            await set_track_tags(conn, track_id, genre_tags)
+        cur = await conn.execute(
+            "INSERT INTO tracks(artist_did, title, album, description, tags, original_sha, original_ext,"
+            " original_mime, image_sha, image_mime, thumb_sha, display_sha, container, codec, duration,"
+            " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status,"
+            " self_labels, unlisted)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                p["did"],
+                fields["title"] or tags.title or _fallback_title(p.get("filename")),
+                fields["album"] or tags.album,
+                fields["description"],
+                json.dumps(genre_tags),
+                p["audio_sha"], info.extension, info.mime,
+                artwork and artwork["image_sha"], artwork and artwork["image_mime"],
+                artwork and artwork["thumb_sha"], artwork and artwork["display_sha"],
+                info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
+                info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
+                json.dumps(fields.get("self_labels") or []), int(bool(fields.get("unlisted"))),
+            ),
+        )
+        track_id = int((await cur.fetchone())[0])
+        await set_track_tags(conn, track_id, genre_tags)
+        if record is None:
             await publish_track(conn, track_id, self.config)  # only a playable track is published
-            # The track takes its own references; the upload keeps its until it finishes or gives up.
-            shas = [p["audio_sha"]]
-            if artwork:
-                shas += [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]]
-            for sha in shas:
-                await self.store.incref(conn, sha)
-            await conn.execute("UPDATE uploads SET track_id = ? WHERE id = ?", (track_id, upload_id))
+        else:
+            await conn.execute(
+                "UPDATE tracks SET rkey = ?, record_uri = ?, record_cid = ?, created_at = ?, features = ?"
+                " WHERE id = ?",
+                (record.rkey, record.uri, record.cid, record.created_at, json.dumps(record.features), track_id),
+            )
+            await conn.execute(
+                "INSERT INTO pds_records(did, collection, rkey, uri, cid, record, blob_cids)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri,"
+                " cid = excluded.cid, record = excluded.record, blob_cids = excluded.blob_cids",
+                (p["did"], TRACK_COLLECTION, record.rkey, record.uri, record.cid, json.dumps(record.value),
+                 json.dumps(blob_cids(record.value))),
+            )
+        # The track takes its own references; the upload keeps its until it finishes or gives up.
+        shas = [p["audio_sha"]]
+        if artwork:
+            shas += [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]]
+        for sha in shas:
+            await self.store.incref(conn, sha)
+        await conn.execute("UPDATE uploads SET track_id = ? WHERE id = ?", (track_id, upload_id))
         return track_id
 
-    async def _transcode(self, track_id: int, src: Path, report: Reporter) -> None:
+    async def _transcode(self, track_id: int, src: Path, report: Reporter, *, publish: bool = True) -> None:
         from ..media.transcode import TranscodeCancelled, transcode_to_mp3
 
         dst = self.store.tmp / f"render-{track_id}-{uuid.uuid4().hex[:8]}.mp3"
@@ -327,7 +425,8 @@ class Uploads:
                 " updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND web_sha IS NULL",
                 (blob.sha256, track_id),
             )
-            await publish_track(conn, track_id, self.config)
+            if publish:  # an import's record stays the artist's as it is, audioBlob and all
+                await publish_track(conn, track_id, self.config)
 
     async def finish(self, upload_id: str) -> None:
         """Release the upload's own file references once its track holds them (called when the job is done)."""
@@ -351,7 +450,8 @@ class Uploads:
                 async with conn.execute("SELECT * FROM tracks WHERE id = ?", (upload["track_id"],)) as cur:
                     track = await cur.fetchone()
                 if track is not None:
-                    await unpublish_track(conn, track)
+                    if upload["record_uri"] is None:  # a failed import leaves the record it came from alone
+                        await unpublish_track(conn, track)
                     await conn.execute("DELETE FROM tracks WHERE id = ?", (track["id"],))
                     for column in ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha"):
                         if track[column] and await self.store.decref(conn, track[column]) == 0:

@@ -30,8 +30,10 @@ async def retry() -> Response:
 
 @bp.post("/sync/reconcile")
 async def reconcile_now() -> Response:
-    """Read the caller's fm.plyr.* records from their PDS and bring this node in line, now."""
+    """Read the caller's fm.plyr.* records from their PDS and bring this node in line, now (importing their track
+    records made elsewhere when they may upload here)."""
     viewer = require_viewer()
     n = node()
-    report = await reconcile(n.db, await n.auth.pds_session(viewer.session), n.blobs)
+    report = await reconcile(n.db, await n.auth.pds_session(viewer.session), n.blobs,
+                             n.importer_for(viewer.did, viewer.session.handle))
     return jsonify(report.as_json())
