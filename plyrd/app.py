@@ -9,7 +9,21 @@ from quart import Quart
 from . import __version__
 from .config import Config
 from .node import Node
-from .web import account, artists, auth, errors, media, meta, pages, requests, sync, tracks, upload_stream, viewer
+from .web import (
+    account,
+    artists,
+    auth,
+    compression,
+    errors,
+    media,
+    meta,
+    pages,
+    requests,
+    sync,
+    tracks,
+    upload_stream,
+    viewer,
+)
 from .web import search as search_web
 from .web import social as social_web
 from .web import upload_tags as upload_tags_web
@@ -42,6 +56,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.extensions["plyrd"] = node
 
     requests.register(app, log_requests=config["log.requests"])
+    compression.register(app)
     errors.register(app)
     viewer.register(app)
     app.register_blueprint(meta.bp)

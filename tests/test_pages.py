@@ -334,6 +334,43 @@ def test_playlist_and_album_embeds_and_their_oembed(node, pds, artist, anon, tmp
     assert "embed-code" not in html and "data-flag=\"is_private\" checked" in html
 
 
+def raw_get(url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+    """A GET whose body is returned as sent (httpx would undo the gzip)."""
+    with httpx.Client(timeout=30) as http, http.stream("GET", url, headers=headers) as r:
+        return r, b"".join(r.iter_raw())
+
+
+def test_text_is_gzipped_for_browsers_that_ask(node, track, anon) -> None:
+    import gzip
+
+    gz = {**BROWSER, "Accept-Encoding": "gzip, deflate, br"}
+    r, body = raw_get(node.url + "/", gz)
+    assert r.headers["content-encoding"] == "gzip" and "Accept-Encoding" in r.headers["vary"]
+    page_html = gzip.decompress(body)
+    assert page_html.startswith(b"<!doctype html>") and int(r.headers["content-length"]) == len(body)
+    plain, raw = raw_get(node.url + "/", {**BROWSER, "Accept-Encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in plain.headers and raw.startswith(b"<!doctype html>")
+    assert "Accept-Encoding" in plain.headers["vary"]
+
+    # Static files: compressed once, revalidated with the weak validator, a 304 without a body.
+    r, body = raw_get(node.url + "/static/js/player.js", gz)
+    assert r.headers["content-encoding"] == "gzip" and r.headers["etag"].startswith('W/"')
+    original = (ROOT / "static" / "js" / "player.js").read_bytes()
+    assert gzip.decompress(body) == original and len(body) < len(original) / 2
+    again, _ = raw_get(node.url + "/static/js/player.js", {**gz, "If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+    _, body2 = raw_get(node.url + "/static/js/player.js", gz)
+    assert body2 == body  # the cached copy
+
+    # Audio, images and small JSON stay as they are.
+    r, body = raw_get(f"{node.url}/audio/{track['file_id']}", {"Accept-Encoding": "gzip", "Range": "bytes=0-99"})
+    assert r.status_code == 206 and "content-encoding" not in r.headers and len(body) == 100
+    r, _ = raw_get(f"{node.url}/tracks/{track['id']}/likes", {"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and "content-encoding" not in r.headers
+    r, body = raw_get(f"{node.url}/tracks/{track['id']}", {"Accept-Encoding": "gzip"})  # with its waveform: big
+    assert r.headers["content-encoding"] == "gzip" and gzip.decompress(body).startswith(b"{")
+
+
 def test_static_assets_and_first_visit_budget(node, anon) -> None:
     """Every asset is served (modules as JavaScript, every import resolving), and a first visit to the home page
     stays under the issue's 150 KB before images: its HTML, the stylesheet, the icon sprite, app.js with every module
