@@ -573,6 +573,53 @@ def test_embed(s: Session, browser) -> None:
     context.close()
 
 
+# Every visible control needs a name a screen reader can say, every image an alt (empty when decorative), and the
+# keyboard must show where it is. Not a full audit (no axe here), but the checks that catch the usual slips.
+A11Y_PROBE = """() => {
+  const visible = (e) => (e.offsetParent !== null || getComputedStyle(e).position === 'fixed')
+    && getComputedStyle(e).visibility !== 'hidden';
+  const named = (e) => {
+    if ((e.getAttribute('aria-label') || '').trim()) return true;
+    const by = e.getAttribute('aria-labelledby');
+    if (by && by.split(' ').some(id => (document.getElementById(id)?.textContent || '').trim())) return true;
+    if (e.labels && [...e.labels].some(l => l.textContent.trim())) return true;
+    if (['button', 'a', 'summary'].includes(e.tagName.toLowerCase()) && e.textContent.trim()) return true;
+    return Boolean((e.getAttribute('title') || '').trim());
+  };
+  const controls = [...document.querySelectorAll(
+    'a[href], button, input:not([type=hidden]), select, textarea, summary, [role=slider], [role=menuitem]')]
+    .filter(visible);
+  return {
+    unnamed: controls.filter(e => !named(e)).map(e => e.outerHTML.slice(0, 120)),
+    noAlt: [...document.images].filter(i => !i.hasAttribute('alt')).map(i => i.outerHTML.slice(0, 120)),
+    landmarks: ['header', 'main', '#player'].filter(s => !document.querySelector(s)),
+  };
+}"""
+
+
+def test_every_control_has_a_name_and_the_keyboard_shows_where_it_is(s: Session, browser) -> None:
+    context = browser.new_context(viewport=DESKTOP, storage_state=s.page.context.storage_state())
+    page = context.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    paths = ["/", f"/track/{s.ids['long']}", f"/u/{s.account.handle}", "/tag/dusk", "/library",
+             f"/playlist/{s.ids['playlist']}", "/upload", "/settings", "/portal", "/track/987654"]
+    for path in paths:
+        page.goto(s.node.url + path)
+        page.wait_for_function("() => window.plyrd && window.plyrd.player")
+        found = page.evaluate(A11Y_PROBE)
+        assert found == {"unnamed": [], "noAlt": [], "landmarks": []}, (path, found)
+    # Keyboard alone: Tab from the top reaches the skip link first, then the header, and every stop is outlined.
+    page.goto(s.node.url + "/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        style = page.evaluate("""() => { const c = getComputedStyle(document.activeElement);
+            return [document.activeElement.tagName, c.outlineStyle, c.outlineWidth, c.boxShadow]; }""")
+        assert style[1] != "none" and style[2] != "0px", style
+    context.close()
+
+
 def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
     """For a person to look at. Each page is also checked for what a phone would show wrong: a page wider than
     the screen."""
