@@ -271,3 +271,32 @@ def test_a_reorder_is_kept_and_a_bad_file_fails_alone(s: Session, audio) -> None
             break
         page.wait_for_timeout(100)
     assert album_page_titles(s) == ["north", "south"]
+
+
+def test_an_album_waits_for_the_upload_limit_and_carries_on(s: Session, tmp_path: Path) -> None:
+    """The node takes 20 uploads a minute per person (a burst, then one every 3 s). An album that runs into the
+    limit waits as long as the node says, shows that it waits, and carries on by itself."""
+    page = s.page
+    tune = make_audio(tmp_path / "late.mp3", "mp3", seconds=SECONDS, kind="music", frequency=310,
+                      tags={"title": "late tide", "track": "1"})
+    page.goto(s.node.url + "/upload")
+    page.check("input[name=upload_mode][value=album]")
+    page.fill("#album-title", "after the limit")
+    page.set_input_files("#album-files", str(tune))
+    s.wait("() => document.querySelector('[data-album-list] > li').hasAttribute('data-probed')")
+    # Spend the rest of this minute's budget (every attempt counts, even one refused for having no file).
+    refused = s.js("""async () => {
+        const csrf = document.cookie.split('; ').find(c => c.startsWith('plyrd_csrf=')).slice(11);
+        for (let i = 0; i < 40; i++) {
+          const r = await fetch('/tracks/', {method: 'POST', headers: {'X-CSRF-Token': csrf}, body: new FormData()});
+          if (r.status === 429) return Number(r.headers.get('Retry-After'));
+        }
+        return null; }""")
+    assert refused and 1 <= refused <= 5, refused
+    s.js("""() => { window.__said = [];
+        const status = document.querySelector('[data-album-list] > li [data-af-status]');
+        new MutationObserver(() => window.__said.push(status.textContent))
+          .observe(status, {childList: true, characterData: true, subtree: true}); }""")
+    send_album(s)
+    assert [r["state"] for r in rows(s)] == ["ready"]
+    assert any(said.startswith("waiting ") for said in s.js("window.__said")), s.js("window.__said")

@@ -46,7 +46,21 @@ const isAudio = (file) => AUDIO.test(file.name) || file.type.startsWith('audio/'
 const size = (n) => (n < 1 << 20 ? `${Math.max(1, Math.round(n / 1024))} kb` : `${(n / (1 << 20)).toFixed(1)} mb`);
 
 // POST /tracks/, reporting the bytes sent (0-100); resolves to the upload id, rejects with the server's words.
-function sendTrack(data, onBytes) {
+// The node takes a burst of uploads, then one every few seconds (429 with Retry-After): a long album waits its turn
+// and carries on by itself instead of failing its later files.
+async function sendTrack(data, onBytes, onWait = () => {}) {
+  for (;;) {
+    try {
+      return await sendOnce(data, onBytes);
+    } catch (err) {
+      if (!err.retryAfter) throw err;
+      onWait(err.retryAfter);
+      await new Promise((r) => { setTimeout(r, err.retryAfter * 1000); });
+    }
+  }
+}
+
+function sendOnce(data, onBytes) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/tracks/');
@@ -59,7 +73,11 @@ function sendTrack(data, onBytes) {
         body = JSON.parse(xhr.responseText);
       } catch { /* not JSON */ }
       if (xhr.status === 200) resolve(body.upload_id);
-      else reject(new Error(body.detail || `upload failed (${xhr.status})`));
+      else {
+        const err = new Error(body.detail || `upload failed (${xhr.status})`);
+        if (xhr.status === 429) err.retryAfter = Math.min(120, Math.max(1, Number(xhr.getResponseHeader('Retry-After')) || 5));
+        reject(err);
+      }
     };
     xhr.onerror = () => reject(new Error('the connection dropped while sending; try again'));
     xhr.send(data);
@@ -212,6 +230,8 @@ function initSingle(main, form, sources) {
       const id = await sendTrack(data, (pct) => {
         bytes.value = pct;
         percent.textContent = `${pct}%`;
+      }, (s) => {
+        phase.textContent = `waiting ${s} s: the node takes a few uploads a minute`;
       });
       bytes.value = 100;
       phase.textContent = 'processing';
@@ -481,7 +501,7 @@ function initAlbum(main, on, sources) {
       const id = await sendTrack(data, (pct) => {
         part(it, 'bytes').value = pct;
         setState(it, 'sending', `sending ${pct}%`);
-      });
+      }, (s) => setState(it, 'sending', `waiting ${s} s: the node takes a few uploads a minute`));
       part(it, 'bytes').value = 100;
       setState(it, 'sent', 'sent; waiting its turn to be processed');
       return id;
