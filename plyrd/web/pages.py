@@ -100,7 +100,7 @@ async def render(template: str, *, status: int = 200, **context: Any) -> Respons
     return response
 
 
-def _login_redirect() -> Response:
+def login_redirect() -> Response:
     target = request.full_path.rstrip("?")
     return redirect(f"/login?next={quote(target, safe='/')}", 303)  # type: ignore[return-value]
 
@@ -112,7 +112,7 @@ def _embed_links(page_url: str, embed_path: str, height: int) -> dict[str, Any]:
             "oembed_url": f"{base}/oembed?url={quote(page_url, safe='')}"}
 
 
-async def _tracks(rows: list[Any], *, peaks: bool = False) -> list[dict[str, Any]]:
+async def page_tracks(rows: list[Any], *, peaks: bool = False) -> list[dict[str, Any]]:
     """Tracks as the JSON API shapes them; lists leave the waveform out, a track's own page keeps it."""
     n = node()
     return await tracks_json(n.db, rows, _viewer_did(), n.config.public_url, peaks=peaks)
@@ -131,8 +131,8 @@ async def home() -> Response:
     top = [] if cursor or tag else await feeds.top(n.db, viewer_did=_viewer_did(), limit=10)
     tags = await feeds.tag_counts(n.db, q=None, limit=24)
     hidden = await feeds.hidden_tags(n.db, _viewer_did())
-    return await render("home.html", tracks=await _tracks(page.rows), next_cursor=page.next_cursor, tag=tag,
-                        cursor=cursor, top=await _tracks(top), tags=[t for t in tags if t["tag"] not in hidden],
+    return await render("home.html", tracks=await page_tracks(page.rows), next_cursor=page.next_cursor, tag=tag,
+                        cursor=cursor, top=await page_tracks(top), tags=[t for t in tags if t["tag"] not in hidden],
                         hidden_tags=hidden)
 
 
@@ -142,7 +142,7 @@ async def tag_page(name: str) -> Response:
     tag = name.strip().lower()
     page = await feeds.latest(n.db, viewer_did=_viewer_did(), tag=tag, cursor=request.args.get("cursor") or None,
                               limit=FEED_PAGE, filter_hidden=False)
-    tracks = await _tracks(page.rows)
+    tracks = await page_tracks(page.rows)
     return await render("tag.html", tag=tag, tracks=tracks, next_cursor=page.next_cursor,
                         og_image=next((t["image_url"] for t in tracks if t["image_url"] and not t["sensitive"]), None))
 
@@ -151,7 +151,7 @@ async def tag_page(name: str) -> Response:
 async def track_page(track_id: int) -> Response:
     n = node()
     row = await get_track_row(n.db, track_id)
-    track = (await _tracks([row], peaks=True))[0]
+    track = (await page_tracks([row], peaks=True))[0]
     found = await comments.list_comments(n.db, track_id)
     liked_by = await likes.likers(n.db, track_id)
     mine = []
@@ -171,8 +171,9 @@ async def artist_page(handle: str) -> Response:
                               cursor=request.args.get("cursor") or None)
     shown = await albums.list_artist_albums(n.db, profile["did"], n.config.public_url, viewer_did=_viewer_did())
     lists = await playlists.public_playlists(n.db, profile["did"], n.config.public_url)
-    return await render("artist.html", profile=profile, tracks=await _tracks(page.rows), next_cursor=page.next_cursor,
-                        albums=shown, playlists=lists, page_url=f"{n.config.public_url}/u/{profile['handle']}")
+    return await render("artist.html", profile=profile, tracks=await page_tracks(page.rows),
+                        next_cursor=page.next_cursor, albums=shown, playlists=lists,
+                        page_url=f"{n.config.public_url}/u/{profile['handle']}")
 
 
 @bp.get("/u/<handle>/album/<slug>")
@@ -181,7 +182,7 @@ async def album_page(handle: str, slug: str) -> Response:
     detail = await albums.album_detail(n.db, handle, slug, n.config.public_url)
     rows = [await get_track_row(n.db, t["id"]) for t in detail["tracks"]]
     page_url = f"{n.config.public_url}/u/{handle}/album/{slug}"
-    return await render("album.html", album=detail["metadata"], tracks=await _tracks(rows), page_url=page_url,
+    return await render("album.html", album=detail["metadata"], tracks=await page_tracks(rows), page_url=page_url,
                         **_embed_links(page_url, f"/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT))
 
 
@@ -218,7 +219,7 @@ async def login_post() -> Response:
 async def upload_page() -> Response:
     viewer = current_viewer()
     if viewer is None:
-        return _login_redirect()
+        return login_redirect()
     cfg = node().config
     return await render("upload.html", max_upload_mb=cfg["storage.max_upload_mb"],
                         max_image_mb=cfg["media.max_image_mb"])
@@ -228,7 +229,7 @@ async def upload_page() -> Response:
 async def library_page() -> Response:
     viewer = current_viewer()
     if viewer is None:
-        return _login_redirect()
+        return login_redirect()
     n = node()
     liked = await likes.liked_tracks(n.db, viewer.did, viewer_did=viewer.did, public_url=n.config.public_url)
     mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
@@ -241,7 +242,7 @@ async def playlist_page(playlist_id: str) -> Response:
     n = node()
     row = await playlists.get_playlist(n.db, playlist_id, _viewer_did())
     detail = await playlists.playlist_detail(n.db, row, n.config.public_url)
-    by_id = {t["id"]: t for t in await _tracks([await get_track_row(n.db, t["id"]) for t in detail["tracks"]])}
+    by_id = {t["id"]: t for t in await page_tracks([await get_track_row(n.db, t["id"]) for t in detail["tracks"]])}
     uris = {i["track_id"]: i["uri"] for i in detail["items"]}
     tracks = [{**by_id[t["id"]], "item_uri": uris.get(t["id"])} for t in detail["tracks"]]
     page_url = f"{n.config.public_url}/playlist/{detail['id']}"
@@ -268,7 +269,7 @@ async def _embed(template: str, **context: Any) -> Response:
 @bp.get("/embed/track/<int:track_id>")
 async def embed_track(track_id: int) -> Response:
     n = node()
-    track = (await _tracks([await get_track_row(n.db, track_id)], peaks=True))[0]
+    track = (await page_tracks([await get_track_row(n.db, track_id)], peaks=True))[0]
     return await _embed("embed.html", track=track, page_url=f"{n.config.public_url}/track/{track_id}")
 
 
@@ -326,7 +327,7 @@ async def oembed() -> Response:
     path = urlsplit(url).path if url else ""
     width = _dimension(request.args.get("maxwidth"), EMBED_WIDTH)
     if match := _TRACK_PATH.match(path):
-        track = (await _tracks([await get_track_row(n.db, int(match.group(1)))]))[0]
+        track = (await page_tracks([await get_track_row(n.db, int(match.group(1)))]))[0]
         title, author, author_url = track["title"], track["artist"], f"{base}/u/{track['artist_handle']}"
         src, height = f"{base}/embed/track/{track['id']}", EMBED_HEIGHT
         thumbnail = None if track["sensitive"] else track["image_url"]  # no sensitive artwork in link previews

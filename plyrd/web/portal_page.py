@@ -10,7 +10,7 @@ from ..catalog import albums, feeds
 from ..catalog.profiles import get_profile
 from ..errors import InvalidInput
 from .context import node
-from .pages import _login_redirect, _tracks, render
+from .pages import login_redirect, page_tracks, render
 from .viewer import current_viewer
 
 bp = Blueprint("portal_page", __name__)
@@ -30,14 +30,14 @@ def _offset(raw: str | None) -> int:
 async def portal() -> Response:
     viewer = current_viewer()
     if viewer is None:
-        return _login_redirect()
+        return login_redirect()
     n = node()
     q = (request.args.get("q") or "").strip()
     offset = _offset(request.args.get("offset"))
     profile = await get_profile(n.db, viewer.did)
     rows = await feeds.own(n.db, viewer.did, q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
     shown = rows[:PAGE]  # one extra row read only to know whether an "older" page exists
-    tracks = await _tracks(shown)
+    tracks = await page_tracks(shown)
     own_albums = await albums.list_artist_albums(n.db, viewer.did, n.config.public_url, viewer_did=viewer.did)
     cfg = n.config
     return await render("portal.html", profile=profile, tracks=tracks, albums=own_albums, q=q, offset=offset,
