@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -98,6 +99,56 @@ def start_node(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
                 proc.kill()
                 raise AssertionError(f"node did not answer /health within {timeout} s:\n{node.log()}")
             time.sleep(0.05)
+    return node
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags from the machine notes: no sandbox (root), no GPU, and none of Chromium's own network chatter.
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-features=MediaRouter", "--mute-audio"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright: one per test module (the sync API must not outlive the
+    module into the suite's asyncio tests). Missing Chromium fails with the command that fixes it, never a skip."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with "
+                    "`apt-get update && apt-get install -y chromium` (the README's test command does this as root).",
+                    pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def node_env(pds: Any, **extra: str) -> dict[str, str]:
+    """The environment of a node that resolves identities through the test PDS and its PLC (both on loopback)."""
+    return clean_env(
+        PLYRD_ATPROTO_PLC_URL=pds.plc_url,
+        PLYRD_ATPROTO_HANDLE_RESOLVER_URL=pds.pds_url,
+        PLYRD_ATPROTO_ALLOW_PRIVATE_ADDRESSES="true",
+        **extra,
+    )
+
+
+def node_fixture(name: str, **extra: str) -> Any:
+    """A module-scoped `node` fixture: one node process for the module's tests, talking to the session's PDS.
+
+        node = node_fixture("pages")
+    """
+
+    @pytest.fixture(scope="module")
+    def node(pds: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
+        served = start_node([], cwd=tmp_path_factory.mktemp(name), env=node_env(pds, **extra))
+        yield served
+        served.stop()
+
     return node
 
 

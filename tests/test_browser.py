@@ -16,41 +16,15 @@ from typing import Any
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
-from conftest import ROOT, ServedNode, start_node
-from test_uploads import node_env
+from conftest import ROOT, ServedNode, node_fixture
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "tests" / "output" / "screenshots"
-# Flags from the machine notes: no sandbox (root), no GPU, and none of Chromium's own network chatter.
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-features=MediaRouter", "--mute-audio"]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 LONG_S, SHORT_S = 60, 8
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with "
-                    "`apt-get update && apt-get install -y chromium` (the README's test command does this as root).",
-                    pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: pip install -e '.[test]'", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("browser"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("browser")
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServedNode, start_node
+from conftest import node_fixture
 from pds_harness import authorize_headless
-from test_browser import DESKTOP, browser  # noqa: F401  (the module-scoped Chromium fixture)
-from test_uploads import node_env
+from test_browser import DESKTOP
 
-
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("browser-oauth"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("browser-oauth")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +24,7 @@ def account(pds) -> Any:
 
 
 @pytest.fixture(scope="module")
-def page(browser, node) -> Iterator[Any]:  # noqa: F811
+def page(browser, node) -> Iterator[Any]:
     context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
     page = context.new_page()
     errors: list[str] = []
@@ -80,7 +74,7 @@ def test_sign_in_with_a_handle(page, node, pds, account) -> None:
     assert me["handle"] == account.handle and me["auth_type"] == "oauth"
 
 
-def test_an_unknown_handle_explains_itself(browser, node) -> None:  # noqa: F811
+def test_an_unknown_handle_explains_itself(browser, node) -> None:
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.goto(node.url + "/login")

@@ -18,16 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
-from conftest import ServedNode, start_node
-from test_browser import DESKTOP, PHONE, SHOTS, Session, browser, upload  # noqa: F401  (browser is a fixture)
-from test_uploads import node_env
+from conftest import node_fixture
+from test_browser import DESKTOP, PHONE, SHOTS, Session, upload
 
-
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("portal"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("portal")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def s(browser, node, pds) -> Iterator[Session]:  # noqa: F811  (browser: the fixture imported above)
+def s(browser, node, pds) -> Iterator[Session]:
     context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
     session = Session(node, context.new_page(), pds.create_account("artist"))
     yield session
@@ -65,7 +59,7 @@ def portal_loaded(s: Session) -> None:
     s.js("window.__alive = true")
 
 
-def test_signed_out_portal_redirects_to_sign_in(s: Session, browser) -> None:  # noqa: F811
+def test_signed_out_portal_redirects_to_sign_in(s: Session, browser) -> None:
     r = httpx.get(s.node.url + "/portal", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/portal"
     context = browser.new_context(viewport=DESKTOP)
@@ -288,7 +282,7 @@ def test_export_downloads_a_zip(s: Session) -> None:
     assert "plyrd-export.json" in names and sum(n.startswith("tracks/") for n in names) == 2
 
 
-def test_screenshots(s: Session, browser) -> None:  # noqa: F811
+def test_screenshots(s: Session, browser) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     state = s.page.context.storage_state()
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):

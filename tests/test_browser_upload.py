@@ -13,32 +13,14 @@ from typing import Any
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
-from conftest import ServedNode, start_node
-from test_browser import ARGS, CHROMIUM, DESKTOP, PHONE, SHOTS, Session
-from test_uploads import node_env
+from conftest import node_fixture
+from test_browser import DESKTOP, PHONE, SHOTS, Session
 
 TEXT_AS_MP3 = b"dear diary, today I recorded nothing at all.\n" * 50
 SECONDS = 3
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get update && apt-get install -y chromium`",
-                    pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("browser-upload"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("browser-upload")
 
 
 @pytest.fixture(scope="module")

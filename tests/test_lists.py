@@ -8,7 +8,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
-from conftest import ServedNode, clean_env, start_node
+from conftest import ServedNode, clean_env, node_fixture, start_node
 
 from plyrd.atproto import records
 
@@ -102,15 +102,7 @@ def refs(value: dict[str, Any]) -> list[tuple[str, str]]:
 # ---- fixtures -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("lists"), env=clean_env(
-        PLYRD_ATPROTO_PLC_URL=pds.plc_url,
-        PLYRD_ATPROTO_HANDLE_RESOLVER_URL=pds.pds_url,
-        PLYRD_ATPROTO_ALLOW_PRIVATE_ADDRESSES="true",
-    ))
-    yield served
-    served.stop()
+node = node_fixture("lists")
 
 
 @pytest.fixture(scope="module")

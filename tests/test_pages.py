@@ -13,8 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
-from conftest import ROOT, ServedNode, start_node
-from test_uploads import Artist, node_env, sign_in
+from conftest import ROOT, node_fixture
+from test_uploads import Artist, sign_in
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"}
 
@@ -47,11 +47,7 @@ class Meta(HTMLParser):
             self.title += data
 
 
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("pages"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("pages")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,20 +18,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from audio_samples import make_audio
-from conftest import ServedNode, start_node
+from conftest import ServedNode, node_fixture
 from pds_harness import Account, authorize_headless
-from test_uploads import Artist, node_env, sign_in
+from test_uploads import Artist, sign_in
 
 from plyrd.atproto.records import record_cid, tid_for_time, validate
 from plyrd.catalog.now_playing import NowPlaying, Playing
 from plyrd.catalog.plays import dedup_window, report_after
 
-
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("social"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("social")
 
 
 @dataclass

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
-from conftest import ServedNode, start_node
-from test_uploads import Artist, node_env, sign_in, stored_files
+from conftest import node_fixture
+from test_uploads import Artist, sign_in, stored_files
 
-
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("tracks"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("tracks")
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ or its start and end), clear 4xx for everything else, 413 past the limits, a sig
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from audio_samples import FORMATS, SPECS, jpeg_bytes, make_audio, make_video
-from conftest import ServedNode, start_node
+from conftest import node_fixture, start_node
 from test_uploads import Artist, node_env, sign_in, stored_files
 
 from plyrd.media.head_tags import HEAD_MAX, TAIL_MAX
@@ -33,12 +32,7 @@ def noisy_jpeg(px: int) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("probe-tags"),
-                        env=node_env(pds, PLYRD_STORAGE_MAX_UPLOAD_MB="50"))
-    yield served
-    served.stop()
+node = node_fixture("probe-tags", PLYRD_STORAGE_MAX_UPLOAD_MB="50")
 
 
 @pytest.fixture(scope="module")

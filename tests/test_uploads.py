@@ -17,19 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import FORMATS, jpeg_bytes, make_audio, make_video, png_bytes
-from conftest import ServedNode, clean_env, start_node
+from conftest import ServedNode, node_env, start_node
 from pds_harness import Account
 
 NEEDS_RENDITION = {"aiff", "m4a-alac", "ogg-vorbis", "ogg-opus", "webm-opus"}
-
-
-def node_env(pds: Any, **extra: str) -> dict[str, str]:
-    return clean_env(
-        PLYRD_ATPROTO_PLC_URL=pds.plc_url,
-        PLYRD_ATPROTO_HANDLE_RESOLVER_URL=pds.pds_url,
-        PLYRD_ATPROTO_ALLOW_PRIVATE_ADDRESSES="true",
-        **extra,
-    )
 
 
 @dataclass
