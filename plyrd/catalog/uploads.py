@@ -145,6 +145,24 @@ def _fallback_title(filename: str | None) -> str:
     return stem[:MAX_TITLE_CHARS] or "untitled"
 
 
+def _artwork_shas(artwork: dict[str, str] | None) -> list[str]:
+    return [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else []
+
+
+def _job_payload(upload_id: str, did: str, audio_sha: str, filename: str | None, fields: UploadFields,
+                 artwork: dict[str, str] | None) -> dict[str, Any]:
+    """What an `upload.process` job needs to make the track, stored with the job (a crash resumes from it)."""
+    return {
+        "upload_id": upload_id,
+        "did": did,
+        "audio_sha": audio_sha,
+        "filename": filename,
+        "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
+                   "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
+        "artwork": artwork,
+    }
+
+
 class Uploads:
     def __init__(self, db: Database, store: BlobStore, slots: ThreadSlots, config: Config) -> None:
         self.db = db
@@ -193,16 +211,8 @@ class Uploads:
         if dup is not None:
             raise Conflict(f"you already uploaded this file: track {dup['id']}")
         upload_id = str(uuid.uuid4())
-        refs = [audio_sha] + ([artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else [])
-        payload = {
-            "upload_id": upload_id,
-            "did": did,
-            "audio_sha": audio_sha,
-            "filename": filename,
-            "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
-                       "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
-            "artwork": artwork,
-        }
+        refs = [audio_sha, *_artwork_shas(artwork)]
+        payload = _job_payload(upload_id, did, audio_sha, filename, fields, artwork)
         async with self.db.write() as conn:
             for sha in refs:
                 await self.store.incref(conn, sha)
@@ -235,16 +245,10 @@ class Uploads:
         embedded: list[str] = []
         if artwork is None:
             artwork = await self._embedded_artwork(upload_id, info)
-            embedded = [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else []
-        refs = [audio_sha] + ([artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else [])
+            embedded = _artwork_shas(artwork)
+        refs = [audio_sha, *_artwork_shas(artwork)]
         payload = {
-            "upload_id": upload_id,
-            "did": did,
-            "audio_sha": audio_sha,
-            "filename": None,
-            "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
-                       "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
-            "artwork": artwork,
+            **_job_payload(upload_id, did, audio_sha, None, fields, artwork),
             "record": {"uri": record.uri, "cid": record.cid},  # marks the job as an import: it never publishes
         }
         try:
@@ -395,10 +399,7 @@ class Uploads:
                  json.dumps(blob_cids(record.value))),
             )
         # The track takes its own references; the upload keeps its until it finishes or gives up.
-        shas = [p["audio_sha"]]
-        if artwork:
-            shas += [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]]
-        for sha in shas:
+        for sha in [p["audio_sha"], *_artwork_shas(artwork)]:
             await self.store.incref(conn, sha)
         await conn.execute("UPDATE uploads SET track_id = ? WHERE id = ?", (track_id, upload_id))
         return track_id
