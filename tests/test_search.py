@@ -261,6 +261,65 @@ def test_edits_renames_and_deletes_show_at_once(node, artist, pds, tmp_path: Pat
     assert call(artist, "PUT", "/artists/me", json={"display_name": "Zoë Nocturne"}).status_code == 200
 
 
+# ---- hidden tags ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tagged(node, pds, tmp_path_factory) -> dict[str, int]:
+    """Another artist's tracks, some with tags viewers hide by default ("ai") or may choose to. "Neon" is the best
+    match for "neon" (exact), so a page of one is all hidden track unless search looks further; "Glow 1".."Glow 7"
+    are hidden and all better matches for "glow" than "Glow Stick"."""
+    synth = sign_in(node.url, pds.create_account("synthesist"))
+    d = tmp_path_factory.mktemp("tagged")
+    pending = {}
+    tracks = [("Neon", ["ai", "synthwave"]), ("Neon Harbor", ["synthwave"]), ("Neon Slop Machine", ["ai-slop"]),
+              *[(f"Glow {i}", ["ai"]) for i in range(1, 8)], ("Glow Stick", [])]
+    for i, (title, tags) in enumerate(tracks):
+        song = make_audio(d / f"{i}.mp3", "mp3", seconds=1, frequency=900 + 50 * i)
+        r = synth.upload(song, title=title, tags=json.dumps(tags))
+        assert r.status_code == 200, r.text
+        pending[title] = r.json()["upload_id"]
+    return {title: synth.wait(upload_id)[-1]["track_id"] for title, upload_id in pending.items()}
+
+
+def test_hidden_tags_leave_search_as_they_leave_the_feeds(node, pds, tagged) -> None:
+    # Anonymous: the default hidden tags (["ai"]), as the latest feed applies them.
+    assert titles(hits(None, node, "neon")) == ["Neon Harbor", "Neon Slop Machine"]
+    feed = httpx.get(f"{node.url}/tracks/", params={"limit": 100}).json()["tracks"]
+    assert tagged["Neon"] not in [t["id"] for t in feed] and tagged["Neon Harbor"] in [t["id"] for t in feed]
+    # A page the hidden track would have filled is filled from further down.
+    assert titles(hits(None, node, "neon", limit=1)) == ["Neon Harbor"]
+    assert titles(hits(None, node, "glow", limit=1)) == ["Glow Stick"]  # past more hidden ones than the slack
+    assert titles(hits(None, node, "glow")) == ["Glow Stick"]
+    body = search(None, node, "neon").json()
+    assert body["counts"] == {k: len(v) for k, v in body["groups"].items()}
+    assert [r for r in body["results"] if r["type"] == "track"] == body["groups"]["tracks"]
+    assert tagged["Neon"] not in [h["id"] for h in hits(None, node, "synthwave")]
+    # The tags group leaves out hidden tags, and counts what a tag's page shows (every visible track with it).
+    assert [t["name"] for t in hits(None, node, "synthwave", "tags")] == ["synthwave"]
+    assert hits(None, node, "synthwave", "tags")[0]["track_count"] == 2
+    assert [t["name"] for t in hits(None, node, "synth", "tags")] == ["synthwave"]  # (hidden below, signed in)
+
+    # A query that is exactly a hidden tag asks for it by name: that tag is shown, as its tag page shows it.
+    assert [t["name"] for t in hits(None, node, "AI", "tags")] == ["ai", "ai-slop"]
+    assert tagged["Neon"] in [h["id"] for h in hits(None, node, "ai")]
+
+    # Signed in: the viewer's own hidden tags, whatever they are.
+    viewer = sign_in(node.url, pds.create_account("hider"))
+    assert titles(hits(viewer, node, "neon")) == ["Neon Harbor", "Neon Slop Machine"]  # no preference yet: default
+    r = call(viewer, "POST", "/preferences/", json={"hidden_tags": ["Synthwave", "ai-slop"]})
+    assert r.status_code == 200, r.text
+    assert hits(viewer, node, "neon") == []
+    assert [t["name"] for t in hits(viewer, node, "synth", "tags")] == []
+    assert titles(hits(viewer, node, "ai-slop")) == ["Neon Slop Machine"]  # named exactly: shown
+    # Named exactly, "synthwave" is shown; "Neon" carries it and "ai", which this viewer no longer hides.
+    assert sorted(titles(hits(viewer, node, "synthwave"))) == ["Neon", "Neon Harbor"]
+    assert [t["name"] for t in hits(viewer, node, "synthwave", "tags")] == ["synthwave"]
+    r = call(viewer, "POST", "/preferences/", json={"hidden_tags": []})
+    assert r.status_code == 200, r.text
+    assert sorted(titles(hits(viewer, node, "neon"))) == ["Neon", "Neon Harbor", "Neon Slop Machine"]
+
+
 # ---- more like this ---------------------------------------------------------------------------------------------
 
 
