@@ -801,3 +801,30 @@ async def test_account_deletion_can_release_cover_references(tmp_path: Path) -> 
         assert await store.remove_unreferenced(released) == 3
     finally:
         await db.close()
+
+
+def test_album_download_is_a_zip_of_the_originals_in_order(node, alice, carol, tmp_path: Path) -> None:
+    import zipfile
+
+    first = upload(node, alice, tmp_path, "side a", 330)
+    r = alice.call("PATCH", f"/tracks/{first}", files={"title": (None, "Side A/B")})  # a slash must not make a folder
+    assert r.status_code == 200, r.text
+    second = upload(node, alice, tmp_path, "coda", 392)
+    album = alice.call("POST", "/albums/", json={"title": "Zip Me"}).json()
+    slug = album["slug"]
+    assert carol.http.get(f"/albums/{alice.handle}/{slug}/download").status_code == 404  # nothing in it yet
+    assert alice.call("POST", f"/albums/{album['id']}/finalize", json={"track_ids": [second, first]}).status_code == 200
+    assert alice.call("POST", f"/albums/{album['id']}/cover",
+                      files={"image": ("c.png", png_bytes(64, 64), "image/png")}).status_code == 200
+
+    r = carol.http.get(f"/albums/{alice.handle}/{slug}/download")  # anyone may download what anyone may play
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert "Zip%20Me.zip" in r.headers["content-disposition"]
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    names = z.namelist()
+    assert [n.split(" ", 1)[0] for n in names[:2]] == ["01", "02"] and names[2] == "cover.png", names
+    assert names[0].endswith("- coda.mp3") and names[1].endswith("- Side A B.mp3"), names
+    for name, track_id in zip(names[:2], (second, first), strict=True):
+        original = carol.http.get(f"/tracks/{track_id}").json()["original_file_id"]
+        assert z.read(name) == carol.http.get(f"/audio/{original}").content
+    assert carol.http.get(f"/albums/{alice.handle}/no-such-album/download").status_code == 404

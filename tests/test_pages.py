@@ -300,6 +300,7 @@ def test_playlist_and_album_embeds_and_their_oembed(node, pds, artist, anon, tmp
     assert r.status_code == 200 and "two sides" in r.text
     assert [int(i) for i in re.findall(r'data-e-index="\d+" data-track-id="(\d+)"', r.text)] == ids
     html, meta = page(anon, f"/u/{handle}/album/two-sides")
+    assert f'href="/albums/{handle}/two-sides/download" download' in html
     assert meta.links["alternate:application/json+oembed"].endswith(
         "/oembed?url=" + quote(f"{node.url}/u/{handle}/album/two-sides", safe=""))
     assert f'src="{node.url}/embed/album/{handle}/two-sides" width="100%" height="352"' in html

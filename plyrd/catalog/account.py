@@ -1,21 +1,13 @@
 """A user's account on this node: export everything they own as a zip, or delete it all.
 
-The export streams: a worker thread writes the zip into a bounded queue that the response drains, so memory
-stays constant however large the originals are (audio is stored, not recompressed).
+The export streams (plyrd.catalog.zips): memory stays constant however large the originals are.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-import queue
-import re
-import threading
 import time
-import zipfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from ..db import Database
@@ -23,6 +15,7 @@ from ..errors import InvalidInput
 from ..storage import BlobStore
 from .albums import release_owned_covers
 from .tracks import BLOB_COLUMNS, TRACK_SELECT, artist_name, track_json
+from .zips import ZipNames, stream_zip
 
 # (table, column naming the owner): whatever of these exists is exported and deleted with the account.
 OWNED_TABLES: tuple[tuple[str, str], ...] = (
@@ -34,12 +27,6 @@ OWNED_TABLES: tuple[tuple[str, str], ...] = (
     ("playlists", "owner_did"),
     ("albums", "artist_did"),
 )
-CHUNK = 256 * 1024
-_QUEUE_CHUNKS = 8  # at most about 2 MB of zip in flight
-
-
-def _safe(name: str) -> str:
-    return re.sub(r'[\x00-\x1f/\\:*?"<>|]+', " ", name).strip()[:120] or "untitled"
 
 
 async def _existing_tables(db: Database) -> set[str]:
@@ -69,99 +56,16 @@ async def collect_metadata(db: Database, did: str, public_url: str) -> dict[str,
     return doc
 
 
-class _QueueWriter(io.RawIOBase):
-    """A write-only, non-seekable stream into a bounded queue (zipfile then writes data descriptors)."""
-
-    def __init__(self, q: queue.Queue[bytes | None], cancelled: threading.Event) -> None:
-        self._q = q
-        self._cancelled = cancelled
-        self._buf = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        if self._cancelled.is_set():
-            raise BrokenPipeError("export cancelled")
-        self._buf += b
-        while len(self._buf) >= CHUNK:
-            self._put(bytes(self._buf[:CHUNK]))
-            del self._buf[:CHUNK]
-        return len(b)
-
-    def _put(self, data: bytes) -> None:
-        while True:
-            try:
-                self._q.put(data, timeout=0.5)
-                return
-            except queue.Full:
-                if self._cancelled.is_set():
-                    raise BrokenPipeError("export cancelled") from None
-
-    def close(self) -> None:
-        if self._buf and not self._cancelled.is_set():
-            self._put(bytes(self._buf))
-            self._buf.clear()
-        super().close()
-
-
-def _write_zip(out: _QueueWriter, metadata: dict[str, Any], files: list[tuple[str, Path]]) -> None:
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
-        z.writestr("plyrd-export.json", json.dumps(metadata, indent=2, default=str),
-                   compress_type=zipfile.ZIP_DEFLATED)
-        for arcname, path in files:
-            with path.open("rb") as src, z.open(arcname, "w", force_zip64=True) as dst:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-    out.close()
-
-
 async def export_zip(db: Database, store: BlobStore, did: str, public_url: str) -> AsyncIterator[bytes]:
     """The zip's bytes: plyrd-export.json with every record the user owns here, and the original of each track."""
     metadata = await collect_metadata(db, did, public_url)
     tracks = await db.fetchall(TRACK_SELECT + " WHERE t.artist_did = ? ORDER BY t.created_at", (did,))
-    files: list[tuple[str, Path]] = []
-    used: set[str] = set()
-    for t in tracks:
-        base = _safe(f"{artist_name(t)} - {t['title']}")
-        name = f"tracks/{base}.{t['original_ext']}"
-        n = 2
-        while name in used:
-            name = f"tracks/{base} ({n}).{t['original_ext']}"
-            n += 1
-        used.add(name)
-        files.append((name, store.path_for(t["original_sha"])))
-
-    q: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    cancelled = threading.Event()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            _write_zip(_QueueWriter(q, cancelled), metadata, files)
-        except BaseException as e:  # reported to the consumer, which ends the stream
-            failure.append(e)
-        finally:
-            while True:
-                try:
-                    q.put(None, timeout=0.5)
-                    break
-                except queue.Full:
-                    if cancelled.is_set():
-                        break
-
-    worker = threading.Thread(target=produce, name="plyrd-export", daemon=True)
-    worker.start()
-    try:
-        while True:
-            chunk = await asyncio.to_thread(q.get)
-            if chunk is None:
-                break
-            yield chunk
-        if failure and not isinstance(failure[0], BrokenPipeError):
-            raise failure[0]
-    finally:
-        cancelled.set()  # a client that went away stops the thread at its next write
+    names = ZipNames("tracks")
+    files = [(names.add(f"{artist_name(t)} - {t['title']}", t["original_ext"]), store.path_for(t["original_sha"]))
+             for t in tracks]
+    document = json.dumps(metadata, indent=2, default=str).encode()
+    async for chunk in stream_zip(files, documents=[("plyrd-export.json", document)]):
+        yield chunk
 
 
 def check_confirmation(confirmation: Any, handle: str | None, did: str) -> None:

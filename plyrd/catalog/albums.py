@@ -14,6 +14,7 @@ import re
 import sqlite3
 import unicodedata
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -473,6 +474,35 @@ async def album_detail(db: Database, handle: str, slug: str, public_url: str) ->
         TRACK_SELECT + " JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ? ORDER BY x.position",
         (album["id"],))
     return {"metadata": album_json(album, public_url), "tracks": [track_json(t, public_url) for t in tracks]}
+
+
+_COVER_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
+
+
+async def album_zip(db: Database, store: BlobStore, handle: str, slug: str) -> tuple[str, AsyncIterator[bytes]]:
+    """plyr.fm's album download: the zip's file name and its bytes, streamed. In album order, each track's original
+    ("01 artist - title.flac"), then the cover as sent. NotFound while no track of the album is ready."""
+    from .tracks import artist_name
+    from .zips import ZipNames, safe_name, stream_zip
+
+    did = await _artist_did(db, handle)
+    album = await db.fetchone(ALBUM_SELECT + " WHERE a.artist_did = ? AND a.slug = ?", (did, slug))
+    if album is None:
+        raise NotFound("album not found")
+    tracks = await db.fetchall(
+        TRACK_SELECT + " JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ? AND t.status = 'ready'"
+        " ORDER BY x.position", (album["id"],))
+    if not tracks:
+        raise NotFound("this album has no tracks to download yet")
+    names = ZipNames()
+    width = max(2, len(str(len(tracks))))
+    files = [(names.add(f"{n:0{width}d} {artist_name(t)} - {t['title']}", t["original_ext"]),
+              store.path_for(t["original_sha"])) for n, t in enumerate(tracks, 1)]
+    if album["image_sha"] and album["image_mime"] in _COVER_EXT:
+        files.append((names.add("cover", _COVER_EXT[album["image_mime"]]), store.path_for(album["image_sha"])))
+    artist = album["artist_display_name"] or album["artist_handle"] or album["artist_did"]
+    title = album["title"]
+    return safe_name(f"{artist} - {title}") + ".zip", stream_zip(files)
 
 
 async def album_metadata(db: Database, album_id: str, public_url: str) -> dict[str, Any]:

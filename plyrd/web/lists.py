@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from quart import Blueprint, Response, jsonify, request
 
@@ -80,6 +81,17 @@ async def artist_albums(handle: str) -> Response:
 async def album_detail(handle: str, slug: str) -> Response:
     n = node()
     return jsonify(await albums.album_detail(n.db, handle, slug, n.config.public_url))
+
+
+@albums_bp.get("/albums/<handle>/<slug>/download")
+async def album_download(handle: str, slug: str) -> Response:
+    """The album as one zip of its originals (stored, not recompressed), streamed as it is written."""
+    n = node()
+    filename, body = await albums.album_zip(n.db, n.blobs, handle, slug)
+    response = Response(body, content_type="application/zip")
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    response.timeout = None  # a long album to a slow connection takes as long as it takes
+    return response
 
 
 @albums_bp.patch("/albums/<album_id>")
