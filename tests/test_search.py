@@ -336,6 +336,19 @@ def test_more_like_this(node, catalog) -> None:
         assert httpx.get(f"{node.url}/tracks/{catalog['exact']}/similar", params={"limit": bad}).status_code == 400
 
 
+def test_more_like_this_hides_what_the_viewer_hides(node, tagged) -> None:
+    """Similar tracks are discovery too: "Glow 1".."Glow 7" carry "ai" (hidden by default). From "Glow Stick"
+    (no tags) they are left out; from "Glow 1", which carries "ai" itself, they are what its listener asked for."""
+    def similar(track: str) -> list[int]:
+        r = httpx.get(f"{node.url}/tracks/{tagged[track]}/similar", params={"limit": 5})
+        assert r.status_code == 200, r.text
+        return [t["id"] for t in r.json()["tracks"]]
+
+    glows = {tagged[f"Glow {i}"] for i in range(1, 8)}
+    assert not glows & set(similar("Glow Stick"))
+    assert glows & set(similar("Glow 1"))
+
+
 # ---- bad input --------------------------------------------------------------------------------------------------
 
 

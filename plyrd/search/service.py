@@ -199,7 +199,9 @@ class Search:
         return [t for t in await hidden_tags(self.db, viewer_did) if fold(t) != asked]
 
     async def similar(self, track_id: int, limit: str | None, viewer_did: str | None) -> dict[str, Any]:
-        """GET /tracks/{id}/similar: tracks sharing the rarest words of this one's artist, album, tags, title."""
+        """GET /tracks/{id}/similar: tracks sharing the rarest words of this one's artist, album, tags, title.
+        Discovery too: tracks carrying one of the viewer's hidden tags are left out, unless this track carries it
+        (whoever listens to it asked for that tag)."""
         from ..catalog.social import tracks_json
         from ..catalog.tracks import TRACK_SELECT
 
@@ -207,12 +209,16 @@ class Search:
         if await self.db.fetchone("SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
             raise NotFound(f"track {track_id} not found")
         index, _ = await self._ready()
-        hits = await self._slots.run(index.similar, str(track_id), limit=n)
+        own = {r["tag"] for r in await self.db.fetchall("SELECT tag FROM track_tags WHERE track_id = ?", (track_id,))}
+        hide = [t for t in await hidden_tags(self.db, viewer_did) if t not in own]
+        hits = await self._slots.run(index.similar, str(track_id), limit=n + (HIDE_SLACK if hide else 0))
         rows = await self.db.fetchall(
-            TRACK_SELECT + f" WHERE t.id IN (SELECT value FROM json_each(?)) AND {VISIBLE_TRACK}",
-            (json.dumps([int(h.key) for h in hits]),))
+            TRACK_SELECT + f" WHERE t.id IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}"
+            " AND NOT EXISTS (SELECT 1 FROM track_tags g WHERE g.track_id = t.id"
+            " AND g.tag IN (SELECT value FROM json_each(?2)))",
+            (json.dumps([int(h.key) for h in hits]), json.dumps(hide)))
         by_id = {str(r["id"]): r for r in rows}
-        ordered = [(h, by_id[h.key]) for h in hits if h.key in by_id]
+        ordered = [(h, by_id[h.key]) for h in hits if h.key in by_id][:n]
         shaped = await tracks_json(self.db, [r for _, r in ordered], viewer_did, self.public_url)
         return {"tracks": [{**t, "relevance": h.score} for (h, _), t in zip(ordered, shaped, strict=True)]}
 
