@@ -26,6 +26,7 @@ from .web import (
 )
 from .web import search as search_web
 from .web import social as social_web
+from .web import subsonic as subsonic_web
 from .web import upload_tags as upload_tags_web
 from .web.lists import albums_bp, lists_bp
 from .web.portal_page import bp as portal_bp
@@ -71,6 +72,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(sync.bp)
     app.register_blueprint(artists.bp)
     app.register_blueprint(search_web.bp)
+    app.register_blueprint(subsonic_web.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(portal_bp)
     upload_stream.install(app)

@@ -1,0 +1,93 @@
+"""The `subsonic-response` envelope, as XML (Subsonic's default) or JSON (`f=json`).
+
+A response body is a tree of dicts: scalar values are attributes (JSON fields), dict values are one child element,
+lists are repeated child elements (a list of scalars becomes elements holding text, like OpenSubsonic's `versions`),
+and the key `value` is an element's text (Subsonic's JSON convention for e.g. `<genre>`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from .. import __version__
+
+API_VERSION = "1.16.1"
+XMLNS = "http://subsonic.org/restapi"
+
+# Subsonic's error codes (plus OpenSubsonic's 41-44).
+GENERIC = 0
+MISSING_PARAMETER = 10
+WRONG_CREDENTIALS = 40
+TOKEN_AUTH_UNSUPPORTED = 41
+AUTH_MECHANISM_UNSUPPORTED = 42
+CONFLICTING_AUTH = 43
+INVALID_API_KEY = 44
+NOT_AUTHORIZED = 50
+NOT_FOUND = 70
+
+
+class SubsonicError(Exception):
+    """An error a Subsonic client understands: answered with HTTP 200 and status="failed"."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _head(status: str) -> dict[str, Any]:
+    return {"status": status, "version": API_VERSION, "type": "plyrd", "serverVersion": __version__,
+            "openSubsonic": True}
+
+
+def ok(body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**_head("ok"), **(body or {})}
+
+
+def failed(code: int, message: str) -> dict[str, Any]:
+    return {**_head("failed"), "error": {"code": code, "message": message}}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _fill(element: ET.Element, tree: dict[str, Any]) -> None:
+    for key, value in tree.items():
+        if value is None:
+            continue
+        if key == "value":
+            element.text = _text(value)
+        elif isinstance(value, dict):
+            _fill(ET.SubElement(element, key), value)
+        elif isinstance(value, list):
+            for item in value:
+                child = ET.SubElement(element, key)
+                if isinstance(item, dict):
+                    _fill(child, item)
+                else:
+                    child.text = _text(item)
+        else:
+            element.set(key, _text(value))
+
+
+def to_xml(response: dict[str, Any]) -> bytes:
+    root = ET.Element("subsonic-response", {"xmlns": XMLNS})
+    _fill(root, response)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+
+
+def _strip_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_none(v) for v in value]
+    return value
+
+
+def to_json(response: dict[str, Any]) -> bytes:
+    return json.dumps({"subsonic-response": _strip_none(response)}, ensure_ascii=False).encode()
