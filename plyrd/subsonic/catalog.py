@@ -67,7 +67,7 @@ def not_found(what: str) -> SubsonicError:
 def track_id_of(raw: str) -> int:
     """`tr-<n>` (or a bare number, which some clients send back after caching an older id form)."""
     value = raw.removeprefix("tr-")
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise not_found("song")
     return int(value)
 

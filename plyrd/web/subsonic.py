@@ -134,8 +134,9 @@ async def get_music_folders(call: Call) -> dict[str, Any]:
 
 @method("getOpenSubsonicExtensions")
 async def get_extensions(call: Call) -> dict[str, Any]:
-    return {"openSubsonicExtensions": [{"name": "apiKeyAuthentication", "versions": [1]},
-                                       {"name": "formPost", "versions": [1]}]}
+    # formPost is accepted but not advertised: a browser-hosted client on another origin that POSTs would be
+    # refused by the node's cross-site check (plyrd.web.viewer), so such clients should keep to GET.
+    return {"openSubsonicExtensions": [{"name": "apiKeyAuthentication", "versions": [1]}]}
 
 
 @method("getUser")
