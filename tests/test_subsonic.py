@@ -4,6 +4,7 @@ the exact bytes with ranges, cover art, album lists, playlists and their visibil
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -309,3 +310,31 @@ def test_scrobble_counts_plays_and_star_likes(node, alice: Listener, bob: Listen
     bob.call("unstar", id=f"tr-{track}")
     assert alice.artist.http.get(f"/tracks/{track}").json()["like_count"] == 0
     assert "starred" not in bob.call("getSong", id=f"tr-{track}")["song"]
+
+
+def test_unlisted_tracks_leave_lists_but_still_play(node, alice: Listener, library: dict[str, Any]) -> None:
+    single = library["ids"]["single"]
+    singles = f"al-singles-{alice.artist.did}"
+    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
+    try:
+        conn.execute("UPDATE tracks SET unlisted = 1 WHERE id = ?", (single,))
+        conn.commit()
+        assert f"tr-{single}" not in {s["id"] for s in alice.call("getRandomSongs", size=500)["randomSongs"]["song"]}
+        assert singles not in [a["id"] for a in alice.call("getArtist", id=f"ar-{alice.artist.did}")["artist"]["album"]]
+        assert alice.error("getAlbum", id=singles) == 70
+        assert alice.call("getSong", id=f"tr-{single}")["song"]["id"] == f"tr-{single}"
+        r = alice.rest.get("/rest/stream", params={"apiKey": alice.token, "id": f"tr-{single}"})
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+    finally:
+        conn.execute("UPDATE tracks SET unlisted = 0 WHERE id = ?", (single,))
+        conn.commit()
+        conn.close()
+
+
+def test_folder_browsing(node, alice: Listener, library: dict[str, Any]) -> None:
+    index = alice.call("getIndexes")["indexes"]["index"]
+    assert any(a["id"] == f"ar-{alice.artist.did}" for group in index for a in group["artist"])
+    artist_dir = alice.call("getMusicDirectory", id=f"ar-{alice.artist.did}")["directory"]
+    assert [c["id"] for c in artist_dir["child"]] == [f"al-{library['album']}", f"al-singles-{alice.artist.did}"]
+    album_dir = alice.call("getMusicDirectory", id=f"al-{library['album']}")["directory"]
+    assert [c["id"] for c in album_dir["child"]] == [f"tr-{library['ids']['a1']}", f"tr-{library['ids']['a2']}"]
