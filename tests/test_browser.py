@@ -512,6 +512,22 @@ def test_the_queue_follows_across_tabs(s: Session, browser) -> None:
     context.close()
 
 
+def test_a_link_with_a_time_plays_from_there_and_shares_from_here(s: Session, browser) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    page.goto(f"{s.node.url}/track/{s.ids['long']}?t=0:40")
+    assert page.text_content("#main [data-action=play] span") == "play from 0:40"
+    page.click("#main [data-action=play]")
+    page.wait_for_function("() => document.getElementById('audio').currentTime > 40.2")
+    share = page.locator("#main [data-share-at]")
+    share.wait_for()
+    assert page.get_attribute("#main [data-action=share]", "data-url").endswith(f"/track/{s.ids['long']}")
+    share.locator("input").check()
+    page.wait_for_function("() => /\\?t=4\\d$/.test(document.querySelector('#main [data-action=share]').dataset.url)")
+    context.close()
+
+
 def test_embed(s: Session, browser) -> None:
     """The track embed plays and counts the play by the player's rule (as an anonymous listener: an embed has no
     account); the playlist embed plays the track picked in its list and moves on to the next by itself."""

@@ -126,6 +126,16 @@ def test_track_page_meta_and_content(node, track, anon) -> None:
     assert embedded and '"peaks": [' in embedded.group(1)  # the player starts from the page, no second request
 
 
+def test_a_track_link_with_a_time(node, track, anon) -> None:
+    html, _ = page(anon, f"/track/{track['id']}?t=2")
+    assert 'data-at="2"' in html and "play from 0:02" in html
+    html, _ = page(anon, f"/track/{track['id']}?t=0:01")
+    assert 'data-at="1"' in html
+    for bad in ("abc", "99", "0", "-3", "1:99"):  # nonsense, past the end, the start: a plain play button
+        html, _ = page(anon, f"/track/{track['id']}?t={bad}")
+        assert "data-at=" not in html and "play from" not in html, bad
+
+
 def test_track_page_signed_in_has_the_comment_form_and_own_like(node, track, artist) -> None:
     html, _ = page(artist.http, f"/track/{track['id']}")
     assert "data-comment-form" in html and "data-needs-sign-in" not in html

@@ -147,6 +147,16 @@ async def tag_page(name: str) -> Response:
                         og_image=next((t["image_url"] for t in tracks if t["image_url"] and not t["sensitive"]), None))
 
 
+def start_at(raw: str | None, duration: float | None) -> int | None:
+    """A share link's ?t=: seconds ("75") or a clock ("1:15", "1:02:05"); None when absent, bad or past the end."""
+    if not raw or not re.fullmatch(r"\d{1,5}|\d{1,3}(:[0-5]\d){1,2}", raw):
+        return None
+    seconds = 0
+    for part in raw.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds if 0 < seconds < (duration or 0) else None
+
+
 @bp.get("/track/<int:track_id>")
 async def track_page(track_id: int) -> Response:
     n = node()
@@ -160,7 +170,8 @@ async def track_page(track_id: int) -> Response:
     page_url = f"{n.config.public_url}/track/{track_id}"
     return await render("track.html", track=track, comments=found["comments"],
                         comments_enabled=found["comments_enabled"], likers=liked_by["users"], playlists=mine,
-                        page_url=page_url, **_embed_links(page_url, f"/embed/track/{track_id}", EMBED_HEIGHT))
+                        page_url=page_url, start_at=start_at(request.args.get("t"), track["duration"]),
+                        **_embed_links(page_url, f"/embed/track/{track_id}", EMBED_HEIGHT))
 
 
 @bp.get("/u/<handle>")

@@ -47,6 +47,15 @@ function listIds(button) {
 const ACTIONS = {
   play(b) {
     const id = Number(b.closest('[data-track-id]').dataset.trackId);
+    if (b.dataset.at) { // a share link's ?t=: this track from that moment, once; then a plain play/pause
+      const at = Number(b.dataset.at);
+      delete b.dataset.at;
+      b.dataset.label = 'play';
+      if (player.track?.id !== id) {
+        player.playAt(id, at);
+        return;
+      }
+    }
     const ids = listIds(b);
     player.playList(ids, Math.max(0, ids.indexOf(id)));
   },

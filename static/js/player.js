@@ -535,7 +535,10 @@ export class Player {
       if (btn.dataset.playing === String(now)) continue;
       btn.dataset.playing = String(now);
       const label = btn.querySelector('span');
-      if (label) label.textContent = now ? 'pause' : 'play';
+      if (label) {
+        btn.dataset.label ??= label.textContent; // "play", or "play from 0:40" on a link with a time
+        label.textContent = now ? 'pause' : btn.dataset.label;
+      }
       else btn.setAttribute('aria-label', btn.getAttribute('aria-label').replace(/^(play|pause) /, now ? 'pause ' : 'play '));
       btn.querySelector('use')?.setAttribute('href', `/static/icons.svg#${now ? 'pause' : 'play'}`);
     }

@@ -19,12 +19,27 @@ export function init(main, { player, go }) {
   const wave = new Waveform(canvas, { onSeek: (t) => player.playAt(id, t) });
   wave.set(track.peaks, duration);
 
+  // "share from 1:15": once this track has played a little, the share link can start where the listener is.
+  const shareAt = main.querySelector('[data-share-at]');
+  const share = main.querySelector('[data-action="share"]');
+  const shareUrl = () => {
+    const t = Math.floor(at());
+    share.dataset.url = shareAt.querySelector('input').checked && t > 0
+      ? `${share.dataset.pageUrl}?t=${t}` : share.dataset.pageUrl;
+  };
+  shareAt?.querySelector('input').addEventListener('change', shareUrl);
+
   const stampLabel = main.querySelector('[data-comment-at]');
   const comments = main.querySelector('[data-comments]');
   const onTime = (e) => {
     if (e.detail.id !== id) return;
     wave.setTime(e.detail.time);
     if (stampLabel) stampLabel.textContent = clock(e.detail.time);
+    if (shareAt) {
+      shareAt.hidden = e.detail.time < 1;
+      shareAt.querySelector('[data-share-at-label]').textContent = clock(e.detail.time);
+      shareUrl();
+    }
     // The comment for this moment lights up as playback passes it.
     for (const li of comments?.children || []) {
       const ms = Number(li.dataset.ms);
