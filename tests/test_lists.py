@@ -806,10 +806,10 @@ async def test_account_deletion_can_release_cover_references(tmp_path: Path) -> 
 def test_album_download_is_a_zip_of_the_originals_in_order(node, alice, carol, tmp_path: Path) -> None:
     import zipfile
 
-    first = upload(node, alice, tmp_path, "side a", 330)
+    first = upload(node, alice, tmp_path, "side a", 1234)
     r = alice.call("PATCH", f"/tracks/{first}", files={"title": (None, "Side A/B")})  # a slash must not make a folder
     assert r.status_code == 200, r.text
-    second = upload(node, alice, tmp_path, "coda", 392)
+    second = upload(node, alice, tmp_path, "coda", 1357)
     album = alice.call("POST", "/albums/", json={"title": "Zip Me"}).json()
     slug = album["slug"]
     assert carol.http.get(f"/albums/{alice.handle}/{slug}/download").status_code == 404  # nothing in it yet
