@@ -191,6 +191,12 @@ def test_artists_albums_songs_round_trip(node, alice: Listener, library: dict[st
 
     found = alice.call("search3", query="song a")["searchResult3"]
     assert {s["id"] for s in found["song"]} >= {f"tr-{ids['a1']}", f"tr-{ids['a2']}"}
+    # Songs come from the search index: a typo still finds them, which substring matching never would.
+    typo = alice.call("search3", query="snog", artistCount=0, albumCount=0)["searchResult3"]
+    assert {s["id"] for s in typo["song"]} >= {f"tr-{ids['a1']}", f"tr-{ids['a2']}"}, typo
+    # Past the index's first 50 answers (or a one-letter query) substring matching answers instead.
+    deep = alice.call("search3", query="song", songCount=10, songOffset=45)["searchResult3"]
+    assert deep["song"] == []
     assert any(a["id"] == album_id for a in alice.call("search3", query="zebra")["searchResult3"]["album"])
     songs = alice.call("getRandomSongs", size=50)["randomSongs"]["song"]
     assert {s["id"] for s in songs} >= {f"tr-{i}" for i in ids.values()}

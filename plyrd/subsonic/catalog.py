@@ -339,8 +339,10 @@ async def genres(db: Database) -> list[dict[str, Any]]:
     return [{"value": r["tag"], "songCount": r["songs"], "albumCount": r["albums"]} for r in rows]
 
 
-async def search(db: Database, params: dict[str, str], viewer_did: str) -> dict[str, Any]:
-    """search3 by substring (an empty query lists everything, which is how some clients sync a library)."""
+async def search(db: Database, params: dict[str, str], viewer_did: str,
+                 ranked_song_ids: list[int] | None = None) -> dict[str, Any]:
+    """search3 by substring (an empty query lists everything, which is how some clients sync a library). With
+    `ranked_song_ids` (the node's search index's answer, best first, offset already applied) the songs are those."""
     query = (params.get("query") or "").strip().strip('"')
     like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -361,11 +363,17 @@ async def search(db: Database, params: dict[str, str], viewer_did: str) -> dict[
                                    " alb.sid LIMIT ? OFFSET ?", (like, n, off))
     n, off = page("song", 20)
     clause, extra = _hide(await hidden_tags(db, viewer_did))
-    song_rows = await db.fetchall(
-        SONG_SELECT + " WHERE t.status = 'ready' AND t.unlisted = 0 AND (t.title LIKE ? ESCAPE '\\'"
-        " OR coalesce(u.display_name, u.handle, '') LIKE ? ESCAPE '\\' OR coalesce(a.title, t.album, '') LIKE ?"
-        " ESCAPE '\\')" + clause + " ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?",
-        [like, like, like, *extra, n, off])
+    if ranked_song_ids is not None:
+        found = {r["id"]: r for r in await db.fetchall(
+            SONG_SELECT + " WHERE t.id IN (SELECT value FROM json_each(?)) AND t.status = 'ready' AND t.unlisted = 0"
+            + clause, [json.dumps(ranked_song_ids), *extra])}
+        song_rows = [found[i] for i in ranked_song_ids if i in found][:n]
+    else:
+        song_rows = await db.fetchall(
+            SONG_SELECT + " WHERE t.status = 'ready' AND t.unlisted = 0 AND (t.title LIKE ? ESCAPE '\\'"
+            " OR coalesce(u.display_name, u.handle, '') LIKE ? ESCAPE '\\' OR coalesce(a.title, t.album, '') LIKE ?"
+            " ESCAPE '\\')" + clause + " ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?",
+            [like, like, like, *extra, n, off])
     liked = await liked_ids(db, viewer_did)
     return {"artist": [artist(r) for r in artist_rows], "album": [album(r) for r in album_rows],
             "song": [song(r, liked) for r in song_rows]}

@@ -34,6 +34,8 @@ from ..subsonic.envelope import (
 from .context import node
 from .streaming import serve_file
 
+SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
+
 bp = Blueprint("subsonic", __name__)
 
 _CALLBACK = re.compile(r"[A-Za-z_$][\w$.]{0,99}")
@@ -231,7 +233,25 @@ async def get_genres(call: Call) -> dict[str, Any]:
 
 @method("search3")
 async def search3(call: Call) -> dict[str, Any]:
-    return {"searchResult3": await sc.search(call.node.db, call.one(), call.did)}
+    """Songs come from the node's search index when it can answer (relevance, typos, folded accents): a query of 2
+    to 100 characters whose page lies within the index's first 50 answers. Otherwise, and for artists and albums,
+    substring matching (an empty query lists everything, as clients syncing a library expect)."""
+    params = call.one()
+    ranked = None
+    query = (params.get("query") or "").strip().strip('"')
+    try:
+        count = int(params.get("songCount") or 20)
+        offset = int(params.get("songOffset") or 0)
+    except ValueError:
+        count, offset = 0, 0  # sc.search reports the bad number in Subsonic's words
+    if 2 <= len(query) <= 100 and 0 < count and offset >= 0 and offset + count <= SEARCH_INDEX_MAX:
+        try:
+            found = await call.node.search.search(query, "tracks", str(offset + count), call.did)
+        except PlyrdError:
+            found = None  # the index is rebuilding or refuses this query: substring matching still answers
+        if found is not None:
+            ranked = [int(t["id"]) for t in found["groups"]["tracks"]][offset:]
+    return {"searchResult3": await sc.search(call.node.db, params, call.did, ranked)}
 
 
 @method("getPlaylists")
