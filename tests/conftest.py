@@ -153,6 +153,17 @@ def node_fixture(name: str, **extra: str) -> Any:
 
 
 @pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Any]:
+    """A migrated plyrd.db of its own, opened as the node opens it (one writer, readers)."""
+    from plyrd.db import Database
+
+    database = Database(tmp_path / "plyrd.db")
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServedNode]:
     node = start_node([], cwd=tmp_path)
     yield node

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from plyrd.jobs import (
     watch_job,
 )
 from plyrd.workers import Workers
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "plyrd.db")
-    await database.open()
-    yield database
-    await database.close()
 
 
 class Running:

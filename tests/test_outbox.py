@@ -91,14 +91,6 @@ class Env:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "plyrd.db")
-    await database.open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def env(db: Database, pds: PDSHarness, tmp_path: Path) -> AsyncIterator[Env]:
     blob_dir = tmp_path / "blobs"
     blob_dir.mkdir()

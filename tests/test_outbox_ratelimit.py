@@ -91,14 +91,6 @@ def stub() -> Iterator[StubPDS]:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "plyrd.db")
-    await database.open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as client:
         yield client

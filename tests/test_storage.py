@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ import pytest
 from plyrd import errors
 from plyrd.db import Database
 from plyrd.storage import FLUSH_BYTES, BlobStore
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "plyrd.db")
-    await database.open()
-    yield database
-    await database.close()
 
 
 @pytest.fixture
