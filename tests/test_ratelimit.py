@@ -5,14 +5,13 @@ answered 429 with Retry-After and a {"detail"} that says when to try again."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from audio_samples import make_audio
-from conftest import ServedNode, start_node
-from test_uploads import Artist, node_env, sign_in
+from conftest import ServedNode, node_fixture
+from test_uploads import Artist, sign_in
 
 from plyrd.errors import RateLimited
 from plyrd.ratelimit import RateLimiter, describe_rate
@@ -76,11 +75,7 @@ def test_memory_is_bounded_and_forgetting_is_lenient() -> None:
 # ---- through a node ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("ratelimit"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("ratelimit")
 
 
 def call(who: Artist, method: str, path: str, **kw: object) -> httpx.Response:

@@ -11,14 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from audio_samples import make_audio
-from conftest import ServedNode, start_node
+from conftest import ServedNode, node_fixture, start_node
 from test_uploads import Artist, node_env, sign_in
 
 from plyrd.search.text import edit_distance, fold
@@ -69,11 +68,7 @@ TITLES = {
 }
 
 
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    served = start_node([], cwd=tmp_path_factory.mktemp("search"), env=node_env(pds))
-    yield served
-    served.stop()
+node = node_fixture("search")
 
 
 @pytest.fixture(scope="module")

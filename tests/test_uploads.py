@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import FORMATS, jpeg_bytes, make_audio, make_video, png_bytes
-from conftest import ServedNode, node_env, start_node
+from conftest import ServedNode, node_env, node_fixture, start_node
 from pds_harness import Account
 
 NEEDS_RENDITION = {"aiff", "m4a-alac", "ogg-vorbis", "ogg-opus", "webm-opus"}
@@ -63,12 +62,7 @@ def sign_in(url: str, account: Account) -> Artist:
     return Artist(http, me["csrf_token"], me["did"])
 
 
-@pytest.fixture(scope="module")
-def node(pds, tmp_path_factory) -> Iterator[ServedNode]:
-    cwd = tmp_path_factory.mktemp("uploads")
-    served = start_node([], cwd=cwd, env=node_env(pds, PLYRD_MEDIA_MAX_DURATION_MINUTES="1"))
-    yield served
-    served.stop()
+node = node_fixture("uploads", PLYRD_MEDIA_MAX_DURATION_MINUTES="1")
 
 
 @pytest.fixture(scope="module")
