@@ -13,6 +13,7 @@ from .web import (
     account,
     artists,
     auth,
+    boundary,
     compression,
     errors,
     media,
@@ -55,6 +56,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
         JSON_SORT_KEYS=False,
     )
     app.extensions["plyrd"] = node
+    boundary.register(app)  # first: its int converter must exist before any route is added
 
     requests.register(app, log_requests=config["log.requests"])
     compression.register(app)

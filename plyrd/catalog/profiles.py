@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..atproto.outbox import enqueue_put
 from ..atproto.records import grapheme_count, profile_record
 from ..db import Database
 from ..errors import InvalidInput, NotFound
+from ..urls import check_url, safe_url_or_none
 
 COLLECTION = "fm.plyr.actor.profile"
 RKEY = "self"
@@ -70,9 +70,7 @@ def _clean(body: Any) -> dict[str, Any]:
                                        or len(value.encode()) > MAX_BIO_BYTES):
             raise InvalidInput(f"bio must be at most {MAX_BIO_GRAPHEMES} characters")
         if key == "avatar_url" and value:
-            parts = urlsplit(value)
-            if parts.scheme != "https" or not parts.hostname:
-                raise InvalidInput("avatar_url must be an https URL")
+            check_url(value, field="avatar_url")
         out[key] = value or None
     return out
 
@@ -117,7 +115,8 @@ async def reconcile_profile(db: Database, did: str, remote: dict[str, dict[str, 
             await conn.execute(
                 "UPDATE users SET bio = coalesce(?, bio), avatar_url = coalesce(?, avatar_url),"
                 " profile_created_at = coalesce(?, profile_created_at) WHERE did = ?",
-                (value.get("bio"), value.get("avatar"), created_ts, did),
+                # The record is the user's, written by any app: an avatar that is not a safe URL is not kept.
+                (value.get("bio"), safe_url_or_none(value.get("avatar")), created_ts, did),
             )
             return "adopted"
         async with conn.execute("SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ?",

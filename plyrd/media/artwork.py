@@ -7,6 +7,7 @@ A JPEG carrying EXIF is re-encoded upright without it: phone photos put GPS posi
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -84,29 +85,37 @@ def process_image(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = 
                 f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
                 f"the limit is {max_pixels / 1e6:.0f} MP."
             )
-        exif = im.getexif()
-        orientation = exif.get(_ORIENTATION, 1)
-        reencode = kind == "jpeg" and (len(exif) > 0 or im.format == "MPO")
-        if not reencode:
-            # JPEG only: decode at a reduced scale (1/2..1/8) when that still covers the display size. Much faster.
-            im.draft(None, (DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            im.seek(0)  # the first frame of an animation
-            im.load()
-            upright = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError) as e:
+            # Everything from here reads the file's bytes (EXIF included), so a truncated or corrupt file fails here.
+            return _renditions(im, data, kind, mime, extension, width, height)
+        except Image.DecompressionBombError as e:
+            raise TooLarge(f"The image has too many pixels to process ({e}).") from e
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error) as e:
             raise Unprocessable(
                 f"The {pil_format} image could not be decoded: it is truncated or corrupt ({e})."
             ) from e
-        if orientation in _SWAPS_SIDES:
-            width, height = height, width
-        base = _to_rgb(upright)
-        # A CMYK profile would mislabel the RGB pixels made from it; an RGB one (Display P3 from phones) must stay.
-        icc = im.info.get("icc_profile") if im.mode != "CMYK" else None
-        if reencode:
-            original, original_mime, extension = _upright_jpeg(base, icc), "image/jpeg", "jpg"
-        else:
-            original, original_mime = data, mime
+
+
+def _renditions(im: Image.Image, data: bytes, kind: str, mime: str, extension: str, width: int,
+                height: int) -> Artwork:
+    exif = im.getexif()
+    orientation = exif.get(_ORIENTATION, 1)
+    reencode = kind == "jpeg" and (len(exif) > 0 or im.format == "MPO")
+    if not reencode:
+        # JPEG only: decode at a reduced scale (1/2..1/8) when that still covers the display size. Much faster.
+        im.draft(None, (DISPLAY_SIDE, DISPLAY_SIDE))
+    im.seek(0)  # the first frame of an animation
+    im.load()
+    upright = ImageOps.exif_transpose(im)
+    if orientation in _SWAPS_SIDES:
+        width, height = height, width
+    base = _to_rgb(upright)
+    # A CMYK profile would mislabel the RGB pixels made from it; an RGB one (Display P3 from phones) must stay.
+    icc = im.info.get("icc_profile") if im.mode != "CMYK" else None
+    if reencode:
+        original, original_mime, extension = _upright_jpeg(base, icc), "image/jpeg", "jpg"
+    else:
+        original, original_mime = data, mime
     display = base.copy()
     display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
     thumb = display.copy()

@@ -1,4 +1,8 @@
-"""Reading request bodies: a JSON object, or a clear 400."""
+"""Reading request bodies and query integers: the one JSON reader and the one integer parser of the web layer.
+
+JSON is read only from a body sent as application/json (or a +json type): a form can send text/plain across
+sites without a preflight, so a route that parsed any body as JSON could be driven by another site's form.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,31 @@ from typing import Any
 
 from quart import request
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, UnsupportedMedia
+from ..inputs import INT64_MAX, parse_json, whole_number
 
 
-async def json_body(*, optional: bool = False) -> dict[str, Any]:
-    """The request's JSON object (Content-Type not required). With `optional`, an empty body reads as {}."""
-    body = await request.get_json(force=True, silent=True)
-    if body is None and optional and not await request.get_data():
-        return {}
+def _is_json_type(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+async def json_body(*, optional: bool = False, text_plain: bool = False) -> dict[str, Any]:
+    """The request's JSON object. With `optional`, an empty body reads as {}. With `text_plain`, a text/plain
+    body is read as JSON too: only for anonymous beacons that must stay simple requests (a play report)."""
+    data = await request.get_data(as_text=False)
+    if not data:
+        if optional:
+            return {}
+        raise InvalidInput("send a JSON object")
+    mimetype = request.mimetype
+    if not (_is_json_type(mimetype) or (text_plain and mimetype in ("text/plain", ""))):
+        raise UnsupportedMedia("send the body as application/json")
+    body = parse_json(data)
     if not isinstance(body, dict):
         raise InvalidInput("send a JSON object")
     return body
+
+
+def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """The query parameter `name` as a whole number in range (400 naming it otherwise)."""
+    return whole_number(request.args.get(name), field=name, default=default, minimum=minimum, maximum=maximum)

@@ -8,7 +8,7 @@ from quart import Blueprint, Response, request
 
 from ..catalog import albums, feeds
 from ..catalog.profiles import get_profile
-from ..errors import InvalidInput
+from .bodies import query_int
 from .context import node
 from .pages import login_redirect, page_tracks, render
 from .viewer import current_viewer
@@ -18,14 +18,6 @@ bp = Blueprint("portal_page", __name__)
 PAGE = feeds.MAX_LIMIT  # tracks per page of the list; ?offset= pages through the rest
 
 
-def _offset(raw: str | None) -> int:
-    if not raw:
-        return 0
-    if not raw.isdigit():
-        raise InvalidInput("offset must be a whole number")
-    return int(raw)
-
-
 @bp.get("/portal")
 async def portal() -> Response:
     viewer = current_viewer()
@@ -33,7 +25,7 @@ async def portal() -> Response:
         return login_redirect()
     n = node()
     q = (request.args.get("q") or "").strip()
-    offset = _offset(request.args.get("offset"))
+    offset = query_int("offset", default=0)
     profile = await get_profile(n.db, viewer.did)
     rows = await feeds.own(n.db, viewer.did, q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
     shown = rows[:PAGE]  # one extra row read only to know whether an "older" page exists

@@ -16,7 +16,7 @@ from .bodies import json_body
 from .context import node
 from .errors import error_response
 from .limits import limited
-from .viewer import current_viewer, require_viewer
+from .viewer import anonymous_cross_site, current_viewer, require_viewer
 
 bp = Blueprint("social", __name__)
 
@@ -121,9 +121,10 @@ async def delete_comment(comment_id: int) -> Response:
 
 
 @bp.post("/tracks/<int:track_id>/play")
+@anonymous_cross_site  # embeds report plays from any page, sandboxed or not; never as the cookie's owner
 async def play(track_id: int) -> Response:
     """Counted per listener: the signed-in DID, else an anonymous id kept in an HttpOnly cookie (set when missing)."""
-    body = await json_body(optional=True)
+    body = await json_body(optional=True, text_plain=True)  # the embeds' beacon is a simple text/plain request
     viewer = current_viewer()
     new_cookie = None
     if viewer is not None:

@@ -16,6 +16,7 @@ from ..catalog.tracks import delete_track, get_track_row
 from ..catalog.uploads import parse_fields
 from ..errors import Forbidden, InvalidInput, PlyrdError
 from . import upload_stream
+from .bodies import query_int
 from .context import node
 from .limits import limited
 from .viewer import current_viewer, require_uploader, require_viewer
@@ -138,10 +139,7 @@ async def top_tracks() -> Response:
 async def my_tracks() -> Response:
     viewer = require_viewer()
     args = request.args
-    try:
-        offset = int(args.get("offset", "0"))
-    except ValueError:
-        raise InvalidInput("offset must be a whole number") from None
+    offset = query_int("offset", default=0)
     rows = await feeds.own(node().db, viewer.did, q=args.get("q") or None, sort=args.get("sort", "recent"),
                            limit=feeds.parse_limit(args.get("limit")), offset=offset)
     return jsonify({"tracks": await _tracks_json(rows)})

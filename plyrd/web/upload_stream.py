@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quart import Quart, Request, Response, request
+from quart import Quart, Request
 from quart.asgi import ASGIHTTPConnection
 from quart.wrappers.request import Body
 from werkzeug.exceptions import HTTPException
@@ -116,16 +116,7 @@ class StreamingHTTPConnection(ASGIHTTPConnection):
 def install(app: Quart) -> None:
     """Use StreamingHTTPConnection for the app (routes not marked `streamed_body` behave exactly as before)."""
     app.asgi_http_class = StreamingHTTPConnection
-
-    @app.after_request
-    async def close_unread_uploads(response: Response) -> Response:
-        # An upload refused before its body was read (401, 403, 404, 413...) leaves the rest of the body on the
-        # wire; the connection cannot carry another request. Say so, or a keep-alive client sends its next request
-        # into a connection the server is about to drop ("Server disconnected without sending a response").
-        body = request.body
-        if isinstance(body, StreamingBody) and not body._complete.is_set():
-            response.headers["Connection"] = "close"
-        return response
+    # An upload refused before its body was read answers Connection: close (plyrd.web.boundary, for every body).
 
 
 # --- the multipart reader ----------------------------------------------------------------------------------------
@@ -210,10 +201,28 @@ async def read_multipart(request: Request, *, store: BlobStore, max_file_bytes: 
                 break
         if not reader.finished:
             await reader.feed(None)  # end of body: the decoder reports a truncated form as malformed
-    except BaseException:
+    except BaseException as e:
         reader.abort()
+        stored = [f.sha256 for f in reader.form.files.values()]
+        await _release(store, stored, cancelled=isinstance(e, asyncio.CancelledError))
         raise
     return reader.form
+
+
+_releasing: set[asyncio.Task[int]] = set()  # strong references, so a release outlives a cancelled request
+
+
+async def _release(store: BlobStore, shas: list[str], *, cancelled: bool) -> None:
+    """Remove the files a refused request stored (unless something else references the same bytes) now, not at
+    the next hourly collection. A cancelled request (a client that went away) cannot await: the release runs on
+    as its own task."""
+    if not shas:
+        return
+    task = asyncio.get_running_loop().create_task(store.remove_unreferenced(shas))
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)
+    if not cancelled:
+        await asyncio.shield(task)
 
 
 class _FormReader:
@@ -291,8 +300,7 @@ class _FormReader:
                 self.finished = True  # the closing boundary: done, without waiting for the end of the body
 
     def abort(self) -> None:
-        """Synchronous so it runs even in a cancelled task. Files already stored are unreferenced blobs, which
-        garbage collection removes after its grace period."""
+        """Synchronous so it runs even in a cancelled task. Files already stored are released by read_multipart."""
         if self.writer is not None:
             self.writer.abort()
             self.writer = None

@@ -7,10 +7,12 @@ not come from a foreign Origin. Bearer tokens are never sent implicitly, so they
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from quart import Quart, g, request
+from quart import Quart, current_app, g, request
 
 from ..auth.service import Session
 from ..errors import Forbidden, Unauthenticated
@@ -20,6 +22,9 @@ SESSION_COOKIE = "session_id"
 CSRF_COOKIE = "plyrd_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CROSS_SITE_MARK = "_plyrd_anonymous_cross_site"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,29 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def _cross_site() -> bool:
+    """A state-changing request from another site. `Origin: null` (a sandboxed iframe, a data: URL, some
+    redirects) is another site too: it is exactly what a page uses to hide where a forged form comes from."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # no Origin: not sent by a browser for a cross-site form POST (those always carry it)
+    own = {_origin(node().config.public_url), _origin(request.host_url)}
+    return origin.strip().lower() == "null" or _origin(origin) not in own
+
+
+def anonymous_cross_site(view: F) -> F:
+    """Mark a view that other sites may call as an anonymous listener (a play beacon from an embed in a sandboxed
+    iframe): a cross-site request reaches it without a viewer, never with the cookie that came along."""
+    setattr(view, _CROSS_SITE_MARK, True)
+    return view
+
+
+def _allows_anonymous_cross_site() -> bool:
+    endpoint = request.url_rule.endpoint if request.url_rule is not None else None
+    view = current_app.view_functions.get(endpoint) if endpoint else None
+    return bool(getattr(view, _CROSS_SITE_MARK, False))
+
+
 def register(app: Quart) -> None:
     @app.before_request
     async def load_viewer() -> None:
@@ -54,11 +82,10 @@ def register(app: Quart) -> None:
         elif cookie := request.cookies.get(SESSION_COOKIE):
             token, via = cookie, "cookie"
 
-        if request.method not in SAFE_METHODS and via != "bearer":
-            origin = request.headers.get("Origin")
-            if origin and origin != "null" and _origin(origin) != _origin(node().config.public_url) \
-                    and _origin(origin) != _origin(request.host_url):
+        if request.method not in SAFE_METHODS and via != "bearer" and _cross_site():
+            if not _allows_anonymous_cross_site():
                 raise Forbidden("cross-site request refused")
+            return  # answered as an anonymous caller: a cookie that rode along is not used
 
         if token is None:
             return
