@@ -4,6 +4,8 @@ The database is copied with SQLite's online backup API (a transactionally consis
 writes), checked with `PRAGMA integrity_check`, then moved into place. Blobs are copied after the snapshot: they are
 written before the rows that name them and never change, so every blob the snapshot refers to is already on disk,
 and files already in the backup are skipped, which makes repeated backups into one directory incremental.
+
+A backup holds the node's secrets: what it writes is its user's alone (files 0600, directories 0700).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import CONFIG_FILENAME, Config
+from .db.database import create_private
 from .keys import SECRETS_FILENAME
 
 PAGES_PER_STEP = 1024  # copy in steps so the running node's writers are never blocked for long
@@ -38,6 +41,7 @@ class BackupReport:
 def _copy_db(src_path: Path, dest_path: Path) -> int:
     partial = dest_path.with_name(dest_path.name + ".partial")
     partial.unlink(missing_ok=True)
+    create_private(partial)  # SQLite would make it 0644 under the usual umask
     src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(partial)
     try:
@@ -57,12 +61,27 @@ def _copy_db(src_path: Path, dest_path: Path) -> int:
 
 
 def _copy_file(src: Path, dst: Path) -> None:
+    """Copy into a new 0600 file (whatever the source's mode), fsynced, then renamed into place."""
     tmp = dst.with_name(f".{dst.name}.partial")
-    shutil.copyfile(src, tmp)
-    shutil.copymode(src, tmp)
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
+    tmp.unlink(missing_ok=True)
+    create_private(tmp)
+    try:
+        shutil.copyfile(src, tmp)  # writes into the existing file, which keeps its mode
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _mkdirs_private(root: Path, rel: Path) -> None:
+    """root/rel's directories, each created 0700 (existing ones are left as they are)."""
+    d = root
+    d.mkdir(mode=0o700, exist_ok=True)
+    for part in rel.parts:
+        d = d / part
+        d.mkdir(mode=0o700, exist_ok=True)
 
 
 def backup(config: Config, dest: Path) -> BackupReport:
@@ -88,7 +107,7 @@ def backup(config: Config, dest: Path) -> BackupReport:
             if target.is_file() and target.stat().st_size == size:
                 skipped += 1
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _mkdirs_private(dest / "blobs", target.parent.relative_to(dest / "blobs"))
             _copy_file(src, target)
             copied += 1
             blob_bytes += size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,12 @@ examples:
 
 README.md documents reverse proxies, TLS, containers and every option (config.example.toml).
 """
+
+
+# Every command writes into the data directory (or a backup of it): what it creates is its user's alone, files 0600
+# and directories 0700, whoever runs it and whatever umask they run it under. Set for the command's run in main(),
+# not by the library, which tests and other programs use in their own processes.
+PRIVATE_UMASK = 0o077
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -114,6 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from . import keys
     from .config import CONFIG_FILENAME, ConfigError, build_config, render_toml
+    from .node import make_private
 
     data_dir = (args.data or Path("plyrd-data")).expanduser().resolve()
     target = (args.config or data_dir / CONFIG_FILENAME).expanduser().resolve()
@@ -128,18 +136,21 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"plyrd {__version__} configuration, written by `plyrd init`.\n"
         "Every option is listed with its help; change what you need. This file holds secrets: keep it private."
     ))
+    make_private(data_dir)  # before the config file, which usually goes inside it
     keys.write_private(target, text)
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     print(f"wrote {target} (mode 0600) with fresh secrets")
     print(f"start the node with: plyrd serve --config {target}")
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from .db.database import create_private
     from .db.migrations import migrate
+    from .node import make_private
 
     config = _load(args)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(config.data_dir)
+    create_private(config.db_path)
     conn = sqlite3.connect(config.db_path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -164,10 +175,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    import os
     import time
 
     from .db.migrations import migrate
+    from .node import make_private
     from .search.index import SearchIndex
     from .search.indexer import rebuild_sync
     from .search.service import INDEX_FILE, IndexLocked, lock_index
@@ -176,6 +187,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if not config.db_path.exists():
         print(f"plyrd: {config.db_path} does not exist: nothing to index", file=sys.stderr)
         return 2
+    make_private(config.data_dir)
     try:
         lock = lock_index(config.data_dir)
     except IndexLocked as e:
@@ -222,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    umask = os.umask(PRIVATE_UMASK)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, MigrationError, DatabaseError, BackupError) as e:
@@ -237,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return 130
+    finally:
+        os.umask(umask)  # for a caller of main() in its own process
 
 
 if __name__ == "__main__":

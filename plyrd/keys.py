@@ -73,12 +73,15 @@ def check(name: str, value: str) -> str | None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file readable by its owner only, atomically, never leaving a world-readable copy behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file readable by its owner only, atomically, never leaving a world-readable copy behind.
+
+    A missing parent directory is created 0700 (it will hold a secret)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # whatever the umask
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from . import __version__, keys
-from .config import Config
+from .config import CONFIG_FILENAME, Config
 from .db import Database
 from .workers import Workers, sleep_or_stop
 
@@ -22,10 +24,62 @@ log = logging.getLogger("plyrd.node")
 HOUSEKEEPING_INTERVAL = 3600.0
 
 
+# The files the node keeps at the top of its data directory (with SQLite's -wal, -shm and -journal beside the
+# databases; search.db.new is `plyrd reindex`'s file in the making) and the directories whose whole tree is its own.
+OWN_FILES = frozenset({"plyrd.db", "search.db", "search.db.new", "search.lock", keys.SECRETS_FILENAME,
+                       CONFIG_FILENAME})
+OWN_DIRS = ("blobs", "tmp")
+_SQLITE_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def make_private(data_dir: Path) -> None:
+    """Create the data directory with mode 0700, or tighten one that an older plyrd left open to others.
+
+    New files are private anyway (the plyrd command runs with umask 077, and the library creates its databases,
+    secrets and blobs 0600). A data directory that is not 0700 yet was made by an older version under the usual
+    umask 022: its own files become 0600 and its own directories 0700 (blobs/ walked once, here), symlinks and
+    files it does not know left alone; the directory itself is tightened last, so an interrupted pass runs again.
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(data_dir.stat().st_mode) & 0o077 == 0:
+        return  # the usual case: one stat per start
+    failed: list[str] = []
+
+    def restrict(path: str, want: int, is_dir: bool, follow: bool = False) -> None:
+        try:
+            st = os.stat(path, follow_symlinks=follow)
+            if (stat.S_ISDIR(st.st_mode) if is_dir else stat.S_ISREG(st.st_mode)) \
+                    and stat.S_IMODE(st.st_mode) != want:
+                os.chmod(path, want)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            failed.append(f"{path}: {e.strerror}")
+
+    for entry in os.scandir(data_dir):
+        name = entry.name
+        for suffix in _SQLITE_SUFFIXES:
+            name = name.removesuffix(suffix)
+        if name in OWN_FILES:
+            restrict(entry.path, 0o600, is_dir=False)
+    for name in OWN_DIRS:
+        for top, _dirs, files in os.walk(data_dir / name):  # does not follow symlinks
+            restrict(top, 0o700, is_dir=True)
+            for f in files:
+                restrict(os.path.join(top, f), 0o600, is_dir=False)
+    restrict(str(data_dir), 0o700, is_dir=True, follow=True)
+    if failed:
+        log.warning("could not make the data directory private", extra={"fields": {
+            "data": str(data_dir), "failures": len(failed), "first": failed[0]}})
+    else:
+        log.info("data directory made private (mode 0700, files 0600)", extra={"fields": {"data": str(data_dir)}})
+
+
 def prepare_data_dir(config: Config) -> None:
     """Create the data directory layout, private to the node's user, and clear temporary leftovers of a crash."""
-    for path in (config.data_dir, config.blobs_dir, config.tmp_dir):
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(config.data_dir)
+    for path in (config.blobs_dir, config.tmp_dir):
+        path.mkdir(mode=0o700, exist_ok=True)
     for leftover in config.tmp_dir.iterdir():
         # tmp/ only ever holds partial uploads and renditions; a file here at start-up was interrupted.
         if leftover.is_dir():

@@ -20,6 +20,9 @@ Crash safety, in the order things happen:
 
 Finalizing an ingest and collecting garbage share one asyncio lock, so a blob re-ingested while it is being
 collected cannot lose its file. plyrd runs one process per data directory, so an in-process lock is enough.
+
+Every blob file is 0600 and every directory of the store 0700, whatever the umask and whoever made the file that is
+ingested (see `_place`).
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ class BlobStore:
 
         Blocking file-system work: call it at start-up or through asyncio.to_thread.
         """
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         cutoff = None if older_than is None else time.time() - older_than
         removed = 0
         for entry in self.tmp.iterdir():
@@ -246,8 +249,8 @@ class BlobStore:
         return BlobWriter(self, fd, Path(name), max_bytes=max_bytes)
 
     def _mkstemp(self) -> tuple[int, str]:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)
+        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)  # mode 0600
 
     async def put_bytes(self, data: bytes, mime: str = DEFAULT_MIME) -> Blob:
         async with await self.open_writer() as writer:
@@ -296,6 +299,9 @@ class BlobStore:
             src.unlink()  # identical bytes already stored (perhaps an orphan of a crash, adopted by the row)
             return
         self._make_dirs(dest.parent)
+        # Owner-only before it gets its final name: a file made in tmp/ by other code (a transcoder's output)
+        # carries the mode its creator's umask gave it.
+        os.chmod(src, 0o600)
         try:
             os.rename(src, dest)
         except OSError as e:
@@ -303,17 +309,17 @@ class BlobStore:
                 raise
             # tmp/ on another file system: copy beside the destination, fsync, then rename atomically.
             partial = dest.with_name(dest.name + ".partial")
-            shutil.copyfile(src, partial)
-            _fsync_path(partial)
+            _copy_private(src, partial)
             os.rename(partial, dest)
         _fsync_dir(dest.parent)
 
     def _make_dirs(self, shard: Path) -> None:
-        """Create blobs/ab/cd, fsyncing each parent whose entries changed so the directories survive a crash."""
+        """Create blobs/ab/cd (mode 0700), fsyncing each parent whose entries changed so they survive a crash."""
         created: list[Path] = []
-        for d in (shard.parent, shard):
+        for d in (self.root, shard.parent, shard):
             try:
-                d.mkdir(parents=True)
+                # parents=True only for the store's root: a missing ab/ is created here, 0700 like the rest.
+                d.mkdir(mode=0o700, parents=(d == self.root))
                 created.append(d)
             except FileExistsError:
                 pass
@@ -480,6 +486,16 @@ def _unlink_paths(paths: list[Path]) -> None:
     for p in paths:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+def _copy_private(src: Path, dest: Path) -> None:
+    """Copy `src` to a new 0600 file `dest` (replacing a leftover), fsynced."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+        os.fchmod(out.fileno(), 0o600)  # a leftover of an interrupted copy keeps its old mode through O_TRUNC
+        shutil.copyfileobj(inp, out, FLUSH_BYTES)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _fsync_path(path: Path) -> None:

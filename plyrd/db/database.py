@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -23,6 +24,24 @@ log = logging.getLogger("plyrd.db")
 
 class DatabaseError(Exception):
     """The database cannot be opened or used."""
+
+
+def create_private(path: Path) -> None:
+    """Create `path` as an empty file readable by its owner only (0600), unless it already exists.
+
+    Call it before SQLite opens a new database: SQLite would create the file 0644 under the usual umask, and it
+    gives the database's -wal, -shm and -journal files the database file's own mode. An empty file is a valid
+    empty database. An existing file is left as it is (a data directory made by an older plyrd is tightened by
+    `plyrd.node.make_private`).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 class Database:
@@ -57,7 +76,8 @@ class Database:
 
     async def open(self) -> None:
         """Open the writer, bring the schema up to date, then open the readers."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        create_private(self.path)
         try:
             self.schema = await asyncio.to_thread(self._migrate)
             self._writer = await self._connect(readonly=False)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections import Counter
@@ -168,7 +169,21 @@ CREATE VIRTUAL TABLE IF NOT EXISTS tri_{k} USING fts5({", ".join(COLUMNS)}, cont
 """ for k in KINDS)
 
 
+def _create_private(path: Path) -> None:
+    """A new search.db starts as an empty 0600 file: SQLite would make it 0644 under the usual umask, and its
+    -wal, -shm and -journal files take the database file's mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def _connect(path: Path) -> apsw.Connection:
+    _create_private(path)
     conn = apsw.Connection(str(path))
     conn.set_busy_timeout(5000)
     conn.execute("PRAGMA journal_mode = WAL")
