@@ -11,7 +11,7 @@ from typing import Any
 from quart import request
 
 from ..errors import InvalidInput, UnsupportedMedia
-from ..inputs import INT64_MAX, parse_json, whole_number
+from ..inputs import INT64_MAX, check_text, parse_json, whole_number
 
 
 def _is_json_type(mimetype: str) -> bool:
@@ -38,3 +38,17 @@ async def json_body(*, optional: bool = False, text_plain: bool = False) -> dict
 def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximum: int = INT64_MAX) -> int:
     """The query parameter `name` as a whole number in range (400 naming it otherwise)."""
     return whole_number(request.args.get(name), field=name, default=default, minimum=minimum, maximum=maximum)
+
+
+async def form_fields() -> dict[str, list[str]]:
+    """A url-encoded or multipart form's text fields (files are not taken here: uploads stream through
+    plyrd.web.upload_stream). Every part must have a name; values must be text SQLite can store."""
+    form = await request.form
+    fields: dict[str, list[str]] = {}
+    for key, values in form.lists():
+        if not key:
+            raise InvalidInput("malformed form: a part without a name")
+        fields[check_text(key, field="a form field name")] = [check_text(v, field=key) for v in values]
+    if any(not key for key in (await request.files)):
+        raise InvalidInput("malformed form: a part without a name")
+    return fields

@@ -14,7 +14,7 @@ from quart import Blueprint, Response, jsonify, request
 from ..catalog import albums, playlists
 from ..errors import InvalidInput
 from . import upload_stream
-from .bodies import json_body
+from .bodies import form_fields, json_body
 from .context import node
 from .streaming import serve_file
 from .viewer import current_viewer, require_uploader, require_viewer
@@ -29,7 +29,7 @@ async def _changes() -> dict[str, Any]:
     """PATCH bodies: plyr.fm sends album changes as query parameters and playlist changes as a form; JSON works too."""
     changes: dict[str, Any] = request.args.to_dict()
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        changes.update((await request.form).to_dict())
+        changes.update({k: v[0] for k, v in (await form_fields()).items()})
     elif await request.get_data():
         changes.update(await json_body())
     return changes

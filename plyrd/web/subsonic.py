@@ -31,6 +31,7 @@ from ..subsonic.envelope import (
     to_json,
     to_xml,
 )
+from .bodies import form_fields
 from .context import node
 from .streaming import serve_file
 
@@ -87,7 +88,7 @@ async def rest(name: str) -> Response:
     params: MultiDict[str, str] = MultiDict(request.args)
     if request.method == "POST":
         # Clients may POST the parameters form-encoded (OpenSubsonic's formPost); they never carry a cookie session.
-        for key, values in (await request.form).lists():
+        for key, values in (await form_fields()).items():
             for value in values:
                 params.add(key, value)
     name = name.removesuffix(".view")
