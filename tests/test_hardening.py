@@ -4,6 +4,7 @@ their files behind, and keep-alive connections dropped without a word. Each test
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
@@ -169,6 +170,8 @@ def test_integers_beyond_64_bits(node, owner, anon) -> None:
     assert_4xx(anon.get(f"/tracks/{big}"))
     assert_4xx(anon.get(f"/track/{big}", headers={"Accept": "application/json"}))
     assert_4xx(owner.http.get("/tracks/me", params={"offset": big}), "offset")
+    cursor = base64.urlsafe_b64encode(json.dumps([1.0, int(big)]).encode()).decode().rstrip("=")
+    assert_4xx(anon.get("/tracks/", params={"cursor": cursor}), "cursor")
     assert_4xx(owner.http.get("/portal", params={"offset": big}, headers={"Accept": "application/json"}), "offset")
     r = owner.http.post("/lists/playlists", json={"name": "big"}, headers={"X-CSRF-Token": owner.csrf})
     assert r.status_code in (200, 201), r.text

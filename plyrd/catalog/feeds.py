@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..db import Database
 from ..errors import InvalidInput
+from ..inputs import INT64_MAX
 from .tracks import TRACK_SELECT
 
 DEFAULT_LIMIT = 50
@@ -50,7 +52,8 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, track_id = json.loads(raw)
-        if not isinstance(created_at, int | float) or not isinstance(track_id, int) or isinstance(track_id, bool):
+        if not isinstance(created_at, int | float) or not isinstance(track_id, int) or isinstance(track_id, bool) \
+                or not 0 <= track_id <= INT64_MAX or not math.isfinite(created_at):
             raise ValueError
         return float(created_at), track_id
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
