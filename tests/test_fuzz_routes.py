@@ -38,7 +38,8 @@ QUERY_KEYS = ["limit", "offset", "cursor", "q", "tags", "tag", "period", "sort",
               "handle", "next", "return_to", "url", "maxwidth", "maxheight", "format", "uri", "days", "cascade",
               "t", "size", "state", "code", "iss", "error", "type", "id", "u", "p", "s", "f", "v", "c", "apiKey",
               "query", "songCount", "songOffset", "count", "offset", "fromYear", "toYear", "genre", "submission",
-              "callback", "tail", "timeOffset", "maxBitRate", "albumId", "artistId"]
+              "callback", "tail", "timeOffset", "maxBitRate", "albumId", "artistId", "songCount", "albumCount",
+              "artistCount", "artistOffset", "albumOffset", "musicFolderId"]
 BODY_KEYS = ["handle", "app_password", "identifier", "password", "token_name", "expires_in_days", "name", "title",
              "display_name", "bio", "avatar_url", "track_id", "track_ids", "track_uri", "track_cid", "items",
              "position", "text", "timestamp_ms", "listened_ms", "is_private", "show_on_profile", "state", "dids",
@@ -121,7 +122,10 @@ def world(node, pds, tmp_path_factory) -> World:
         "owner": {"Authorization": f"Bearer {token(owner_account)}"},
         "owner-cookie": {"Cookie": "; ".join(f"{k}={v}" for k, v in owner.http.cookies.items()),
                          "X-CSRF-Token": owner.csrf, "Origin": node.url},
-    }, values={"int": ints, **strings})
+    }, values={"int": ints, **strings, "query": [
+        f"tr-{track['id']}", f"ar-{owner.did}", f"al-{album.get('id')}", str(playlist.get("id")), owner_handle,
+        owner.did, str(track["id"]), "fuzz", "newest", "random", "frequent", "starred", "alphabeticalByName", "byYear",
+        "byGenre", "0", "500"]})
 
 
 # ---- strategies -------------------------------------------------------------------------------------------------
@@ -179,8 +183,13 @@ def requests(draw: Any, world: World) -> dict[str, Any]:
         safe = "/" if converter == "PathConverter" else ""
         path = path.replace(f"<{'int:' if converter == 'Int64Converter' else 'path:' if safe else ''}{arg}>",
                             quote(value, safe=safe) or "x")
-    query = draw(st.dictionaries(st.sampled_from(QUERY_KEYS), st.one_of(odd_text, huge_int.map(str)), max_size=4))
+    query = draw(st.dictionaries(st.sampled_from(QUERY_KEYS), st.one_of(
+        odd_text, huge_int.map(str), st.sampled_from(world.values["query"])), max_size=4))
     headers = dict(world.identities[identity])
+    if rule.startswith("/rest/") and headers.get("Authorization") and draw(st.booleans()):
+        # Subsonic clients carry their credentials in the query: the methods past authentication get fuzzed too.
+        query["apiKey"] = headers.pop("Authorization").removeprefix("Bearer ")
+        query["f"] = draw(st.sampled_from(["json", "xml"]))
     content: bytes | None = None
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         kind = draw(st.sampled_from(["none", "json", "json", "raw", "form", "multipart", "text"]))
