@@ -3,7 +3,11 @@
 - Browser sessions and developer tokens are rows in `auth_sessions`, found by the sha256 of an opaque token the
   client holds (a cookie or `Authorization: Bearer`). The credentials behind them (OAuth tokens with their DPoP key,
   or app-password JWTs) are sealed at rest.
-- OAuth sign-ins in flight are rows in `oauth_pending`, consumed once by their `state`.
+- OAuth sign-ins in flight are rows in `oauth_pending`, consumed once by their `state`. They expire after
+  PENDING_TTL and are capped in number (PENDING_MAX in all, PENDING_PER_ADDRESS per client address), so a flood of
+  /auth/start cannot fill the database; the cap is checked, and a row reserved, before the PAR request goes out.
+- Sign-in is throttled in memory (SignInLimits): attempts per client address, failed app passwords per address and
+  per account, OAuth starts per account. Every check runs before the request it guards makes any outbound call.
 - Every developer token has its own grant (its own OAuth authorization or createSession), so revoking one ends only
   that grant.
 """
@@ -14,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -24,16 +29,67 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..atproto.identity import IdentityResolver, is_did, normalize_handle
-from ..atproto.oauth import BASE_SCOPE, TEAL_SCOPES, OAuthClient, PendingAuth, TokenSet, covers, parse_scopes
+from ..atproto.oauth import (
+    BASE_SCOPE,
+    TEAL_SCOPES,
+    OAuthClient,
+    PendingAuth,
+    TokenSet,
+    _normalise_identifier,
+    covers,
+    parse_scopes,
+)
 from ..atproto.xrpc import OAuthSession, PasswordSession, PasswordTokens, PDSSession
 from ..config import Config
 from ..db import Database
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, PlyrdError, Unauthenticated, Unavailable
+from ..errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PlyrdError,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+    UpstreamError,
+)
+from ..ratelimit import RateLimiter
 from .sealing import Sealer, SealError
 
 log = logging.getLogger("plyrd.auth")
 
-PENDING_TTL = 15 * 60  # an authorization request at the PDS lives a few minutes; 15 is generous
+# ---- OAuth sign-ins in flight (rows of oauth_pending)
+# A PAR request_uri lives 5 minutes at the reference PDS (and its page times out after 5 idle minutes): a pending
+# sign-in older than 10 minutes can no longer complete, so it expires and is deleted at the next start.
+PENDING_TTL = 10 * 60
+# At most this many pending sign-ins on the node at once. Completed ones are deleted at their callback, so only
+# abandoned ones accumulate; a thousand in ten minutes is far beyond any honest traffic of a self-hosted node, and
+# the cap keeps a flood from growing the table (each row holds a DPoP key and a PKCE verifier).
+PENDING_MAX = 1_000
+# At most this many of them started from one client address (a /64 for IPv6), so one client cannot take the whole
+# node-wide allowance and lock everybody else out. A household or office behind one address starts a few at a time.
+PENDING_PER_ADDRESS = 20
+
+# ---- sign-in throttles (token buckets in memory: plyrd.ratelimit; (limit, per seconds) = a burst of `limit`, then
+# `limit` per `per` seconds)
+# Every sign-in attempt from one client address (app password, the /login form, /auth/start, developer-token and
+# scope-upgrade starts): a burst of 30, then one every 2 s. A person needs a handful, a household or office behind
+# one address a few dozen; each attempt makes the node resolve a handle and call a PDS, which a script must not be
+# able to do thousands of times a minute through us.
+ADDRESS_ATTEMPTS = (30, 60.0)
+# Wrong app passwords from one client address, whatever the accounts: 20 per 15 minutes (then one every 45 s).
+# Slows password spraying across many handles, which the per-account limit alone would not; twenty typos in a
+# quarter of an hour is more than one household makes.
+ADDRESS_FAILURES = (20, 15 * 60.0)
+# Wrong app passwords for one account, from anywhere: 10 per 15 minutes (then one every 90 s), counted under the
+# handle as typed (lowercased, without '@') and under the DID it resolves to, so switching between them gains
+# nothing. Only failures count: a right password gives its token back, so someone who types theirs correctly is
+# never held, while a guesser gets about 40 tries an hour instead of thousands.
+ACCOUNT_FAILURES = (10, 15 * 60.0)
+# OAuth sign-ins started for one account: 20 per 15 minutes (then one every 45 s). The password is checked by the
+# PDS there, not here, so these count starts: each one is a PAR request to that account's PDS.
+ACCOUNT_OAUTH_STARTS = (20, 15 * 60.0)
+
 TOUCH_INTERVAL = 3600  # a session's last use is written at most hourly, not on every request
 DEV_TOKEN_DEFAULT_DAYS = 90
 DEV_TOKEN_MAX_DAYS = 365
@@ -113,6 +169,42 @@ def safe_return_path(value: Any) -> str:
     return "/"
 
 
+class SignInLimits:
+    """The node's sign-in throttles, by client address and by account. Memory only, one set per AuthService (so per
+    node process): a restart forgets them, which can only ever let more through. Each limiter keeps at most
+    plyrd.ratelimit.MAX_KEYS buckets and drops refilled ones, so a flood of distinct handles or addresses stays
+    bounded. `clock` is for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.address_attempts = RateLimiter(*ADDRESS_ATTEMPTS, clock=clock)
+        self.address_failures = RateLimiter(*ADDRESS_FAILURES, clock=clock)
+        self.account_failures = RateLimiter(*ACCOUNT_FAILURES, clock=clock)
+        self.account_oauth_starts = RateLimiter(*ACCOUNT_OAUTH_STARTS, clock=clock)
+
+
+class _Charges:
+    """Tokens taken from failure-counting limiters for one attempt: kept when the attempt fails, given back when it
+    succeeds or never reached the point of checking a password."""
+
+    def __init__(self, service: AuthService, client: str | None) -> None:
+        self.service = service
+        self.client = client
+        self.taken: list[tuple[RateLimiter, str]] = []
+
+    def take(self, limiter: RateLimiter, key: str, what: str) -> None:
+        try:
+            self.service._check(limiter, key, what, self.client)
+        except RateLimited:
+            self.refund()  # refused here: the earlier charges of this attempt were for nothing
+            raise
+        self.taken.append((limiter, key))
+
+    def refund(self) -> None:
+        for limiter, key in self.taken:
+            limiter.refund(key)
+        self.taken.clear()
+
+
 class AuthService:
     def __init__(
         self,
@@ -136,6 +228,28 @@ class AuthService:
         # Called with the DID after every sign-in (browser session or developer token): the node wakes the outbox
         # for that user and reconciles their records from the PDS.
         self.on_sign_in: list[Callable[[str], None]] = []
+        self.limits = SignInLimits()
+
+    # ---- throttles
+
+    def _check(self, limiter: RateLimiter, key: str, what: str, client: str | None) -> None:
+        """Take a token or raise RateLimited (429 with Retry-After), logging the refusal."""
+        try:
+            limiter.check(key, what)
+        except RateLimited as e:
+            fields = {"limited": what, "key": key, "client": client, "retry_after": e.retry_after}
+            if client in ("127.0.0.1", "::1") and not self.config["server.behind_proxy"]:
+                # Behind a proxy that is not declared, every visitor shares the proxy's address and its budget.
+                log.warning("sign-in throttled for the loopback address; if a reverse proxy is in front of this "
+                            "node, set server.behind_proxy so each visitor is counted by their own address",
+                            extra={"fields": fields})
+            else:
+                log.info("sign-in throttled", extra={"fields": fields})
+            raise
+
+    def _limit_attempt(self, client: str | None) -> None:
+        if client is not None:
+            self._check(self.limits.address_attempts, client, "sign-in attempts from your address", client)
 
     # ---- tokens, CSRF
 
@@ -321,45 +435,104 @@ class AuthService:
         session: Session | None = None,
         params: dict[str, Any] | None = None,
         scope: str = BASE_SCOPE,
+        client: str | None = None,
     ) -> str:
-        """Begin an OAuth authorization; returns the URL to send the browser to."""
+        """Begin an OAuth authorization; returns the URL to send the browser to. `client` is the caller's address
+        key (plyrd.web.limits.client_address), for the per-address throttle and pending cap; None skips both.
+
+        Throttles and the pending cap are checked before anything goes out (handle resolution, PAR)."""
         oauth = self._require_oauth()
+        self._limit_attempt(client)
         if not isinstance(identifier, str) or not identifier.strip():
             raise InvalidInput("enter your handle (like artist.bsky.social) or DID")
-        pending = await oauth.start(identifier.strip(), scope=scope)
-        now = _now()
-        await self.db.execute(
-            "INSERT INTO oauth_pending(state, purpose, session_hash, params, sealed, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                pending.state,
-                purpose,
-                session.id_hash if session else None,
-                json.dumps(params or {}),
-                self.sealer.seal(pending.to_dict(), bound_to=pending.state),
-                now + PENDING_TTL,
-            ),
-        )
+        account = _normalise_identifier(identifier)
+        self._check(self.limits.account_oauth_starts, account, "sign-ins started for this account", client)
+        try:
+            reservation = await self._reserve_pending(purpose, session, client)
+        except RateLimited:
+            self.limits.account_oauth_starts.refund(account)  # refused before anything went out
+            raise
+        try:
+            pending = await oauth.start(account, scope=scope)
+        except Exception:
+            await self.db.execute("DELETE FROM oauth_pending WHERE state = ?", (reservation,))
+            raise
+        async with self.db.write() as conn:
+            await conn.execute("DELETE FROM oauth_pending WHERE state = ?", (reservation,))
+            await conn.execute(
+                "INSERT INTO oauth_pending(state, purpose, session_hash, params, sealed, expires_at, client)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    pending.state,
+                    purpose,
+                    session.id_hash if session else None,
+                    json.dumps(params or {}),
+                    self.sealer.seal(pending.to_dict(), bound_to=pending.state),
+                    _now() + PENDING_TTL,
+                    client,
+                ),
+            )
         return pending.authorize_url
 
-    async def start_login(self, identifier: str, *, return_to: str | None = None) -> str:
-        return await self.start(identifier, params={"return_to": safe_return_path(return_to)})
+    async def _reserve_pending(self, purpose: str, session: Session | None, client: str | None) -> str:
+        """Hold a place in oauth_pending before the PAR request, so concurrent starts cannot overshoot the caps:
+        expired rows are deleted, the caps checked and a placeholder row (a state nobody is ever given, no sealed
+        secrets) inserted, in one write transaction. start() replaces it with the real row, or deletes it."""
+        now = _now()
+        reservation = "reserved:" + secrets.token_urlsafe(24)
+        refusal: RateLimited | None = None
+        async with self.db.write() as conn:
+            await conn.execute("DELETE FROM oauth_pending WHERE expires_at <= ?", (now,))
+            cur = await conn.execute("SELECT count(*) AS n, min(expires_at) AS soonest FROM oauth_pending")
+            total = await cur.fetchone()
+            mine = None
+            if client is not None:
+                cur = await conn.execute(
+                    "SELECT count(*) AS n, min(expires_at) AS soonest FROM oauth_pending WHERE client = ?", (client,)
+                )
+                mine = await cur.fetchone()
+            if total["n"] >= PENDING_MAX:
+                wait = total["soonest"] - now
+                refusal = RateLimited(f"too many sign-ins are in progress on this node (at most {PENDING_MAX} at a "
+                                      f"time); try again in {max(1, math.ceil(wait))} s", retry_after=wait)
+            elif mine is not None and mine["n"] >= PENDING_PER_ADDRESS:
+                wait = mine["soonest"] - now
+                refusal = RateLimited(f"too many sign-ins in progress from your address (at most "
+                                      f"{PENDING_PER_ADDRESS} at a time): finish one, or try again in "
+                                      f"{max(1, math.ceil(wait))} s", retry_after=wait)
+            else:
+                await conn.execute(
+                    "INSERT INTO oauth_pending(state, purpose, session_hash, sealed, expires_at, client)"
+                    " VALUES (?, ?, ?, X'', ?, ?)",
+                    (reservation, purpose, session.id_hash if session else None, now + PENDING_TTL, client),
+                )
+        if refusal is not None:
+            log.warning("oauth sign-in refused: too many pending",
+                        extra={"fields": {"client": client, "detail": refusal.detail}})
+            raise refusal
+        return reservation
 
-    async def start_scope_upgrade(self, session: Session, *, include_teal: bool = True) -> str:
+    async def start_login(self, identifier: str, *, return_to: str | None = None, client: str | None = None) -> str:
+        return await self.start(identifier, params={"return_to": safe_return_path(return_to)}, client=client)
+
+    async def start_scope_upgrade(self, session: Session, *, include_teal: bool = True,
+                                  client: str | None = None) -> str:
         """Ask the same account for more scopes; the session keeps its id, so nobody is signed out."""
         if session.kind != "browser":
             raise Forbidden("scope upgrades are made from a browser session")
         if session.auth_type != "oauth":
             raise Conflict("an app-password session already has every scope")
         scope = FULL_SCOPE if include_teal else BASE_SCOPE
-        return await self.start(session.did, purpose="scope_upgrade", session=session, scope=scope)
+        return await self.start(session.did, purpose="scope_upgrade", session=session, scope=scope, client=client)
 
-    async def start_developer_token(self, session: Session, *, name: Any, expires_in_days: Any = None) -> str:
+    async def start_developer_token(self, session: Session, *, name: Any, expires_in_days: Any = None,
+                                    client: str | None = None) -> str:
         if session.kind != "browser":
             raise Forbidden("developer tokens are created from a browser session")
         params = {"name": _clean_name(name), "expires_in_days": _clean_days(expires_in_days)}
         scope = FULL_SCOPE if session.teal_granted else BASE_SCOPE
-        return await self.start(session.did, purpose="developer_token", session=session, params=params, scope=scope)
+        return await self.start(session.did, purpose="developer_token", session=session, params=params, scope=scope,
+                                client=client)
 
     async def finish(self, *, state: str | None, code: str | None, iss: str | None, error: str | None = None,
                      error_description: str | None = None) -> FlowResult:
@@ -420,12 +593,17 @@ class AuthService:
     # ---- app passwords
 
     async def login_app_password(
-        self, identifier: Any, password: Any, *, token_name: Any = None, expires_in_days: Any = None
+        self, identifier: Any, password: Any, *, token_name: Any = None, expires_in_days: Any = None,
+        client: str | None = None,
     ) -> tuple[str, Session]:
         """Sign in with an app password (com.atproto.server.createSession at the user's own PDS).
 
         With `token_name`, the result is a developer token with its own PDS session; otherwise a browser session.
+        `client` is the caller's address key, for the per-address throttles (None skips them). Every throttle is
+        checked before the request that it guards goes out: the address and the handle before the handle is
+        resolved, the DID before createSession.
         """
+        self._limit_attempt(client)
         if not isinstance(identifier, str) or not identifier.strip():
             raise InvalidInput("enter your handle (like artist.bsky.social) or DID")
         if not isinstance(password, str) or not password:
@@ -433,16 +611,33 @@ class AuthService:
         identifier = identifier.strip()
         if not is_did(identifier):
             identifier = normalize_handle(identifier)
-        identity = await self.resolver.resolve(identifier)
-        pds = await PasswordSession.login(self.http, identity.pds_url, identity.did, password)
+        if token_name is not None:  # before signing in, so a bad name does not leave a PDS session behind
+            name = _clean_name(token_name)
+            days = _clean_days(expires_in_days)
+        charges = _Charges(self, client)
+        if client is not None:
+            charges.take(self.limits.address_failures, client, "failed sign-ins from your address")
+        charges.take(self.limits.account_failures, identifier, "failed sign-ins for this account")
+        try:
+            identity = await self.resolver.resolve(identifier)
+        except Exception:
+            charges.refund()  # no password was tried
+            raise
+        if identity.did != identifier:
+            charges.take(self.limits.account_failures, identity.did, "failed sign-ins for this account")
+        try:
+            pds = await PasswordSession.login(self.http, identity.pds_url, identity.did, password)
+        except (UpstreamError, Unavailable):
+            charges.refund()  # the PDS could not be asked: not the caller's failure
+            raise
+        # Any other refusal (a wrong password above all) keeps its charges.
         if pds.did != identity.did:
             await pds.logout()
             raise Unauthenticated("the PDS answered for a different account than the handle you entered")
+        charges.refund()  # the right password: it does not count against anyone
         tokens = pds.tokens
         handle = identity.handle or tokens.handle
         if token_name is not None:
-            name = _clean_name(token_name)
-            days = _clean_days(expires_in_days)
             return await self._create_session(
                 did=identity.did, handle=handle, pds_url=identity.pds_url, kind="developer", auth_type="password",
                 credentials=tokens.to_dict(), scope="", name=name, expires_at=_now() + days * 86400,

@@ -13,6 +13,7 @@ from ..errors import NotFound, PlyrdError
 from .bodies import json_body
 from .context import node
 from .errors import status_for
+from .limits import client_address, retry_after_headers
 from .viewer import CSRF_COOKIE, SESSION_COOKIE, Viewer, current_viewer, require_viewer
 
 bp = Blueprint("auth", __name__)
@@ -68,9 +69,10 @@ def clear_session_cookies(response: Response) -> None:
     response.delete_cookie(CSRF_COOKIE, path="/")
 
 
-async def page(title: str, message: str, status: int, **extra: Any) -> tuple[str, int, dict[str, str]]:
+async def page(title: str, message: str, status: int, *, headers: dict[str, str] | None = None,
+               **extra: Any) -> tuple[str, int, dict[str, str]]:
     html = await render_template("message.html", title=title, message=message, **extra)
-    return html, status, {"Cache-Control": "no-store"}
+    return html, status, {"Cache-Control": "no-store", **(headers or {})}
 
 
 # ---- OAuth client documents
@@ -99,10 +101,10 @@ async def jwks() -> Response:
 async def start() -> Any:
     handle = request.args.get("handle", "")
     try:
-        url = await node().auth.start_login(handle, return_to=request.args.get("return_to"))
+        url = await node().auth.start_login(handle, return_to=request.args.get("return_to"), client=client_address())
     except PlyrdError as e:
         if wants_html():
-            return await page("sign-in failed", e.detail, status_for(e), retry=True)
+            return await page("sign-in failed", e.detail, status_for(e), headers=retry_after_headers(e), retry=True)
         raise
     return redirect(url, 307)
 
@@ -152,7 +154,7 @@ async def app_password() -> Any:
     body = await json_body()
     token, session = await node().auth.login_app_password(
         body.get("handle") or body.get("identifier"), body.get("app_password") or body.get("password"),
-        token_name=body.get("token_name"), expires_in_days=body.get("expires_in_days"),
+        token_name=body.get("token_name"), expires_in_days=body.get("expires_in_days"), client=client_address(),
     )
     if session.kind == "developer":
         return jsonify({"token": token, **session_json(session)}), 201, {"Cache-Control": "no-store"}
@@ -191,7 +193,8 @@ async def start_developer_token() -> Response:
     viewer = require_viewer(browser=True)
     body = await json_body()
     url = await node().auth.start_developer_token(viewer.session, name=body.get("name"),
-                                                  expires_in_days=body.get("expires_in_days"))
+                                                  expires_in_days=body.get("expires_in_days"),
+                                                  client=client_address())
     return jsonify({"auth_url": url})
 
 
@@ -210,5 +213,6 @@ async def start_scope_upgrade() -> Response:
     viewer = require_viewer(browser=True)
     body = await request.get_json(force=True, silent=True) or {}
     include_teal = body.get("include_teal", True) if isinstance(body, dict) else True
-    url = await node().auth.start_scope_upgrade(viewer.session, include_teal=bool(include_teal))
+    url = await node().auth.start_scope_upgrade(viewer.session, include_teal=bool(include_teal),
+                                                client=client_address())
     return jsonify({"auth_url": url})

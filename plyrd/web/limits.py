@@ -9,22 +9,41 @@ Each app keeps its own buckets (plyrd.ratelimit, memory only: one process), one 
 signed-in caller's DID, so a developer token and a browser session of one person share a budget. Calls without a
 signed-in viewer are not counted: the endpoints guarded here refuse them anyway (401). Over the limit the request
 is refused before the view runs, with 429, `{"detail"}` and Retry-After (plyrd.web.errors).
+
+Sign-in is limited by client address and by account instead (nobody is signed in yet): plyrd.auth.service keeps
+those buckets, and the web layer hands it `client_address()`.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
-from quart import current_app
+from quart import current_app, request
 
-from ..ratelimit import RateLimiter
+from ..errors import PlyrdError, RateLimited
+from ..ratelimit import RateLimiter, address_key
 from .viewer import current_viewer
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 LIMITERS_KEY = "plyrd.rate_limits"
+
+
+def client_address() -> str:
+    """The caller's address as a rate-limit key. `request.remote_addr` is the peer of the TCP connection, or, with
+    `server.behind_proxy`, the last X-Forwarded-For entry (hypercorn's ProxyFixMiddleware, trusting one hop,
+    rewrites the ASGI client in plyrd.server), which is the address the proxy saw. IPv6 counts by its /64."""
+    return address_key(request.remote_addr)
+
+
+def retry_after_headers(exc: PlyrdError) -> dict[str, str]:
+    """Retry-After for a RateLimited that a view turns into a page itself (the error map adds it everywhere else)."""
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return {}
 
 
 def limiter(name: str, limit: int, per: float) -> RateLimiter:

@@ -24,6 +24,7 @@ from ..errors import InvalidInput, NotFound, PlyrdError
 from .auth import set_session_cookies
 from .context import node
 from .errors import status_for
+from .limits import client_address, retry_after_headers
 from .viewer import current_viewer
 
 bp = Blueprint("pages", __name__)
@@ -215,9 +216,12 @@ async def login_post() -> Response:
     next_path = safe_return_path(form.get("next"))
     handle = form.get("handle", "")
     try:
-        token, _ = await node().auth.login_app_password(handle, form.get("app_password", ""))
+        token, _ = await node().auth.login_app_password(handle, form.get("app_password", ""),
+                                                        client=client_address())
     except PlyrdError as e:
-        return await render("login.html", status=status_for(e), next_path=next_path, error=e.detail, handle=handle)
+        refused = await render("login.html", status=status_for(e), next_path=next_path, error=e.detail, handle=handle)
+        refused.headers.update(retry_after_headers(e))
+        return refused
     response: Response = redirect(next_path, 303)  # type: ignore[assignment]
     set_session_cookies(response, token)
     return response
