@@ -4,6 +4,7 @@
 // the player's rule; the report is a simple request, so a sandboxed (opaque-origin) iframe can send it too.
 
 import { clock, csrfToken } from './api.js';
+import { safeUrl, setIcon, setUrl } from './dom.js';
 import { Listening } from './listening.js';
 import { Waveform } from './waveform.js';
 
@@ -47,7 +48,7 @@ function choose(i) {
     $('title').textContent = data.title;
     $('by').textContent = data.artist;
     const art = $('art');
-    art.src = data.art || art.dataset.cover;
+    setUrl(art, 'src', data.art, safeUrl(art.dataset.cover) || '/static/img/cover.svg'); // or the list's cover
     art.classList.toggle('sensitive', 'sensitive' in data);
     $('duration').textContent = clock(duration);
     items.forEach((b, n) => b.toggleAttribute('aria-current', n === i));
@@ -68,7 +69,7 @@ for (const item of items) {
   });
 }
 const icon = (name, label) => {
-  button.querySelector('use').setAttribute('href', `/static/icons.svg#${name}`);
+  setIcon(button, name);
   button.setAttribute('aria-label', label);
 };
 audio.addEventListener('play', () => icon('pause', 'pause'));

@@ -2,6 +2,7 @@
 // bar, the queue panel, play counting, loudness normalisation, Media Session and next-track preloading.
 
 import { announce, api, clock, signedIn } from './api.js';
+import { h, icon, safeUrl, setUrl } from './dom.js';
 import { Listening } from './listening.js';
 import { Queue } from './queue.js';
 import { makeSortable } from './sortable.js';
@@ -15,7 +16,6 @@ const NOW_PLAYING_MS = 10000;
 const SAVE_EVERY = 15; // s of playback between position saves
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
-const ICON = (name) => `<svg class="i" aria-hidden="true" focusable="false"><use href="/static/icons.svg#${name}"></use></svg>`;
 
 export class Player {
   constructor(root, panel) {
@@ -380,7 +380,7 @@ export class Player {
     for (const b of this.all('mute')) {
       b.setAttribute('aria-pressed', String(this.muted));
       b.setAttribute('aria-label', this.muted ? 'unmute (m)' : 'mute (m)');
-      b.innerHTML = ICON(this.muted ? 'mute' : 'volume');
+      b.replaceChildren(icon(this.muted ? 'mute' : 'volume'));
     }
   }
 
@@ -468,7 +468,7 @@ export class Player {
       b.setAttribute('aria-label', label);
       b.title = label;
       b.setAttribute('aria-pressed', String(mode !== 'none'));
-      b.innerHTML = ICON(mode === 'one' ? 'repeat-one' : 'repeat');
+      b.replaceChildren(icon(mode === 'one' ? 'repeat-one' : 'repeat'));
     }
   }
 
@@ -497,7 +497,7 @@ export class Player {
     for (const b of this.all('toggle')) {
       b.setAttribute('aria-label', playing ? 'pause (space)' : 'play (space)');
       b.title = playing ? 'pause (space)' : 'play (space)';
-      b.innerHTML = ICON(playing ? 'pause' : 'play');
+      b.replaceChildren(icon(playing ? 'pause' : 'play'));
     }
     if ('mediaSession' in navigator) navigator.mediaSession.playbackState = playing ? 'playing' : 'paused';
     this.markCurrent();
@@ -508,12 +508,12 @@ export class Player {
     const t = this.track;
     const title = this.$('title');
     title.textContent = t.title;
-    title.href = `/track/${t.id}`;
+    title.href = `/track/${encodeURIComponent(t.id)}`;
     const artist = this.$('artist');
     artist.textContent = t.artist;
-    artist.href = `/u/${t.artist_handle || t.artist_did}`;
+    artist.href = `/u/${encodeURIComponent(t.artist_handle || t.artist_did)}`;
     const art = this.root.querySelector('.p-art');
-    art.src = t.thumbnail_url || '/static/img/cover.svg';
+    setUrl(art, 'src', t.thumbnail_url, '/static/img/cover.svg');
     art.classList.toggle('sensitive', Boolean(t.sensitive));
     this.$('duration').textContent = clock(t.duration);
     this.$('current').textContent = clock(this.pendingSeek || 0);
@@ -550,8 +550,10 @@ export class Player {
     const artwork = [];
     // The lock screen cannot blur: sensitive artwork is left off unless this viewer opted in.
     const showArt = !t.sensitive || document.body.hasAttribute('data-show-sensitive');
-    if (showArt && t.thumbnail_url) artwork.push({ src: t.thumbnail_url, sizes: '96x96', type: 'image/webp' });
-    if (showArt && t.image_url) artwork.push({ src: t.image_url, sizes: '1000x1000', type: 'image/webp' });
+    const thumb = showArt && safeUrl(t.thumbnail_url);
+    const image = showArt && safeUrl(t.image_url);
+    if (thumb) artwork.push({ src: thumb, sizes: '96x96', type: 'image/webp' });
+    if (image) artwork.push({ src: image, sizes: '1000x1000', type: 'image/webp' });
     navigator.mediaSession.metadata = new MediaMetadata({ title: t.title, artist: t.artist, album: t.album || '', artwork });
   }
 
@@ -590,21 +592,16 @@ export class Player {
     list.replaceChildren(...q.ids.map((id, i) => {
       const t = this.cache.get(id);
       if (!t) missing.push(id);
-      const li = document.createElement('li');
-      li.className = `track${i < q.index ? ' played' : ''}`;
-      li.dataset.index = String(i);
-      if (i === q.index) li.setAttribute('aria-current', 'true');
       const title = t ? t.title : `track ${id}`;
-      li.innerHTML = `<button type="button" class="icon handle" data-sort-handle>${ICON('grip')}</button>
-        <span class="t-meta"><button type="button" class="t-title" data-queue="jump"></button>
-        <span class="t-artist"></span></span>
-        <button type="button" class="icon" data-queue="remove">${ICON('close')}</button>`;
-      li.querySelector('[data-sort-handle]').setAttribute('aria-label', `move ${title} (arrow keys)`);
-      li.querySelector('.t-title').textContent = title;
-      li.querySelector('.t-artist').textContent = t ? t.artist : '';
-      const rm = li.querySelector('[data-queue="remove"]');
-      rm.setAttribute('aria-label', `remove ${title} from the queue`);
-      rm.disabled = i === q.index;
+      const li = h('li', { class: `track${i < q.index ? ' played' : ''}`, dataset: { index: i },
+        'aria-current': i === q.index ? 'true' : null },
+      h('button', { type: 'button', class: 'icon handle', 'data-sort-handle': true,
+        'aria-label': `move ${title} (arrow keys)` }, icon('grip')),
+      h('span', { class: 't-meta' },
+        h('button', { type: 'button', class: 't-title', 'data-queue': 'jump' }, title),
+        h('span', { class: 't-artist' }, t ? t.artist : '')),
+      h('button', { type: 'button', class: 'icon', 'data-queue': 'remove',
+        'aria-label': `remove ${title} from the queue`, disabled: i === q.index }, icon('close')));
       return li;
     }));
     // Tracks restored from this browser's copy are fetched when the panel first needs their names.

@@ -4,17 +4,20 @@
 // screen reader follows the highlighted result while focus stays in the input.
 
 import { api } from './api.js';
+import { h } from './dom.js';
 
 const GROUPS = [['tracks', 'tracks'], ['artists', 'artists'], ['albums', 'albums'], ['playlists', 'playlists'],
   ['tags', 'tags']];
 const DEBOUNCE_MS = 150;
 
+const seg = (v) => encodeURIComponent(String(v ?? ''));
+
 function href(kind, r) {
-  if (kind === 'tracks') return `/track/${r.id}`;
-  if (kind === 'artists') return `/u/${encodeURIComponent(r.handle || r.did)}`;
-  if (kind === 'albums') return `/u/${encodeURIComponent(r.artist_handle || r.artist_did)}/album/${encodeURIComponent(r.slug)}`;
-  if (kind === 'playlists') return `/playlist/${r.id}`;
-  return `/tag/${encodeURIComponent(r.name)}`;
+  if (kind === 'tracks') return `/track/${seg(r.id)}`;
+  if (kind === 'artists') return `/u/${seg(r.handle || r.did)}`;
+  if (kind === 'albums') return `/u/${seg(r.artist_handle || r.artist_did)}/album/${seg(r.slug)}`;
+  if (kind === 'playlists') return `/playlist/${seg(r.id)}`;
+  return `/tag/${seg(r.name)}`;
 }
 
 function label(kind, r) {
@@ -26,20 +29,14 @@ function label(kind, r) {
 }
 
 export function startSearch(go) {
-  const dialog = document.createElement('dialog');
-  dialog.className = 'search-modal';
-  dialog.setAttribute('aria-label', 'search');
-  dialog.innerHTML = `
-    <form method="dialog" role="search">
-      <input type="search" name="q" placeholder="search tracks, artists, albums, tags" autocomplete="off"
-             aria-label="search" role="combobox" aria-expanded="false" aria-controls="search-results" spellcheck="false">
-    </form>
-    <div id="search-results" role="listbox" aria-label="results"></div>
-    <p class="quiet" data-search-status aria-live="polite"></p>`;
+  const input = h('input', { type: 'search', name: 'q', placeholder: 'search tracks, artists, albums, tags',
+    autocomplete: 'off', 'aria-label': 'search', role: 'combobox', 'aria-expanded': 'false',
+    'aria-controls': 'search-results', spellcheck: 'false' });
+  const list = h('div', { id: 'search-results', role: 'listbox', 'aria-label': 'results' });
+  const status = h('p', { class: 'quiet', 'data-search-status': true, 'aria-live': 'polite' });
+  const dialog = h('dialog', { class: 'search-modal', 'aria-label': 'search' },
+    h('form', { method: 'dialog', role: 'search' }, input), list, status);
   document.body.append(dialog);
-  const input = dialog.querySelector('input');
-  const list = dialog.querySelector('[role=listbox]');
-  const status = dialog.querySelector('[data-search-status]');
   let timer = 0;
   let asked = 0;
   let active = -1;
@@ -62,24 +59,17 @@ export function startSearch(go) {
     for (const [kind, title] of GROUPS) {
       const results = body.groups?.[kind] || [];
       if (!results.length) continue;
-      const group = document.createElement('div');
-      group.setAttribute('role', 'group');
-      group.setAttribute('aria-label', title);
-      group.innerHTML = `<h3>${title}</h3>`;
+      const group = h('div', { role: 'group', 'aria-label': title }, h('h3', {}, title));
       for (const r of results) {
         const [main, sub] = label(kind, r);
-        const a = document.createElement('a');
-        a.id = `search-option-${n++}`;
-        a.href = href(kind, r);
-        a.setAttribute('role', 'option');
-        a.setAttribute('aria-selected', 'false');
-        a.tabIndex = -1;
         const art = r.thumbnail_url || r.avatar_url;
-        a.innerHTML = `${art ? `<img src="${art}" alt="" width="32" height="32" loading="lazy"${r.sensitive ? ' class="sensitive"' : ''}>` : '<span class="art"></span>'}
-          <span><b></b><small></small></span>`;
-        a.querySelector('b').textContent = main;
-        a.querySelector('small').textContent = sub || '';
-        group.append(a);
+        // The image only with a URL that is https or the node's own: h() leaves off any other src.
+        const img = art ? h('img', { src: art, alt: '', width: 32, height: 32, loading: 'lazy',
+          class: r.sensitive ? 'sensitive' : null }) : null;
+        group.append(h('a', { id: `search-option-${n++}`, href: href(kind, r), role: 'option',
+          'aria-selected': 'false', tabindex: '-1' },
+        img?.hasAttribute('src') ? img : h('span', { class: 'art' }),
+        h('span', {}, h('b', {}, main ?? ''), h('small', {}, sub || ''))));
       }
       list.append(group);
     }

@@ -3,6 +3,7 @@
 // whole new order (the server refuses an order built from a stale copy).
 
 import { announce, api } from '../api.js';
+import { setUrl } from '../dom.js';
 import { makeSortable } from '../sortable.js';
 
 export function init(main, { go }) {
@@ -64,7 +65,7 @@ export function init(main, { go }) {
     said('uploading cover…');
     try {
       const r = await api(`/lists/playlists/${id}/cover`, { method: 'POST', body: form });
-      cover.src = r.image_url;
+      setUrl(cover, 'src', r.image_url, '/static/img/cover.svg');
       remove.hidden = false;
       said('cover saved');
     } catch (err) {

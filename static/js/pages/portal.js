@@ -3,6 +3,7 @@
 // album) are re-rendered by the server and swapped in, so every row keeps one template: portal.html.
 
 import { announce, api, clock } from '../api.js';
+import { setUrl } from '../dom.js';
 
 const COVER = '/static/img/cover.svg';
 const FILTER_DELAY_MS = 250;
@@ -77,7 +78,7 @@ export function init(main) {
       setField(form.elements.display_name, p.display_name || '');
       setField(form.elements.bio, p.bio || '');
       setField(form.elements.avatar_url, p.avatar_url || '');
-      form.querySelector('[data-avatar-preview]').src = p.avatar_url || COVER;
+      setUrl(form.querySelector('[data-avatar-preview]'), 'src', p.avatar_url, COVER);
       status.textContent = 'saved';
       announce('profile saved');
     } catch (err) {
@@ -199,7 +200,7 @@ export function init(main) {
     status.textContent = 'uploading…';
     try {
       const c = await api(`/albums/${li.dataset.albumId}/cover`, { method: 'POST', body: data });
-      li.querySelector('[data-a-cover]').src = c.thumbnail_url || COVER;
+      setUrl(li.querySelector('[data-a-cover]'), 'src', c.thumbnail_url, COVER);
       form.reset();
       status.textContent = 'cover set';
       announce('cover set');
@@ -322,7 +323,7 @@ function showTrack(li, t) {
   link.textContent = t.title;
   const parts = [t.album, (t.tags || []).join(', ')].filter(Boolean);
   li.querySelector('[data-t-sub]').textContent = parts.length ? parts.join(' · ') : clock(t.duration);
-  li.querySelector('[data-t-art]').src = t.thumbnail_url || COVER;
+  setUrl(li.querySelector('[data-t-art]'), 'src', t.thumbnail_url, COVER);
   li.querySelector('[data-t-unlisted]').hidden = !unlisted;
   li.querySelector('[data-t-name]').textContent = t.title;
   for (const sr of li.querySelectorAll('button > .sr-only')) sr.textContent = ` ${t.title}`;

@@ -2,6 +2,7 @@
 // the account's preferences (POST /preferences/ with only what changed).
 
 import { api, signedIn } from '../api.js';
+import { h } from '../dom.js';
 import { setAccent, setTheme } from '../theme.js';
 
 export function init(main) {
@@ -75,22 +76,19 @@ async function startTokens(main, status) {
   const render = async () => {
     const { tokens } = await api('/auth/developer-tokens');
     list.replaceChildren(...tokens.map((t) => {
-      const li = document.createElement('li');
-      li.className = 'row';
       const expires = t.expires_at ? new Date(t.expires_at * 1000).toISOString().slice(0, 10) : 'never';
-      li.innerHTML = '<span><b></b> <code></code> <small class="quiet"></small></span>'
-        + '<button type="button" class="button">revoke</button>';
-      li.querySelector('b').textContent = t.name;
-      li.querySelector('code').textContent = `${t.prefix}...`;
-      li.querySelector('small').textContent = `expires ${expires}`;
-      li.querySelector('button').addEventListener('click', async () => {
+      const revoke = h('button', { type: 'button', class: 'button' }, 'revoke');
+      revoke.addEventListener('click', async () => {
         await api(`/auth/developer-tokens/${encodeURIComponent(t.prefix)}`, { method: 'DELETE' });
         status.textContent = `revoked ${t.name}`;
         render();
       });
-      return li;
+      return h('li', { class: 'row' },
+        h('span', {}, h('b', {}, t.name), ' ', h('code', {}, `${t.prefix}...`), ' ',
+          h('small', { class: 'quiet' }, `expires ${expires}`)),
+        revoke);
     }));
-    if (!tokens.length) list.innerHTML = '<li class="quiet small">no tokens yet</li>';
+    if (!tokens.length) list.replaceChildren(h('li', { class: 'quiet small' }, 'no tokens yet'));
   };
   main.querySelector('[data-token-form]').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -107,7 +105,7 @@ async function startTokens(main, status) {
   try {
     await render();
   } catch (err) {
-    list.innerHTML = '';
+    list.replaceChildren();
     status.textContent = err.message;
   }
 }

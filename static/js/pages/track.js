@@ -2,6 +2,7 @@
 // otherwise), timed comments you click to jump to, and a comment form stamped with the current position.
 
 import { ApiError, announce, api, clock } from '../api.js';
+import { h } from '../dom.js';
 import { Waveform } from '../waveform.js';
 
 export function init(main, { player, go }) {
@@ -113,18 +114,11 @@ export function init(main, { player, go }) {
 }
 
 function commentItem(c) {
-  const li = document.createElement('li');
-  li.className = 'comment';
-  li.dataset.ms = String(c.timestamp_ms);
-  li.innerHTML = '<button type="button" class="stamp" data-action="seek-comment"></button>'
-    + '<span class="who"><a></a></span><span class="text"></span>';
-  const stamp = li.querySelector('.stamp');
-  stamp.dataset.ms = String(c.timestamp_ms);
-  stamp.textContent = clock(c.timestamp_ms / 1000);
-  stamp.setAttribute('aria-label', `play from ${clock(c.timestamp_ms / 1000)}`);
-  const who = li.querySelector('.who a');
-  who.href = `/u/${c.user_handle}`;
-  who.textContent = c.user_display_name || c.user_handle;
-  li.querySelector('.text').textContent = c.text;
-  return li;
+  const at = clock(c.timestamp_ms / 1000);
+  return h('li', { class: 'comment', dataset: { ms: c.timestamp_ms } },
+    h('button', { type: 'button', class: 'stamp', 'data-action': 'seek-comment', dataset: { ms: c.timestamp_ms },
+      'aria-label': `play from ${at}` }, at),
+    h('span', { class: 'who' }, h('a', { href: `/u/${encodeURIComponent(c.user_handle || c.user_did)}` },
+      c.user_display_name || c.user_handle || c.user_did)),
+    h('span', { class: 'text' }, c.text));
 }
