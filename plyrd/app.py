@@ -20,6 +20,7 @@ from .web import (
     meta,
     pages,
     requests,
+    security_headers,
     sync,
     tracks,
     upload_stream,
@@ -60,6 +61,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
 
     requests.register(app, log_requests=config["log.requests"])
     compression.register(app)
+    security_headers.register(app)
     errors.register(app)
     viewer.register(app)
     app.register_blueprint(meta.bp)

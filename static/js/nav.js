@@ -102,7 +102,9 @@ function swap(doc, next) {
   // The server's theme for this viewer (it changes on sign-in) applies unless this browser chose its own.
   if (!localStorage.getItem('plyrd.theme')) document.documentElement.dataset.theme = doc.documentElement.dataset.theme;
   if (!localStorage.getItem('plyrd.accent')) {
-    document.documentElement.style.cssText = doc.documentElement.style.cssText;
+    const accent = doc.documentElement.dataset.accentColor;
+    if (accent) document.documentElement.style.setProperty('--accent', accent);
+    else document.documentElement.style.removeProperty('--accent');
   }
   onPage(document.getElementById('main'));
 }

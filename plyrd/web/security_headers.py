@@ -1,0 +1,63 @@
+"""Security headers on every response: a Content-Security-Policy for pages, nosniff and a Referrer-Policy for all.
+
+The policy lets a page run only the node's own script files (no inline script, no eval, no javascript: URLs, no
+inline event handlers), so markup that slipped through escaping still cannot run code. The pages keep to it: the
+theme is applied before first paint by a blocking /static/js/boot.js, JSON data blocks are
+`<script type="application/json">` (never executed), and the DOM is built from data with createElement and
+textContent (static/js/dom.js). Inline style attributes are not allowed either: the pages have none, and scripts
+style elements through the CSSOM (element.style), which CSP does not restrict.
+
+- `img-src https:`: covers and avatars may live on a PDS or any https host; `data:`/`blob:` for local previews.
+- `media-src 'self' blob:`: audio is always the node's own /audio/ (blob: for a local file before upload).
+- `form-action 'self'`: every form posts to the node. Signing in with a handle is a GET to /auth/start, which
+  redirects to the person's PDS; Chromium checks form-action against that redirect too, so login.js follows that
+  form with a navigation (location.assign), which form-action does not govern, instead of a form submission.
+- `frame-ancestors 'none'` plus `X-Frame-Options: DENY` on every page except the embeds (/embed/...), which exist to
+  be framed by other sites and carry no frame-ancestors at all.
+
+HSTS is not sent here: the reverse proxy that terminates TLS usually owns it (see the README).
+"""
+
+from __future__ import annotations
+
+from quart import Quart, Response, request
+
+_BASE = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' https: data: blob:",
+    "media-src 'self' blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+]
+
+PAGE_POLICY = "; ".join([*_BASE, "frame-ancestors 'none'"])
+EMBED_POLICY = "; ".join(_BASE)  # no frame-ancestors: any site may frame an embed
+
+REFERRER_POLICY = "strict-origin-when-cross-origin"
+
+
+def is_embed(path: str) -> bool:
+    return path.startswith("/embed/")
+
+
+def apply(response: Response, path: str) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", REFERRER_POLICY)
+    if response.mimetype == "text/html":
+        if is_embed(path):
+            headers["Content-Security-Policy"] = EMBED_POLICY
+        else:
+            headers["Content-Security-Policy"] = PAGE_POLICY
+            headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def register(app: Quart) -> None:
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        return apply(response, request.path)
