@@ -7,15 +7,16 @@ theme is applied before first paint by a blocking /static/js/boot.js, JSON data 
 textContent (static/js/dom.js). Inline style attributes are not allowed either: the pages have none, and scripts
 style elements through the CSSOM (element.style), which CSP does not restrict.
 
-- `img-src https:`: covers and avatars may live on a PDS or any https host; `data:`/`blob:` for local previews.
-- `media-src 'self' blob:`: audio is always the node's own /audio/ (blob: for a local file before upload).
+- `img-src https:`: covers and avatars may live on a PDS or any https host. `data:` and `blob:` (there and in
+  `media-src`) let a page show a file picked for upload before it is sent; no page needs them today.
+- `media-src 'self'`: audio is always the node's own /audio/.
 - `form-action 'self'`: every form posts to the node. Signing in with a handle is a GET to /auth/start, which
   redirects to the person's PDS; Chromium checks form-action against that redirect too, so login.js follows that
   form with a navigation (location.assign), which form-action does not govern, instead of a form submission.
 - `frame-ancestors 'none'` plus `X-Frame-Options: DENY` on every page except the embeds (/embed/...), which exist to
   be framed by other sites and carry no frame-ancestors at all.
 
-HSTS is not sent here: the reverse proxy that terminates TLS usually owns it (see the README).
+HSTS is not sent here (yet): the reverse proxy that terminates TLS usually owns it.
 """
 
 from __future__ import annotations
