@@ -142,5 +142,21 @@ async def test_closing_waits_for_work_in_flight_and_fails_late_comers(tmp_path: 
         results = await asyncio.gather(*reads, return_exceptions=True)
     for r in results:
         assert isinstance(r, DatabaseError) or r[0] == 299 * 299
+    # The reads already running on the two reader connections finish with their answer; only late comers fail.
+    assert sum(not isinstance(r, BaseException) for r in results) >= 2, results
     with pytest.raises(DatabaseError, match="closed"):
         await db.fetchone("SELECT 1")
+
+
+def test_unsafe_avatars_stored_before_urls_were_checked_are_dropped(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "plyrd.db")
+    migrate(conn, target=13)
+    hostile = ['https://x"onerror="alert(1)"a="', "javascript:alert(1)", "https://x/a b", "https://x/<p>",
+               "https://x/\\y", "https://x/\x01", "http://plain.example/a.png"]
+    kept = "https://cdn.example.com/a.png?v=2"
+    for i, url in enumerate([*hostile, kept]):
+        conn.execute("INSERT INTO users(did, handle, avatar_url) VALUES (?, ?, ?)", (f"did:plc:{i}", f"u{i}.x", url))
+    conn.commit()
+    migrate(conn)
+    rows = dict(conn.execute("SELECT avatar_url, did FROM users WHERE avatar_url IS NOT NULL").fetchall())
+    assert list(rows) == [kept]
