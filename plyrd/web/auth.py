@@ -211,8 +211,8 @@ async def revoke_developer_token(prefix: str) -> tuple[str, int]:
 @bp.post("/auth/scope-upgrade/start")
 async def start_scope_upgrade() -> Response:
     viewer = require_viewer(browser=True)
-    body = await request.get_json(force=True, silent=True) or {}
-    include_teal = body.get("include_teal", True) if isinstance(body, dict) else True
+    body = await json_body(optional=True)
+    include_teal = body.get("include_teal", True)
     url = await node().auth.start_scope_upgrade(viewer.session, include_teal=bool(include_teal),
                                                 client=client_address())
     return jsonify({"auth_url": url})
