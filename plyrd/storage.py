@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ import aiosqlite
 
 from . import errors
 from .db import Database
+from .db.queries import fetchone
 
 log = logging.getLogger("plyrd.storage")
 
@@ -287,7 +287,7 @@ class BlobStore:
                         f"ON CONFLICT(sha256) DO UPDATE SET touched_at = {_NOW_SQL}",
                         (sha256, size, mime),
                     )
-                    row = await _fetchone(conn, "SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,))
+                    row = await fetchone(conn, "SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,))
         except BaseException:
             _unlink_quietly(src)  # synchronous: this must happen even in a cancelled task
             raise
@@ -330,7 +330,7 @@ class BlobStore:
 
     async def incref(self, conn: aiosqlite.Connection, sha256: str) -> int:
         """Add a reference inside the caller's `db.write()` transaction; returns the new count."""
-        row = await _fetchone(
+        row = await fetchone(
             conn,
             f"UPDATE blobs SET refcount = refcount + 1, touched_at = {_NOW_SQL} WHERE sha256 = ? RETURNING refcount",
             (sha256,),
@@ -341,7 +341,7 @@ class BlobStore:
 
     async def decref(self, conn: aiosqlite.Connection, sha256: str) -> int:
         """Drop a reference inside the caller's transaction; at 0 the blob becomes collectable after the grace."""
-        row = await _fetchone(
+        row = await fetchone(
             conn,
             f"UPDATE blobs SET refcount = refcount - 1, touched_at = {_NOW_SQL} "
             "WHERE sha256 = ? AND refcount > 0 RETURNING refcount",
@@ -504,8 +504,3 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-async def _fetchone(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
-    async with conn.execute(sql, params) as cur:
-        return await cur.fetchone()

@@ -46,6 +46,7 @@ import aiosqlite
 
 from .. import errors
 from ..db import Database
+from ..db.queries import fetchone
 from ..workers import sleep_or_stop
 from .records import at_uri, blob_cid, blob_cids, is_did, record_cid, validate, validate_rkey
 from .xrpc import MAX_APPLY_WRITES, PDSSession
@@ -101,14 +102,9 @@ def _normalize_blobs(blobs: Iterable[Sequence[Any]]) -> list[BlobSpec]:
     return out
 
 
-async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
-    async with conn.execute(sql, tuple(params)) as cur:
-        return await cur.fetchone()
-
-
 async def _tail(conn: aiosqlite.Connection, did: str, collection: str, rkey: str) -> Any:
     """The record's waiting row, if any (there is at most one)."""
-    return await _one(
+    return await fetchone(
         conn,
         f"SELECT seq, op FROM outbox WHERE did = ? AND collection = ? AND rkey = ? AND state = '{PENDING}' "
         "ORDER BY seq DESC LIMIT 1",
@@ -119,7 +115,7 @@ async def _tail(conn: aiosqlite.Connection, did: str, collection: str, rkey: str
 async def _reached_pds(conn: aiosqlite.Connection, did: str, collection: str, rkey: str) -> bool:
     """Whether some version of the record is, or may be, on the PDS: plyrd wrote it, a write is in flight, or a
     waiting write was sent before without an answer (a lost response may still have been committed there)."""
-    row = await _one(
+    row = await fetchone(
         conn,
         "SELECT 1 FROM pds_records WHERE did = ? AND collection = ? AND rkey = ? "
         "UNION ALL SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ? "
@@ -130,7 +126,7 @@ async def _reached_pds(conn: aiosqlite.Connection, did: str, collection: str, rk
 
 
 async def _blob_known(conn: aiosqlite.Connection, did: str, cid: str) -> bool:
-    row = await _one(
+    row = await fetchone(
         conn,
         "SELECT 1 FROM pds_blobs WHERE did = ? AND cid = ? UNION ALL "
         "SELECT 1 FROM pds_records, json_each(pds_records.blob_cids) AS b WHERE pds_records.did = ? AND b.value = ? "

@@ -22,6 +22,7 @@ import aiosqlite
 
 from ..atproto import outbox, records
 from ..db import Database
+from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
 from ..storage import BlobStore
 from .tracks import TRACK_SELECT, delete_track, track_json
@@ -142,16 +143,6 @@ async def release_owned_covers(conn: aiosqlite.Connection, store: BlobStore, did
         for row in await fetchall(conn, f"SELECT id FROM {table} WHERE {owner} = ? AND image_sha IS NOT NULL", (did,)):
             released += await swap_cover(conn, store, table, row["id"], None)
     return released
-
-
-async def fetchone(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-    async with conn.execute(sql, params) as cur:
-        return await cur.fetchone()
-
-
-async def fetchall(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    async with conn.execute(sql, params) as cur:
-        return list(await cur.fetchall())
 
 
 async def put_list_record(conn: aiosqlite.Connection, table: str, row: sqlite3.Row, *, list_type: str, name: str,

@@ -15,9 +15,10 @@ from typing import Any
 from ..atproto.outbox import enqueue_delete, enqueue_put
 from ..atproto.records import comment_record, grapheme_count, new_tid
 from ..db import Database
+from ..db.queries import fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
 from . import preferences
-from .social import iso, one, person_json, track_for_update, track_ref, utc
+from .social import iso, person_json, track_for_update, track_ref, utc
 from .tracks import get_track_row
 
 COLLECTION = "fm.plyr.comment"
@@ -101,7 +102,7 @@ async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_
         if not (await preferences.load(conn, track["artist_did"]))["allow_comments"]:
             raise Forbidden("the artist has not turned on comments for their tracks")
         track_ref(track, "commented on")
-        count = await one(conn, "SELECT count(*) AS n FROM comments WHERE track_id = ?", (track_id,))
+        count = await fetchone(conn, "SELECT count(*) AS n FROM comments WHERE track_id = ?", (track_id,))
         if count and count["n"] >= MAX_COMMENTS_PER_TRACK:
             raise InvalidInput(f"track has reached the maximum of {MAX_COMMENTS_PER_TRACK} comments")
         rkey = new_tid()
@@ -112,13 +113,13 @@ async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_
             comment_id = cur.lastrowid
         await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
                           record=_record(track, text, timestamp_ms, now, None))
-        row = await one(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
+        row = await fetchone(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
     assert row is not None
     return comment_json(row)
 
 
 async def _own_comment(conn: Any, did: str, comment_id: int, verb: str) -> sqlite3.Row:
-    row = await one(conn, "SELECT * FROM comments WHERE id = ?", (comment_id,))
+    row = await fetchone(conn, "SELECT * FROM comments WHERE id = ?", (comment_id,))
     if row is None:
         raise NotFound(f"comment {comment_id} not found")
     if row["did"] != did:
@@ -136,7 +137,7 @@ async def edit(db: Database, *, did: str, comment_id: int, text: Any, now: float
         await conn.execute("UPDATE comments SET text = ?, updated_at = ? WHERE id = ?", (text, now, comment_id))
         await enqueue_put(conn, did=did, collection=COLLECTION, rkey=comment["rkey"],
                           record=_record(track, text, comment["timestamp_ms"], comment["created_at"], now))
-        row = await one(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
+        row = await fetchone(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
     assert row is not None
     return comment_json(row)
 

@@ -12,9 +12,10 @@ from typing import Any
 from ..atproto.outbox import enqueue_delete, enqueue_put
 from ..atproto.records import like_record, list_record, new_tid
 from ..db import Database
+from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from . import preferences
-from .social import find_person, iso, one, person_json, rows, track_for_update, track_ref, tracks_json, utc
+from .social import find_person, iso, person_json, track_for_update, track_ref, tracks_json, utc
 from .tracks import TRACK_SELECT, get_track_row
 
 COLLECTION = "fm.plyr.like"
@@ -29,7 +30,7 @@ async def like(db: Database, *, did: str, track_id: int, now: float | None = Non
     async with db.write() as conn:
         track = await track_for_update(conn, track_id)
         uri, cid = track_ref(track, "liked")
-        if await one(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
+        if await fetchone(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
             raise Conflict(f"you already like track {track_id}")
         rkey = new_tid()
         # In front of the liked list: one less than the smallest position so far.
@@ -41,21 +42,21 @@ async def like(db: Database, *, did: str, track_id: int, now: float | None = Non
         await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
                           record=like_record(uri, cid, utc(now)))
         await sync_liked_list(conn, did, now)
-        count = await one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
+        count = await fetchone(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
     return {"liked": True, "like_count": count["n"] if count else 1}
 
 
 async def unlike(db: Database, *, did: str, track_id: int) -> dict[str, Any]:
     async with db.write() as conn:
-        row = await one(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
+        row = await fetchone(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
         if row is None:
-            if await one(conn, "SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
+            if await fetchone(conn, "SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
                 raise NotFound(f"track {track_id} not found")
             raise NotFound(f"you have not liked track {track_id}")
         await conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
         await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
         await sync_liked_list(conn, did)
-        count = await one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
+        count = await fetchone(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
     return {"liked": False, "like_count": count["n"] if count else 0}
 
 
@@ -110,7 +111,7 @@ async def reorder(db: Database, did: str, items: Any) -> list[int]:
         raise InvalidInput(f"a liked list holds at most {MAX_LIST} items")
     keys = [_item_key(item) for item in items]
     async with db.write() as conn:
-        liked = await rows(conn, "SELECT l.track_id, t.record_uri FROM likes l JOIN tracks t ON t.id = l.track_id"
+        liked = await fetchall(conn, "SELECT l.track_id, t.record_uri FROM likes l JOIN tracks t ON t.id = l.track_id"
                                  " WHERE l.did = ?", (did,))
         by_uri = {r["record_uri"]: r["track_id"] for r in liked if r["record_uri"]}
         liked_ids = {r["track_id"] for r in liked}
@@ -136,10 +137,10 @@ async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> None
     """Rewrite the person's "Liked Tracks" list record (plyr.fm keeps one per user) in their order, inside the
     caller's transaction. Someone who never liked anything gets no list."""
     now = time.time() if now is None else now
-    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in await rows(
+    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in await fetchall(
         conn, "SELECT t.record_uri, t.record_cid FROM likes l JOIN tracks t ON t.id = l.track_id"
               " WHERE l.did = ? AND t.record_uri IS NOT NULL ORDER BY l.position, l.id LIMIT ?", (did, LIST_MAX_ITEMS))]
-    existing = await one(conn, "SELECT rkey, created_at FROM liked_lists WHERE did = ?", (did,))
+    existing = await fetchone(conn, "SELECT rkey, created_at FROM liked_lists WHERE did = ?", (did,))
     if existing is None:
         if not items:
             return

@@ -20,6 +20,7 @@ import aiosqlite
 
 from ..atproto import outbox, records
 from ..db import Database
+from ..db.queries import fetchall, fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..storage import BlobStore
 from .albums import (
@@ -28,8 +29,6 @@ from .albums import (
     RECORD_NAME_BYTES,
     RECORD_NAME_GRAPHEMES,
     cover_urls,
-    fetchall,
-    fetchone,
     grapheme_len,
     iso,
     parse_uuid,

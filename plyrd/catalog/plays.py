@@ -18,9 +18,10 @@ import aiosqlite
 from ..atproto.outbox import enqueue_put
 from ..atproto.records import teal_play_record, teal_status_record, tid_for_time
 from ..db import Database
+from ..db.queries import fetchone
 from ..errors import InvalidInput
 from . import preferences
-from .social import one, track_for_update, utc
+from .social import track_for_update, utc
 from .tracks import artist_name
 
 TEAL_PLAY = "fm.teal.feed.play"
@@ -104,7 +105,7 @@ async def count_play(db: Database, *, track_id: int, listener: Listener, listene
         duration = float(track["duration"] or 0)
         listened = _listened_ms(listened_ms, duration)
         since = now - dedup_window(duration)
-        repeat = await one(conn, "SELECT 1 FROM play_events WHERE listener = ? AND track_id = ? AND played_at > ?"
+        repeat = await fetchone(conn, "SELECT 1 FROM play_events WHERE listener = ? AND track_id = ? AND played_at > ?"
                                  " LIMIT 1", (listener.key, track_id, since))
         if repeat:
             return {"play_count": track["play_count"], "counted": False}

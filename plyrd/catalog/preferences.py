@@ -14,8 +14,8 @@ from typing import Any
 import aiosqlite
 
 from ..db import Database
+from ..db.queries import fetchone
 from ..errors import InvalidInput
-from .social import one
 
 THEMES = ("dark", "light", "system")
 MAX_HIDDEN_TAGS = 50
@@ -102,7 +102,7 @@ def _merge(stored: str | None) -> dict[str, Any]:
 
 async def load(conn: aiosqlite.Connection, did: str) -> dict[str, Any]:
     """A person's preferences (defaults for what they never set), on any connection."""
-    row = await one(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
+    row = await fetchone(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
     return _merge(row["prefs"] if row else None)
 
 
@@ -113,7 +113,7 @@ async def get(db: Database, did: str) -> dict[str, Any]:
         async with db.write() as conn:
             await conn.execute("INSERT INTO preferences(did, prefs) VALUES (?, ?) ON CONFLICT(did) DO NOTHING",
                                (did, json.dumps(DEFAULTS)))
-            row = await one(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
+            row = await fetchone(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
     return _merge(row["prefs"] if row else None)
 
 

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from ..db import Database
+from ..db.queries import fetchall
 from ..errors import Conflict, InvalidInput
-from .social import rows, tracks_json
+from .social import tracks_json
 from .tracks import TRACK_SELECT
 
 MAX_ITEMS = 500
@@ -117,12 +118,12 @@ async def _resolve(db: Database, entries: list[int | str]) -> dict[int | str, sq
     async with db.read() as conn:
         for start in range(0, len(ids), 400):
             chunk = ids[start:start + 400]
-            for r in await rows(conn, TRACK_SELECT + f" WHERE t.id IN ({','.join('?' * len(chunk))})", chunk):
+            for r in await fetchall(conn, TRACK_SELECT + f" WHERE t.id IN ({','.join('?' * len(chunk))})", chunk):
                 found[r["id"]] = r
         for start in range(0, len(files), 200):
             chunk = files[start:start + 200]
             marks = ",".join("?" * len(chunk))
-            for r in await rows(conn, TRACK_SELECT + f" WHERE t.web_sha IN ({marks}) OR t.original_sha IN ({marks})"
+            for r in await fetchall(conn, TRACK_SELECT + f" WHERE t.web_sha IN ({marks}) OR t.original_sha IN ({marks})"
                                 " ORDER BY t.id DESC", chunk * 2):
                 for key in (r["web_sha"], r["original_sha"]):
                     if key in chunk:

@@ -1,17 +1,17 @@
 """What the social modules (likes, comments, plays, preferences, queue, now playing) share: times as ISO strings,
-people and tracks as plyr.fm's JSON, the strongRef a like or comment points at, and small query helpers."""
+people and tracks as plyr.fm's JSON, the strongRef a like or comment points at."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 
 from ..db import Database
+from ..db.queries import fetchone
 from ..errors import Conflict, NotFound
 from .tracks import TRACK_SELECT, track_json
 
@@ -25,19 +25,9 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-async def one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-    # One hop to the connection's thread (a cursor's execute + fetch + close would be three).
-    found = await conn.execute_fetchall(sql, tuple(params))
-    return found[0] if found else None
-
-
-async def rows(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-    return list(await conn.execute_fetchall(sql, tuple(params)))
-
-
 async def track_for_update(conn: aiosqlite.Connection, track_id: int) -> sqlite3.Row:
     """The track row (with its artist's names) read inside a write transaction, or NotFound."""
-    row = await one(conn, TRACK_SELECT + " WHERE t.id = ?", (track_id,))
+    row = await fetchone(conn, TRACK_SELECT + " WHERE t.id = ?", (track_id,))
     if row is None:
         raise NotFound(f"track {track_id} not found")
     return row
