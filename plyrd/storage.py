@@ -37,7 +37,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +57,8 @@ FLUSH_BYTES = 1024 * 1024
 # A blob whose refcount is 0 is kept this long after its last ingest/incref/decref before it may be collected.
 DEFAULT_GC_GRACE = 3600.0
 TMP_PREFIX = "blob-"
+# Removals under way (strong references: a removal outlives the cancelled request that started it).
+_removals: set[asyncio.Task[int]] = set()
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -385,15 +387,33 @@ class BlobStore:
                 "deleted": deleted, "orphan_files": orphans, "missing_files": len(missing)}})
         return GarbageReport(deleted=deleted, orphan_files=orphans, missing_files=missing)
 
-    async def remove_unreferenced(self, shas: list[str]) -> int:
+    async def remove_unreferenced(self, shas: Iterable[str]) -> int:
         """Remove these blobs now if nothing references them (a deleted track's files, a refused upload's bytes).
 
         Unlike collect_garbage there is no grace period: the caller knows these were just released. Blobs with a
-        reference, or unknown ones, are left alone. Returns how many were removed.
+        reference, or unknown ones, are left alone. Returns how many were removed. The removal runs as a task of
+        its own, so it completes even when the caller is cancelled (a client that went away) while it waits.
         """
         shas = sorted({s for s in shas if _SHA256.match(s)})
         if not shas:
             return 0
+        task = asyncio.get_running_loop().create_task(self._remove_unreferenced(shas))
+        _removals.add(task)
+        task.add_done_callback(_removals.discard)
+        return await asyncio.shield(task)
+
+    @contextlib.asynccontextmanager
+    async def releasing(self, shas: Iterable[str] = ()) -> AsyncIterator[list[str]]:
+        """The blobs a piece of work stores, kept in the list it yields (start it with what is already stored, add
+        to it as more is): when the work ends, however it ends (a refusal, an error, a cancelled request), those
+        that nothing references are removed. What a row took a reference on in the meantime stays."""
+        stored = list(shas)
+        try:
+            yield stored
+        finally:
+            await self.remove_unreferenced(stored)
+
+    async def _remove_unreferenced(self, shas: list[str]) -> int:
         async with self._lock:
             gone: list[str] = []
             async with self.db.write() as conn:

@@ -201,28 +201,13 @@ async def read_multipart(request: Request, *, store: BlobStore, max_file_bytes: 
                 break
         if not reader.finished:
             await reader.feed(None)  # end of body: the decoder reports a truncated form as malformed
-    except BaseException as e:
+    except BaseException:
         reader.abort()
-        stored = [f.sha256 for f in reader.form.files.values()]
-        await _release(store, stored, cancelled=isinstance(e, asyncio.CancelledError))
+        # The files a refused request stored go now (unless something else references the same bytes), not at
+        # the next hourly collection; also when the client went away and the request was cancelled.
+        await store.remove_unreferenced(f.sha256 for f in reader.form.files.values())
         raise
     return reader.form
-
-
-_releasing: set[asyncio.Task[int]] = set()  # strong references, so a release outlives a cancelled request
-
-
-async def _release(store: BlobStore, shas: list[str], *, cancelled: bool) -> None:
-    """Remove the files a refused request stored (unless something else references the same bytes) now, not at
-    the next hourly collection. A cancelled request (a client that went away) cannot await: the release runs on
-    as its own task."""
-    if not shas:
-        return
-    task = asyncio.get_running_loop().create_task(store.remove_unreferenced(shas))
-    _releasing.add(task)
-    task.add_done_callback(_releasing.discard)
-    if not cancelled:
-        await asyncio.shield(task)
 
 
 class _FormReader:
