@@ -95,7 +95,7 @@ TAGS += [f"scene-{i}" for i in range(170)]  # a long tail of small tags
 
 
 def tid(micros: int, clock_id: int) -> str:
-    """A TID (atproto record key) for an instant, as plyrd.atproto.records makes them."""
+    """A TID (atproto record key) for an instant, as plyrd.atproto.tids makes them."""
     alphabet = "234567abcdefghijklmnopqrstuvwxyz"
     n = (micros << 10) | (clock_id & 0x3FF)
     return "".join(alphabet[(n >> (5 * k)) & 31] for k in range(12, -1, -1))
@@ -141,7 +141,7 @@ def insert(conn: sqlite3.Connection, sql: str, rows: Iterator[tuple[Any, ...]]) 
 def build(data: Path, args: argparse.Namespace, fake_pds: str) -> dict[str, Any]:
     """Migrate, bulk-insert the catalog, make the listeners' sessions; returns what the run needs (bench.json)."""
     from plyrd import keys
-    from plyrd.atproto.records import record_cid
+    from plyrd.atproto.cbor import record_cid
     from plyrd.config import load_config
     from plyrd.db.migrations import migrate
     from plyrd.node import prepare_data_dir

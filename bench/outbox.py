@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pds_harness import PDSHarness  # noqa: E402
 
 from plyrd.atproto import records as r  # noqa: E402
+from plyrd.atproto import tids  # noqa: E402
 from plyrd.atproto.outbox import Outbox, enqueue_put, outbox_counts  # noqa: E402
 from plyrd.atproto.xrpc import PasswordSession, PasswordTokens  # noqa: E402
 from plyrd.db import Database  # noqa: E402
@@ -72,7 +73,7 @@ async def direct(harness: PDSHarness, http: httpx.AsyncClient, n: int) -> dict:
     session = session_for(harness, http)
     t0 = time.perf_counter()
     for _ in range(n):
-        await session.put_record("fm.plyr.like", r.new_tid(), like())
+        await session.put_record("fm.plyr.like", tids.new_tid(), like())
     seconds = time.perf_counter() - t0
     assert await count_on_pds(harness, session.did) == n
     return {"seconds": seconds}
@@ -98,7 +99,7 @@ async def through_outbox(harness: PDSHarness, http: httpx.AsyncClient, n: int, t
     for _ in range(n):
         e0 = time.perf_counter()
         async with db.write() as conn:
-            await enqueue_put(conn, did=session.did, collection="fm.plyr.like", rkey=r.new_tid(), record=like())
+            await enqueue_put(conn, did=session.did, collection="fm.plyr.like", rkey=tids.new_tid(), record=like())
         enqueue_ms.append((time.perf_counter() - e0) * 1000)
         await asyncio.sleep(0)  # a server would interleave requests with the worker; so do we
     if worker is None:

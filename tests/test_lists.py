@@ -18,7 +18,7 @@ import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
 from conftest import ServedNode, clean_env, node_fixture, start_node
 
-from plyrd.atproto import records
+from plyrd.atproto import cbor, lexicon, records, tids
 
 LIST = "fm.plyr.list"
 
@@ -79,7 +79,7 @@ def pds_lists(pds: Any, did: str) -> dict[str, dict[str, Any]]:
     assert r.status_code == 200, r.text
     found = {}
     for rec in r.json()["records"]:
-        records.validate(LIST, rec["value"])  # every list plyrd writes must match the lexicon
+        lexicon.validate(LIST, rec["value"])  # every list plyrd writes must match the lexicon
         found[rec["uri"]] = {**rec["value"], "_cid": rec["cid"]}
     return found
 
@@ -689,8 +689,8 @@ def test_playlist_holds_at_most_500_items(node, pds, carol, tracks) -> None:
     p = make_playlist(carol, "huge")
     pid = p["id"]
     # 498 items straight into the database (500 real uploads would take minutes); they name made-up records.
-    filler = [(pid, i, None, records.at_uri(carol.did, "fm.plyr.track", records.new_tid()),
-               records.record_cid({"$type": "filler", "i": i})) for i in range(498)]
+    filler = [(pid, i, None, records.at_uri(carol.did, "fm.plyr.track", tids.new_tid()),
+               cbor.record_cid({"$type": "filler", "i": i})) for i in range(498)]
     db_write(node, "INSERT INTO playlist_items(playlist_id, position, track_id, track_uri, track_cid)"
              " VALUES (?, ?, ?, ?, ?)", filler, many=True)
     for track_id in tracks["alice"][:2]:  # the 499th and 500th through the API

@@ -20,6 +20,7 @@ from conftest import free_port
 from pds_harness import Account, PDSHarness
 
 from plyrd.app import create_app
+from plyrd.atproto import cbor, tids
 from plyrd.atproto import records as r
 from plyrd.atproto.outbox import Outbox, enqueue_delete, enqueue_put, outbox_counts, retry_failed
 from plyrd.atproto.xrpc import PasswordSession, PasswordTokens
@@ -33,7 +34,7 @@ WHEN = datetime(2026, 8, 20, 12, 0, tzinfo=UTC)
 
 
 def like(n: int = 0) -> dict[str, Any]:
-    return r.like_record(TRACK_URI.replace("3kabcdefghij2", r.tid_for_time(datetime.fromtimestamp(n, UTC))),
+    return r.like_record(TRACK_URI.replace("3kabcdefghij2", tids.tid_for_time(datetime.fromtimestamp(n, UTC))),
                          TRACK_CID, WHEN)
 
 
@@ -156,7 +157,7 @@ async def test_writes_arrive_with_the_cids_computed_locally(env: Env, pds_accoun
     async with env.running() as outbox:
         async with env.db.write() as conn:  # several writes in one local transaction
             for n in range(3):
-                rkey = r.new_tid()
+                rkey = tids.new_tid()
                 queued[rkey] = await enqueue_put(conn, did=did, collection="fm.plyr.like", rkey=rkey, record=like(n))
         await wait_drained(env.db)
     on_pds = await pds_records(env.pds, did, "fm.plyr.like")
@@ -195,7 +196,7 @@ async def test_updates_and_consecutive_puts_collapse(env: Env, pds_account: Acco
 async def test_deletes(env: Env, pds_account: Account) -> None:
     env.sign_in(pds_account)
     did = pds_account.did
-    keep, gone = r.new_tid(), r.new_tid()
+    keep, gone = tids.new_tid(), tids.new_tid()
     async with env.running():
         await put(env.db, did, "fm.plyr.like", keep, like(1))
         await put(env.db, did, "fm.plyr.like", gone, like(2))
@@ -208,7 +209,7 @@ async def test_deletes(env: Env, pds_account: Account) -> None:
     # Deleting something plyrd never wrote still asks the PDS (it may predate plyrd); a no-op there.
     env.requests.clear()
     async with env.running():
-        assert await delete(env.db, did, "fm.plyr.like", r.new_tid()) is True
+        assert await delete(env.db, did, "fm.plyr.like", tids.new_tid()) is True
         await wait_drained(env.db)
     assert env.writes() == ["deleteRecord"]
 
@@ -216,7 +217,7 @@ async def test_deletes(env: Env, pds_account: Account) -> None:
 async def test_an_unlike_before_the_like_reached_the_pds_sends_nothing(env: Env, pds_account: Account) -> None:
     env.sign_in(pds_account)
     did = pds_account.did
-    rkey = r.new_tid()
+    rkey = tids.new_tid()
     await put(env.db, did, "fm.plyr.like", rkey, like())
     await put(env.db, did, "fm.plyr.like", rkey, like())
     assert await delete(env.db, did, "fm.plyr.like", rkey) is False
@@ -246,7 +247,7 @@ async def test_an_unlike_after_a_like_sent_without_an_answer_is_sent(env: Env, p
     back in the queue. An unlike now must not just cancel it, or the like would stay on the PDS for good."""
     env.sign_in(pds_account)
     did = pds_account.did
-    rkey = r.new_tid()
+    rkey = tids.new_tid()
     await put(env.db, did, "fm.plyr.like", rkey, like())
     # What a transient failure after the PDS committed leaves: the record there, the row pending, one attempt.
     await env.sessions[did].put_record("fm.plyr.like", rkey, like())
@@ -262,7 +263,7 @@ async def test_an_unlike_after_a_like_sent_without_an_answer_is_sent(env: Env, p
 async def test_order_per_record_while_the_worker_runs(env: Env, pds_account: Account, apply_writes: bool) -> None:
     env.sign_in(pds_account)
     did = pds_account.did
-    rkeys = [r.new_tid() for _ in range(6)]
+    rkeys = [tids.new_tid() for _ in range(6)]
     model: dict[str, dict[str, Any] | None] = {}
     rng = random.Random(7)
     async with env.running(env.outbox(apply_writes=apply_writes, batch_size=4)):
@@ -286,22 +287,22 @@ async def test_order_per_record_while_the_worker_runs(env: Env, pds_account: Acc
 async def test_enqueue_validates_and_joins_the_callers_transaction(env: Env, pds_account: Account) -> None:
     did = pds_account.did
     with pytest.raises(InvalidInput, match=r"\$\.createdAt"):
-        await put(env.db, did, "fm.plyr.like", r.new_tid(), {**like(), "createdAt": "yesterday"})
+        await put(env.db, did, "fm.plyr.like", tids.new_tid(), {**like(), "createdAt": "yesterday"})
     with pytest.raises(InvalidInput, match="TID"):
         await put(env.db, did, "fm.plyr.like", "self", like())
     with pytest.raises(InvalidInput, match="not a DID"):
-        await put(env.db, "alice.test", "fm.plyr.like", r.new_tid(), like())
-    blob = r.blob_ref(hashlib.sha256(b"x").hexdigest(), "audio/mpeg", 1)
+        await put(env.db, "alice.test", "fm.plyr.like", tids.new_tid(), like())
+    blob = cbor.blob_ref(hashlib.sha256(b"x").hexdigest(), "audio/mpeg", 1)
     track = r.track_record(title="T", artist="A", file_type="mp3", created_at=WHEN, audio_blob=blob)
     with pytest.raises(InvalidInput, match="references blob"):
-        await put(env.db, did, "fm.plyr.track", r.new_tid(), track)  # the blob is neither given nor on the PDS
+        await put(env.db, did, "fm.plyr.track", tids.new_tid(), track)  # the blob is neither given nor on the PDS
 
     class Rollback(Exception):
         pass
 
     with pytest.raises(Rollback):
         async with env.db.write() as conn:
-            await enqueue_put(conn, did=did, collection="fm.plyr.like", rkey=r.new_tid(), record=like())
+            await enqueue_put(conn, did=did, collection="fm.plyr.like", rkey=tids.new_tid(), record=like())
             raise Rollback  # the local change failed: the PDS write goes with it
     assert await env.db.fetchall("SELECT * FROM outbox") == []
 
@@ -327,7 +328,7 @@ async def test_rows_wait_for_a_session_and_drain_after_sign_in(node_app: Any, pd
     assert "outbox" in node.workers.names
     node.outbox.poll_interval = 0.3  # the node's worker looks again this often for users who were away
     assert await node.auth.pds_session_for_did(did) is None
-    rkey = r.new_tid()
+    rkey = tids.new_tid()
     uri, cid = await put(node.db, did, "fm.plyr.like", rkey, like())
     await asyncio.sleep(1.0)
     assert (await outbox_counts(node.db))["pending"] == 1  # nobody with that DID is signed in: the row waits
@@ -345,7 +346,7 @@ async def test_rows_wait_for_a_session_and_drain_after_sign_in(node_app: Any, pd
 async def test_a_4xx_fails_the_row_with_its_error_and_spares_the_others(env: Env, pds_account: Account) -> None:
     env.sign_in(pds_account)
     did = pds_account.did
-    good = [r.new_tid() for _ in range(3)]
+    good = [tids.new_tid() for _ in range(3)]
     async with env.db.write() as conn:
         await enqueue_put(conn, did=did, collection="fm.plyr.like", rkey=good[0], record=like(0))
         # A row the PDS refuses (plyrd's own checks would have stopped it: written straight into the table).
@@ -385,7 +386,7 @@ async def test_pds_outage_during_200_writes(env: Env, pds_back_up: PDSHarness, p
                 await asyncio.to_thread(pds.stop_pds)
             async with env.db.write() as conn:
                 for i in range(10):
-                    rkey = r.new_tid()
+                    rkey = tids.new_tid()
                     _, cid = await enqueue_put(conn, did=did, collection="fm.plyr.like", rkey=rkey,
                                                record=like(txn * 10 + i))
                     expected[rkey] = cid
@@ -405,7 +406,7 @@ async def test_pds_outage_during_200_writes(env: Env, pds_back_up: PDSHarness, p
 
 async def test_a_new_outbox_on_the_same_database_resumes(env: Env, pds_account: Account) -> None:
     did = pds_account.did
-    rkeys = [r.new_tid() for _ in range(60)]
+    rkeys = [tids.new_tid() for _ in range(60)]
     # First worker: the user is not signed in here, so everything waits.
     async with env.running():
         for rkey in rkeys[:30]:
@@ -445,13 +446,13 @@ async def test_track_blob_is_uploaded_once_and_served_by_the_pds(env: Env, pds: 
     audio = os.urandom(700_000)
     sha = env.store_blob(audio)
     spec = (sha, "audio/mpeg", len(audio))
-    blob = r.blob_ref(*spec)
+    blob = cbor.blob_ref(*spec)
 
     def track(title: str) -> dict[str, Any]:
         return r.track_record(title=title, artist="Ada", file_type="mp3", created_at=WHEN, audio_blob=blob,
                               audio_url="https://node.example/audio/1")
 
-    first, second = r.new_tid(), r.new_tid()
+    first, second = tids.new_tid(), tids.new_tid()
     async with env.running() as outbox:
         await put(env.db, did, "fm.plyr.track", first, track("One"), [spec])
         await wait_drained(env.db)
@@ -474,17 +475,19 @@ async def test_blobs_missing_locally_or_forgotten_by_the_pds(env: Env, pds_accou
     did = pds_account.did
     # The local file is gone: the row fails (no retry brings it back) and says why.
     lost = (hashlib.sha256(b"lost").hexdigest(), "audio/mpeg", 4)
-    lost_track = r.track_record(title="L", artist="A", file_type="mp3", created_at=WHEN, audio_blob=r.blob_ref(*lost))
+    lost_track = r.track_record(title="L", artist="A", file_type="mp3", created_at=WHEN,
+                                audio_blob=cbor.blob_ref(*lost))
     # plyrd believes the PDS has this blob, but it never got it (a PDS collects blobs no record uses):
     # the PDS answers BlobNotFound, and the outbox uploads it again.
     audio = os.urandom(1000)
     spec = (env.store_blob(audio), "audio/wav", len(audio))
     await env.db.execute("INSERT INTO pds_blobs(did, sha256, cid, size) VALUES (?, ?, ?, ?)",
-                         (did, spec[0], r.blob_cid(spec[0]), spec[2]))
-    kept_track = r.track_record(title="K", artist="A", file_type="wav", created_at=WHEN, audio_blob=r.blob_ref(*spec))
-    rkey = r.new_tid()
+                         (did, spec[0], cbor.blob_cid(spec[0]), spec[2]))
+    kept_track = r.track_record(title="K", artist="A", file_type="wav", created_at=WHEN,
+                                audio_blob=cbor.blob_ref(*spec))
+    rkey = tids.new_tid()
     async with env.running():
-        await put(env.db, did, "fm.plyr.track", r.new_tid(), lost_track, [lost])
+        await put(env.db, did, "fm.plyr.track", tids.new_tid(), lost_track, [lost])
         await put(env.db, did, "fm.plyr.track", rkey, kept_track, [spec])
         await wait_drained(env.db)
     failed = await env.db.fetchall("SELECT last_error FROM outbox WHERE state = 'failed'")

@@ -27,6 +27,7 @@ from plyrd.atproto.dpop import NonceStore
 from plyrd.atproto.jwt import ES256Key
 from plyrd.atproto.oauth import TokenSet
 from plyrd.atproto.outbox import RETRY_AFTER_MAX, Outbox, enqueue_put, outbox_counts
+from plyrd.atproto.tids import tid_for_time
 from plyrd.atproto.xrpc import OAuthSession, PasswordSession, PasswordTokens, retry_after, xrpc_error
 from plyrd.db import Database
 from plyrd.errors import RateLimited, UpstreamError
@@ -122,7 +123,7 @@ async def running(box: Outbox) -> AsyncIterator[Outbox]:
 async def queue_likes(db: Database, n: int) -> None:
     async with db.write() as conn:
         for i in range(n):
-            rkey = r.tid_for_time(datetime.fromtimestamp(1_800_000_000 + i, UTC))
+            rkey = tid_for_time(datetime.fromtimestamp(1_800_000_000 + i, UTC))
             record = r.like_record(TRACK_URI, TRACK_CID, WHEN)
             await enqueue_put(conn, did=DID, collection="fm.plyr.like", rkey=rkey, record=record)
 

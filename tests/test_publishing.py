@@ -12,7 +12,8 @@ from audio_samples import make_audio
 from conftest import start_node
 from test_uploads import node_env, sign_in
 
-from plyrd.atproto.records import blob_cid, validate
+from plyrd.atproto.cbor import blob_cid
+from plyrd.atproto.lexicon import validate
 
 
 def records(pds: Any, did: str, collection: str) -> list[dict[str, Any]]:

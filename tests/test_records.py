@@ -13,8 +13,9 @@ import httpx
 import pytest
 from pds_harness import Account
 
+from plyrd.atproto import cbor, lexicon, tids
 from plyrd.atproto import records as r
-from plyrd.atproto.records import RecordInvalid, validate, validate_value
+from plyrd.atproto.lexicon import RecordInvalid, validate, validate_value
 from plyrd.atproto.xrpc import PasswordSession, PasswordTokens
 from plyrd.errors import InvalidInput
 
@@ -28,7 +29,7 @@ AUDIO_SHA = hashlib.sha256(b"audio").hexdigest()
 def track(**over: Any) -> dict[str, Any]:
     record = r.track_record(
         title="Night Drive", artist="Ada", file_type="flac", created_at=WHEN, audio_url="https://music.example/a/1",
-        audio_blob=r.blob_ref(AUDIO_SHA, "audio/flac", 5), album="Roads", duration=215,
+        audio_blob=cbor.blob_ref(AUDIO_SHA, "audio/flac", 5), album="Roads", duration=215,
         features=[{"did": "did:plc:feat1234567890abcdefghij", "handle": "feat.test", "displayName": "Feat"}],
         image_url="https://music.example/i/1.webp", description="notes", labels=["graphic-media"],
     )
@@ -63,7 +64,7 @@ def test_every_builder_validates() -> None:
         "fm.teal.feed.play": play,
         "fm.teal.actor.status": r.teal_status_record(item=play, time=WHEN),
     }
-    assert sorted(built) == r.record_collections()
+    assert sorted(built) == lexicon.record_collections()
     for collection, record in built.items():
         assert record["$type"] == collection
         validate(collection, record)
@@ -113,8 +114,8 @@ def test_string_lengths_count_utf8_bytes_and_graphemes() -> None:
     validate("fm.plyr.list", r.list_record("album", "e\u0301" * 64, items, WHEN))
     e = rejected("fm.plyr.list", {**r.list_record("album", "x", items, WHEN), "name": "é" * 65})  # 130 bytes
     assert (e.path, e.rule) == ("$.name", "maxGraphemes")
-    assert r.grapheme_count("👩‍👩‍👧‍👦🇫🇷한국어e\u0301\r\n") == 7
-    assert r.grapheme_count("\u1100\u1161\u11a8") == 1  # a Hangul syllable from conjoining jamo
+    assert lexicon.grapheme_count("👩‍👩‍👧‍👦🇫🇷한국어e\u0301\r\n") == 7
+    assert lexicon.grapheme_count("\u1100\u1161\u11a8") == 1  # a Hangul syllable from conjoining jamo
 
 
 def test_arrays_integers_and_blobs() -> None:
@@ -129,7 +130,7 @@ def test_arrays_integers_and_blobs() -> None:
     assert (e.path, e.rule) == ("$.duration", "minimum")
     assert rejected("fm.plyr.comment", r.comment_record(ref, "x", 0, WHEN) | {"timestampMs": -5}).rule == "minimum"
 
-    blob = r.blob_ref(AUDIO_SHA, "audio/mpeg", 104_857_600)
+    blob = cbor.blob_ref(AUDIO_SHA, "audio/mpeg", 104_857_600)
     validate("fm.plyr.track", track(audioBlob=blob))
     e = rejected("fm.plyr.track", track(audioBlob={**blob, "size": 104_857_601}))
     assert (e.path, e.rule) == ("$.audioBlob.size", "maxSize")
@@ -227,32 +228,32 @@ def test_builders_refuse_what_plyrd_never_writes() -> None:
     with pytest.raises(RecordInvalid):
         r.like_record("https://not-at-uri", TRACK_CID, WHEN)
     with pytest.raises(InvalidInput):
-        r.validate_rkey("fm.plyr.like", "self")  # likes are keyed by TID
+        lexicon.validate_rkey("fm.plyr.like", "self")  # likes are keyed by TID
     with pytest.raises(InvalidInput):
-        r.validate_rkey("fm.plyr.actor.profile", r.new_tid())  # the profile is keyed `self`
-    r.validate_rkey("fm.plyr.actor.profile", "self")
+        lexicon.validate_rkey("fm.plyr.actor.profile", tids.new_tid())  # the profile is keyed `self`
+    lexicon.validate_rkey("fm.plyr.actor.profile", "self")
 
 
 # --------------------------------------------------------------------------- TIDs
 
 
 def test_tids_are_monotonic_and_sort_by_time() -> None:
-    tids = [r.new_tid() for _ in range(20_000)]
-    assert all(r.is_tid(t) and len(t) == 13 for t in tids)
-    assert tids == sorted(tids) and len(set(tids)) == len(tids)  # strictly increasing, even within a microsecond
-    assert abs(r.tid_time(tids[-1]) - datetime.now(UTC)) < timedelta(seconds=5)
+    made = [tids.new_tid() for _ in range(20_000)]
+    assert all(lexicon.is_tid(t) and len(t) == 13 for t in made)
+    assert made == sorted(made) and len(set(made)) == len(made)  # strictly increasing, even within a microsecond
+    assert abs(tids.tid_time(made[-1]) - datetime.now(UTC)) < timedelta(seconds=5)
 
     # From a time: deterministic (a retried scrobble lands on the same rkey), exact to the microsecond, ordered.
-    assert r.tid_for_time(WHEN) == r.tid_for_time(WHEN.astimezone(timezone(timedelta(hours=5))))
-    assert r.tid_time(r.tid_for_time(WHEN)) == WHEN
+    assert tids.tid_for_time(WHEN) == tids.tid_for_time(WHEN.astimezone(timezone(timedelta(hours=5))))
+    assert tids.tid_time(tids.tid_for_time(WHEN)) == WHEN
     times = [WHEN + timedelta(microseconds=i * 997) for i in range(1000)]
-    assert [r.tid_for_time(t) for t in times] == sorted(r.tid_for_time(t) for t in times)
-    assert r.tid_for_time(WHEN).endswith("22")  # clock id 0 -> the last two characters encode zero bits
-    assert r.tid_for_time(datetime(1970, 1, 1)) == "2222222222222"
+    assert [tids.tid_for_time(t) for t in times] == sorted(tids.tid_for_time(t) for t in times)
+    assert tids.tid_for_time(WHEN).endswith("22")  # clock id 0 -> the last two characters encode zero bits
+    assert tids.tid_for_time(datetime(1970, 1, 1)) == "2222222222222"
     for good in ("3jzfcijpj2z2a", "7777777777777", "3zzzzzzzzzzzz"):
-        assert r.is_tid(good)
+        assert lexicon.is_tid(good)
     for bad in ("3jzfcijpj2z21", "ojzfcijpj2z2a", "3jzfcijpj2z2", "3JZFCIJPJ2Z2A"):
-        assert not r.is_tid(bad)
+        assert not lexicon.is_tid(bad)
 
 
 # --------------------------------------------------------------------------- against the real PDS
@@ -269,13 +270,13 @@ async def session(pds, pds_account: Account) -> AsyncIterator[PasswordSession]:
 async def test_blob_ref_equals_what_upload_blob_returns(session: PasswordSession) -> None:
     for data, mime in ((os.urandom(300_000), "audio/mpeg"), (b"", "audio/flac"), (b"x" * 10, "audio/wav")):
         uploaded = await session.upload_blob(data, mime)
-        assert uploaded == r.blob_ref(hashlib.sha256(data).hexdigest(), mime, len(data))
+        assert uploaded == cbor.blob_ref(hashlib.sha256(data).hexdigest(), mime, len(data))
 
 
 async def test_builders_round_trip_through_the_pds_with_matching_cids(session: PasswordSession) -> None:
     audio = os.urandom(50_000)
     blob = await session.upload_blob(audio, "audio/mpeg")
-    local_blob = r.blob_ref(hashlib.sha256(audio).hexdigest(), "audio/mpeg", len(audio))
+    local_blob = cbor.blob_ref(hashlib.sha256(audio).hexdigest(), "audio/mpeg", len(audio))
     assert blob == local_blob
     track_rec = r.track_record(
         title="Nuit blanche — 夜 🌙", artist="Ada Ñ", file_type="mp3", created_at=WHEN,
@@ -284,9 +285,9 @@ async def test_builders_round_trip_through_the_pds_with_matching_cids(session: P
         image_url="https://music.example/i.webp", support_gate="any", description="line 1\nline 2",
         labels=["graphic-media", "nudity"],
     )
-    track_rkey = r.new_tid()
+    track_rkey = tids.new_tid()
     put = await session.put_record("fm.plyr.track", track_rkey, track_rec)
-    assert put["cid"] == r.record_cid(track_rec)
+    assert put["cid"] == cbor.record_cid(track_rec)
     ref = r.strong_ref(put["uri"], put["cid"])
     play = r.teal_play_record(track_name="Nuit blanche", artists=["Ada"], played_time=WHEN,
                               music_service_uri="https://music.example", duration=215, release_name="Roads",
@@ -295,20 +296,20 @@ async def test_builders_round_trip_through_the_pds_with_matching_cids(session: P
     edge_cases = {**r.track_record(title="T", artist="A", file_type="m", created_at=WHEN, audio_url="https://x.example/"),
                   "duration": 2**53 - 1, "album": "", "zz": {"b": [], "a": {"$link": TRACK_CID}}}
     writes = [
-        ("fm.plyr.like", r.new_tid(), r.like_record(ref["uri"], ref["cid"], WHEN)),
-        ("fm.plyr.comment", r.new_tid(), r.comment_record(ref, "at 1:01 ✨", 61_000, WHEN, WHEN)),
-        ("fm.plyr.list", r.new_tid(), r.list_record("album", "Roads", [ref, ref], WHEN)),
-        ("fm.plyr.list", r.new_tid(), r.list_record("liked", None, [], WHEN)),
+        ("fm.plyr.like", tids.new_tid(), r.like_record(ref["uri"], ref["cid"], WHEN)),
+        ("fm.plyr.comment", tids.new_tid(), r.comment_record(ref, "at 1:01 ✨", 61_000, WHEN, WHEN)),
+        ("fm.plyr.list", tids.new_tid(), r.list_record("album", "Roads", [ref, ref], WHEN)),
+        ("fm.plyr.list", tids.new_tid(), r.list_record("liked", None, [], WHEN)),
         ("fm.plyr.actor.profile", "self", r.profile_record(created_at=WHEN, bio="ü" * 256,
                                                            avatar="https://x.example/a.png", updated_at=WHEN)),
-        ("fm.teal.feed.play", r.tid_for_time(WHEN), play),
+        ("fm.teal.feed.play", tids.tid_for_time(WHEN), play),
         ("fm.teal.actor.status", "self", r.teal_status_record(item=play, time=WHEN)),
-        ("fm.plyr.track", r.new_tid(), edge_cases),
+        ("fm.plyr.track", tids.new_tid(), edge_cases),
     ]
     for collection, rkey, record in writes:
         validate(collection, record)
         answer = await session.put_record(collection, rkey, record)
-        assert answer["cid"] == r.record_cid(record), collection
+        assert answer["cid"] == cbor.record_cid(record), collection
         back = await session.get_record(collection, rkey)
         assert back["value"] == record and back["cid"] == answer["cid"], collection
     back = await session.get_record("fm.plyr.track", track_rkey)

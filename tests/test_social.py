@@ -22,7 +22,9 @@ from conftest import ServedNode, node_fixture
 from pds_harness import Account, authorize_headless
 from test_uploads import Artist, sign_in
 
-from plyrd.atproto.records import record_cid, tid_for_time, validate
+from plyrd.atproto.cbor import record_cid
+from plyrd.atproto.lexicon import validate
+from plyrd.atproto.tids import tid_for_time
 from plyrd.catalog.now_playing import NowPlaying, Playing
 from plyrd.catalog.plays import dedup_window, report_after
 

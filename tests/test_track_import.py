@@ -24,7 +24,8 @@ from pds_harness import Account
 from test_publishing import records, wait_for
 from test_uploads import db_rows, node_env, sign_in, stored_files
 
-from plyrd.atproto.records import blob_cid, record_cid, tid_for_time
+from plyrd.atproto.cbor import blob_cid, record_cid
+from plyrd.atproto.tids import tid_for_time
 from plyrd.catalog.track_import import Skip, fetch_blob, plan_import
 
 MB = 1024 * 1024

@@ -48,7 +48,9 @@ from .. import errors
 from ..db import Database
 from ..db.queries import fetchone
 from ..workers import sleep_or_stop
-from .records import at_uri, blob_cid, blob_cids, is_did, record_cid, validate, validate_rkey
+from .cbor import blob_cid, blob_cids, record_cid
+from .lexicon import is_did, validate, validate_rkey
+from .records import at_uri
 from .xrpc import MAX_APPLY_WRITES, PDSSession
 
 log = logging.getLogger("plyrd.outbox")

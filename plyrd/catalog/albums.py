@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from ..atproto import outbox, records
+from ..atproto import lexicon, outbox, records, tids
 from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
@@ -70,7 +70,7 @@ def record_time(ts: float) -> str:
 
 
 def grapheme_len(text: str) -> int:
-    return records.grapheme_count(text)
+    return lexicon.grapheme_count(text)
 
 
 def record_name(text: str) -> str:
@@ -148,7 +148,7 @@ async def release_owned_covers(conn: aiosqlite.Connection, store: BlobStore, did
 async def put_list_record(conn: aiosqlite.Connection, table: str, row: sqlite3.Row, *, list_type: str, name: str,
                           items: list[dict[str, str]], did: str) -> None:
     """Write a list record through the outbox (a new TID the first time) and keep its uri/cid on the row."""
-    rkey = row["rkey"] or records.new_tid()
+    rkey = row["rkey"] or tids.new_tid()
     record = records.list_record(list_type, record_name(name), items, created_at=record_time(row["created_at"]),
                                  updated_at=datetime.now(UTC))
     uri, cid = await outbox.enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)

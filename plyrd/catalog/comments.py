@@ -12,8 +12,10 @@ import sqlite3
 import time
 from typing import Any
 
+from ..atproto.lexicon import grapheme_count
 from ..atproto.outbox import enqueue_delete, enqueue_put
-from ..atproto.records import comment_record, grapheme_count, new_tid
+from ..atproto.records import comment_record
+from ..atproto.tids import new_tid
 from ..db import Database
 from ..db.queries import fetchone
 from ..errors import Forbidden, InvalidInput, NotFound

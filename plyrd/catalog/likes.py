@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from ..atproto.outbox import enqueue_delete, enqueue_put
-from ..atproto.records import like_record, list_record, new_tid
+from ..atproto.records import like_record, list_record
+from ..atproto.tids import new_tid
 from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound

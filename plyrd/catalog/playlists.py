@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from ..atproto import outbox, records
+from ..atproto import lexicon, outbox
 from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
@@ -194,7 +194,7 @@ async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any]) -> tu
     """(track id, uri, cid) of the track to add: by `track_uri` (+ `track_cid`, plyr.fm's body) or by `track_id`."""
     uri, cid, track_id = body.get("track_uri"), body.get("track_cid"), body.get("track_id")
     if uri is not None:
-        if not isinstance(uri, str) or not records.is_at_uri(uri):
+        if not isinstance(uri, str) or not lexicon.is_at_uri(uri):
             raise InvalidInput("track_uri must be an at:// URI of a track record")
         track = await fetchone(conn, "SELECT id, record_uri, record_cid FROM tracks WHERE record_uri = ?", (uri,))
         if track is None:
@@ -211,7 +211,7 @@ async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any]) -> tu
         raise InvalidInput("send track_uri and track_cid (or track_id) of the track to add")
     if cid is None:
         cid = track["record_cid"]
-    elif not isinstance(cid, str) or not records.is_cid(cid):
+    elif not isinstance(cid, str) or not lexicon.is_cid(cid):
         raise InvalidInput("track_cid must be the CID of the track's record")
     return track["id"], track["record_uri"], cid
 

@@ -16,7 +16,8 @@ from typing import Any
 import aiosqlite
 
 from ..atproto.outbox import enqueue_put
-from ..atproto.records import teal_play_record, teal_status_record, tid_for_time
+from ..atproto.records import teal_play_record, teal_status_record
+from ..atproto.tids import tid_for_time
 from ..db import Database
 from ..db.queries import fetchone
 from ..errors import InvalidInput

@@ -7,8 +7,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ..atproto.lexicon import grapheme_count
 from ..atproto.outbox import enqueue_put
-from ..atproto.records import grapheme_count, profile_record
+from ..atproto.records import profile_record
 from ..db import Database
 from ..errors import InvalidInput, NotFound
 from ..urls import check_url, safe_url_or_none

@@ -12,8 +12,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from ..atproto.cbor import blob_ref
 from ..atproto.outbox import enqueue_delete, enqueue_put
-from ..atproto.records import blob_ref, tid_for_time, track_record
+from ..atproto.records import track_record
+from ..atproto.tids import tid_for_time
 from ..config import Config
 
 TRACK_COLLECTION = "fm.plyr.track"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..atproto.records import RecordInvalid, validate
+from ..atproto.lexicon import RecordInvalid, validate
 from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..storage import BlobStore

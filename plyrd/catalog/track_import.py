@@ -38,8 +38,10 @@ from typing import Any
 import httpx
 import libipld
 
+from ..atproto.cbor import blob_cid
+from ..atproto.lexicon import RecordInvalid, validate, validate_value
 from ..atproto.net import describe_url
-from ..atproto.records import RecordInvalid, at_uri, blob_cid, validate, validate_value
+from ..atproto.records import at_uri
 from ..atproto.xrpc import PDSSession
 from ..config import Config
 from ..db import Database

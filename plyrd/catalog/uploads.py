@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atproto.records import blob_cids
+from ..atproto.cbor import blob_cids
 from ..config import Config
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
