@@ -529,7 +529,7 @@ def analyse(db_path: Path, meta: dict[str, Any], cursors: list[str], listener: s
 
     from plyrd.catalog import feeds
     from plyrd.catalog.social import social_counts
-    from plyrd.catalog.tracks import get_track_row, track_json
+    from plyrd.catalog.tracks import ANONYMOUS, open_track, track_json
 
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
@@ -547,7 +547,8 @@ def analyse(db_path: Path, meta: dict[str, Any], cursors: list[str], listener: s
              f"page ~{meta['tracks'] // 100} (half-way)": feeds.encode_cursor(deep_at, deep_id)}
     print("\nwhere the time goes (measured in this process, warm page cache, medians)")
     for label, cursor in pages.items():
-        feed_sql, feed_params = captured(lambda db, c=cursor: feeds.latest(db, viewer_did=None, cursor=c, limit=50))[0]
+        feed_sql, feed_params = captured(
+            lambda db, c=cursor: feeds.latest(db, audience=ANONYMOUS, cursor=c, limit=50))[0]
         rows = conn.execute(feed_sql, feed_params).fetchall()
         counts = captured(lambda db, ids=[r["id"] for r in rows]: social_counts(db, ids, listener))
         query_ms = median_ms(lambda s=feed_sql, p=feed_params: run([(s, p)]))
@@ -557,14 +558,14 @@ def analyse(db_path: Path, meta: dict[str, Any], cursors: list[str], listener: s
 
     rnd = random.Random(1)
     ids = [rnd.randint(1, meta["tracks"]) for _ in range(30)]
-    track_calls = [captured(lambda db, t=t: get_track_row(db, t)) + captured(
+    track_calls = [captured(lambda db, t=t: open_track(db, t, ANONYMOUS)) + captured(
         lambda db, t=t: social_counts(db, [t], listener)) for t in ids]
     each = itertools.cycle(track_calls)  # a different track each time: not one row kept hot
     print(f"  track page, sqlite3 alone: {median_ms(lambda: run(next(each))):.2f} ms for its"
           f" {len(track_calls[0])} queries; plan of the track row: {plan(*track_calls[0][0])}")
 
     # Shaping: what the feed handler does with its 50 rows, in the app's JSON encoding (Quart's provider).
-    feed_sql, feed_params = captured(lambda db: feeds.latest(db, viewer_did=None, limit=50))[0]
+    feed_sql, feed_params = captured(lambda db: feeds.latest(db, audience=ANONYMOUS, limit=50))[0]
     rows = conn.execute(feed_sql, feed_params).fetchall()[:50]
     encoder = Quart("bench").json
 
@@ -610,7 +611,7 @@ def aiosqlite_cost(db_path: Path, meta: dict[str, Any]) -> None:
     at a time on an idle event loop, counting the round trips to aiosqlite's threads."""
     from plyrd.catalog import likes
     from plyrd.catalog.social import tracks_json
-    from plyrd.catalog.tracks import get_track_row
+    from plyrd.catalog.tracks import ANONYMOUS, open_track
     from plyrd.db import Database
 
     hops = 0
@@ -637,7 +638,7 @@ def aiosqlite_cost(db_path: Path, meta: dict[str, Any]) -> None:
             found: dict[str, list[tuple[float, int]]] = {"track": [], "like": [], "unlike": []}
 
             async def page(t: int) -> None:
-                await tracks_json(db, [await get_track_row(db, t)], did, "http://127.0.0.1")
+                await tracks_json(db, [await open_track(db, t, ANONYMOUS)], did, "http://127.0.0.1")
 
             async def like(t: int) -> None:
                 await likes.like(db, did=did, track_id=t)

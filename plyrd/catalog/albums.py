@@ -25,7 +25,7 @@ from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
 from ..storage import BlobStore
-from .tracks import TRACK_SELECT, delete_track, track_json
+from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, track_json, visible
 
 if TYPE_CHECKING:
     from .uploads import Uploads
@@ -455,34 +455,40 @@ async def _artist_did(db: Database, handle: str) -> str:
     return row["did"]
 
 
-async def album_detail(db: Database, handle: str, slug: str, public_url: str) -> dict[str, Any]:
-    """An album with its tracks in order, as plyr.fm's GET /albums/{handle}/{slug} answers."""
+async def find_album(db: Database, handle: str, slug: str) -> sqlite3.Row:
+    """An album by its artist's handle (or DID) and its slug."""
     did = await _artist_did(db, handle)
     album = await db.fetchone(ALBUM_SELECT + " WHERE a.artist_did = ? AND a.slug = ?", (did, slug))
     if album is None:
         raise NotFound("album not found")
-    tracks = await db.fetchall(
-        TRACK_SELECT + " JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ? ORDER BY x.position",
-        (album["id"],))
+    return album
+
+
+async def album_tracks(db: Database, album_id: str, where: Where) -> list[sqlite3.Row]:
+    """The album's tracks that meet `where` (the read model's visible(audience), perhaps & playable()), in order."""
+    return await db.fetchall(f"{TRACK_SELECT} JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ?"
+                             f" AND {where.sql} ORDER BY x.position", [album_id, *where.params])
+
+
+async def album_detail(db: Database, handle: str, slug: str, public_url: str, audience: Audience) -> dict[str, Any]:
+    """An album with the tracks `audience` may see in order, as plyr.fm's GET /albums/{handle}/{slug} answers."""
+    album = await find_album(db, handle, slug)
+    tracks = await album_tracks(db, album["id"], visible(audience))
     return {"metadata": album_json(album, public_url), "tracks": [track_json(t, public_url) for t in tracks]}
 
 
 _COVER_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
 
-async def album_zip(db: Database, store: BlobStore, handle: str, slug: str) -> tuple[str, AsyncIterator[bytes]]:
-    """plyr.fm's album download: the zip's file name and its bytes, streamed. In album order, each track's original
-    ("01 artist - title.flac"), then the cover as sent. NotFound while no track of the album is ready."""
-    from .tracks import artist_name
+async def album_zip(db: Database, store: BlobStore, handle: str, slug: str,
+                    audience: Audience) -> tuple[str, AsyncIterator[bytes]]:
+    """plyr.fm's album download: the zip's file name and its bytes, streamed. In album order, the original of each
+    track `audience` may see that is ready ("01 artist - title.flac"), then the cover as sent. NotFound while none
+    is."""
     from .zips import ZipNames, safe_name, stream_zip
 
-    did = await _artist_did(db, handle)
-    album = await db.fetchone(ALBUM_SELECT + " WHERE a.artist_did = ? AND a.slug = ?", (did, slug))
-    if album is None:
-        raise NotFound("album not found")
-    tracks = await db.fetchall(
-        TRACK_SELECT + " JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ? AND t.status = 'ready'"
-        " ORDER BY x.position", (album["id"],))
+    album = await find_album(db, handle, slug)
+    tracks = await album_tracks(db, album["id"], visible(audience) & playable())
     if not tracks:
         raise NotFound("this album has no tracks to download yet")
     names = ZipNames()

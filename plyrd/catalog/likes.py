@@ -17,7 +17,7 @@ from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from . import preferences
 from .social import find_person, iso, person_json, track_for_update, track_ref, tracks_json, utc
-from .tracks import TRACK_SELECT, get_track_row
+from .tracks import TRACK_SELECT, Audience, Where, open_track, visible
 
 COLLECTION = "fm.plyr.like"
 LIST_COLLECTION = "fm.plyr.list"
@@ -61,9 +61,9 @@ async def unlike(db: Database, *, did: str, track_id: int) -> dict[str, Any]:
     return {"liked": False, "like_count": count["n"] if count else 0}
 
 
-async def likers(db: Database, track_id: int) -> dict[str, Any]:
-    """Who liked a track, newest first (public, as plyr.fm)."""
-    await get_track_row(db, track_id)
+async def likers(db: Database, track_id: int, audience: Audience) -> dict[str, Any]:
+    """Who liked a track, newest first (public, as plyr.fm, to whoever may see the track)."""
+    await open_track(db, track_id, audience)
     found = await db.fetchall(
         "SELECT l.did, l.created_at, u.handle, u.display_name, u.avatar_url FROM likes l"
         " LEFT JOIN users u ON u.did = l.did WHERE l.track_id = ? ORDER BY l.created_at DESC, l.id DESC",
@@ -73,23 +73,23 @@ async def likers(db: Database, track_id: int) -> dict[str, Any]:
     return {"users": users, "count": len(users)}
 
 
-async def liked_tracks(db: Database, did: str, *, viewer_did: str | None, public_url: str) -> list[dict[str, Any]]:
-    """A person's liked tracks in their list order (newest first unless they reordered)."""
-    found = await db.fetchall(
-        TRACK_SELECT + " JOIN likes l ON l.track_id = t.id WHERE l.did = ? ORDER BY l.position, l.id DESC", (did,)
-    )
-    return await tracks_json(db, found, viewer_did, public_url)
+async def liked_tracks(db: Database, did: str, *, audience: Audience, public_url: str) -> list[dict[str, Any]]:
+    """A person's liked tracks that `audience` may see, in their list order (newest first unless they reordered)."""
+    where = Where.of("l.did = ?", did) & visible(audience)
+    found = await db.fetchall(f"{TRACK_SELECT} JOIN likes l ON l.track_id = t.id WHERE {where.sql}"
+                              " ORDER BY l.position, l.id DESC", where.params)
+    return await tracks_json(db, found, audience.did, public_url)
 
 
-async def public_likes(db: Database, handle: str, *, viewer_did: str | None, public_url: str) -> dict[str, Any]:
+async def public_likes(db: Database, handle: str, *, audience: Audience, public_url: str) -> dict[str, Any]:
     """GET /users/{handle}/likes: shown when the person chose `show_liked_on_profile` (always to themselves)."""
     person = await find_person(db, handle)
-    if viewer_did != person["did"]:
+    if audience.did != person["did"]:
         async with db.read() as conn:
             prefs = await preferences.load(conn, person["did"])
         if not prefs["show_liked_on_profile"]:
             raise Forbidden(f"{person['handle'] or person['did']} keeps their liked tracks private")
-    tracks = await liked_tracks(db, person["did"], viewer_did=viewer_did, public_url=public_url)
+    tracks = await liked_tracks(db, person["did"], audience=audience, public_url=public_url)
     user = person_json(person["did"], person)
     return {"user": user, "tracks": tracks, "count": len(tracks)}
 

@@ -36,7 +36,7 @@ from .albums import (
     store_cover,
     swap_cover,
 )
-from .tracks import TRACK_SELECT, track_json
+from .tracks import TRACK_SELECT, Audience, Where, track_json, visible
 
 if TYPE_CHECKING:
     from .uploads import Uploads
@@ -289,16 +289,26 @@ async def set_cover(db: Database, store: BlobStore, uploads: Uploads, playlist_i
 # ---- reading ----------------------------------------------------------------------------------------------------
 
 
-async def playlist_detail(db: Database, row: sqlite3.Row, public_url: str) -> dict[str, Any]:
-    """Metadata, the tracks in order (items whose track is gone are left out) and the items as strongRefs."""
-    items = await db.fetchall("SELECT * FROM playlist_items WHERE playlist_id = ? ORDER BY position", (row["id"],))
-    tracks = await db.fetchall(
-        TRACK_SELECT + " JOIN playlist_items i ON i.track_id = t.id WHERE i.playlist_id = ? ORDER BY i.position",
-        (row["id"],))
+async def playlist_tracks(db: Database, playlist_id: str, where: Where) -> list[sqlite3.Row]:
+    """The playlist's tracks that meet `where` (the read model's visible(audience), perhaps & playable()), in order;
+    items whose track is gone are left out."""
+    return await db.fetchall(f"{TRACK_SELECT} JOIN playlist_items i ON i.track_id = t.id WHERE i.playlist_id = ?"
+                             f" AND {where.sql} ORDER BY i.position", [playlist_id, *where.params])
+
+
+async def playlist_items(db: Database, playlist_id: str) -> list[dict[str, Any]]:
+    """The items as the strongRefs they were added with, and the local track each follows (None once deleted)."""
+    items = await db.fetchall("SELECT * FROM playlist_items WHERE playlist_id = ? ORDER BY position", (playlist_id,))
+    return [{"uri": i["track_uri"], "cid": i["track_cid"], "track_id": i["track_id"]} for i in items]
+
+
+async def playlist_detail(db: Database, row: sqlite3.Row, public_url: str, audience: Audience) -> dict[str, Any]:
+    """Metadata, the tracks `audience` may see in order, and the items as strongRefs."""
+    tracks = await playlist_tracks(db, row["id"], visible(audience))
     return {
         **playlist_json(row, public_url),
         "tracks": [track_json(t, public_url) for t in tracks],
-        "items": [{"uri": i["track_uri"], "cid": i["track_cid"], "track_id": i["track_id"]} for i in items],
+        "items": await playlist_items(db, row["id"]),
     }
 
 

@@ -13,6 +13,7 @@ from ..atproto.records import profile_record
 from ..db import Database
 from ..errors import InvalidInput, NotFound
 from ..urls import check_url, safe_url_or_none
+from .tracks import ANONYMOUS, Where, listed
 
 COLLECTION = "fm.plyr.actor.profile"
 RKEY = "self"
@@ -40,8 +41,9 @@ async def get_profile(db: Database, handle_or_did: str) -> dict[str, Any]:
     row = await db.fetchone(f"SELECT * FROM users WHERE {column} = ?", (key,))
     if row is None:
         raise NotFound(f"no artist {handle_or_did} on this node")
-    count = await db.fetchone("SELECT count(*) AS n FROM tracks WHERE artist_did = ? AND unlisted = 0 AND"
-                              " status = 'ready'", (row["did"],))
+    # The public count: the tracks of theirs discovery shows anyone.
+    where = Where.of("t.artist_did = ?", row["did"]) & listed(ANONYMOUS)
+    count = await db.fetchone(f"SELECT count(*) AS n FROM tracks t WHERE {where.sql}", where.params)
     return profile_json(row, count["n"])
 
 

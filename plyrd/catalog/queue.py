@@ -17,7 +17,7 @@ from ..db import Database
 from ..db.queries import fetchall
 from ..errors import Conflict, InvalidInput
 from .social import tracks_json
-from .tracks import TRACK_SELECT
+from .tracks import TRACK_SELECT, Audience, Where, visible
 
 MAX_ITEMS = 500
 MAX_LABEL = 256
@@ -110,33 +110,36 @@ def check_state(state: Any) -> dict[str, Any]:
     return {k: out[k] for k in DEFAULT_STATE}
 
 
-async def _resolve(db: Database, entries: list[int | str]) -> dict[int | str, sqlite3.Row]:
-    """The track behind each distinct entry (a file id shared by several tracks resolves to the oldest)."""
+async def _resolve(db: Database, entries: list[int | str], audience: Audience) -> dict[int | str, sqlite3.Row]:
+    """The track behind each distinct entry that `audience` may see (a file id shared by several tracks resolves to
+    the oldest)."""
     ids = sorted({e for e in entries if isinstance(e, int)})
     files = sorted({e for e in entries if isinstance(e, str)})
     found: dict[int | str, sqlite3.Row] = {}
     async with db.read() as conn:
         for start in range(0, len(ids), 400):
             chunk = ids[start:start + 400]
-            for r in await fetchall(conn, TRACK_SELECT + f" WHERE t.id IN ({','.join('?' * len(chunk))})", chunk):
+            where = Where.of(f"t.id IN ({','.join('?' * len(chunk))})", *chunk) & visible(audience)
+            for r in await fetchall(conn, f"{TRACK_SELECT} WHERE {where.sql}", where.params):
                 found[r["id"]] = r
         for start in range(0, len(files), 200):
             chunk = files[start:start + 200]
             marks = ",".join("?" * len(chunk))
-            for r in await fetchall(conn, TRACK_SELECT + f" WHERE t.web_sha IN ({marks}) OR t.original_sha IN ({marks})"
-                                " ORDER BY t.id DESC", chunk * 2):
+            where = Where.of(f"t.web_sha IN ({marks}) OR t.original_sha IN ({marks})", *chunk, *chunk) \
+                & visible(audience)
+            for r in await fetchall(conn, f"{TRACK_SELECT} WHERE {where.sql} ORDER BY t.id DESC", where.params):
                 for key in (r["web_sha"], r["original_sha"]):
                     if key in chunk:
                         found[key] = r  # descending ids: the oldest track wins
     return found
 
 
-async def _snapshot(db: Database, did: str, state: dict[str, Any], revision: int, *,
+async def _snapshot(db: Database, audience: Audience, state: dict[str, Any], revision: int, *,
                     public_url: str) -> dict[str, Any]:
     entries = list(dict.fromkeys([*state["track_ids"], *state["original_order_ids"]]))
-    found = await _resolve(db, entries)
+    found = await _resolve(db, entries, audience)
     distinct = list({found[e]["id"]: found[e] for e in entries if e in found}.values())
-    return {"state": state, "revision": revision, "tracks": await tracks_json(db, distinct, did, public_url)}
+    return {"state": state, "revision": revision, "tracks": await tracks_json(db, distinct, audience.did, public_url)}
 
 
 async def revision(db: Database, did: str) -> int:
@@ -144,12 +147,13 @@ async def revision(db: Database, did: str) -> int:
     return row["revision"] if row else 0
 
 
-async def get(db: Database, did: str, *, public_url: str) -> dict[str, Any]:
-    """GET /queue/: the state, its revision (0 before anything was saved) and the tracks it names."""
-    row = await db.fetchone("SELECT state, revision FROM queue_state WHERE did = ?", (did,))
+async def get(db: Database, audience: Audience, *, public_url: str) -> dict[str, Any]:
+    """GET /queue/: the signed-in person's state, its revision (0 before anything was saved) and the tracks it names
+    that they may see."""
+    row = await db.fetchone("SELECT state, revision FROM queue_state WHERE did = ?", (audience.did,))
     if row is None:
-        return await _snapshot(db, did, dict(DEFAULT_STATE), 0, public_url=public_url)
-    return await _snapshot(db, did, json.loads(row["state"]), row["revision"], public_url=public_url)
+        return await _snapshot(db, audience, dict(DEFAULT_STATE), 0, public_url=public_url)
+    return await _snapshot(db, audience, json.loads(row["state"]), row["revision"], public_url=public_url)
 
 
 def parse_if_match(header: str | None) -> int | None:
@@ -165,14 +169,16 @@ def parse_if_match(header: str | None) -> int | None:
     return int(value)
 
 
-async def put(db: Database, did: str, body: Any, if_match: str | None, *, public_url: str) -> dict[str, Any]:
-    """PUT /queue/: replace the state if the caller saw the latest revision (409 otherwise)."""
+async def put(db: Database, audience: Audience, body: Any, if_match: str | None, *, public_url: str) -> dict[str, Any]:
+    """PUT /queue/: replace the signed-in person's state if they saw the latest revision (409 otherwise); every
+    entry must name a track they may see."""
+    did = audience.did
     expected = parse_if_match(if_match)
     if not isinstance(body, dict) or "state" not in body:
         raise InvalidInput('send {"state": {...}} with the queue state')
     state = check_state(body["state"])
     entries = list(dict.fromkeys([*state["track_ids"], *state["original_order_ids"]]))
-    found = await _resolve(db, entries)
+    found = await _resolve(db, entries, audience)
     missing = [e for e in entries if e not in found]
     if missing:
         raise InvalidInput(f"no such track(s) on this node: {', '.join(map(str, missing[:10]))}")
@@ -188,4 +194,4 @@ async def put(db: Database, did: str, body: Any, if_match: str | None, *, public
             " SET state = excluded.state, revision = excluded.revision, updated_at = excluded.updated_at",
             (did, json.dumps(state), revision, time.time()),
         )
-    return await _snapshot(db, did, state, revision, public_url=public_url)
+    return await _snapshot(db, audience, state, revision, public_url=public_url)

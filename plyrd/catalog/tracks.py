@@ -1,10 +1,28 @@
-"""Tracks: reading them, shaping them as plyr.fm's API does, deleting them with their files."""
+"""Tracks: the read model every reader of tracks shares, and deleting a track with its files.
+
+The read model is what reading a track gives and who may see which. Feeds, pages, embeds, oEmbed, albums,
+playlists, likes, the queue, search and Subsonic all take it from here:
+
+- the select: `TRACK_SELECT` (a track and its artist's names), `TRACK_ALBUM_SELECT` (also the album it is in and
+  its original file's size, for Subsonic), and plyr.fm's JSON shape of a row, `track_json`;
+- who is looking: an `Audience` (nobody signed in, a signed-in person, perhaps one of the node's admins; being a
+  track's owner is a clause comparing `t.artist_did` with the audience's DID, not a kind of audience);
+- which tracks they see, as SQL conditions (`Where`): `visible` (may open it by id: its page, embed and oEmbed, and
+  the lists that name tracks: an artist's page, an album, a playlist, a liked list, the queue), `listed` (what
+  discovery shows them: feeds, tags, top, search, similar, Subsonic's lists), `playable` (ready to stream);
+- the viewer's hidden tags (`hidden_tags`, default ["ai"]) and the filter that leaves out tracks carrying them
+  (`without_tags`), which discovery applies.
+
+A new kind of track (a private library file, a taken-down track, another node's track) is a clause in `visible`
+for who may open it, and in `listed` if discovery treats it differently, plus a row in tests/test_visibility.py.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +35,95 @@ TRACK_SELECT = """
 SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name
 FROM tracks t JOIN users u ON u.did = t.artist_did
 """
+
+# The same row with the album the track is in (album_tracks x, albums a; a track is in at most one) and the size of
+# its original file: what a Subsonic `Child` needs besides.
+TRACK_ALBUM_SELECT = """
+SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
+       x.album_id AS album_uuid, x.position AS album_position, a.title AS album_title, ob.size AS original_size
+FROM tracks t JOIN users u ON u.did = t.artist_did
+LEFT JOIN album_tracks x ON x.track_id = t.id LEFT JOIN albums a ON a.id = x.album_id
+LEFT JOIN blobs ob ON ob.sha256 = t.original_sha
+"""
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who is looking at tracks: nobody signed in (`ANONYMOUS`), or a signed-in person, perhaps an admin."""
+
+    did: str | None = None
+    is_admin: bool = False
+
+
+ANONYMOUS = Audience()
+
+
+@dataclass(frozen=True)
+class Where:
+    """An SQL condition made of terms that must all hold, with the parameters of their `?`s in order.
+
+    `a & b` is both; `.sql` is the text to put after WHERE or AND ("1" when there is no term)."""
+
+    terms: tuple[str, ...] = ()
+    params: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, term: str, *params: Any) -> Where:
+        return cls((term,), params)
+
+    def __and__(self, other: Where) -> Where:
+        return Where(self.terms + other.terms, self.params + other.params)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(f"({t})" for t in self.terms) or "1"
+
+
+def visible(audience: Audience, t: str = "t") -> Where:
+    """Tracks `audience` may open by id, and see in the lists that name tracks (an artist's page, an album, a
+    playlist, a liked list, the queue). Today that is every track, whatever its state; a kind of track that only
+    some may open (its owner `{t}.artist_did = audience.did`, admins, signed-in people) adds its clause here."""
+    return Where()
+
+
+def playable(t: str = "t") -> Where:
+    """Ready to stream: the original plays in browsers, or its MP3 rendition exists ('processing' until then)."""
+    return Where.of(f"{t}.status = 'ready'")
+
+
+def listed(audience: Audience, t: str = "t") -> Where:
+    """Tracks discovery shows `audience` (feeds, tags, top, search, similar tracks, Subsonic's lists and search):
+    visible to them, playable, and not unlisted. The two literal terms let SQLite use the tracks_feed index."""
+    return visible(audience, t) & playable(t) & Where.of(f"{t}.unlisted = 0")
+
+
+def tagged(tag: str, t: str = "t") -> Where:
+    """Tracks carrying this tag (already normalized: lowercase, trimmed)."""
+    return Where.of(f"EXISTS (SELECT 1 FROM track_tags g WHERE g.track_id = {t}.id AND g.tag = ?)", tag)
+
+
+DEFAULT_HIDDEN_TAGS = ("ai",)
+
+
+async def hidden_tags(db: Database, audience: Audience) -> list[str]:
+    """The tags whose tracks discovery hides from `audience`: their preference, else the default (["ai"])."""
+    if audience.did is None:
+        return list(DEFAULT_HIDDEN_TAGS)
+    row = await db.fetchone("SELECT prefs FROM preferences WHERE did = ?", (audience.did,))
+    if row is None:
+        return list(DEFAULT_HIDDEN_TAGS)
+    tags = json.loads(row["prefs"]).get("hidden_tags", DEFAULT_HIDDEN_TAGS)
+    return [tag for tag in tags if isinstance(tag, str)]
+
+
+def without_tags(tags: Sequence[str], t: str = "t") -> Where:
+    """Leaves out tracks carrying any of these tags (no condition when there are none)."""
+    if not tags:
+        return Where()
+    marks = ",".join("?" * len(tags))
+    return Where((f"NOT EXISTS (SELECT 1 FROM track_tags h WHERE h.track_id = {t}.id AND h.tag IN ({marks}))",),
+                 tuple(tags))
+
 
 # Columns that reference blobs: deleting a track releases each of them.
 BLOB_COLUMNS = ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha")
@@ -33,7 +140,19 @@ class AudioFile:
 
 
 async def get_track_row(db: Database, track_id: int) -> sqlite3.Row:
+    """The track, whoever may see it: for code that acts on it and checks its own rules (an edit, a comment).
+    A read for someone uses `open_track`."""
     row = await db.fetchone(TRACK_SELECT + " WHERE t.id = ?", (track_id,))
+    if row is None:
+        raise NotFound(f"track {track_id} not found")
+    return row
+
+
+async def open_track(db: Database, track_id: int, audience: Audience) -> sqlite3.Row:
+    """A track `audience` asked for by id (its page, detail, embed, oEmbed); NotFound when they may not see it,
+    exactly as when it does not exist."""
+    where = Where.of("t.id = ?", track_id) & visible(audience)
+    row = await db.fetchone(f"{TRACK_SELECT} WHERE {where.sql}", where.params)
     if row is None:
         raise NotFound(f"track {track_id} not found")
     return row

@@ -11,10 +11,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..catalog.tracks import ANONYMOUS, listed
 from .index import Doc
 from .text import fold_many, handle_forms
 
-VISIBLE_TRACK = "t.unlisted = 0 AND t.status = 'ready'"
+# The index holds what discovery may show anyone (the read model's rule, without parameters for an anonymous
+# audience); each search applies the searcher's own rule again when it reads the results (plyrd.search.service).
+VISIBLE_TRACK = listed(ANONYMOUS).sql
 
 # Each query takes the keys to read as a JSON array (one bound parameter, whatever the count), or reads everything
 # after a key when paging through a rebuild: {where} is replaced by one of the two.

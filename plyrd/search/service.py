@@ -4,14 +4,15 @@ The index says which things match and how well; what a result shows (names, artw
 when answering, so it is never stale, and visibility is checked again there (a track made unlisted a moment ago
 is not shown while the indexer catches up). All apsw work runs in threads, a few at a time.
 
-Search is discovery, so it hides what the discovery feeds hide: tracks carrying one of the viewer's hidden tags
-(their preference; anonymous viewers get the default, ["ai"]), and those tags themselves in the tags group. A query
-that is exactly a hidden tag (folded: "AI", "ai-slop") asks for it by name, so that tag is not hidden for that
-search, as its tag page shows its tracks whatever the viewer hides; the viewer's other hidden tags still are.
-Artists, albums and playlists are not filtered (their pages show everything), and tag counts count every visible
-track, as the tag page and /tracks/tags do. The filter is a NOT EXISTS on track_tags in the SQL that reads the
-results. To fill the page anyway, the index is asked for a few tracks more than the page (HIDE_SLACK), and
-once more, deeper, in the rare case that even those were not enough.
+Search is discovery, so it shows what the discovery feeds show: the tracks listed for the searcher (the read
+model's rule, plyrd.catalog.tracks, applied again when reading the results), less those carrying one of their
+hidden tags (their preference; anonymous viewers get the default, ["ai"]), and those tags themselves in the tags
+group. A query that is exactly a hidden tag (folded: "AI", "ai-slop") asks for it by name, so that tag is not hidden
+for that search, as its tag page shows its tracks whatever the viewer hides; the viewer's other hidden tags still
+are. Artists, albums and playlists are not filtered by hidden tags (their pages show everything), and tag counts
+count every listed track, as the tag page and /tracks/tags do. The filter is the read model's `without_tags` in the
+SQL that reads the results. To fill the page anyway, the index is asked for a few tracks more than the page
+(HIDE_SLACK), and once more, deeper, in the rare case that even those were not enough.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..catalog.feeds import hidden_tags
 from ..catalog.labels import is_sensitive
+from ..catalog.tracks import TRACK_SELECT, Audience, Where, artist_name, hidden_tags, listed, open_track, without_tags
 from ..db import Database
-from ..errors import InvalidInput, NotFound, Unavailable
+from ..errors import InvalidInput, Unavailable
 from ..threads import ThreadSlots
-from .docs import VISIBLE_TRACK
 from .index import KINDS, Hit, SearchIndex
 from .indexer import Indexer
 from .text import fold
@@ -166,7 +166,7 @@ class Search:
     # ---- queries ------------------------------------------------------------------------------------------------
 
     async def search(self, q: str | None, types: str | None, limit: str | None,
-                     viewer_did: str | None) -> dict[str, Any]:
+                     audience: Audience) -> dict[str, Any]:
         """GET /search/: plyr.fm's shape (`results` by relevance, `counts` per type) plus `groups` per type.
 
         Tracks carrying one of the viewer's hidden tags (anonymous: the default, ["ai"]) are left out, and so are
@@ -174,67 +174,65 @@ class Search:
         `results` are made from the groups after that, so all three agree."""
         text, kinds, n = parse_query(q), parse_types(types), parse_limit(limit)
         index, _ = await self._ready()
-        hide = await self.hidden_for(text, viewer_did)
+        hide = await self.hidden_for(text, audience)
         # With tags to hide, a few more tracks than the page, so that hidden ones rarely leave it short: a second
         # index search for the rest every time one is hidden cost ~1.7 ms more at p50 on 100k tracks, 3% "ai".
         ask = n + HIDE_SLACK if hide and "tracks" in kinds else n
-        hits = await self._slots.run(index.search, text, kinds, limit=ask, viewer=viewer_did)
+        hits = await self._slots.run(index.search, text, kinds, limit=ask, viewer=audience.did)
         groups: dict[str, list[dict[str, Any]]] = {}
         for kind in kinds:
             found = hits[kind] if kind == "tracks" else hits[kind][:n]
-            groups[kind] = (await self._hydrate(kind, found, viewer_did, hide))[:n]
+            groups[kind] = (await self._hydrate(kind, found, audience, hide))[:n]
         if "tracks" in kinds and hide and len(hits["tracks"]) == ask and len(groups["tracks"]) < n:
             # More hidden tracks than the slack in a full answer: ask once more, deeper. Rare, so only these pay;
             # a page can still come back short when hidden tracks crowd the top matches even more.
             more = await self._slots.run(index.search, text, ["tracks"], limit=min(REFILL_MAX, 4 * ask),
-                                         viewer=viewer_did)
-            groups["tracks"] = (await self._hydrate("tracks", more["tracks"], viewer_did, hide))[:n]
+                                         viewer=audience.did)
+            groups["tracks"] = (await self._hydrate("tracks", more["tracks"], audience, hide))[:n]
         results = sorted((r for kind in kinds for r in groups[kind]), key=lambda r: -r["relevance"])
         counts = {k: len(groups.get(k, ())) for k in KINDS}  # as plyr.fm: every type, 0 when not asked for
         return {"query": text, "results": results, "counts": counts, "groups": groups}
 
-    async def hidden_for(self, text: str, viewer_did: str | None) -> list[str]:
-        """The tags this search hides: the viewer's hidden tags, less one the query names exactly."""
+    async def hidden_for(self, text: str, audience: Audience) -> list[str]:
+        """The tags this search hides: the searcher's hidden tags, less one the query names exactly."""
         asked = fold(text)
-        return [t for t in await hidden_tags(self.db, viewer_did) if fold(t) != asked]
+        return [t for t in await hidden_tags(self.db, audience) if fold(t) != asked]
 
-    async def similar(self, track_id: int, limit: str | None, viewer_did: str | None) -> dict[str, Any]:
+    async def similar(self, track_id: int, limit: str | None, audience: Audience) -> dict[str, Any]:
         """GET /tracks/{id}/similar: tracks sharing the rarest words of this one's artist, album, tags, title.
-        Discovery too: tracks carrying one of the viewer's hidden tags are left out, unless this track carries it
-        (whoever listens to it asked for that tag)."""
+        Discovery too: only tracks listed for the asker, less those carrying one of their hidden tags, unless this
+        track carries it (whoever listens to it asked for that tag). A track they may not open is not found."""
         from ..catalog.social import tracks_json
-        from ..catalog.tracks import TRACK_SELECT
 
         n = parse_limit(limit, default=10)
-        if await self.db.fetchone("SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
-            raise NotFound(f"track {track_id} not found")
+        track = await open_track(self.db, track_id, audience)
         index, _ = await self._ready()
-        own = {r["tag"] for r in await self.db.fetchall("SELECT tag FROM track_tags WHERE track_id = ?", (track_id,))}
-        hide = [t for t in await hidden_tags(self.db, viewer_did) if t not in own]
+        own = set(json.loads(track["tags"] or "[]"))
+        hide = [t for t in await hidden_tags(self.db, audience) if t not in own]
         hits = await self._slots.run(index.similar, str(track_id), limit=n + (HIDE_SLACK if hide else 0))
-        rows = await self.db.fetchall(
-            TRACK_SELECT + f" WHERE t.id IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}"
-            " AND NOT EXISTS (SELECT 1 FROM track_tags g WHERE g.track_id = t.id"
-            " AND g.tag IN (SELECT value FROM json_each(?2)))",
-            (json.dumps([int(h.key) for h in hits]), json.dumps(hide)))
+        rows = await self._tracks([int(h.key) for h in hits], audience, hide)
         by_id = {str(r["id"]): r for r in rows}
         ordered = [(h, by_id[h.key]) for h in hits if h.key in by_id][:n]
-        shaped = await tracks_json(self.db, [r for _, r in ordered], viewer_did, self.public_url)
+        shaped = await tracks_json(self.db, [r for _, r in ordered], audience.did, self.public_url)
         return {"tracks": [{**t, "relevance": h.score} for (h, _), t in zip(ordered, shaped, strict=True)]}
 
     # ---- results as the UI shows them ---------------------------------------------------------------------------
 
-    async def _hydrate(self, kind: str, hits: Sequence[Hit], viewer: str | None,
+    async def _tracks(self, ids: list[int], audience: Audience, hide: Sequence[str]) -> list[Any]:
+        """The tracks of these ids that discovery shows `audience`, less those carrying a tag in `hide`."""
+        where = (Where.of("t.id IN (SELECT value FROM json_each(?))", json.dumps(ids)) & listed(audience)
+                 & without_tags(hide))
+        return await self.db.fetchall(f"{TRACK_SELECT} WHERE {where.sql}", where.params)
+
+    async def _hydrate(self, kind: str, hits: Sequence[Hit], audience: Audience,
                        hide: Sequence[str] = ()) -> list[dict[str, Any]]:
         if not hits:
             return []
-        keys = json.dumps([int(h.key) if kind == "tracks" else h.key for h in hits])
-        params: tuple[Any, ...] = (keys,)
-        if kind == "playlists":
-            params = (keys, viewer)
-        elif kind in ("tracks", "tags"):
-            params = (keys, json.dumps(list(hide)))
-        rows = {str(r["key"]): r for r in await self.db.fetchall(HYDRATE[kind], params)}
+        if kind == "tracks":
+            rows = {str(r["id"]): r for r in await self._tracks([int(h.key) for h in hits], audience, hide)}
+        else:
+            found = await self.db.fetchall(*_hydrate_query(kind, [h.key for h in hits], audience, hide))
+            rows = {str(r["key"]): r for r in found}
         shaped = []
         for h in hits:
             row = rows.get(h.key)
@@ -247,8 +245,8 @@ class Search:
 
     def _shape(self, kind: str, r: Any) -> dict[str, Any]:
         if kind == "tracks":
-            return {"id": r["key"], "title": r["title"], "artist": r["display_name"] or r["handle"] or r["artist_did"],
-                    "artist_handle": r["handle"], "artist_display_name": r["display_name"],
+            return {"id": r["id"], "title": r["title"], "artist": artist_name(r),
+                    "artist_handle": r["artist_handle"], "artist_display_name": r["artist_display_name"],
                     "artist_did": r["artist_did"], "album": r["album"],
                     "image_url": self._image("images", r["display_sha"]),
                     "thumbnail_url": self._image("images", r["thumb_sha"]), "duration": r["duration"],
@@ -269,35 +267,34 @@ class Search:
                 "thumbnail_url": self._image("lists/covers", r["thumb_sha"]), "track_count": r["track_count"]}
 
 
-# What each result shows, read when answering from the keys (a JSON array; playlists also the viewer's DID, tracks
-# and tags the hidden tags, another JSON array), with visibility checked again.
-HYDRATE: dict[str, str] = {
-    "tracks": f"""
-        SELECT t.id AS key, t.title, t.album, t.artist_did, t.display_sha, t.thumb_sha, t.duration, t.self_labels,
-               u.handle, u.display_name
-        FROM tracks t JOIN users u ON u.did = t.artist_did
-        WHERE t.id IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}
-          AND NOT EXISTS (SELECT 1 FROM track_tags h
-                          WHERE h.track_id = t.id AND h.tag IN (SELECT value FROM json_each(?2)))""",
-    "artists": f"""
+def _hydrate_query(kind: str, keys: list[str], audience: Audience, hide: Sequence[str]) -> tuple[str, list[Any]]:
+    """What each artist, album, tag or playlist result shows, read when answering from its keys, with the tracks
+    behind it those listed for `audience` (a playlist: one they may see; tags: less the hidden ones)."""
+    shown = listed(audience)
+    keys_json = json.dumps(keys)
+    if kind == "artists":
+        return f"""
         SELECT u.did AS key, u.handle, u.display_name, u.avatar_url,
-               (SELECT count(*) FROM tracks t WHERE t.artist_did = u.did AND {VISIBLE_TRACK}) AS track_count
-        FROM users u WHERE u.did IN (SELECT value FROM json_each(?1)) AND
-              EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = u.did AND {VISIBLE_TRACK})""",
-    "albums": f"""
+               (SELECT count(*) FROM tracks t WHERE t.artist_did = u.did AND {shown.sql}) AS track_count
+        FROM users u WHERE u.did IN (SELECT value FROM json_each(?)) AND
+              EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = u.did AND {shown.sql})""", \
+            [*shown.params, keys_json, *shown.params]
+    if kind == "albums":
+        return f"""
         SELECT a.id AS key, a.title, a.slug, a.artist_did, a.display_sha, a.thumb_sha, u.handle, u.display_name,
                (SELECT count(*) FROM album_tracks x JOIN tracks t ON t.id = x.track_id
-                 WHERE x.album_id = a.id AND {VISIBLE_TRACK}) AS track_count
+                 WHERE x.album_id = a.id AND {shown.sql}) AS track_count
         FROM albums a JOIN users u ON u.did = a.artist_did
-        WHERE a.id IN (SELECT value FROM json_each(?1)) AND track_count > 0""",
-    "tags": f"""
+        WHERE a.id IN (SELECT value FROM json_each(?)) AND track_count > 0""", [*shown.params, keys_json]
+    if kind == "tags":
+        return f"""
         SELECT g.tag AS key, count(*) AS track_count FROM track_tags g JOIN tracks t ON t.id = g.track_id
-        WHERE g.tag IN (SELECT value FROM json_each(?1)) AND {VISIBLE_TRACK}
-          AND g.tag NOT IN (SELECT value FROM json_each(?2))
-        GROUP BY g.tag""",
-    "playlists": """
+        WHERE g.tag IN (SELECT value FROM json_each(?)) AND {shown.sql}
+          AND g.tag NOT IN (SELECT value FROM json_each(?))
+        GROUP BY g.tag""", [keys_json, *shown.params, json.dumps(list(hide))]
+    return """
         SELECT p.id AS key, p.name, p.owner_did, p.is_private, p.display_sha, p.thumb_sha, u.handle, u.display_name,
                (SELECT count(*) FROM playlist_items i WHERE i.playlist_id = p.id) AS track_count
         FROM playlists p JOIN users u ON u.did = p.owner_did
-        WHERE p.id IN (SELECT value FROM json_each(?1)) AND (p.is_private = 0 OR p.owner_did = ?2)""",
-}
+        WHERE p.id IN (SELECT value FROM json_each(?)) AND (p.is_private = 0 OR p.owner_did = ?)""", \
+        [keys_json, audience.did]

@@ -1,9 +1,11 @@
 """plyrd's catalog as Subsonic entries: artists, albums (with per-artist "Singles"), songs, genres, playlists, art.
 
-Discovery lists (artists, album lists, random songs, genres, search) follow the feeds: ready tracks only, unlisted
-tracks left out, and random songs and search hide the viewer's hidden tags. A known id still works: getSong, stream
-and an album that holds an unlisted track answer it, as the track and album pages do. Private playlists exist only
-for their owner.
+Every read asks the catalog's read model (plyrd.catalog.tracks) which tracks the caller may see, the way
+Navidrome's Subsonic layer asks its repositories with one filter: a song is a track the caller may see that is
+playable (Subsonic clients stream what they list). Discovery lists (artists, album lists, random songs, genres,
+search) follow the feeds: tracks listed for the caller, and random songs and search hide their hidden tags. A known
+id still works: getSong, stream and an album that holds an unlisted track answer it, as the track and album pages
+do. Private playlists exist only for their owner.
 """
 
 from __future__ import annotations
@@ -11,12 +13,23 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..catalog.feeds import hidden_tags
-from ..catalog.tracks import artist_name
+from ..catalog.tracks import (
+    TRACK_ALBUM_SELECT,
+    Audience,
+    Where,
+    artist_name,
+    hidden_tags,
+    listed,
+    playable,
+    tagged,
+    visible,
+    without_tags,
+)
 from ..db import Database
 from .envelope import GENERIC, MISSING_PARAMETER, NOT_FOUND, SubsonicError
 
@@ -25,24 +38,25 @@ SINGLES = "Singles"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]+")
 
-SONG_SELECT = """
-SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
-       x.album_id AS album_uuid, x.position AS album_position, a.title AS album_title,
-       ob.size AS original_size, wb.size AS web_size
-FROM tracks t JOIN users u ON u.did = t.artist_did
-LEFT JOIN album_tracks x ON x.track_id = t.id LEFT JOIN albums a ON a.id = x.album_id
-LEFT JOIN blobs ob ON ob.sha256 = t.original_sha LEFT JOIN blobs wb ON wb.sha256 = t.web_sha
-"""
 
-# Every album's ready tracks, real albums and each artist's listed tracks outside any album ("Singles"), keyed by
-# the Subsonic album id; the album lists, artists and genres are all read through it.
-MEMBERS_CTE = """
+
+def songs(audience: Audience) -> Where:
+    """The tracks that are songs for this caller: ones they may see, ready to stream."""
+    return visible(audience) & playable()
+
+
+def members(audience: Audience) -> tuple[str, list[Any]]:
+    """`WITH members, alb`: every album's songs for this caller, real albums and each artist's listed tracks outside
+    any album ("Singles"), keyed by the Subsonic album id, and each album's totals. The album lists, artists, genres
+    and search read through it; the parameters go first."""
+    in_album, single = songs(audience), listed(audience)
+    sql = f"""
 WITH members(sid, album_uuid, track_id, artist_did) AS (
   SELECT 'al-' || x.album_id, x.album_id, t.id, t.artist_did
-    FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE t.status = 'ready'
+    FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
   UNION ALL
   SELECT 'al-singles-' || t.artist_did, NULL, t.id, t.artist_did FROM tracks t
-   WHERE t.status = 'ready' AND t.unlisted = 0 AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
+   WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
 ), alb AS (
   SELECT m.sid, m.artist_did, coalesce(max(a.title), 'Singles') AS name,
          coalesce(max(a.created_at), max(t.created_at)) AS created_at, count(*) AS song_count,
@@ -51,10 +65,22 @@ WITH members(sid, album_uuid, track_id, artist_did) AS (
    GROUP BY m.sid
 )
 """
-ALBUM_SELECT = MEMBERS_CTE + """
+    return sql, [*in_album.params, *single.params]
+
+
+def album_select(audience: Audience) -> tuple[str, list[Any]]:
+    """Albums (`AlbumID3` rows) as this caller sees them; add WHERE/ORDER on `alb`, parameters after these."""
+    cte, params = members(audience)
+    return cte + """
 SELECT alb.*, u.handle AS artist_handle, u.display_name AS artist_display_name
 FROM alb JOIN users u ON u.did = alb.artist_did
-"""
+""", params
+
+
+async def song_rows(db: Database, where: Where, tail: str = "", tail_params: Sequence[Any] = (),
+                    join: str = "") -> list[sqlite3.Row]:
+    """Tracks with their album and file size (what `song` shapes) that meet `where`, then `tail` (ORDER BY, LIMIT)."""
+    return await db.fetchall(f"{TRACK_ALBUM_SELECT} {join} WHERE {where.sql} {tail}", [*where.params, *tail_params])
 
 
 # ---- ids --------------------------------------------------------------------------------------------------------
@@ -202,18 +228,28 @@ async def liked_ids(db: Database, did: str) -> set[int]:
     return {r["track_id"] for r in await db.fetchall("SELECT track_id FROM likes WHERE did = ?", (did,))}
 
 
-async def get_song(db: Database, raw_id: str) -> sqlite3.Row:
-    row = await db.fetchone(SONG_SELECT + " WHERE t.id = ? AND t.status = 'ready'", (track_id_of(raw_id),))
-    if row is None:
+async def get_song(db: Database, raw_id: str, audience: Audience) -> sqlite3.Row:
+    found = await song_rows(db, Where.of("t.id = ?", track_id_of(raw_id)) & songs(audience))
+    if not found:
         raise not_found("song")
-    return row
+    return found[0]
 
 
-async def artists(db: Database) -> list[sqlite3.Row]:
-    return await db.fetchall(MEMBERS_CTE + """
-        SELECT m.artist_did, u.handle AS artist_handle, u.display_name AS artist_display_name,
-               count(DISTINCT m.sid) AS album_count
-        FROM members m JOIN users u ON u.did = m.artist_did GROUP BY m.artist_did""")
+async def song_count(db: Database, audience: Audience) -> int:
+    where = songs(audience)
+    row = await db.fetchone(f"SELECT count(*) AS n FROM tracks t WHERE {where.sql}", where.params)
+    return row["n"] if row else 0
+
+
+_ARTISTS = """
+    SELECT m.artist_did, u.handle AS artist_handle, u.display_name AS artist_display_name,
+           count(DISTINCT m.sid) AS album_count
+    FROM members m JOIN users u ON u.did = m.artist_did"""
+
+
+async def artists(db: Database, audience: Audience) -> list[sqlite3.Row]:
+    cte, params = members(audience)
+    return await db.fetchall(cte + _ARTISTS + " GROUP BY m.artist_did", params)
 
 
 def index(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
@@ -225,10 +261,11 @@ def index(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
     return [{"name": k, "artist": v} for k, v in sorted(groups.items())]
 
 
-async def get_artist(db: Database, raw_id: str) -> tuple[dict[str, Any], list[sqlite3.Row]]:
+async def get_artist(db: Database, raw_id: str, audience: Audience) -> tuple[dict[str, Any], list[sqlite3.Row]]:
     did = artist_did_of(raw_id)
-    albums = await db.fetchall(ALBUM_SELECT + " WHERE alb.artist_did = ? ORDER BY alb.name = ? , lower(alb.name)",
-                               (did, SINGLES))
+    sql, params = album_select(audience)
+    albums = await db.fetchall(sql + " WHERE alb.artist_did = ? ORDER BY alb.name = ? , lower(alb.name)",
+                               [*params, did, SINGLES])
     if not albums:
         raise not_found("artist")
     first = albums[0]
@@ -236,25 +273,23 @@ async def get_artist(db: Database, raw_id: str) -> tuple[dict[str, Any], list[sq
     return entry, albums
 
 
-async def get_album(db: Database, raw_id: str) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
-    row = await db.fetchone(ALBUM_SELECT + " WHERE alb.sid = ?", (raw_id,))
+async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
+    sql, params = album_select(audience)
+    row = await db.fetchone(sql + " WHERE alb.sid = ?", [*params, raw_id])
     if row is None:
         raise not_found("album")
     if raw_id.startswith("al-singles-"):
-        songs = await db.fetchall(
-            SONG_SELECT + " WHERE t.artist_did = ? AND t.status = 'ready' AND t.unlisted = 0 AND x.album_id IS NULL"
-            " ORDER BY t.created_at DESC, t.id DESC", (row["artist_did"],))
-    else:
-        songs = await db.fetchall(SONG_SELECT + " WHERE x.album_id = ? AND t.status = 'ready' ORDER BY x.position",
-                                  (raw_id.removeprefix("al-"),))
-    return row, songs
+        where = Where.of("t.artist_did = ?", row["artist_did"]) & listed(audience) & Where.of("x.album_id IS NULL")
+        return row, await song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC")
+    where = Where.of("x.album_id = ?", raw_id.removeprefix("al-")) & songs(audience)
+    return row, await song_rows(db, where, "ORDER BY x.position")
 
 
 LIST_TYPES = ("random", "newest", "alphabeticalByName", "alphabeticalByArtist", "frequent", "recent", "starred",
               "highest", "byYear", "byGenre")
 
 
-async def album_list(db: Database, params: dict[str, str], viewer_did: str) -> list[sqlite3.Row]:
+async def album_list(db: Database, params: dict[str, str], audience: Audience) -> list[sqlite3.Row]:
     """getAlbumList(2): `type` picks the order; frequent = the node's play counts, recent = the caller's plays."""
     kind = params.get("type")
     if not kind:
@@ -278,10 +313,10 @@ async def album_list(db: Database, params: dict[str, str], viewer_did: str) -> l
         where, order = " WHERE alb.play_count > 0", "alb.play_count DESC, alb.sid"
     elif kind == "recent":
         where, order = f" WHERE {last_play} IS NOT NULL", f"{last_play} DESC, alb.sid"
-        args = [viewer_did, viewer_did]
+        args = [audience.did, audience.did]
     elif kind == "starred":
         where, order = " WHERE " + likes.format(extra="AND l.did = ?") + " > 0", "lower(alb.name), alb.sid"
-        args = [viewer_did]
+        args = [audience.did]
     elif kind == "highest":
         where = " WHERE " + likes.format(extra="") + " > 0"
         order = likes.format(extra="") + " DESC, alb.sid"
@@ -302,44 +337,43 @@ async def album_list(db: Database, params: dict[str, str], viewer_did: str) -> l
         args, order = [genre.strip().lower()], "lower(alb.name), alb.sid"
     else:
         raise SubsonicError(GENERIC, f"unknown album list type {kind!r}; one of {', '.join(LIST_TYPES)}")
-    sql = ALBUM_SELECT + where + f" ORDER BY {order} LIMIT ? OFFSET ?"
-    return await db.fetchall(sql, [*args, size, offset])
+    sql, cte_params = album_select(audience)
+    return await db.fetchall(sql + where + f" ORDER BY {order} LIMIT ? OFFSET ?", [*cte_params, *args, size, offset])
 
 
-def _hide(tags: list[str]) -> tuple[str, list[Any]]:
-    """The feeds' rule: discovery lists leave out tracks carrying one of the viewer's hidden tags."""
-    if not tags:
-        return "", []
-    marks = ",".join("?" * len(tags))
-    return f" AND NOT EXISTS (SELECT 1 FROM track_tags h WHERE h.track_id = t.id AND h.tag IN ({marks}))", tags
-
-
-async def random_songs(db: Database, params: dict[str, str], viewer_did: str) -> list[sqlite3.Row]:
+async def random_songs(db: Database, params: dict[str, str], audience: Audience) -> list[sqlite3.Row]:
     size = bounded(params.get("size"), default=10)
-    sql = SONG_SELECT + " WHERE t.status = 'ready' AND t.unlisted = 0"
-    args: list[Any] = []
+    where = listed(audience)
     if genre := params.get("genre"):
-        sql += " AND EXISTS (SELECT 1 FROM track_tags g WHERE g.track_id = t.id AND g.tag = ?)"
-        args.append(genre.strip().lower())
+        where &= tagged(genre.strip().lower())
     if params.get("fromYear"):
-        sql += " AND CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER) >= ?"
-        args.append(bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear"))
+        year = bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear")
+        where &= Where.of("CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER) >= ?", year)
     if params.get("toYear"):
-        sql += " AND CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER) <= ?"
-        args.append(bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear"))
-    clause, extra = _hide(await hidden_tags(db, viewer_did))
-    return await db.fetchall(sql + clause + " ORDER BY random() LIMIT ?", [*args, *extra, size])
+        year = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
+        where &= Where.of("CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER) <= ?", year)
+    where &= without_tags(await hidden_tags(db, audience))
+    return await song_rows(db, where, "ORDER BY random() LIMIT ?", [size])
 
 
-async def genres(db: Database) -> list[dict[str, Any]]:
-    rows = await db.fetchall(MEMBERS_CTE + """
+async def genres(db: Database, audience: Audience) -> list[dict[str, Any]]:
+    cte, params = members(audience)
+    shown = listed(audience)
+    rows = await db.fetchall(cte + f"""
         SELECT g.tag, count(DISTINCT t.id) AS songs, count(DISTINCT m.sid) AS albums
         FROM track_tags g JOIN tracks t ON t.id = g.track_id JOIN members m ON m.track_id = t.id
-        WHERE t.unlisted = 0 GROUP BY g.tag ORDER BY songs DESC, g.tag""")
+        WHERE {shown.sql} GROUP BY g.tag ORDER BY songs DESC, g.tag""", [*params, *shown.params])
     return [{"value": r["tag"], "songCount": r["songs"], "albumCount": r["albums"]} for r in rows]
 
 
-async def search(db: Database, params: dict[str, str], viewer_did: str,
+async def starred(db: Database, audience: Audience) -> list[sqlite3.Row]:
+    """The caller's liked songs in their list order."""
+    where = Where.of("l.did = ?", audience.did) & songs(audience)
+    return await song_rows(db, where, "ORDER BY l.position, l.created_at DESC",
+                           join="JOIN likes l ON l.track_id = t.id")
+
+
+async def search(db: Database, params: dict[str, str], audience: Audience,
                  ranked_song_ids: list[int] | None = None) -> dict[str, Any]:
     """search3 by substring (an empty query lists everything, which is how some clients sync a library). With
     `ranked_song_ids` (the node's search index's answer, best first, offset already applied) the songs are those."""
@@ -350,63 +384,64 @@ async def search(db: Database, params: dict[str, str], viewer_did: str,
         return (bounded(params.get(f"{name}Count"), default=default),
                 bounded(params.get(f"{name}Offset"), default=0, maximum=10**9, name=f"{name}Offset"))
 
+    cte, cte_params = members(audience)
     n, off = page("artist", 20)
-    artist_rows = await db.fetchall(MEMBERS_CTE + """
-        SELECT m.artist_did, u.handle AS artist_handle, u.display_name AS artist_display_name,
-               count(DISTINCT m.sid) AS album_count
-        FROM members m JOIN users u ON u.did = m.artist_did
-        WHERE coalesce(u.display_name, '') LIKE ?1 ESCAPE '\\' OR coalesce(u.handle, '') LIKE ?1 ESCAPE '\\'
-        GROUP BY m.artist_did ORDER BY lower(coalesce(u.display_name, u.handle, m.artist_did)) LIMIT ?2 OFFSET ?3""",
-                                   (like, n, off))
+    artist_rows = await db.fetchall(cte + _ARTISTS + """
+        WHERE coalesce(u.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u.handle, '') LIKE ? ESCAPE '\\'
+        GROUP BY m.artist_did ORDER BY lower(coalesce(u.display_name, u.handle, m.artist_did)) LIMIT ? OFFSET ?""",
+                                    [*cte_params, like, like, n, off])
     n, off = page("album", 20)
-    album_rows = await db.fetchall(ALBUM_SELECT + " WHERE alb.name LIKE ? ESCAPE '\\' ORDER BY lower(alb.name),"
-                                   " alb.sid LIMIT ? OFFSET ?", (like, n, off))
+    sql, album_params = album_select(audience)
+    album_rows = await db.fetchall(sql + " WHERE alb.name LIKE ? ESCAPE '\\' ORDER BY lower(alb.name), alb.sid"
+                                   " LIMIT ? OFFSET ?", [*album_params, like, n, off])
     n, off = page("song", 20)
-    clause, extra = _hide(await hidden_tags(db, viewer_did))
+    shown = listed(audience) & without_tags(await hidden_tags(db, audience))
     if ranked_song_ids is not None:
-        found = {r["id"]: r for r in await db.fetchall(
-            SONG_SELECT + " WHERE t.id IN (SELECT value FROM json_each(?)) AND t.status = 'ready' AND t.unlisted = 0"
-            + clause, [json.dumps(ranked_song_ids), *extra])}
-        song_rows = [found[i] for i in ranked_song_ids if i in found][:n]
+        where = Where.of("t.id IN (SELECT value FROM json_each(?))", json.dumps(ranked_song_ids)) & shown
+        found = {r["id"]: r for r in await song_rows(db, where)}
+        matched = [found[i] for i in ranked_song_ids if i in found][:n]
     else:
-        song_rows = await db.fetchall(
-            SONG_SELECT + " WHERE t.status = 'ready' AND t.unlisted = 0 AND (t.title LIKE ? ESCAPE '\\'"
-            " OR coalesce(u.display_name, u.handle, '') LIKE ? ESCAPE '\\' OR coalesce(a.title, t.album, '') LIKE ?"
-            " ESCAPE '\\')" + clause + " ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?",
-            [like, like, like, *extra, n, off])
-    liked = await liked_ids(db, viewer_did)
+        where = shown & Where.of(
+            "t.title LIKE ? ESCAPE '\\' OR coalesce(u.display_name, u.handle, '') LIKE ? ESCAPE '\\'"
+            " OR coalesce(a.title, t.album, '') LIKE ? ESCAPE '\\'", like, like, like)
+        matched = await song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?", [n, off])
+    liked = await liked_ids(db, audience.did)
     return {"artist": [artist(r) for r in artist_rows], "album": [album(r) for r in album_rows],
-            "song": [song(r, liked) for r in song_rows]}
+            "song": [song(r, liked) for r in matched]}
 
 
-PLAYLIST_SELECT = """
+def _playlist_select(audience: Audience) -> tuple[str, list[Any]]:
+    """Playlists with how many of their songs the caller may play, and for how long; WHERE on `p` goes after."""
+    where = songs(audience)
+    return f"""
 SELECT p.*, u.handle AS owner_handle,
        (SELECT count(*) FROM playlist_items i JOIN tracks t ON t.id = i.track_id
-         WHERE i.playlist_id = p.id AND t.status = 'ready') AS song_count,
+         WHERE i.playlist_id = p.id AND {where.sql}) AS song_count,
        (SELECT coalesce(sum(t.duration), 0) FROM playlist_items i JOIN tracks t ON t.id = i.track_id
-         WHERE i.playlist_id = p.id AND t.status = 'ready') AS duration
+         WHERE i.playlist_id = p.id AND {where.sql}) AS duration
 FROM playlists p JOIN users u ON u.did = p.owner_did
-"""
+""", [*where.params, *where.params]
 
 
-async def playlists(db: Database, viewer_did: str, username: str | None) -> list[sqlite3.Row]:
+async def playlists(db: Database, audience: Audience, username: str | None) -> list[sqlite3.Row]:
     """The caller's playlists (private ones too) and everyone else's public ones; `username` narrows to one owner."""
-    sql = PLAYLIST_SELECT + " WHERE (p.owner_did = ? OR p.is_private = 0)"
-    args: list[Any] = [viewer_did]
+    sql, args = _playlist_select(audience)
+    sql += " WHERE (p.owner_did = ? OR p.is_private = 0)"
+    args.append(audience.did)
     if username:
         sql += " AND (p.owner_did = ? OR u.handle = ?)"
         args += [username, username.lower().lstrip("@")]
-    return await db.fetchall(sql + " ORDER BY p.owner_did != ?, p.created_at DESC, p.id", [*args, viewer_did])
+    return await db.fetchall(sql + " ORDER BY p.owner_did != ?, p.created_at DESC, p.id", [*args, audience.did])
 
 
-async def get_playlist(db: Database, raw_id: str, viewer_did: str) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
+async def get_playlist(db: Database, raw_id: str, audience: Audience) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
     playlist_id = uuid_of(raw_id, "pl-", "playlist")
-    row = await db.fetchone(PLAYLIST_SELECT + " WHERE p.id = ?", (playlist_id,))
-    if row is None or (row["is_private"] and row["owner_did"] != viewer_did):
+    sql, args = _playlist_select(audience)
+    row = await db.fetchone(sql + " WHERE p.id = ?", [*args, playlist_id])
+    if row is None or (row["is_private"] and row["owner_did"] != audience.did):
         raise not_found("playlist")  # someone else's private playlist does not exist for the caller
-    songs = await db.fetchall(SONG_SELECT + " JOIN playlist_items i ON i.track_id = t.id WHERE i.playlist_id = ?"
-                              " AND t.status = 'ready' ORDER BY i.position", (playlist_id,))
-    return row, songs
+    where = Where.of("i.playlist_id = ?", playlist_id) & songs(audience)
+    return row, await song_rows(db, where, "ORDER BY i.position", join="JOIN playlist_items i ON i.track_id = t.id")
 
 
 # ---- files ------------------------------------------------------------------------------------------------------
@@ -419,7 +454,7 @@ class File:
     download_name: str | None = None
 
 
-def playable(row: sqlite3.Row) -> File:
+def stream_file(row: sqlite3.Row) -> File:
     """What stream sends: the MP3 rendition when there is one (the original is not web-playable), else the original."""
     if row["web_sha"]:
         return File(row["web_sha"], "audio/mpeg")
@@ -446,30 +481,33 @@ def _pick(row: sqlite3.Row, size: int | None) -> File | None:
     return File(row["display_sha"], "image/webp")
 
 
-_ART = "SELECT t.display_sha, t.thumb_sha, t.image_sha, t.image_mime FROM tracks t"
+async def _first_art(db: Database, where: Where, order: str = "", join: str = "") -> list[sqlite3.Row]:
+    """The artwork columns of the first track with artwork that meets `where`."""
+    where &= Where.of("t.display_sha IS NOT NULL")
+    return await db.fetchall(f"SELECT t.display_sha, t.thumb_sha, t.image_sha, t.image_mime FROM tracks t {join}"
+                             f" WHERE {where.sql} {order} LIMIT 1", where.params)
 
 
-async def cover_art(db: Database, raw_id: str, size: int | None, viewer_did: str) -> File:
+async def cover_art(db: Database, raw_id: str, size: int | None, audience: Audience) -> File:
     """Artwork of a song, album (its cover, else its first track's), artist or Singles (their newest track's
     artwork) or playlist (its cover, else its first track's)."""
     rows: list[sqlite3.Row] = []
     if raw_id.startswith("tr-"):
-        rows = await db.fetchall(_ART + " WHERE t.id = ?", (track_id_of(raw_id),))
+        rows = await _first_art(db, Where.of("t.id = ?", track_id_of(raw_id)) & visible(audience))
     elif raw_id.startswith(("ar-", "al-singles-")):
         did = raw_id.removeprefix("al-singles-") if raw_id.startswith("al-singles-") else artist_did_of(raw_id)
-        rows = await db.fetchall(_ART + " WHERE t.artist_did = ? AND t.status = 'ready' AND t.unlisted = 0"
-                                 " AND t.display_sha IS NOT NULL ORDER BY t.created_at DESC LIMIT 1", (did,))
+        rows = await _first_art(db, Where.of("t.artist_did = ?", did) & listed(audience), "ORDER BY t.created_at DESC")
     elif raw_id.startswith("al-"):
         album_id = uuid_of(raw_id, "al-", "album")
         rows = await db.fetchall("SELECT display_sha, thumb_sha, image_sha, image_mime FROM albums WHERE id = ?",
                                  (album_id,))
-        rows += await db.fetchall(_ART + " JOIN album_tracks x ON x.track_id = t.id WHERE x.album_id = ?"
-                                  " AND t.display_sha IS NOT NULL ORDER BY x.position LIMIT 1", (album_id,))
+        rows += await _first_art(db, Where.of("x.album_id = ?", album_id) & visible(audience), "ORDER BY x.position",
+                                 join="JOIN album_tracks x ON x.track_id = t.id")
     elif raw_id.startswith("pl-"):
-        row, _ = await get_playlist(db, raw_id, viewer_did)
+        row, _ = await get_playlist(db, raw_id, audience)
         rows = [row]
-        rows += await db.fetchall(_ART + " JOIN playlist_items i ON i.track_id = t.id WHERE i.playlist_id = ?"
-                                  " AND t.display_sha IS NOT NULL ORDER BY i.position LIMIT 1", (row["id"],))
+        rows += await _first_art(db, Where.of("i.playlist_id = ?", row["id"]) & visible(audience),
+                                 "ORDER BY i.position", join="JOIN playlist_items i ON i.track_id = t.id")
     for row in rows:
         if (found := _pick(row, size)) is not None:
             return found

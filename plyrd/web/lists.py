@@ -17,7 +17,7 @@ from . import upload_stream
 from .bodies import form_fields, json_body
 from .context import node
 from .streaming import serve_file
-from .viewer import current_viewer, require_uploader, require_viewer
+from .viewer import current_audience, current_viewer, require_uploader, require_viewer
 
 albums_bp = Blueprint("albums", __name__)
 lists_bp = Blueprint("lists", __name__)
@@ -80,14 +80,14 @@ async def artist_albums(handle: str) -> Response:
 @albums_bp.get("/albums/<handle>/<slug>")
 async def album_detail(handle: str, slug: str) -> Response:
     n = node()
-    return jsonify(await albums.album_detail(n.db, handle, slug, n.config.public_url))
+    return jsonify(await albums.album_detail(n.db, handle, slug, n.config.public_url, current_audience()))
 
 
 @albums_bp.get("/albums/<handle>/<slug>/download")
 async def album_download(handle: str, slug: str) -> Response:
     """The album as one zip of its originals (stored, not recompressed), streamed as it is written."""
     n = node()
-    filename, body = await albums.album_zip(n.db, n.blobs, handle, slug)
+    filename, body = await albums.album_zip(n.db, n.blobs, handle, slug, current_audience())
     response = Response(body, content_type="application/zip")
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
     response.timeout = None  # a long album to a slow connection takes as long as it takes
@@ -201,15 +201,15 @@ async def playlist_by_uri() -> Response:
     if not uri:
         raise InvalidInput("add ?uri=at://... of the playlist's record")
     row = await playlists.playlist_by_uri(n.db, uri)
-    return jsonify(await playlists.playlist_detail(n.db, row, n.config.public_url))
+    return jsonify(await playlists.playlist_detail(n.db, row, n.config.public_url, current_audience()))
 
 
 @lists_bp.get("/lists/playlists/<playlist_id>")
 async def playlist_detail(playlist_id: str) -> Response:
     n = node()
-    viewer = current_viewer()
-    row = await playlists.get_playlist(n.db, playlist_id, viewer.did if viewer else None)
-    return jsonify(await playlists.playlist_detail(n.db, row, n.config.public_url))
+    audience = current_audience()
+    row = await playlists.get_playlist(n.db, playlist_id, audience.did)
+    return jsonify(await playlists.playlist_detail(n.db, row, n.config.public_url, audience))
 
 
 @lists_bp.get("/lists/playlists/<playlist_id>/meta")

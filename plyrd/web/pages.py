@@ -19,13 +19,13 @@ from ..auth.service import safe_return_path
 from ..catalog import albums, comments, feeds, likes, playlists, preferences
 from ..catalog.profiles import get_profile
 from ..catalog.social import tracks_json
-from ..catalog.tracks import get_track_row
+from ..catalog.tracks import ANONYMOUS, hidden_tags, open_track, playable, track_json, visible
 from ..errors import InvalidInput, NotFound, PlyrdError
 from .auth import set_session_cookies
 from .context import node
 from .errors import status_for
 from .limits import client_address, retry_after_headers
-from .viewer import current_viewer
+from .viewer import current_audience, current_viewer
 
 bp = Blueprint("pages", __name__)
 
@@ -128,10 +128,11 @@ async def home() -> Response:
     args = request.args
     tag = (args.get("tag") or "").strip().lower() or None
     cursor = args.get("cursor") or None
-    page = await feeds.latest(n.db, viewer_did=_viewer_did(), cursor=cursor, limit=FEED_PAGE, tag=tag)
-    top = [] if cursor or tag else await feeds.top(n.db, viewer_did=_viewer_did(), limit=10)
-    tags = await feeds.tag_counts(n.db, q=None, limit=24)
-    hidden = await feeds.hidden_tags(n.db, _viewer_did())
+    audience = current_audience()
+    page = await feeds.latest(n.db, audience=audience, cursor=cursor, limit=FEED_PAGE, tag=tag)
+    top = [] if cursor or tag else await feeds.top(n.db, audience=audience, limit=10)
+    tags = await feeds.tag_counts(n.db, audience=audience, q=None, limit=24)
+    hidden = await hidden_tags(n.db, audience)
     return await render("home.html", tracks=await page_tracks(page.rows), next_cursor=page.next_cursor, tag=tag,
                         cursor=cursor, top=await page_tracks(top), tags=[t for t in tags if t["tag"] not in hidden],
                         hidden_tags=hidden)
@@ -141,7 +142,7 @@ async def home() -> Response:
 async def tag_page(name: str) -> Response:
     n = node()
     tag = name.strip().lower()
-    page = await feeds.latest(n.db, viewer_did=_viewer_did(), tag=tag, cursor=request.args.get("cursor") or None,
+    page = await feeds.latest(n.db, audience=current_audience(), tag=tag, cursor=request.args.get("cursor") or None,
                               limit=FEED_PAGE, filter_hidden=False)
     tracks = await page_tracks(page.rows)
     return await render("tag.html", tag=tag, tracks=tracks, next_cursor=page.next_cursor,
@@ -161,10 +162,11 @@ def start_at(raw: str | None, duration: float | None) -> int | None:
 @bp.get("/track/<int:track_id>")
 async def track_page(track_id: int) -> Response:
     n = node()
-    row = await get_track_row(n.db, track_id)
+    audience = current_audience()
+    row = await open_track(n.db, track_id, audience)
     track = (await page_tracks([row], peaks=True))[0]
     found = await comments.list_comments(n.db, track_id)
-    liked_by = await likes.likers(n.db, track_id)
+    liked_by = await likes.likers(n.db, track_id, audience)
     mine = []
     if (viewer := current_viewer()) is not None:
         mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
@@ -179,7 +181,7 @@ async def track_page(track_id: int) -> Response:
 async def artist_page(handle: str) -> Response:
     n = node()
     profile = await get_profile(n.db, handle)
-    page = await feeds.latest(n.db, viewer_did=_viewer_did(), artist_did=profile["did"], limit=50,
+    page = await feeds.latest(n.db, audience=current_audience(), artist_did=profile["did"], limit=50,
                               cursor=request.args.get("cursor") or None)
     shown = await albums.list_artist_albums(n.db, profile["did"], n.config.public_url, viewer_did=_viewer_did())
     lists = await playlists.public_playlists(n.db, profile["did"], n.config.public_url)
@@ -191,10 +193,11 @@ async def artist_page(handle: str) -> Response:
 @bp.get("/u/<handle>/album/<slug>")
 async def album_page(handle: str, slug: str) -> Response:
     n = node()
-    detail = await albums.album_detail(n.db, handle, slug, n.config.public_url)
-    rows = [await get_track_row(n.db, t["id"]) for t in detail["tracks"]]
+    album = await albums.find_album(n.db, handle, slug)
+    rows = await albums.album_tracks(n.db, album["id"], visible(current_audience()))
     page_url = f"{n.config.public_url}/u/{handle}/album/{slug}"
-    return await render("album.html", album=detail["metadata"], tracks=await page_tracks(rows), page_url=page_url,
+    return await render("album.html", album=albums.album_json(album, n.config.public_url),
+                        tracks=await page_tracks(rows), page_url=page_url,
                         **_embed_links(page_url, f"/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT))
 
 
@@ -246,7 +249,7 @@ async def library_page() -> Response:
     if viewer is None:
         return login_redirect()
     n = node()
-    liked = await likes.liked_tracks(n.db, viewer.did, viewer_did=viewer.did, public_url=n.config.public_url)
+    liked = await likes.liked_tracks(n.db, viewer.did, audience=current_audience(), public_url=n.config.public_url)
     mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
     shelf = await albums.library_albums(n.db, viewer.did, n.config.public_url)
     return await render("library.html", tracks=liked, playlists=mine, albums=shelf)
@@ -255,15 +258,16 @@ async def library_page() -> Response:
 @bp.get("/playlist/<playlist_id>")
 async def playlist_page(playlist_id: str) -> Response:
     n = node()
-    row = await playlists.get_playlist(n.db, playlist_id, _viewer_did())
-    detail = await playlists.playlist_detail(n.db, row, n.config.public_url)
-    by_id = {t["id"]: t for t in await page_tracks([await get_track_row(n.db, t["id"]) for t in detail["tracks"]])}
-    uris = {i["track_id"]: i["uri"] for i in detail["items"]}
-    tracks = [{**by_id[t["id"]], "item_uri": uris.get(t["id"])} for t in detail["tracks"]]
-    page_url = f"{n.config.public_url}/playlist/{detail['id']}"
-    return await render("playlist.html", playlist=detail, tracks=tracks, items=detail["items"],
-                        is_owner=_viewer_did() == detail["owner_did"], page_url=page_url,
-                        **_embed_links(page_url, f"/embed/playlist/{detail['id']}", LIST_EMBED_HEIGHT))
+    audience = current_audience()
+    row = await playlists.get_playlist(n.db, playlist_id, audience.did)
+    items = await playlists.playlist_items(n.db, row["id"])
+    uris = {i["track_id"]: i["uri"] for i in items}
+    tracks = [{**t, "item_uri": uris.get(t["id"])}
+              for t in await page_tracks(await playlists.playlist_tracks(n.db, row["id"], visible(audience)))]
+    page_url = f"{n.config.public_url}/playlist/{row['id']}"
+    return await render("playlist.html", playlist=playlists.playlist_json(row, n.config.public_url), tracks=tracks,
+                        items=items, is_owner=audience.did == row["owner_did"], page_url=page_url,
+                        **_embed_links(page_url, f"/embed/playlist/{row['id']}", LIST_EMBED_HEIGHT))
 
 
 @bp.get("/settings")
@@ -284,7 +288,8 @@ async def _embed(template: str, **context: Any) -> Response:
 @bp.get("/embed/track/<int:track_id>")
 async def embed_track(track_id: int) -> Response:
     n = node()
-    track = (await page_tracks([await get_track_row(n.db, track_id)], peaks=True))[0]
+    row = await open_track(n.db, track_id, ANONYMOUS)  # an embed is the same for everyone
+    track = (await tracks_json(n.db, [row], None, n.config.public_url, peaks=True))[0]
     return await _embed("embed.html", track=track, page_url=f"{n.config.public_url}/track/{track_id}")
 
 
@@ -297,31 +302,35 @@ def _small_peaks(peaks: list[float] | None) -> list[int]:
             for i in range(min(EMBED_PEAKS, len(peaks)))]
 
 
-async def _list_embed(*, title: str, by: str, image_url: str | None, track_ids: list[int], page_url: str) -> Response:
+async def _list_embed(*, title: str, by: str, image_url: str | None, rows: list[Any], page_url: str) -> Response:
     n = node()
-    rows = [await get_track_row(n.db, i) for i in track_ids[:EMBED_LIST_MAX]]
-    tracks = [{**t, "peaks": _small_peaks(t["peaks"])} for t in await tracks_json(n.db, rows, None, n.config.public_url,
-                                                                                   peaks=True) if t["playable"]]
+    tracks = [{**t, "peaks": _small_peaks(t["peaks"])}
+              for t in await tracks_json(n.db, rows[:EMBED_LIST_MAX], None, n.config.public_url, peaks=True)]
     return await _embed("embed_list.html", title=title, by=by, image_url=image_url, tracks=tracks, page_url=page_url)
+
+
+# A list embed is the same for everyone: the tracks anyone may see, and of those the ones ready to play.
+EMBED_TRACKS = visible(ANONYMOUS) & playable()
 
 
 @bp.get("/embed/playlist/<playlist_id>")
 async def embed_playlist(playlist_id: str) -> Response:
     n = node()
     row = await playlists.get_playlist(n.db, playlist_id, None)  # an embed is public: private playlists are 404
-    detail = await playlists.playlist_detail(n.db, row, n.config.public_url)
-    return await _list_embed(title=detail["name"], by=f"a playlist by {detail['owner_handle']}",
-                             image_url=detail["image_url"], track_ids=[t["id"] for t in detail["tracks"]],
-                             page_url=f"{n.config.public_url}/playlist/{detail['id']}")
+    playlist = playlists.playlist_json(row, n.config.public_url)
+    return await _list_embed(title=playlist["name"], by=f"a playlist by {playlist['owner_handle']}",
+                             image_url=playlist["image_url"],
+                             rows=await playlists.playlist_tracks(n.db, row["id"], EMBED_TRACKS),
+                             page_url=f"{n.config.public_url}/playlist/{row['id']}")
 
 
 @bp.get("/embed/album/<handle>/<slug>")
 async def embed_album(handle: str, slug: str) -> Response:
     n = node()
-    detail = await albums.album_detail(n.db, handle, slug, n.config.public_url)
-    album = detail["metadata"]
+    row = await albums.find_album(n.db, handle, slug)
+    album = albums.album_json(row, n.config.public_url)
     return await _list_embed(title=album["title"], by=album["artist"], image_url=album["image_url"],
-                             track_ids=[t["id"] for t in detail["tracks"]],
+                             rows=await albums.album_tracks(n.db, row["id"], EMBED_TRACKS),
                              page_url=f"{n.config.public_url}/u/{handle}/album/{slug}")
 
 
@@ -342,7 +351,8 @@ async def oembed() -> Response:
     path = urlsplit(url).path if url else ""
     width = _dimension(request.args.get("maxwidth"), EMBED_WIDTH)
     if match := _TRACK_PATH.match(path):
-        track = (await page_tracks([await get_track_row(n.db, int(match.group(1)))]))[0]
+        # A link preview is the same for everyone: what anyone may see.
+        track = track_json(await open_track(n.db, int(match.group(1)), ANONYMOUS), base, peaks=False)
         title, author, author_url = track["title"], track["artist"], f"{base}/u/{track['artist_handle']}"
         src, height = f"{base}/embed/track/{track['id']}", EMBED_HEIGHT
         thumbnail = None if track["sensitive"] else track["image_url"]  # no sensitive artwork in link previews
@@ -352,7 +362,7 @@ async def oembed() -> Response:
         src, height, thumbnail = f"{base}/embed/playlist/{playlist['id']}", LIST_EMBED_HEIGHT, playlist["image_url"]
     elif match := _ALBUM_PATH.match(path):
         handle, slug = match.group(1) or match.group(2), match.group(3)
-        album = (await albums.album_detail(n.db, handle, slug, base))["metadata"]
+        album = albums.album_json(await albums.find_album(n.db, handle, slug), base)
         title, author, author_url = album["title"], album["artist"], f"{base}/u/{album['artist_handle']}"
         src, height, thumbnail = f"{base}/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT, album["image_url"]
     else:

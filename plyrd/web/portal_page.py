@@ -11,7 +11,7 @@ from ..catalog.profiles import get_profile
 from .bodies import query_int
 from .context import node
 from .pages import login_redirect, page_tracks, render
-from .viewer import current_viewer
+from .viewer import current_audience, current_viewer
 
 bp = Blueprint("portal_page", __name__)
 
@@ -27,7 +27,7 @@ async def portal() -> Response:
     q = (request.args.get("q") or "").strip()
     offset = query_int("offset", default=0)
     profile = await get_profile(n.db, viewer.did)
-    rows = await feeds.own(n.db, viewer.did, q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
+    rows = await feeds.own(n.db, current_audience(), q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
     shown = rows[:PAGE]  # one extra row read only to know whether an "older" page exists
     tracks = await page_tracks(shown)
     own_albums = await albums.list_artist_albums(n.db, viewer.did, n.config.public_url, viewer_did=viewer.did)

@@ -5,23 +5,19 @@ from __future__ import annotations
 from quart import Blueprint, Response, jsonify, request
 
 from .context import node
-from .viewer import current_viewer
+from .viewer import current_audience
 
 bp = Blueprint("search", __name__)
-
-
-def _viewer_did() -> str | None:
-    viewer = current_viewer()
-    return viewer.did if viewer else None
 
 
 @bp.get("/search/")
 async def search() -> Response:
     """?q= (2-100 characters, searched literally) &type=tracks,artists,albums,tags,playlists &limit= (1-50)."""
     args = request.args
-    return jsonify(await node().search.search(args.get("q"), args.get("type"), args.get("limit"), _viewer_did()))
+    return jsonify(await node().search.search(args.get("q"), args.get("type"), args.get("limit"),
+                                              current_audience()))
 
 
 @bp.get("/tracks/<int:track_id>/similar")
 async def similar(track_id: int) -> Response:
-    return jsonify(await node().search.similar(track_id, request.args.get("limit"), _viewer_did()))
+    return jsonify(await node().search.similar(track_id, request.args.get("limit"), current_audience()))

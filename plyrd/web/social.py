@@ -16,7 +16,7 @@ from .bodies import json_body
 from .context import node
 from .errors import error_response
 from .limits import limited
-from .viewer import anonymous_cross_site, current_viewer, require_viewer
+from .viewer import anonymous_cross_site, current_audience, current_viewer, require_viewer
 
 bp = Blueprint("social", __name__)
 
@@ -42,11 +42,6 @@ def _public_url() -> str:
     return node().config.public_url
 
 
-def _viewer_did() -> str | None:
-    viewer = current_viewer()
-    return viewer.did if viewer else None
-
-
 # ---- likes
 
 
@@ -64,13 +59,13 @@ async def unlike(track_id: int) -> Response:
 
 @bp.get("/tracks/<int:track_id>/likes")
 async def likers(track_id: int) -> Response:
-    return jsonify(await likes.likers(node().db, track_id))
+    return jsonify(await likes.likers(node().db, track_id, current_audience()))
 
 
 @bp.get("/tracks/liked")
 async def liked() -> Response:
     viewer = require_viewer()
-    tracks = await likes.liked_tracks(node().db, viewer.did, viewer_did=viewer.did, public_url=_public_url())
+    tracks = await likes.liked_tracks(node().db, viewer.did, audience=current_audience(), public_url=_public_url())
     return jsonify({"tracks": tracks})
 
 
@@ -84,7 +79,7 @@ async def reorder_liked() -> Response:
 
 @bp.get("/users/<handle>/likes")
 async def user_likes(handle: str) -> Response:
-    return jsonify(await likes.public_likes(node().db, handle, viewer_did=_viewer_did(), public_url=_public_url()))
+    return jsonify(await likes.public_likes(node().db, handle, audience=current_audience(), public_url=_public_url()))
 
 
 # ---- timed comments
@@ -228,14 +223,14 @@ async def get_queue() -> Response:
         response = Response("", status=304)
         response.headers["ETag"] = f'"{revision}"'
         return response
-    return _queue_response(await queue.get(node().db, viewer.did, public_url=_public_url()))
+    return _queue_response(await queue.get(node().db, current_audience(), public_url=_public_url()))
 
 
 @bp.put("/queue/")
 async def put_queue() -> Response:
-    viewer = require_viewer()
+    require_viewer()
     try:
-        snapshot = await queue.put(node().db, viewer.did, await json_body(), request.headers.get("If-Match"),
+        snapshot = await queue.put(node().db, current_audience(), await json_body(), request.headers.get("If-Match"),
                                    public_url=_public_url())
     except queue.PreconditionRequired as e:
         return error_response(428, e.detail)

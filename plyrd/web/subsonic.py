@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..auth.service import Session
 from ..catalog import likes, plays
+from ..catalog.tracks import Audience
 from ..errors import Conflict, NotFound, PlyrdError
 from ..node import Node
 from ..subsonic import catalog as sc
@@ -51,6 +52,11 @@ class Call:
     @property
     def did(self) -> str:
         return self.session.did
+
+    @property
+    def audience(self) -> Audience:
+        """The caller as the catalog's visibility rules see them."""
+        return Audience(self.did, is_admin=self.node.auth.is_admin(self.did, self.session.handle))
 
     def one(self) -> dict[str, str]:
         return {k: v for k, v in self.params.items()}
@@ -153,8 +159,7 @@ async def get_user(call: Call) -> dict[str, Any]:
 
 @method("getScanStatus")
 async def get_scan_status(call: Call) -> dict[str, Any]:
-    row = await call.node.db.fetchone("SELECT count(*) AS n FROM tracks WHERE status = 'ready'")
-    return {"scanStatus": {"scanning": False, "count": row["n"] if row else 0}}
+    return {"scanStatus": {"scanning": False, "count": await sc.song_count(call.node.db, call.audience)}}
 
 
 @method("getNowPlaying")
@@ -167,23 +172,24 @@ async def get_now_playing(call: Call) -> dict[str, Any]:
 
 @method("getArtists")
 async def get_artists(call: Call) -> dict[str, Any]:
-    return {"artists": {"ignoredArticles": "", "index": sc.index(await sc.artists(call.node.db))}}
+    return {"artists": {"ignoredArticles": "", "index": sc.index(await sc.artists(call.node.db, call.audience))}}
 
 
 @method("getIndexes")
 async def get_indexes(call: Call) -> dict[str, Any]:
-    return {"indexes": {"ignoredArticles": "", "lastModified": 0, "index": sc.index(await sc.artists(call.node.db))}}
+    index = sc.index(await sc.artists(call.node.db, call.audience))
+    return {"indexes": {"ignoredArticles": "", "lastModified": 0, "index": index}}
 
 
 @method("getArtist")
 async def get_artist(call: Call) -> dict[str, Any]:
-    entry, albums = await sc.get_artist(call.node.db, call.required("id"))
+    entry, albums = await sc.get_artist(call.node.db, call.required("id"), call.audience)
     return {"artist": {**entry, "album": [sc.album(a) for a in albums]}}
 
 
 @method("getAlbum")
 async def get_album(call: Call) -> dict[str, Any]:
-    row, songs = await sc.get_album(call.node.db, call.required("id"))
+    row, songs = await sc.get_album(call.node.db, call.required("id"), call.audience)
     liked = await sc.liked_ids(call.node.db, call.did)
     return {"album": {**sc.album(row), "song": [sc.song(s, liked) for s in songs]}}
 
@@ -194,9 +200,9 @@ async def get_music_directory(call: Call) -> dict[str, Any]:
     raw = call.required("id")
     db = call.node.db
     if raw.startswith("ar-"):
-        entry, albums = await sc.get_artist(db, raw)
+        entry, albums = await sc.get_artist(db, raw, call.audience)
         return {"directory": {"id": raw, "name": entry["name"], "child": [sc.album(a) for a in albums]}}
-    row, songs = await sc.get_album(db, raw)
+    row, songs = await sc.get_album(db, raw, call.audience)
     liked = await sc.liked_ids(db, call.did)
     return {"directory": {"id": raw, "name": row["name"], "parent": f"ar-{row['artist_did']}",
                           "child": [sc.song(s, liked) for s in songs]}}
@@ -204,32 +210,32 @@ async def get_music_directory(call: Call) -> dict[str, Any]:
 
 @method("getSong")
 async def get_song(call: Call) -> dict[str, Any]:
-    row = await sc.get_song(call.node.db, call.required("id"))
+    row = await sc.get_song(call.node.db, call.required("id"), call.audience)
     return {"song": sc.song(row, await sc.liked_ids(call.node.db, call.did))}
 
 
 @method("getAlbumList2")
 async def get_album_list2(call: Call) -> dict[str, Any]:
-    rows = await sc.album_list(call.node.db, call.one(), call.did)
+    rows = await sc.album_list(call.node.db, call.one(), call.audience)
     return {"albumList2": {"album": [sc.album(r) for r in rows]}}
 
 
 @method("getAlbumList")
 async def get_album_list(call: Call) -> dict[str, Any]:
-    rows = await sc.album_list(call.node.db, call.one(), call.did)
+    rows = await sc.album_list(call.node.db, call.one(), call.audience)
     return {"albumList": {"album": [sc.album(r) for r in rows]}}
 
 
 @method("getRandomSongs")
 async def get_random_songs(call: Call) -> dict[str, Any]:
-    rows = await sc.random_songs(call.node.db, call.one(), call.did)
+    rows = await sc.random_songs(call.node.db, call.one(), call.audience)
     liked = await sc.liked_ids(call.node.db, call.did)
     return {"randomSongs": {"song": [sc.song(r, liked) for r in rows]}}
 
 
 @method("getGenres")
 async def get_genres(call: Call) -> dict[str, Any]:
-    return {"genres": {"genre": await sc.genres(call.node.db)}}
+    return {"genres": {"genre": await sc.genres(call.node.db, call.audience)}}
 
 
 @method("search3")
@@ -247,23 +253,23 @@ async def search3(call: Call) -> dict[str, Any]:
         count, offset = 0, 0  # sc.search reports the bad number in Subsonic's words
     if 2 <= len(query) <= 100 and 0 < count and offset >= 0 and offset + count <= SEARCH_INDEX_MAX:
         try:
-            found = await call.node.search.search(query, "tracks", str(offset + count), call.did)
+            found = await call.node.search.search(query, "tracks", str(offset + count), call.audience)
         except PlyrdError:
             found = None  # the index is rebuilding or refuses this query: substring matching still answers
         if found is not None:
             ranked = [int(t["id"]) for t in found["groups"]["tracks"]][offset:]
-    return {"searchResult3": await sc.search(call.node.db, params, call.did, ranked)}
+    return {"searchResult3": await sc.search(call.node.db, params, call.audience, ranked)}
 
 
 @method("getPlaylists")
 async def get_playlists(call: Call) -> dict[str, Any]:
-    rows = await sc.playlists(call.node.db, call.did, call.params.get("username") or None)
+    rows = await sc.playlists(call.node.db, call.audience, call.params.get("username") or None)
     return {"playlists": {"playlist": [sc.playlist(r) for r in rows]}}
 
 
 @method("getPlaylist")
 async def get_playlist(call: Call) -> dict[str, Any]:
-    row, songs = await sc.get_playlist(call.node.db, call.required("id"), call.did)
+    row, songs = await sc.get_playlist(call.node.db, call.required("id"), call.audience)
     liked = await sc.liked_ids(call.node.db, call.did)
     return {"playlist": {**sc.playlist(row), "entry": [sc.song(s, liked) for s in songs]}}
 
@@ -279,9 +285,7 @@ async def get_starred(call: Call) -> dict[str, Any]:
 
 
 async def _starred(call: Call) -> dict[str, Any]:
-    db = call.node.db
-    rows = await db.fetchall(sc.SONG_SELECT + " JOIN likes l ON l.track_id = t.id WHERE l.did = ?"
-                             " AND t.status = 'ready' ORDER BY l.position, l.created_at DESC", (call.did,))
+    rows = await sc.starred(call.node.db, call.audience)
     liked = {r["id"] for r in rows}
     return {"artist": [], "album": [], "song": [sc.song(r, liked) for r in rows]}
 
@@ -297,19 +301,19 @@ async def _serve(call: Call, file: sc.File) -> Response:
 @method("stream")
 async def stream(call: Call) -> Response:
     """The playable file as stored (no on-the-fly transcoding: maxBitRate and format are ignored)."""
-    return await _serve(call, sc.playable(await sc.get_song(call.node.db, call.required("id"))))
+    return await _serve(call, sc.stream_file(await sc.get_song(call.node.db, call.required("id"), call.audience)))
 
 
 @method("download")
 async def download(call: Call) -> Response:
-    return await _serve(call, sc.original(await sc.get_song(call.node.db, call.required("id"))))
+    return await _serve(call, sc.original(await sc.get_song(call.node.db, call.required("id"), call.audience)))
 
 
 @method("getCoverArt")
 async def get_cover_art(call: Call) -> Response:
     size = call.params.get("size")
     wanted = sc.bounded(size, default=0, maximum=10**6) if size else None
-    return await _serve(call, await sc.cover_art(call.node.db, call.required("id"), wanted, call.did))
+    return await _serve(call, await sc.cover_art(call.node.db, call.required("id"), wanted, call.audience))
 
 
 # ---- listening --------------------------------------------------------------------------------------------------
@@ -351,7 +355,7 @@ async def star(call: Call) -> dict[str, Any]:
 async def unstar(call: Call) -> dict[str, Any]:
     db = call.node.db
     for track_id in _song_ids(call):
-        await sc.get_song(db, f"tr-{track_id}")  # an unknown song is error 70; an unliked one is a no-op
+        await sc.get_song(db, f"tr-{track_id}", call.audience)  # an unknown song is error 70; an unliked one is a no-op
         try:
             await likes.unlike(db, did=call.did, track_id=track_id)
         except NotFound:

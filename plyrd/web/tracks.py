@@ -12,14 +12,14 @@ from quart import Blueprint, Response, jsonify, request
 from ..catalog import feeds
 from ..catalog.editing import apply_changes, parse_changes
 from ..catalog.social import tracks_json
-from ..catalog.tracks import delete_track, get_track_row
+from ..catalog.tracks import delete_track, get_track_row, open_track
 from ..catalog.uploads import parse_fields
 from ..errors import Forbidden, InvalidInput, PlyrdError
 from . import upload_stream
 from .bodies import query_int
 from .context import node
 from .limits import limited
-from .viewer import current_viewer, require_uploader, require_viewer
+from .viewer import current_audience, current_viewer, require_uploader, require_viewer
 
 bp = Blueprint("tracks", __name__)
 
@@ -89,7 +89,8 @@ async def upload_progress(upload_id: str) -> Response:
 
 @bp.get("/tracks/<int:track_id>")
 async def track_detail(track_id: int) -> Response:
-    return jsonify((await _tracks_json([await get_track_row(node().db, track_id)], peaks=True))[0])
+    row = await open_track(node().db, track_id, current_audience())
+    return jsonify((await _tracks_json([row], peaks=True))[0])
 
 
 @bp.delete("/tracks/<int:track_id>")
@@ -116,7 +117,7 @@ async def latest_tracks() -> Response:
     args = request.args
     page = await feeds.latest(
         node().db,
-        viewer_did=_viewer_did(),
+        audience=current_audience(),
         cursor=args.get("cursor") or None,
         limit=feeds.parse_limit(args.get("limit")),
         artist_did=args.get("artist_did") or None,
@@ -130,17 +131,17 @@ async def latest_tracks() -> Response:
 @bp.get("/tracks/top")
 async def top_tracks() -> Response:
     args = request.args
-    rows = await feeds.top(node().db, viewer_did=_viewer_did(), period=args.get("period", "all_time"),
+    rows = await feeds.top(node().db, audience=current_audience(), period=args.get("period", "all_time"),
                            limit=feeds.parse_limit(args.get("limit"), default=20))
     return jsonify({"tracks": await _tracks_json(rows)})
 
 
 @bp.get("/tracks/me")
 async def my_tracks() -> Response:
-    viewer = require_viewer()
+    require_viewer()
     args = request.args
     offset = query_int("offset", default=0)
-    rows = await feeds.own(node().db, viewer.did, q=args.get("q") or None, sort=args.get("sort", "recent"),
+    rows = await feeds.own(node().db, current_audience(), q=args.get("q") or None, sort=args.get("sort", "recent"),
                            limit=feeds.parse_limit(args.get("limit")), offset=offset)
     return jsonify({"tracks": await _tracks_json(rows)})
 
@@ -148,13 +149,13 @@ async def my_tracks() -> Response:
 @bp.get("/tracks/tags")
 async def tags() -> Response:
     args = request.args
-    return jsonify({"tags": await feeds.tag_counts(node().db, q=args.get("q") or None,
+    return jsonify({"tags": await feeds.tag_counts(node().db, audience=current_audience(), q=args.get("q") or None,
                                                    limit=feeds.parse_limit(args.get("limit")))})
 
 
 @bp.get("/tracks/tags/<tag>")
 async def tag_tracks(tag: str) -> Response:
-    page = await feeds.latest(node().db, viewer_did=_viewer_did(), tag=tag, cursor=request.args.get("cursor"),
+    page = await feeds.latest(node().db, audience=current_audience(), tag=tag, cursor=request.args.get("cursor"),
                               limit=feeds.parse_limit(request.args.get("limit")), filter_hidden=False)
     return jsonify({"tag": tag.lower(), "tracks": await _tracks_json(page.rows), "next_cursor": page.next_cursor})
 

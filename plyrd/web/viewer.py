@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from quart import Quart, current_app, g, request
 
 from ..auth.service import Session
+from ..catalog.tracks import ANONYMOUS, Audience
 from ..errors import Forbidden, Unauthenticated
 from .context import node
 
@@ -128,3 +129,11 @@ def require_admin() -> Viewer:
     if not node().auth.is_admin(viewer.did, viewer.session.handle):
         raise Forbidden("only this node's admins may do that")
     return viewer
+
+
+def current_audience() -> Audience:
+    """The caller as the catalog's visibility rules see them: anonymous when nobody is signed in."""
+    viewer = g.get("viewer")
+    if viewer is None:
+        return ANONYMOUS
+    return Audience(viewer.did, is_admin=node().auth.is_admin(viewer.did, viewer.session.handle))
