@@ -161,6 +161,7 @@ def test_json_feeds_and_lists(node, world: World, who: str) -> None:
     tags = {t["tag"]: t["track_count"] for t in ok(http.get("/tracks/tags", params={"q": "vis"}))["tags"]}
     assert tags == {"vistag": len(TAG_PAGE)}, "tag counts count what discovery lists"
     assert ok(http.get(f"/artists/{owner_did}"))["track_count"] == len({"public", "hidden"}), "the public count"
+    assert ok(http.get("/stats"))["total_tracks"] == len(PLAYABLE), "the node's totals count what can play"
 
     album = ok(http.get(f"/albums/{world.handle}/{WORD}-album"))
     assert world.kinds(t["id"] for t in album["tracks"]) == ALBUM, "an album names all its tracks"

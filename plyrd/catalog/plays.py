@@ -23,7 +23,7 @@ from ..db.queries import fetchone
 from ..errors import InvalidInput
 from . import preferences
 from .social import track_for_update, utc
-from .tracks import artist_name
+from .tracks import ANONYMOUS, artist_name, playable, visible
 
 TEAL_PLAY = "fm.teal.feed.play"
 TEAL_STATUS = "fm.teal.actor.status"
@@ -171,10 +171,11 @@ async def artist_analytics(db: Database, did: str, *, days: Any = 30, now: float
 
 
 async def node_stats(db: Database) -> dict[str, int]:
-    """GET /stats: the node's totals, as plyr.fm's platform stats."""
+    """GET /stats: the node's totals, as plyr.fm's platform stats: the playable tracks anyone may open."""
+    where = visible(ANONYMOUS) & playable()
     row = await db.fetchone(
-        "SELECT coalesce(sum(play_count), 0) AS plays, count(*) AS tracks, count(DISTINCT artist_did) AS artists,"
-        " coalesce(sum(duration), 0) AS seconds FROM tracks WHERE status = 'ready'")
+        "SELECT coalesce(sum(t.play_count), 0) AS plays, count(*) AS tracks, count(DISTINCT t.artist_did) AS artists,"
+        f" coalesce(sum(t.duration), 0) AS seconds FROM tracks t WHERE {where.sql}", where.params)
     assert row is not None
     return {
         "total_plays": int(row["plays"]),
