@@ -12,12 +12,24 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import __version__, keys
 from .config import CONFIG_FILENAME, Config
 from .db import Database
 from .workers import Workers, sleep_or_stop
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .atproto.identity import IdentityResolver
+    from .atproto.outbox import Outbox
+    from .auth.service import AuthService
+    from .catalog.reconcile import ReconcileReport
+    from .catalog.track_import import TrackImporter
+    from .catalog.uploads import Uploads
+    from .search import Search
+    from .storage import BlobStore
 
 log = logging.getLogger("plyrd.node")
 
@@ -88,7 +100,46 @@ def prepare_data_dir(config: Config) -> None:
             leftover.unlink(missing_ok=True)
 
 
+T = TypeVar("T")
+
+
+class Service(Generic[T]):
+    """One of the node's services, which `Node.start` builds (they need the secrets, and importing the ATProto and
+    media stacks is not free). Reading one before then raises an error that says so, rather than handing out None."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, node: None, owner: type) -> Service[T]: ...
+    @overload
+    def __get__(self, node: Node, owner: type) -> T: ...
+    def __get__(self, node: Node | None, owner: type) -> T | Service[T]:
+        if node is None:
+            return self
+        try:
+            value: T = node.__dict__[self.name]
+        except KeyError:
+            raise RuntimeError(f"Node.{self.name} is used before Node.start() built it") from None
+        return value
+
+    def __set__(self, node: Node, value: T) -> None:
+        node.__dict__[self.name] = value
+
+    def built(self, node: Node) -> bool:
+        return self.name in node.__dict__
+
+
 class Node:
+    http: Service[httpx.AsyncClient] = Service()
+    identity: Service[IdentityResolver] = Service()
+    auth: Service[AuthService] = Service()
+    blobs: Service[BlobStore] = Service()
+    uploads: Service[Uploads] = Service()
+    track_importer: Service[TrackImporter] = Service()
+    outbox: Service[Outbox] = Service()
+    search: Service[Search] = Service()
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.version = __version__
@@ -101,14 +152,6 @@ class Node:
         self.workers = Workers()
         self.started_at = time.time()
         self._running = False
-        # Built in start(): they need the secrets, and importing the ATProto stack is not free.
-        self.http: Any = None
-        self.identity: Any = None
-        self.auth: Any = None
-        self.blobs: Any = None
-        self.uploads: Any = None
-        self.track_importer: Any = None
-        self.outbox: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()  # short background tasks (reconciliation after sign-in)
 
     @property
@@ -149,11 +192,11 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def importer_for(self, did: str, handle: str | None) -> Any:
+    def importer_for(self, did: str, handle: str | None) -> TrackImporter | None:
         """The track importer when this user may upload here (a listener's track records are not imported)."""
         return self.track_importer if self.auth.can_upload(did, handle) else None
 
-    async def reconcile_did(self, did: str) -> Any:
+    async def reconcile_did(self, did: str) -> ReconcileReport | None:
         from .catalog.reconcile import reconcile
         from .errors import PlyrdError
 
@@ -162,7 +205,8 @@ class Node:
             return None
         user = await self.db.fetchone("SELECT handle FROM users WHERE did = ?", (did,))
         try:
-            return await reconcile(self.db, session, self.blobs, self.importer_for(did, user and user["handle"]))
+            importer = self.importer_for(did, user["handle"] if user else None)
+            return await reconcile(self.db, session, self.blobs, importer)
         except PlyrdError as e:  # a PDS that is down now is reconciled at the next sign-in or on demand
             log.info("reconcile failed", extra={"fields": {"did": did, "error": e.detail}})
             return None
@@ -214,15 +258,15 @@ class Node:
         self._running = False
         for task in list(self._tasks):
             task.cancel()
-        if self.uploads is not None:
+        if Node.uploads.built(self):
             self.uploads.cancel.set()  # a transcode in a thread stops at its next packet instead of running on
         await self.workers.stop(grace=self.config["server.graceful_timeout"])
-        if self.http is not None:
+        if Node.http.built(self):
             await self.http.aclose()
         await self.db.close()
         log.info("node stopped", extra={"fields": {"data": str(self.data_dir)}})
 
-    async def _housekeeping(self, stop) -> None:  # type: ignore[no-untyped-def]
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
         """Hourly upkeep that keeps a long-running node small and quick."""
         while not await sleep_or_stop(stop, HOUSEKEEPING_INTERVAL):
             await self.auth.purge_expired()
