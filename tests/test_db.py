@@ -160,3 +160,27 @@ def test_unsafe_avatars_stored_before_urls_were_checked_are_dropped(tmp_path: Pa
     migrate(conn)
     rows = dict(conn.execute("SELECT avatar_url, did FROM users WHERE avatar_url IS NOT NULL").fetchall())
     assert list(rows) == [kept]
+
+
+async def test_a_cancelled_writer_never_leaves_the_connection_inside_a_transaction(tmp_path: Path) -> None:
+    """A request whose client went away is cancelled wherever it is: while BEGIN runs, mid-transaction or while
+    COMMIT runs. Every later write must still work, and only whole transactions may have landed."""
+    db = Database(tmp_path / "w.db")
+    await db.open()
+    await db.execute("CREATE TABLE t(a INTEGER, b INTEGER)")
+
+    async def pair(i: int) -> None:
+        async with db.write() as conn:
+            await conn.execute("INSERT INTO t VALUES (?, 1)", (i,))
+            await conn.execute("INSERT INTO t VALUES (?, 2)", (i,))
+
+    for i in range(60):
+        task = asyncio.create_task(pair(i))
+        for _ in range(i % 6):  # cancel at a different point of the transaction each time
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert await db.execute("UPDATE t SET b = b WHERE a = -1") == 0  # a write still works
+    rows = await db.fetchall("SELECT a, count(*) AS n FROM t GROUP BY a")
+    assert all(r["n"] == 2 for r in rows), [tuple(r) for r in rows]  # whole transactions or nothing
+    await db.close()

@@ -44,6 +44,33 @@ def create_private(path: Path) -> None:
         os.close(fd)
 
 
+async def _settled(statement: Any) -> Any:
+    """Await a statement that must not be left half done: BEGIN, COMMIT, ROLLBACK.
+
+    A request whose client goes away is cancelled, but the statement it was awaiting still runs on the connection's
+    thread. Returning early would let the next transaction begin while this one is still open ("cannot start a
+    transaction within a transaction" for every write after it). So wait for the statement whatever happens, then
+    pass the cancellation on."""
+    task = asyncio.ensure_future(statement)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    result = task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def _roll_back_if_open(writer: aiosqlite.Connection) -> None:
+    if writer.in_transaction:
+        await _settled(writer.execute("ROLLBACK"))
+
+
 class Database:
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, read_connections: int = 2) -> None:
         self.path = path
@@ -132,14 +159,21 @@ class Database:
             writer = self._writer
             if writer is None:  # closed while this waited for its turn
                 raise DatabaseError("database is closed")
-            await writer.execute("BEGIN IMMEDIATE")
+            try:
+                await _settled(writer.execute("BEGIN IMMEDIATE"))
+            except asyncio.CancelledError:
+                await _roll_back_if_open(writer)
+                raise
             try:
                 yield writer
             except BaseException:
-                await writer.execute("ROLLBACK")
+                await _settled(writer.execute("ROLLBACK"))
                 raise
-            else:
-                await writer.execute("COMMIT")
+            try:
+                await _settled(writer.execute("COMMIT"))
+            except BaseException:
+                await _roll_back_if_open(writer)
+                raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
