@@ -3,6 +3,7 @@ on demand and after sign-in; what is still waiting in the outbox is never droppe
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -170,5 +171,39 @@ def test_reconcile_playlists_made_edited_and_deleted_elsewhere(pds, tmp_path: Pa
         assert report["adopted"]["playlists_updated"] == 1
         detail = me.http.get(f"/lists/playlists/{playlists[0]['id']}").json()
         assert detail["name"] == "renamed elsewhere" and detail["tracks"] == []
+    finally:
+        served.stop()
+
+
+def test_records_found_on_the_pds_are_remembered_with_their_blobs(pds, tmp_path: Path) -> None:
+    """A record reconciliation adopts enters plyrd's ledger of the PDS as the outbox's own writes do: with the CIDs
+    of the blobs it keeps alive there, which is how the outbox knows not to upload those again."""
+    from audio_samples import png_bytes
+
+    served = start_node([], cwd=tmp_path, env=node_env(pds))
+    try:
+        account = pds.create_account("blobs")
+        token = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                           json={"identifier": account.did, "password": account.password}).json()["accessJwt"]
+        r = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.repo.uploadBlob", content=png_bytes(40, 40),
+                       headers={"Authorization": f"Bearer {token}", "Content-Type": "image/png"})
+        assert r.status_code == 200, r.text
+        blob = r.json()["blob"]
+        # another client's playlist, with a field plyr.fm's lexicon does not name holding a blob (a cover, say)
+        made = pds_write(pds, account, "createRecord", {"collection": "fm.plyr.list", "record": {
+            "$type": "fm.plyr.list", "name": "with a cover", "listType": "playlist", "items": [], "cover": blob,
+            "createdAt": "2026-11-28T01:00:00.000Z"}})
+
+        sign_in(served.url, account)  # signing in reconciles, which adopts the playlist
+
+        def remembered() -> str | None:
+            db = sqlite3.connect(served.data / "plyrd.db")
+            try:
+                row = db.execute("SELECT blob_cids FROM pds_records WHERE uri = ?", (made["uri"],)).fetchone()
+            finally:
+                db.close()
+            return row and row[0]
+
+        assert json.loads(wait_for(remembered)) == [blob["ref"]["$link"]]
     finally:
         served.stop()

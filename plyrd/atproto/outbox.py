@@ -25,6 +25,12 @@ error. An accepted write deletes its row and updates `pds_records`, plyrd's view
 restarts: a row claimed (`sending`) when the process stopped is sent again, which is harmless because every write
 names its rkey (putRecord replaces, deleteRecord of a missing record succeeds).
 
+The ledger. `pds_records` is written only here (`remember`, `forget`, `forget_account`) and read through the lookups
+below it: the worker remembers what a PDS accepted, reconciliation and imports what they found there, each with
+the blob CIDs the record keeps alive on that PDS (which spares uploading them again). Catalog code reaches a user's
+repo only through this module: queued writes, and for reconciliation and account deletion `list_records` and
+`delete_collections` (an import downloads blobs with the public getBlob, in plyrd.catalog.track_import).
+
 Run one Outbox per database.
 """
 
@@ -241,6 +247,93 @@ async def retry_failed(db: Database, did: str | None = None) -> int:
     for outbox in list(_outboxes):
         outbox.wake(did)
     return n
+
+
+# --------------------------------------------------------------------------- the ledger: what each PDS holds
+
+
+async def remember(conn: aiosqlite.Connection, *, did: str, collection: str, rkey: str, uri: str, cid: str,
+                   record: dict[str, Any]) -> None:
+    """Note, inside the caller's transaction, that the PDS holds this record: one plyrd wrote (the worker), or one
+    found there (reconciliation, an import). The blobs it references count as kept alive on that PDS."""
+    await conn.execute(
+        "INSERT INTO pds_records(did, collection, rkey, uri, cid, record, blob_cids) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri, cid = excluded.cid,"
+        f" record = excluded.record, blob_cids = excluded.blob_cids, synced_at = {_NOW_SQL}",
+        (did, collection, rkey, uri, cid, json.dumps(record, separators=(",", ":"), ensure_ascii=False),
+         json.dumps(blob_cids(record))),
+    )
+
+
+async def forget(conn: aiosqlite.Connection, *, did: str, collection: str, rkey: str) -> None:
+    """Note, inside the caller's transaction, that the PDS no longer holds this record."""
+    await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?", (did, collection, rkey))
+
+
+async def forget_account(conn: aiosqlite.Connection, did: str) -> int:
+    """For account deletion, inside its transaction: nothing more goes to the user's PDS from here. Their queued
+    writes and what was known of their repo are dropped. Returns how many writes were still queued."""
+    cur = await conn.execute("DELETE FROM outbox WHERE did = ?", (did,))
+    queued = cur.rowcount
+    await conn.execute("DELETE FROM pds_records WHERE did = ?", (did,))
+    await conn.execute("DELETE FROM pds_blobs WHERE did = ?", (did,))
+    return queued
+
+
+async def synced_rkeys(db: Database, did: str, collection: str) -> set[str]:
+    """The record keys of a collection that plyrd knows to be on the user's PDS."""
+    rows = await db.fetchall("SELECT rkey FROM pds_records WHERE did = ? AND collection = ?", (did, collection))
+    return {r["rkey"] for r in rows}
+
+
+async def queued_rkeys(db: Database, did: str, collection: str) -> set[str]:
+    """The record keys of a collection with a write of plyrd's not accepted by the PDS yet (waiting, in flight, or
+    failed): what the PDS shows of them says nothing yet."""
+    rows = await db.fetchall("SELECT rkey FROM outbox WHERE did = ? AND collection = ?", (did, collection))
+    return {r["rkey"] for r in rows}
+
+
+async def is_queued(conn: aiosqlite.Connection, did: str, collection: str, rkey: str) -> bool:
+    """Whether one record has such a write, read inside the caller's transaction."""
+    async with conn.execute("SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ? LIMIT 1",
+                            (did, collection, rkey)) as cur:
+        return await cur.fetchone() is not None
+
+
+# --------------------------------------------------------------------------- reading and clearing a repo
+
+LIST_PAGE = 100
+MAX_LISTED = 20_000  # records per collection: a bound on one listing, far above any real listener's likes
+
+
+async def list_records(session: PDSSession, collection: str) -> dict[str, dict[str, Any]]:
+    """Every record of a collection in the user's repo as the PDS lists it: rkey -> {uri, cid, value}."""
+    out: dict[str, dict[str, Any]] = {}
+    cursor = None
+    while len(out) < MAX_LISTED:
+        page = await session.list_records(collection, limit=LIST_PAGE, cursor=cursor)
+        for rec in page.get("records", []):
+            out[rec["uri"].rsplit("/", 1)[1]] = rec
+        cursor = page.get("cursor")
+        if not cursor or not page.get("records"):
+            break
+    return out
+
+
+async def delete_collections(session: PDSSession, collections: Iterable[str]) -> int:
+    """Delete every record of these collections in the user's repo now, not only those plyrd wrote, in batches of
+    MAX_APPLY_WRITES (for account deletion, which then forgets the account: `forget_account`). Returns how many."""
+    deleted = 0
+    for collection in collections:
+        rkeys = list(await list_records(session, collection))
+        for start in range(0, len(rkeys), MAX_APPLY_WRITES):
+            batch = rkeys[start:start + MAX_APPLY_WRITES]
+            await session.apply_writes([
+                {"$type": "com.atproto.repo.applyWrites#delete", "collection": collection, "rkey": rk}
+                for rk in batch
+            ])
+            deleted += len(batch)
+    return deleted
 
 
 # --------------------------------------------------------------------------- the worker
@@ -692,23 +785,14 @@ class Outbox:
             for row, pds_cid in outcome.done:
                 await conn.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
                 if row.op == "delete":
-                    await conn.execute(
-                        "DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
-                        (row.did, row.collection, row.rkey),
-                    )
+                    await forget(conn, did=row.did, collection=row.collection, rkey=row.rkey)
                     continue
                 if pds_cid is not None and pds_cid != row.cid:
                     log.warning("the PDS answered a different CID than computed", extra={"fields": {
                         "uri": row.uri, "local": row.cid, "pds": pds_cid}})
-                await conn.execute(
-                    "INSERT INTO pds_records(did, collection, rkey, uri, cid, record, blob_cids) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(did, collection, rkey) DO UPDATE SET "
-                    f"uri = excluded.uri, cid = excluded.cid, record = excluded.record, "
-                    f"blob_cids = excluded.blob_cids, synced_at = {_NOW_SQL}",
-                    (row.did, row.collection, row.rkey, row.uri, pds_cid or row.cid,
-                     json.dumps(row.record, separators=(",", ":"), ensure_ascii=False),
-                     json.dumps(blob_cids(row.record))),
-                )
+                assert row.record is not None
+                await remember(conn, did=row.did, collection=row.collection, rkey=row.rkey, uri=row.uri,
+                               cid=pds_cid or row.cid, record=row.record)
             for row, error in outcome.failed:
                 await conn.execute(
                     f"UPDATE outbox SET state = '{FAILED}', last_error = ?, "

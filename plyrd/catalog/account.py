@@ -1,6 +1,8 @@
 """A user's account on this node: export everything they own as a zip, or delete it all.
 
-The export streams (plyrd.catalog.zips): memory stays constant however large the originals are.
+The export streams (plyrd.catalog.zips): memory stays constant however large the originals are. Deletion removes
+everything the user owns here; when they ask, it first deletes their fm.plyr.* records on their PDS, through the
+outbox module (plyrd.atproto.outbox.delete_collections).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..atproto.outbox import delete_collections, forget_account
+from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..errors import InvalidInput
 from ..storage import BlobStore
@@ -74,12 +78,25 @@ def check_confirmation(confirmation: Any, handle: str | None, did: str) -> None:
         raise InvalidInput(f"type your handle ({handle or did}) as confirmation to delete your account")
 
 
+PLYR_COLLECTIONS = ("fm.plyr.track", "fm.plyr.like", "fm.plyr.comment", "fm.plyr.list", "fm.plyr.actor.profile")
+
+
+async def delete_account(db: Database, store: BlobStore, did: str,
+                         pds: PDSSession | None = None) -> tuple[dict[str, int], int]:
+    """Delete everything the user owns on this node. With `pds` (their session: they chose to delete their records
+    too) every fm.plyr.* record in their repo goes first, not only those this node wrote, while the session still
+    exists: if the PDS refuses, nothing here has been deleted yet. Returns the counts of what was deleted here and
+    how many records were deleted there."""
+    records_deleted = await delete_collections(pds, PLYR_COLLECTIONS) if pds is not None else 0
+    return await delete_local(db, store, did), records_deleted
+
+
 async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, int]:
     """Delete everything the user owns on this node; files no one else uses are removed. Returns counts."""
     counts: dict[str, int] = {}
-    released: list[str] = []
     tables = await _existing_tables(db)
     owned = [(t, c) for t, c in OWNED_TABLES if t in tables and c in await _columns(db, t)]
+    released: list[str] = []
     async with db.write() as conn:
         async with conn.execute("SELECT * FROM tracks WHERE artist_did = ?", (did,)) as cur:
             tracks = await cur.fetchall()
@@ -95,30 +112,6 @@ async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, in
             counts[table] = cur.rowcount
         cur = await conn.execute("DELETE FROM auth_sessions WHERE did = ?", (did,))
         counts["sessions"] = cur.rowcount
-        # Nothing more goes to their PDS from here: queued writes and what was known of their repo are dropped.
-        cur = await conn.execute("DELETE FROM outbox WHERE did = ?", (did,))
-        counts["queued_writes"] = cur.rowcount
-        await conn.execute("DELETE FROM pds_records WHERE did = ?", (did,))
-        await conn.execute("DELETE FROM pds_blobs WHERE did = ?", (did,))
+        counts["queued_writes"] = await forget_account(conn, did)
     await store.remove_unreferenced(released)
     return counts
-
-
-PLYR_COLLECTIONS = ("fm.plyr.track", "fm.plyr.like", "fm.plyr.comment", "fm.plyr.list", "fm.plyr.actor.profile")
-
-
-async def delete_pds_records(session: Any) -> int:
-    """Delete every fm.plyr.* record in the user's repo (not only those this node wrote), 200 at a time."""
-    from .reconcile import list_all
-
-    deleted = 0
-    for collection in PLYR_COLLECTIONS:
-        rkeys = list(await list_all(session, collection))
-        for start in range(0, len(rkeys), 200):
-            batch = rkeys[start:start + 200]
-            await session.apply_writes([
-                {"$type": "com.atproto.repo.applyWrites#delete", "collection": collection, "rkey": rk}
-                for rk in batch
-            ])
-            deleted += len(batch)
-    return deleted

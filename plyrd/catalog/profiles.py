@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..atproto.lexicon import grapheme_count
-from ..atproto.outbox import enqueue_put
+from ..atproto.outbox import enqueue_put, is_queued
 from ..atproto.records import profile_record
 from ..db import Database
 from ..errors import InvalidInput, NotFound
@@ -122,9 +122,7 @@ async def reconcile_profile(db: Database, did: str, remote: dict[str, dict[str, 
                 (value.get("bio"), safe_url_or_none(value.get("avatar")), created_ts, did),
             )
             return "adopted"
-        async with conn.execute("SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ?",
-                                (did, COLLECTION, RKEY)) as cur:
-            if await cur.fetchone():
-                return "pending"
+        if await is_queued(conn, did, COLLECTION, RKEY):
+            return "pending"
         await write_profile_record(conn, did)
         return "created"

@@ -18,7 +18,6 @@ Playlists (fm.plyr.list records of listType playlist) are reconciled the same wa
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..atproto.lexicon import RecordInvalid, validate
+from ..atproto.outbox import forget, list_records, queued_rkeys, remember, synced_rkeys
 from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..storage import BlobStore
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
     from .track_import import TrackImporter
 
 log = logging.getLogger("plyrd.reconcile")
-
-PAGE = 100
-MAX_RECORDS = 20_000  # per collection: a bound on one pass, far above any real listener's likes
-
 
 @dataclass
 class ReconcileReport:
@@ -53,20 +49,6 @@ class ReconcileReport:
                 "tracks": self.tracks}
 
 
-async def list_all(session: PDSSession, collection: str) -> dict[str, dict[str, Any]]:
-    """Every record of a collection in the user's repo: rkey -> {uri, cid, value}."""
-    out: dict[str, dict[str, Any]] = {}
-    cursor = None
-    while len(out) < MAX_RECORDS:
-        page = await session.list_records(collection, limit=PAGE, cursor=cursor)
-        for rec in page.get("records", []):
-            out[rec["uri"].rsplit("/", 1)[1]] = rec
-        cursor = page.get("cursor")
-        if not cursor or not page.get("records"):
-            break
-    return out
-
-
 def _ts(value: Any) -> float | None:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
@@ -74,23 +56,14 @@ def _ts(value: Any) -> float | None:
         return None
 
 
-async def _known_synced(db: Database, did: str, collection: str) -> set[str]:
-    rows = await db.fetchall("SELECT rkey FROM pds_records WHERE did = ? AND collection = ?", (did, collection))
-    return {r["rkey"] for r in rows}
-
-
-async def _pending(db: Database, did: str, collection: str) -> set[str]:
-    rows = await db.fetchall("SELECT rkey FROM outbox WHERE did = ? AND collection = ?", (did, collection))
-    return {r["rkey"] for r in rows}
+async def _synced_and_pending(db: Database, did: str, collection: str) -> tuple[set[str], set[str]]:
+    """The rkeys plyrd saw reach the PDS, and those with a write of plyrd's on its way (see the module docstring)."""
+    return await synced_rkeys(db, did, collection), await queued_rkeys(db, did, collection)
 
 
 async def _remember(conn: Any, did: str, collection: str, rkey: str, rec: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO pds_records(did, collection, rkey, uri, cid, record) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri, cid = excluded.cid,"
-        " record = excluded.record",
-        (did, collection, rkey, rec["uri"], rec["cid"], json.dumps(rec["value"])),
-    )
+    await remember(conn, did=did, collection=collection, rkey=rkey, uri=rec["uri"], cid=rec["cid"],
+                   record=rec["value"])
 
 
 async def _track_by_uri(conn: Any, uri: Any) -> Any:
@@ -111,15 +84,14 @@ def _valid(collection: str, rec: dict[str, Any], report: ReconcileReport) -> boo
 
 async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
     collection = "fm.plyr.like"
-    synced, pending = await _known_synced(db, did, collection), await _pending(db, did, collection)
+    synced, pending = await _synced_and_pending(db, did, collection)
     local = {r["rkey"]: r["id"] for r in await db.fetchall("SELECT id, rkey FROM likes WHERE did = ?", (did,))}
     gone = [rk for rk in local if rk not in remote and rk in synced and rk not in pending]
     adopted = removed = 0
     async with db.write() as conn:
         for rkey in gone:
             await conn.execute("DELETE FROM likes WHERE id = ?", (local[rkey],))
-            await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
-                               (did, collection, rkey))
+            await forget(conn, did=did, collection=collection, rkey=rkey)
             removed += 1
         for rkey, rec in remote.items():
             if rkey in local or not _valid(collection, rec, report):
@@ -140,15 +112,14 @@ async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], repo
 
 async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
     collection = "fm.plyr.comment"
-    synced, pending = await _known_synced(db, did, collection), await _pending(db, did, collection)
+    synced, pending = await _synced_and_pending(db, did, collection)
     local = {r["rkey"]: r for r in await db.fetchall("SELECT id, rkey, text FROM comments WHERE did = ?", (did,))}
     adopted = removed = 0
     async with db.write() as conn:
         for rkey, row in local.items():
             if rkey not in remote and rkey in synced and rkey not in pending:
                 await conn.execute("DELETE FROM comments WHERE id = ?", (row["id"],))
-                await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
-                                   (did, collection, rkey))
+                await forget(conn, did=did, collection=collection, rkey=rkey)
                 removed += 1
         for rkey, rec in remote.items():
             if rkey in local or not _valid(collection, rec, report):
@@ -176,7 +147,7 @@ async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lis
     collection = "fm.plyr.list"
     remote = {rk: rec for rk, rec in remote_lists.items()
               if isinstance(rec.get("value"), dict) and rec["value"].get("listType") == "playlist"}
-    synced, pending = await _known_synced(db, did, collection), await _pending(db, did, collection)
+    synced, pending = await _synced_and_pending(db, did, collection)
     local = {r["rkey"]: r for r in await db.fetchall(
         "SELECT id, rkey, record_cid FROM playlists WHERE owner_did = ? AND rkey IS NOT NULL", (did,))}
     albums = {r["rkey"] for r in await db.fetchall(
@@ -189,8 +160,7 @@ async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lis
                 if store is not None:
                     released += await swap_cover(conn, store, "playlists", row["id"], None)
                 await conn.execute("DELETE FROM playlists WHERE id = ?", (row["id"],))
-                await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?",
-                                   (did, collection, rkey))
+                await forget(conn, did=did, collection=collection, rkey=rkey)
                 removed += 1
         for rkey, rec in remote.items():
             if rkey in albums or rkey in pending or not _valid(collection, rec, report):
@@ -235,14 +205,14 @@ async def reconcile(db: Database, session: PDSSession, store: BlobStore | None =
     user may upload here), their track records made elsewhere are imported first."""
     did = session.did
     report = ReconcileReport()
-    report.profile = await reconcile_profile(db, did, await list_all(session, "fm.plyr.actor.profile"))
+    report.profile = await reconcile_profile(db, did, await list_records(session, "fm.plyr.actor.profile"))
     if importer is not None:
-        imported = await importer.import_records(session, await list_all(session, "fm.plyr.track"))
+        imported = await importer.import_records(session, await list_records(session, "fm.plyr.track"))
         report.adopted["tracks"] = len(imported.imported)
         report.tracks = imported.as_json()
-    await _likes(db, did, await list_all(session, "fm.plyr.like"), report)
-    await _comments(db, did, await list_all(session, "fm.plyr.comment"), report)
-    await _playlists(db, store, did, await list_all(session, "fm.plyr.list"), report)
+    await _likes(db, did, await list_records(session, "fm.plyr.like"), report)
+    await _comments(db, did, await list_records(session, "fm.plyr.comment"), report)
+    await _playlists(db, store, did, await list_records(session, "fm.plyr.list"), report)
     tracks = report.tracks and {k: len(v) for k, v in report.tracks.items()}  # each import and skip has its own line
     log.info("reconciled", extra={"fields": {"did": did, **report.as_json(), "tracks": tracks}})
     return report

@@ -41,6 +41,7 @@ import libipld
 from ..atproto.cbor import blob_cid
 from ..atproto.lexicon import RecordInvalid, validate, validate_value
 from ..atproto.net import describe_url
+from ..atproto.outbox import queued_rkeys
 from ..atproto.records import at_uri
 from ..atproto.xrpc import PDSSession
 from ..config import Config
@@ -271,8 +272,7 @@ class TrackImporter:
                 " NULL)", (did,))
             here = {r["rkey"] for r in known} | {r["record_uri"] for r in known}  # imported, importing or our own
             # A write of this node's still on its way (a track deleted here, its delete not sent yet): not foreign.
-            pending = {r["rkey"] for r in await self.db.fetchall(
-                "SELECT rkey FROM outbox WHERE did = ? AND collection = ?", (did, TRACK_COLLECTION))}
+            pending = await queued_rkeys(self.db, did, TRACK_COLLECTION)
             failed = {r["record_uri"]: r for r in await self.db.fetchall(
                 "SELECT u.record_uri, u.record_cid, j.error FROM uploads u JOIN jobs j ON j.id = u.job_id"
                 " WHERE u.did = ? AND u.record_uri IS NOT NULL AND j.state = 'failed' ORDER BY u.created_at",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atproto.cbor import blob_cids
+from ..atproto.outbox import remember
 from ..config import Config
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
@@ -391,13 +391,8 @@ class Uploads:
                 " WHERE id = ?",
                 (record.rkey, record.uri, record.cid, record.created_at, json.dumps(record.features), track_id),
             )
-            await conn.execute(
-                "INSERT INTO pds_records(did, collection, rkey, uri, cid, record, blob_cids)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri,"
-                " cid = excluded.cid, record = excluded.record, blob_cids = excluded.blob_cids",
-                (p["did"], TRACK_COLLECTION, record.rkey, record.uri, record.cid, json.dumps(record.value),
-                 json.dumps(blob_cids(record.value))),
-            )
+            await remember(conn, did=p["did"], collection=TRACK_COLLECTION, rkey=record.rkey, uri=record.uri,
+                           cid=record.cid, record=record.value)
         # The track takes its own references; the upload keeps its until it finishes or gives up.
         for sha in [p["audio_sha"], *_artwork_shas(artwork)]:
             await self.store.incref(conn, sha)

@@ -6,7 +6,8 @@ import time
 
 from quart import Blueprint, Response, jsonify
 
-from ..catalog.account import check_confirmation, delete_local, delete_pds_records, export_zip
+from ..catalog.account import check_confirmation, export_zip
+from ..catalog.account import delete_account as delete_everything
 from ..errors import InvalidInput
 from .auth import clear_session_cookies
 from .bodies import json_body
@@ -37,11 +38,8 @@ async def delete_account() -> Response:
     if not isinstance(delete_records, bool):
         raise InvalidInput("delete_atproto_records must be true or false")
     n = node()
-    records_deleted = 0
-    if delete_records:
-        # First, while the session still exists: if the PDS refuses, nothing here has been deleted yet.
-        records_deleted = await delete_pds_records(await n.auth.pds_session(viewer.session))
-    counts = await delete_local(n.db, n.blobs, viewer.did)
+    pds = await n.auth.pds_session(viewer.session) if delete_records else None
+    counts, records_deleted = await delete_everything(n.db, n.blobs, viewer.did, pds)
     response = jsonify({"deleted": counts, "atproto_records_deleted": delete_records,
                         "atproto_records_deleted_count": records_deleted})
     clear_session_cookies(response)
