@@ -10,11 +10,12 @@ Also here, because playlists share them: id parsing, times, list-record names an
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,11 @@ from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
 from ..storage import BlobStore
+from .artwork import Artwork, set_artwork
 from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, track_json, visible
 
 if TYPE_CHECKING:
-    from .uploads import Uploads
+    from .uploads import StoredFile, Uploads
 
 LIST_COLLECTION = "fm.plyr.list"
 MAX_TITLE_CHARS = 256
@@ -37,7 +39,7 @@ MAX_SLUG_CHARS = 100
 MAX_ITEMS = 500  # the lexicon's limit on a list's items
 RECORD_NAME_GRAPHEMES = 64  # the lexicon's limits on a list's name
 RECORD_NAME_BYTES = 256
-COVER_COLUMNS = ("image_sha", "thumb_sha", "display_sha")
+COVER_FIELD = "image"  # the multipart field a cover is sent in
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
 
@@ -108,31 +110,32 @@ async def cover_mime(db: Database, sha: str) -> str:
     raise NotFound("no such image")
 
 
-async def store_cover(uploads: Uploads, data: bytes) -> dict[str, str]:
-    """Check a cover image and store it with its renditions (unreferenced until a row takes them)."""
+async def store_cover(uploads: Uploads, image: StoredFile) -> Artwork:
+    """Check a cover image (a file as sent) and store it with its renditions (unreferenced until a row takes them)."""
+    data = await asyncio.to_thread(image.path.read_bytes)
     if data[:6] in (b"GIF87a", b"GIF89a"):
         # Covers are shown everywhere, often as stills; plyr.fm refuses animated covers for them.
         raise UnsupportedMedia("covers must be JPEG, PNG or WebP; GIF is not accepted for covers")
-    return await uploads.store_artwork(await uploads.check_image(data))
+    return await uploads.store_image(data)
 
 
-async def swap_cover(conn: aiosqlite.Connection, store: BlobStore, table: str, row_id: str,
-                     artwork: dict[str, str] | None) -> list[str]:
-    """Point a row at a new cover (or none) inside the caller's transaction; returns the blobs it let go of."""
-    assert table in ("albums", "playlists")
-    async with conn.execute(f"SELECT image_sha, thumb_sha, display_sha FROM {table} WHERE id = ?", (row_id,)) as cur:
-        old = await cur.fetchone()
-    assert old is not None
-    # Take the new references before dropping the old ones: the same image uploaded again never hits zero.
-    if artwork:
-        for column in COVER_COLUMNS:
-            await store.incref(conn, artwork[column])
-    values = (artwork["image_sha"], artwork["image_mime"], artwork["thumb_sha"], artwork["display_sha"]) if artwork \
-        else (None, None, None, None)
-    await conn.execute(
-        f"UPDATE {table} SET image_sha = ?, image_mime = ?, thumb_sha = ?, display_sha = ?, updated_at = {_NOW_SQL}"
-        " WHERE id = ?", (*values, row_id))
-    return [old[c] for c in COVER_COLUMNS if old[c] and await store.decref(conn, old[c]) == 0]
+async def change_cover(db: Database, store: BlobStore, uploads: Uploads, table: str,
+                       files: Mapping[str, StoredFile] | None,
+                       owned: Callable[[aiosqlite.Connection], Awaitable[sqlite3.Row]]) -> None:
+    """Give an album or playlist the cover sent as the file `image` (`files` as a multipart form brought them,
+    already in the store), or none (`files` None); `owned` reads the row inside the write, checking its owner.
+    Whatever was stored for it that the row does not keep, and the cover it replaced, are removed, however this
+    ends."""
+    async with store.releasing(f.sha256 for f in (files or {}).values()) as stored:
+        artwork = None
+        if files is not None:
+            if (image := files.get(COVER_FIELD)) is None:
+                raise InvalidInput(f"add the image as the multipart field '{COVER_FIELD}'")
+            artwork = await store_cover(uploads, image)
+            stored += artwork.blobs()
+        async with db.write() as conn:
+            row = await owned(conn)
+            stored += await set_artwork(conn, store, table, row["id"], artwork)
 
 
 async def release_owned_covers(conn: aiosqlite.Connection, store: BlobStore, did: str) -> list[str]:
@@ -141,7 +144,7 @@ async def release_owned_covers(conn: aiosqlite.Connection, store: BlobStore, did
     released: list[str] = []
     for table, owner in (("albums", "artist_did"), ("playlists", "owner_did")):
         for row in await fetchall(conn, f"SELECT id FROM {table} WHERE {owner} = ? AND image_sha IS NOT NULL", (did,)):
-            released += await swap_cover(conn, store, table, row["id"], None)
+            released += await set_artwork(conn, store, table, row["id"], None)
     return released
 
 
@@ -403,18 +406,10 @@ async def remove_track(db: Database, album_id: str, did: str, track_id: int) -> 
 
 
 async def set_cover(db: Database, store: BlobStore, uploads: Uploads, album_id: str, did: str,
-                    data: bytes | None) -> None:
-    """Replace the album's cover with this image, or remove it (`data` None)."""
+                    files: Mapping[str, StoredFile] | None) -> None:
+    """Replace the album's cover with the image sent (see change_cover), or remove it (`files` None)."""
     await check_owner(db, album_id, did)
-    artwork = await store_cover(uploads, data) if data is not None else None
-    released: list[str] = []
-    try:
-        async with db.write() as conn:
-            album = await _owned(conn, album_id, did)
-            released = await swap_cover(conn, store, "albums", album["id"], artwork)
-    finally:
-        # On success the new files are referenced and stay; on failure they go with the old ones.
-        await store.remove_unreferenced(released + (list(artwork.values()) if artwork else []))
+    await change_cover(db, store, uploads, "albums", files, lambda conn: _owned(conn, album_id, did))
 
 
 async def delete_album(db: Database, store: BlobStore, album_id: str, did: str, *, cascade: bool) -> list[int]:
@@ -423,7 +418,7 @@ async def delete_album(db: Database, store: BlobStore, album_id: str, did: str, 
     async with db.write() as conn:
         album = await _owned(conn, album_id, did)
         track_ids = await _current_order(conn, album["id"])
-        released = await swap_cover(conn, store, "albums", album["id"], None)
+        released = await set_artwork(conn, store, "albums", album["id"], None)
         await conn.execute("DELETE FROM albums WHERE id = ?", (album["id"],))
         if album["rkey"]:
             await outbox.enqueue_delete(conn, did=did, collection=LIST_COLLECTION, rkey=album["rkey"])

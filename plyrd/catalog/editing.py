@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from ..db import Database
 from ..errors import InvalidInput, PlyrdError
 from ..storage import BlobStore
 from .albums import album_ids_of_track, resync_album
+from .artwork import Artwork, set_artwork
 from .publishing import publish_track
 from .tracks import owned_track_for_update, set_track_tags
 from .uploads import (
@@ -19,6 +21,8 @@ from .uploads import (
     MAX_LABEL_CHARS,
     MAX_LABELS,
     MAX_TITLE_CHARS,
+    StoredFile,
+    Uploads,
     parse_bool,
     parse_fields,
     parse_json_list,
@@ -26,15 +30,29 @@ from .uploads import (
 
 EDITABLE = {"title", "album", "description", "tags", "features", "self_labels", "unlisted", "remove_image"}
 MAX_FEATURES = 10
-ARTWORK_COLUMNS = ("image_sha", "thumb_sha", "display_sha")
 
 
 @dataclass
 class TrackChanges:
     values: dict[str, Any] = field(default_factory=dict)  # column -> new value
     tags: list[str] | None = None
-    artwork: dict[str, str] | None = None  # new artwork blobs, already stored
+    artwork: Artwork | None = None  # new artwork, already stored
     remove_image: bool = False
+
+
+async def edit_track(db: Database, store: BlobStore, uploads: Uploads, resolver: IdentityResolver, config: Config,
+                     track_id: int, did: str, fields: Mapping[str, str], files: Mapping[str, StoredFile]) -> None:
+    """plyr.fm's edit as the client sent it: the form's fields to change, and perhaps a new cover as the file
+    `image` (already in the store). Whatever was stored for it that the track does not keep, and the artwork it
+    replaced, are removed, however this ends."""
+    async with store.releasing(f.sha256 for f in files.values()) as stored:
+        if set(files) - {"image"}:
+            raise InvalidInput("only 'image' may be a file when editing a track")
+        changes = await parse_changes(fields, resolver, owner_did=did)
+        if (image := files.get("image")) is not None:
+            changes.artwork = await uploads.store_image(image.path)
+            stored += changes.artwork.blobs()
+        stored += await apply_changes(db, store, track_id, did, changes, config)
 
 
 async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, owner_did: str) -> TrackChanges:
@@ -84,21 +102,13 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
     """Apply an edit the caller is allowed to make and republish the record; returns the blobs it released."""
     released: list[str] = []
     async with db.write() as conn:
-        row = await owned_track_for_update(conn, track_id, did, "edit")
+        await owned_track_for_update(conn, track_id, did, "edit")
         values = dict(changes.values)
         if changes.tags is not None:
             values["tags"] = json.dumps(changes.tags)
             await set_track_tags(conn, track_id, changes.tags)
         if changes.artwork is not None or changes.remove_image:
-            for column in ARTWORK_COLUMNS:
-                if row[column] and await store.decref(conn, row[column]) == 0:
-                    released.append(row[column])
-            new = changes.artwork or {}
-            for column in ARTWORK_COLUMNS:
-                values[column] = new.get(column)
-                if new.get(column):
-                    await store.incref(conn, new[column])
-            values["image_mime"] = new.get("image_mime")
+            released += await set_artwork(conn, store, "tracks", track_id, changes.artwork)
         if values:
             sets = ", ".join(f"{column} = ?" for column in values)
             await conn.execute(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -28,18 +29,18 @@ from .albums import (
     MAX_ITEMS,
     RECORD_NAME_BYTES,
     RECORD_NAME_GRAPHEMES,
+    change_cover,
     cover_urls,
     grapheme_len,
     iso,
     parse_uuid,
     put_list_record,
-    store_cover,
-    swap_cover,
 )
+from .artwork import set_artwork
 from .tracks import TRACK_SELECT, Audience, Where, track_json, visible
 
 if TYPE_CHECKING:
-    from .uploads import Uploads
+    from .uploads import StoredFile, Uploads
 
 _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
 
@@ -183,7 +184,7 @@ async def update_playlist(db: Database, playlist_id: str, did: str, changes: dic
 async def delete_playlist(db: Database, store: BlobStore, playlist_id: str, did: str) -> None:
     async with db.write() as conn:
         row = await _owned(conn, playlist_id, did)
-        released = await swap_cover(conn, store, "playlists", row["id"], None)
+        released = await set_artwork(conn, store, "playlists", row["id"], None)
         await conn.execute("DELETE FROM playlists WHERE id = ?", (row["id"],))
         if row["rkey"]:
             await outbox.enqueue_delete(conn, did=did, collection=LIST_COLLECTION, rkey=row["rkey"])
@@ -273,17 +274,10 @@ async def reorder(db: Database, playlist_id: str, did: str, items: Any) -> None:
 
 
 async def set_cover(db: Database, store: BlobStore, uploads: Uploads, playlist_id: str, did: str,
-                    data: bytes | None) -> None:
-    """Replace the playlist's cover with this image, or remove it (`data` None)."""
+                    files: Mapping[str, StoredFile] | None) -> None:
+    """Replace the playlist's cover with the image sent (see albums.change_cover), or remove it (`files` None)."""
     await check_owner(db, playlist_id, did)
-    artwork = await store_cover(uploads, data) if data is not None else None
-    released: list[str] = []
-    try:
-        async with db.write() as conn:
-            row = await _owned(conn, playlist_id, did)
-            released = await swap_cover(conn, store, "playlists", row["id"], artwork)
-    finally:
-        await store.remove_unreferenced(released + (list(artwork.values()) if artwork else []))
+    await change_cover(db, store, uploads, "playlists", files, lambda conn: _owned(conn, playlist_id, did))
 
 
 # ---- reading ----------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from ..atproto.outbox import forget, list_records, queued_rkeys, remember, synce
 from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..storage import BlobStore
+from .artwork import set_artwork
 from .profiles import reconcile_profile
 
 if TYPE_CHECKING:
@@ -142,8 +143,6 @@ async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], r
 async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lists: dict[str, dict[str, Any]],
                      report: ReconcileReport) -> None:
     """Playlists (fm.plyr.list with listType playlist) made, edited or deleted in another client."""
-    from .albums import swap_cover  # albums -> tracks -> (lazily) reconcile's neighbours: keep the import local
-
     collection = "fm.plyr.list"
     remote = {rk: rec for rk, rec in remote_lists.items()
               if isinstance(rec.get("value"), dict) and rec["value"].get("listType") == "playlist"}
@@ -158,7 +157,7 @@ async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lis
         for rkey, row in local.items():
             if rkey not in remote and rkey in synced and rkey not in pending:
                 if store is not None:
-                    released += await swap_cover(conn, store, "playlists", row["id"], None)
+                    released += await set_artwork(conn, store, "playlists", row["id"], None)
                 await conn.execute("DELETE FROM playlists WHERE id = ?", (row["id"],))
                 await forget(conn, did=did, collection=collection, rkey=rkey)
                 removed += 1

@@ -48,6 +48,7 @@ from ..config import Config
 from ..db import Database
 from ..errors import PlyrdError, TooLarge
 from ..storage import Blob, BlobStore
+from .artwork import Artwork
 from .publishing import TRACK_COLLECTION
 from .uploads import (
     MAX_LABEL_CHARS,
@@ -309,8 +310,8 @@ class TrackImporter:
             raise Skip(f"the same audio is already here as track {same['id']}")
         blob = await fetch_blob(self.http, self.store, pds_url=session.pds_url, did=did, cid=plan.audio_cid,
                                 sha=plan.audio_sha, mime=plan.audio_mime, max_bytes=self.max_bytes)
-        stored = [blob.sha256]
-        try:
+        # What the upload comes to reference stays; anything else fetched or made for this record goes.
+        async with self.store.releasing([blob.sha256]) as stored:
             try:
                 info = await self.uploads.probe_file(blob.path)
             except PlyrdError as e:
@@ -322,14 +323,11 @@ class TrackImporter:
                     record=plan.record)
             except PlyrdError as e:
                 raise Skip(e.detail) from None
-        finally:
-            # What the upload now references stays; anything else fetched for this record goes.
-            await self.store.remove_unreferenced(stored)
         log.info("track imported", extra={"fields": {"did": did, "uri": plan.record.uri, "track_id": track_id,
                                                      "upload_id": upload_id, "bytes": blob.size}})
         return {"uri": plan.record.uri, "title": plan.fields.title, "track_id": track_id, "upload_id": upload_id}
 
-    async def _artwork(self, session: PDSSession, plan: Plan, stored: list[str]) -> dict[str, str] | None:
+    async def _artwork(self, session: PDSSession, plan: Plan, stored: list[str]) -> Artwork | None:
         """Cover art only from a blob in the artist's repo; a broken or missing one costs the track nothing (the
         file's embedded cover, if any, is used instead). What it stores is added to `stored`, which the caller
         releases once the upload references what it keeps (the original image may be the very bytes fetched)."""
@@ -348,10 +346,9 @@ class TrackImporter:
             return None
         stored.append(blob.sha256)
         try:
-            data = await asyncio.to_thread(blob.path.read_bytes)
-            artwork = await self.uploads.store_artwork(await self.uploads.check_image(data))
+            artwork = await self.uploads.store_image(blob.path)
         except PlyrdError as e:
             log.info("imported track's cover skipped", extra={"fields": {"uri": plan.record.uri, "reason": e.detail}})
             return None
-        stored.extend([artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]])
+        stored += artwork.blobs()
         return artwork

@@ -1,8 +1,9 @@
 """Uploads: accept a file (decided by its bytes), then make it a playable track in the background.
 
-Accepting (in the request): the file is probed before anything is stored, so a file plyrd cannot use answers a
-clear 4xx and leaves no row and no file. Artwork is checked and rendered. The files go into the blob store, and one
-transaction writes the upload row (holding references on its files) and its job.
+Accepting (in the request, `accept_upload`): the form's files are already in the blob store, unreferenced. The
+audio is probed, so a file plyrd cannot use answers a clear 4xx; artwork is checked and rendered; one transaction
+writes the upload row (holding references on its files) and its job. Whatever the request stored that the upload
+does not keep is removed, however the request ends: a refused file leaves no row and no file.
 
 Processing (the `upload.process` job, resumable): create the track (playable at once when browsers can play the
 original), transcode a web rendition when needed, then analyse (waveform peaks, loudness). Each step checks what is
@@ -21,9 +22,10 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..atproto.outbox import remember
 from ..config import Config
@@ -32,11 +34,11 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
 from ..storage import BlobStore
 from ..threads import ThreadSlots
+from .artwork import Artwork, column_values, store_rendered
 from .publishing import TRACK_COLLECTION, publish_track, unpublish_track
 from .tracks import set_track_tags
 
 if TYPE_CHECKING:
-    from ..media.artwork import Artwork
     from ..media.probe import AudioInfo
 
 # plyrd.media pulls in PyAV, numpy and Pillow (about 35 MB): imported on first use, so an idle node stays small.
@@ -62,6 +64,20 @@ class ExistingRecord:
     value: dict[str, Any]  # the record as the PDS holds it
     created_at: float  # its createdAt: the track keeps its place in time
     features: list[dict[str, str]] = field(default_factory=list)  # [{did, handle?}] as tracks.features holds them
+
+
+class StoredFile(Protocol):
+    """A file as a client sent it, already in the blob store and referenced by nothing yet (what
+    plyrd.web.upload_stream reads a multipart form's files into)."""
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -145,12 +161,13 @@ def _fallback_title(filename: str | None) -> str:
     return stem[:MAX_TITLE_CHARS] or "untitled"
 
 
-def _artwork_shas(artwork: dict[str, str] | None) -> list[str]:
-    return [artwork["image_sha"], artwork["thumb_sha"], artwork["display_sha"]] if artwork else []
+def _blobs_of(audio_sha: str, artwork: Artwork | None) -> list[str]:
+    """The blobs an upload of this audio and artwork holds references on."""
+    return [audio_sha, *(artwork.blobs() if artwork else [])]
 
 
 def _job_payload(upload_id: str, did: str, audio_sha: str, filename: str | None, fields: UploadFields,
-                 artwork: dict[str, str] | None) -> dict[str, Any]:
+                 artwork: Artwork | None) -> dict[str, Any]:
     """What an `upload.process` job needs to make the track, stored with the job (a crash resumes from it)."""
     return {
         "upload_id": upload_id,
@@ -159,7 +176,7 @@ def _job_payload(upload_id: str, did: str, audio_sha: str, filename: str | None,
         "filename": filename,
         "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
                    "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
-        "artwork": artwork,
+        "artwork": artwork.columns() if artwork else None,
     }
 
 
@@ -182,28 +199,36 @@ class Uploads:
 
         return await self.slots.run(probe, path, max_duration=self.max_duration)
 
-    async def check_image(self, data: bytes) -> Artwork:
+    async def store_image(self, source: bytes | Path) -> Artwork:
+        """Check an image by its content (the bytes, or a stored file's path) and store it with its renditions,
+        unreferenced until a row takes them. Raises UnsupportedMedia, TooLarge or Unprocessable for a bad image."""
         from ..media.artwork import process_image
 
-        return await self.slots.run(process_image, data, max_bytes=self.config["media.max_image_mb"] * 1024 * 1024)
+        data = await asyncio.to_thread(source.read_bytes) if isinstance(source, Path) else source
+        image = await self.slots.run(process_image, data, max_bytes=self.config["media.max_image_mb"] * 1024 * 1024)
+        return await store_rendered(self.store, image)
 
-    async def store_artwork(self, art: Artwork) -> dict[str, str]:
-        original = await self.store.put_bytes(art.original_bytes, art.original_mime)
-        thumb = await self.store.put_bytes(art.thumb_webp, "image/webp")
-        display = await self.store.put_bytes(art.display_webp, "image/webp")
-        return {"image_sha": original.sha256, "image_mime": art.original_mime, "thumb_sha": thumb.sha256,
-                "display_sha": display.sha256}
+    async def accept_upload(self, did: str, fields: Mapping[str, str], files: Mapping[str, StoredFile]) -> str:
+        """Accept an upload as the client sent it: the form's text fields, and its files (already in the store) with
+        the audio in `file` and perhaps a cover in `image`. Returns the upload id. Whatever was stored for it that
+        the upload does not keep (a refused file, an image re-encoded upright) is removed, however this ends."""
+        async with self.store.releasing(f.sha256 for f in files.values()) as stored:
+            audio = files.get("file")
+            if audio is None:
+                raise InvalidInput("add the audio as the multipart field 'file'")
+            if set(files) - {"file", "image"}:
+                raise InvalidInput("only 'file' and 'image' may be files")
+            parsed = parse_fields(fields)
+            info = await self.probe_file(audio.path)
+            artwork = None
+            if (image := files.get("image")) is not None:
+                artwork = await self.store_image(image.path)
+                stored += artwork.blobs()
+            return await self._accept(did=did, fields=parsed, audio_sha=audio.sha256, info=info,
+                                      filename=audio.filename, artwork=artwork)
 
-    async def accept(
-        self,
-        *,
-        did: str,
-        fields: UploadFields,
-        audio_sha: str,
-        info: AudioInfo,
-        filename: str | None,
-        artwork: dict[str, str] | None,
-    ) -> str:
+    async def _accept(self, *, did: str, fields: UploadFields, audio_sha: str, info: AudioInfo,
+                      filename: str | None, artwork: Artwork | None) -> str:
         """Record an upload whose audio (already probed) and artwork are in the store; returns the upload id."""
         dup = await self.db.fetchone(
             "SELECT id FROM tracks WHERE artist_did = ? AND original_sha = ?", (did, audio_sha)
@@ -211,19 +236,23 @@ class Uploads:
         if dup is not None:
             raise Conflict(f"you already uploaded this file: track {dup['id']}")
         upload_id = str(uuid.uuid4())
-        refs = [audio_sha, *_artwork_shas(artwork)]
         payload = _job_payload(upload_id, did, audio_sha, filename, fields, artwork)
         async with self.db.write() as conn:
-            for sha in refs:
-                await self.store.incref(conn, sha)
-            job_id = await enqueue(conn, JOB_KIND, payload, max_attempts=3)
-            await conn.execute(
-                "INSERT INTO uploads(id, did, job_id, blob_refs) VALUES (?, ?, ?, ?)",
-                (upload_id, did, job_id, json.dumps(refs)),
-            )
+            await self._insert_upload(conn, upload_id, payload, _blobs_of(audio_sha, artwork))
         log.info("upload accepted", extra={"fields": {"upload_id": upload_id, "did": did, "codec": info.codec,
                                                       "duration": round(info.duration, 1)}})
         return upload_id
+
+    async def _insert_upload(self, conn: Any, upload_id: str, payload: dict[str, Any], files: list[str],
+                             record: ExistingRecord | None = None) -> None:
+        """The upload row and its job, holding references on its files, inside the caller's transaction."""
+        for sha in files:
+            await self.store.incref(conn, sha)
+        job_id = await enqueue(conn, JOB_KIND, payload, max_attempts=3)
+        await conn.execute(
+            "INSERT INTO uploads(id, did, job_id, blob_refs, record_uri, record_cid) VALUES (?, ?, ?, ?, ?, ?)",
+            (upload_id, payload["did"], job_id, json.dumps(files), record and record.uri, record and record.cid),
+        )
 
     async def accept_import(
         self,
@@ -232,26 +261,23 @@ class Uploads:
         fields: UploadFields,
         audio_sha: str,
         info: AudioInfo,
-        artwork: dict[str, str] | None,
+        artwork: Artwork | None,
         record: ExistingRecord,
     ) -> tuple[str, int]:
         """Record the import of audio (stored, probed) whose record another client made; returns (upload id, track id).
 
-        Unlike `accept`, the track is created in the same transaction as the upload and its job: it carries the
+        Unlike an upload, the track is created in the same transaction as the upload and its job: it carries the
         record's uri and cid from the start, so likes, comments and playlists elsewhere that point at that record
         find it in the same reconciliation. The job then makes the rendition and the analysis as for any upload.
         Raises Conflict when the record or the same audio is already a track of this artist."""
         upload_id = str(uuid.uuid4())
-        embedded: list[str] = []
-        if artwork is None:
-            artwork = await self._embedded_artwork(upload_id, info)
-            embedded = _artwork_shas(artwork)
-        refs = [audio_sha, *_artwork_shas(artwork)]
-        payload = {
-            **_job_payload(upload_id, did, audio_sha, None, fields, artwork),
-            "record": {"uri": record.uri, "cid": record.cid},  # marks the job as an import: it never publishes
-        }
-        try:
+        async with self.store.releasing() as embedded:  # the file's own cover, when it comes to be stored here
+            if artwork is None and (artwork := await self._embedded_artwork(upload_id, info)) is not None:
+                embedded += artwork.blobs()
+            payload = {
+                **_job_payload(upload_id, did, audio_sha, None, fields, artwork),
+                "record": {"uri": record.uri, "cid": record.cid},  # marks the job as an import: it never publishes
+            }
             async with self.db.write() as conn:
                 async with conn.execute(
                     "SELECT id FROM tracks WHERE artist_did = ? AND (rkey = ? OR record_uri = ? OR original_sha = ?)",
@@ -260,17 +286,8 @@ class Uploads:
                     taken = await cur.fetchone()
                 if taken is not None:  # checked again here: a concurrent pass or upload may have just made it
                     raise Conflict(f"already here as track {taken['id']}")
-                for sha in refs:
-                    await self.store.incref(conn, sha)
-                job_id = await enqueue(conn, JOB_KIND, payload, max_attempts=3)
-                await conn.execute(
-                    "INSERT INTO uploads(id, did, job_id, blob_refs, record_uri, record_cid) VALUES (?, ?, ?, ?, ?, ?)",
-                    (upload_id, did, job_id, json.dumps(refs), record.uri, record.cid),
-                )
+                await self._insert_upload(conn, upload_id, payload, _blobs_of(audio_sha, artwork), record)
                 track_id = await self._insert_track(conn, upload_id, payload, info, artwork, record)
-        except BaseException:
-            await self.store.remove_unreferenced(embedded)
-            raise
         log.info("import accepted", extra={"fields": {"upload_id": upload_id, "did": did, "uri": record.uri,
                                                       "codec": info.codec, "duration": round(info.duration, 1)}})
         return upload_id, track_id
@@ -333,22 +350,26 @@ class Uploads:
             await self._give_up(row["id"])
         return len(rows)
 
-    async def _embedded_artwork(self, upload_id: str, info: AudioInfo) -> dict[str, str] | None:
+    async def _embedded_artwork(self, upload_id: str, info: AudioInfo) -> Artwork | None:
+        """The cover the audio file carries, stored (unreferenced: the caller releases it if it goes unused)."""
         if info.cover is None:
             return None
         try:
-            return await self.store_artwork(await self.check_image(info.cover.data))
+            return await self.store_image(info.cover.data)
         except Exception as e:  # a broken embedded cover must not sink the upload
             log.info("embedded cover ignored", extra={"fields": {"upload_id": upload_id, "error": str(e)}})
             return None
 
     async def _create_track(self, upload_id: str, p: dict[str, Any], info: AudioInfo) -> int:
-        artwork = p.get("artwork") or await self._embedded_artwork(upload_id, info)
-        async with self.db.write() as conn:
-            return await self._insert_track(conn, upload_id, p, info, artwork, None)
+        async with self.store.releasing() as embedded:
+            artwork = Artwork.of(p.get("artwork"))
+            if artwork is None and (artwork := await self._embedded_artwork(upload_id, info)) is not None:
+                embedded += artwork.blobs()
+            async with self.db.write() as conn:
+                return await self._insert_track(conn, upload_id, p, info, artwork, None)
 
     async def _insert_track(self, conn: Any, upload_id: str, p: dict[str, Any], info: AudioInfo,
-                            artwork: dict[str, str] | None, record: ExistingRecord | None) -> int:
+                            artwork: Artwork | None, record: ExistingRecord | None) -> int:
         """The track row of an upload, inside the caller's transaction. A new track is published (once playable);
         an imported one keeps the record it came from, untouched, and plyrd remembers that record as on the PDS
         (with its blobs), so a later edit or delete here rewrites or deletes that same record."""
@@ -373,9 +394,7 @@ class Uploads:
                 fields["album"] or tags.album,
                 fields["description"],
                 json.dumps(genre_tags),
-                p["audio_sha"], info.extension, info.mime,
-                artwork and artwork["image_sha"], artwork and artwork["image_mime"],
-                artwork and artwork["thumb_sha"], artwork and artwork["display_sha"],
+                p["audio_sha"], info.extension, info.mime, *column_values(artwork),
                 info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
                 info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
                 json.dumps(fields.get("self_labels") or []), int(bool(fields.get("unlisted"))),
@@ -394,7 +413,7 @@ class Uploads:
             await remember(conn, did=p["did"], collection=TRACK_COLLECTION, rkey=record.rkey, uri=record.uri,
                            cid=record.cid, record=record.value)
         # The track takes its own references; the upload keeps its until it finishes or gives up.
-        for sha in [p["audio_sha"], *_artwork_shas(artwork)]:
+        for sha in _blobs_of(p["audio_sha"], artwork):
             await self.store.incref(conn, sha)
         await conn.execute("UPDATE uploads SET track_id = ? WHERE id = ?", (track_id, upload_id))
         return track_id

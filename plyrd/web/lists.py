@@ -5,7 +5,6 @@ Thin handlers: parse, authorize, call plyrd.catalog.albums / playlists, shape th
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -22,8 +21,6 @@ from .viewer import current_audience, current_viewer, require_uploader, require_
 albums_bp = Blueprint("albums", __name__)
 lists_bp = Blueprint("lists", __name__)
 
-COVER_FIELD = "image"
-
 
 async def _changes() -> dict[str, Any]:
     """PATCH bodies: plyr.fm sends album changes as query parameters and playlist changes as a form; JSON works too."""
@@ -35,17 +32,12 @@ async def _changes() -> dict[str, Any]:
     return changes
 
 
-async def _read_cover() -> tuple[bytes, str]:
-    """The `image` part of a multipart upload: its bytes and the stored blob to let go of afterwards."""
+async def _cover_files() -> dict[str, upload_stream.UploadedFile]:
+    """The files of a cover upload (a multipart form with the image as `image`), stored for the catalog to take."""
     n = node()
     form = await upload_stream.read_multipart(request, store=n.blobs, max_files=1,
                                               max_file_bytes=n.config["media.max_image_mb"] * 1024 * 1024)
-    stored = [f.sha256 for f in form.files.values()]
-    image = form.files.get(COVER_FIELD)
-    if image is None:
-        await n.blobs.remove_unreferenced(stored)
-        raise InvalidInput(f"add the image as the multipart field '{COVER_FIELD}'")
-    return await asyncio.to_thread(image.path.read_bytes), image.sha256
+    return form.files
 
 
 def _cover_answer(row: Any, public_url: str) -> dict[str, Any]:
@@ -120,11 +112,7 @@ async def album_cover(album_id: str) -> Response:
     viewer = require_viewer()
     n = node()
     await albums.check_owner(n.db, album_id, viewer.did)  # before reading a body that may be 20 MB
-    data, uploaded = await _read_cover()
-    try:
-        await albums.set_cover(n.db, n.blobs, n.uploads, album_id, viewer.did, data)
-    finally:
-        await n.blobs.remove_unreferenced([uploaded])  # the raw upload, unless it is the stored original
+    await albums.set_cover(n.db, n.blobs, n.uploads, album_id, viewer.did, await _cover_files())
     return jsonify(_cover_answer(await albums.get_album(n.db, album_id), n.config.public_url))
 
 
@@ -268,11 +256,7 @@ async def playlist_cover(playlist_id: str) -> Response:
     viewer = require_viewer()
     n = node()
     await playlists.check_owner(n.db, playlist_id, viewer.did)  # before reading a body that may be 20 MB
-    data, uploaded = await _read_cover()
-    try:
-        await playlists.set_cover(n.db, n.blobs, n.uploads, playlist_id, viewer.did, data)
-    finally:
-        await n.blobs.remove_unreferenced([uploaded])
+    await playlists.set_cover(n.db, n.blobs, n.uploads, playlist_id, viewer.did, await _cover_files())
     row = await playlists.get_playlist(n.db, playlist_id, viewer.did)
     return jsonify(_cover_answer(row, n.config.public_url))
 

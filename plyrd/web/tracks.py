@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from quart import Blueprint, Response, jsonify, request
 
 from ..catalog import feeds
-from ..catalog.editing import apply_changes, parse_changes
+from ..catalog.editing import edit_track as edit
 from ..catalog.social import tracks_json
 from ..catalog.tracks import delete_track, get_track_row, open_track
-from ..catalog.uploads import parse_fields
-from ..errors import Forbidden, InvalidInput, PlyrdError
+from ..errors import Forbidden, PlyrdError
 from . import upload_stream
 from .bodies import query_int
 from .context import node
@@ -36,33 +33,8 @@ async def upload() -> tuple[Response, int]:
         request, store=n.blobs, max_file_bytes=n.config["storage.max_upload_mb"] * 1024 * 1024,
         max_field_bytes=MAX_FIELD_BYTES, max_files=2,
     )
-    stored = [f.sha256 for f in form.files.values()]
-    try:
-        audio = form.files.get("file")
-        if audio is None:
-            raise InvalidInput("add the audio as the multipart field 'file'")
-        if set(form.files) - {"file", "image"}:
-            raise InvalidInput("only 'file' and 'image' may be files")
-        fields = parse_fields(form.fields)
-        info = await n.uploads.probe_file(audio.path)
-        artwork = None
-        if (image := form.files.get("image")) is not None:
-            art = await n.uploads.check_image(await _read(image.path))
-            artwork = await n.uploads.store_artwork(art)
-            stored += list(artwork.values())
-        upload_id = await n.uploads.accept(did=viewer.did, fields=fields, audio_sha=audio.sha256, info=info,
-                                           filename=audio.filename, artwork=artwork)
-    except BaseException:
-        # Bad input of any kind: whatever this request stored and nothing else references goes away.
-        await n.blobs.remove_unreferenced([s for s in stored if len(s) == 64])
-        raise
-    # The upload now references what it keeps; an image that was re-encoded upright is not kept as sent.
-    await n.blobs.remove_unreferenced([s for s in stored if len(s) == 64])
+    upload_id = await n.uploads.accept_upload(viewer.did, form.fields, form.files)
     return jsonify({"upload_id": upload_id, "status": "pending"}), 200
-
-
-async def _read(path: Path) -> bytes:
-    return await asyncio.to_thread(path.read_bytes)
 
 
 @bp.get("/tracks/uploads/<upload_id>/progress")
@@ -171,17 +143,5 @@ async def edit_track(track_id: int) -> Response:
         raise Forbidden("only the artist can edit this track")
     form = await upload_stream.read_multipart(request, store=n.blobs, max_file_bytes=n.config["media.max_image_mb"]
                                               * 1024 * 1024, max_field_bytes=MAX_FIELD_BYTES, max_files=1)
-    stored = [f.sha256 for f in form.files.values()]
-    try:
-        if set(form.files) - {"image"}:
-            raise InvalidInput("only 'image' may be a file when editing a track")
-        changes = await parse_changes(form.fields, n.identity, owner_did=viewer.did)
-        if (image := form.files.get("image")) is not None:
-            changes.artwork = await n.uploads.store_artwork(await n.uploads.check_image(await _read(image.path)))
-            stored += [v for k, v in changes.artwork.items() if k.endswith("_sha")]
-        released = await apply_changes(n.db, n.blobs, track_id, viewer.did, changes, n.config)
-    except BaseException:
-        await n.blobs.remove_unreferenced(stored)
-        raise
-    await n.blobs.remove_unreferenced(released + stored)
+    await edit(n.db, n.blobs, n.uploads, n.identity, n.config, track_id, viewer.did, form.fields, form.files)
     return jsonify((await _tracks_json([await get_track_row(n.db, track_id)], peaks=True))[0])
