@@ -765,7 +765,7 @@ def test_slugify(title: str, slug: str) -> None:
 
 
 def test_record_names_fit_the_lexicon() -> None:
-    from plyrd.catalog.albums import record_name
+    from plyrd.catalog.lists import record_name
 
     assert record_name("short") == "short"
     assert record_name("a" * 300) == "a" * 64

@@ -5,7 +5,7 @@ with the strongRefs of its tracks in order, so the answer comes from the local d
 catches up. An album without tracks is a shell (plyr.fm's multi-track upload creates one before its tracks
 exist): it gets its record when its first track arrives, so an upload that fails entirely leaves no fake release.
 
-Also here, because playlists share them: id parsing, times, list-record names and covers.
+Also here, because playlists share them: id parsing, times and covers (their records: plyrd.catalog.lists).
 """
 
 from __future__ import annotations
@@ -21,24 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from ..atproto import lexicon, outbox, records, tids
+from ..atproto import outbox
 from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
 from ..storage import BlobStore
 from .artwork import Artwork, set_artwork
+from .lists import LIST_COLLECTION, MAX_ITEMS, publish_album
 from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, track_json, visible
 
 if TYPE_CHECKING:
     from .uploads import StoredFile, Uploads
 
-LIST_COLLECTION = "fm.plyr.list"
 MAX_TITLE_CHARS = 256
 MAX_DESCRIPTION_CHARS = 5000
 MAX_SLUG_CHARS = 100
-MAX_ITEMS = 500  # the lexicon's limit on a list's items
-RECORD_NAME_GRAPHEMES = 64  # the lexicon's limits on a list's name
-RECORD_NAME_BYTES = 256
 COVER_FIELD = "image"  # the multipart field a cover is sent in
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
@@ -65,29 +62,6 @@ def parse_uuid(raw: str, what: str) -> str:
 
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def record_time(ts: float) -> str:
-    return records.format_datetime(datetime.fromtimestamp(ts, UTC))
-
-
-def grapheme_len(text: str) -> int:
-    return lexicon.grapheme_count(text)
-
-
-def record_name(text: str) -> str:
-    """`text` cut to what a list record's name may hold (64 graphemes, 256 UTF-8 bytes), at a character boundary.
-    Album titles may be longer (256 characters, like a track's album field); the record carries what fits."""
-    if grapheme_len(text) <= RECORD_NAME_GRAPHEMES and len(text.encode()) <= RECORD_NAME_BYTES:
-        return text
-    end = 0
-    for i in range(1, len(text)):
-        prefix = text[:i]
-        if grapheme_len(prefix) > RECORD_NAME_GRAPHEMES or len(prefix.encode()) > RECORD_NAME_BYTES:
-            break
-        if grapheme_len(text[:i + 1]) > grapheme_len(prefix):  # text[i] starts a new character: a clean cut
-            end = i
-    return text[:end].rstrip()
 
 
 def cover_urls(row: sqlite3.Row, public_url: str) -> dict[str, str | None]:
@@ -146,17 +120,6 @@ async def release_owned_covers(conn: aiosqlite.Connection, store: BlobStore, did
         for row in await fetchall(conn, f"SELECT id FROM {table} WHERE {owner} = ? AND image_sha IS NOT NULL", (did,)):
             released += await set_artwork(conn, store, table, row["id"], None)
     return released
-
-
-async def put_list_record(conn: aiosqlite.Connection, table: str, row: sqlite3.Row, *, list_type: str, name: str,
-                          items: list[dict[str, str]], did: str) -> None:
-    """Write a list record through the outbox (a new TID the first time) and keep its uri/cid on the row."""
-    rkey = row["rkey"] or tids.new_tid()
-    record = records.list_record(list_type, record_name(name), items, created_at=record_time(row["created_at"]),
-                                 updated_at=datetime.now(UTC))
-    uri, cid = await outbox.enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)
-    await conn.execute(f"UPDATE {table} SET rkey = ?, record_uri = ?, record_cid = ? WHERE id = ?",
-                       (rkey, uri, cid, row["id"]))
 
 
 # ---- albums -----------------------------------------------------------------------------------------------------
@@ -252,33 +215,6 @@ async def check_owner(db: Database, album_id: str, did: str) -> None:
         raise Forbidden("only the album's artist can change it")
 
 
-async def _publish(conn: aiosqlite.Connection, album_id: str) -> None:
-    """Rewrite the album's list record from its current tracks, in order (not before it has any)."""
-    album = await fetchone(conn, "SELECT * FROM albums WHERE id = ?", (album_id,))
-    assert album is not None
-    rows = await fetchall(
-        conn,
-        "SELECT t.record_uri, t.record_cid FROM album_tracks x JOIN tracks t ON t.id = x.track_id"
-        " WHERE x.album_id = ? AND t.record_uri IS NOT NULL AND t.record_cid IS NOT NULL ORDER BY x.position",
-        (album_id,))
-    if album["rkey"] is None and not rows:
-        return
-    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in rows]
-    await put_list_record(conn, "albums", album, list_type="album", name=album["title"], items=items,
-                          did=album["artist_did"])
-
-
-async def resync_album(conn: aiosqlite.Connection, album_id: str) -> None:
-    """Rewrite an album's record inside the caller's transaction: for track code, after a member track was deleted
-    or its record's CID changed (the album's strongRefs name the old version until then)."""
-    await _publish(conn, album_id)
-
-
-async def album_ids_of_track(conn: aiosqlite.Connection, track_id: int) -> list[str]:
-    return [r["album_id"] for r in await fetchall(conn, "SELECT album_id FROM album_tracks WHERE track_id = ?",
-                                                  (track_id,))]
-
-
 async def _write_order(conn: aiosqlite.Connection, album_id: str, track_ids: list[int]) -> None:
     await conn.execute("DELETE FROM album_tracks WHERE album_id = ?", (album_id,))
     await conn.executemany("INSERT INTO album_tracks(album_id, position, track_id) VALUES (?, ?, ?)",
@@ -341,7 +277,7 @@ async def update_album(db: Database, album_id: str, did: str, changes: dict[str,
         await conn.execute(f"UPDATE albums SET title = ?, description = ?, slug = ?, updated_at = {_NOW_SQL}"
                            " WHERE id = ?", (title, description, slug, album["id"]))
         if title != album["title"]:
-            await _publish(conn, album["id"])  # the record carries the title as its name
+            await publish_album(conn, album["id"])  # the record carries the title as its name
 
 
 async def set_order(db: Database, album_id: str, did: str, track_ids: Any) -> None:
@@ -351,7 +287,7 @@ async def set_order(db: Database, album_id: str, did: str, track_ids: Any) -> No
         album = await _owned(conn, album_id, did)
         await _check_members(conn, album["id"], did, ids)
         await _write_order(conn, album["id"], ids)
-        await _publish(conn, album["id"])
+        await publish_album(conn, album["id"])
 
 
 async def finalize(db: Database, album_id: str, did: str, track_ids: Any) -> None:
@@ -367,7 +303,7 @@ async def finalize(db: Database, album_id: str, did: str, track_ids: Any) -> Non
             raise InvalidInput(f"an album holds at most {MAX_ITEMS} tracks")
         await _check_members(conn, album["id"], did, ids)
         await _write_order(conn, album["id"], order)
-        await _publish(conn, album["id"])
+        await publish_album(conn, album["id"])
 
 
 async def add_track(db: Database, album_id: str, did: str, track_id: Any, position: Any = None) -> None:
@@ -388,7 +324,7 @@ async def add_track(db: Database, album_id: str, did: str, track_id: Any, positi
         await _check_members(conn, album["id"], did, [track_id])
         order.insert(position, track_id)
         await _write_order(conn, album["id"], order)
-        await _publish(conn, album["id"])
+        await publish_album(conn, album["id"])
 
 
 async def remove_track(db: Database, album_id: str, did: str, track_id: int) -> None:
@@ -402,7 +338,7 @@ async def remove_track(db: Database, album_id: str, did: str, track_id: int) -> 
             raise InvalidInput(f"track {track_id} is not on this album")
         order.remove(track_id)
         await _write_order(conn, album["id"], order)
-        await _publish(conn, album["id"])
+        await publish_album(conn, album["id"])
 
 
 async def set_cover(db: Database, store: BlobStore, uploads: Uploads, album_id: str, did: str,

@@ -12,8 +12,8 @@ from ..config import Config
 from ..db import Database
 from ..errors import InvalidInput, PlyrdError
 from ..storage import BlobStore
-from .albums import album_ids_of_track, resync_album
 from .artwork import Artwork, set_artwork
+from .lists import album_ids_of_track, publish_album
 from .publishing import publish_track
 from .tracks import owned_track_for_update, set_track_tags
 from .uploads import (
@@ -118,5 +118,5 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
         await publish_track(conn, track_id, config)
         # The track's record has a new CID: albums holding it point at it by strongRef and are rewritten too.
         for album_id in await album_ids_of_track(conn, track_id):
-            await resync_album(conn, album_id)
+            await publish_album(conn, album_id)
     return released

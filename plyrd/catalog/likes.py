@@ -16,11 +16,11 @@ from ..db import Database
 from ..db.queries import fetchall, fetchone
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from . import preferences
+from .lists import LIST_COLLECTION
 from .social import find_person, iso, person_json, track_for_update, track_ref, tracks_json, utc
 from .tracks import TRACK_SELECT, Audience, Where, open_track, visible
 
 COLLECTION = "fm.plyr.like"
-LIST_COLLECTION = "fm.plyr.list"
 LIKED_LIST_NAME = "Liked Tracks"
 LIST_MAX_ITEMS = 500  # the lexicon's limit: a longer liked list is published up to its first 500
 MAX_LIST = 5000  # a reorder names every liked track; far above any real list, it bounds the request

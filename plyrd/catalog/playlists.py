@@ -25,18 +25,13 @@ from ..db.queries import fetchall, fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..storage import BlobStore
 from .albums import (
-    LIST_COLLECTION,
-    MAX_ITEMS,
-    RECORD_NAME_BYTES,
-    RECORD_NAME_GRAPHEMES,
     change_cover,
     cover_urls,
-    grapheme_len,
     iso,
     parse_uuid,
-    put_list_record,
 )
 from .artwork import set_artwork
+from .lists import LIST_COLLECTION, MAX_ITEMS, RECORD_NAME_BYTES, RECORD_NAME_GRAPHEMES, grapheme_len, put_list_record
 from .tracks import TRACK_SELECT, Audience, Where, track_json, visible
 
 if TYPE_CHECKING:

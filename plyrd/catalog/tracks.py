@@ -30,6 +30,8 @@ from ..db import Database
 from ..errors import Forbidden, NotFound
 from ..storage import BlobStore
 from .labels import is_sensitive
+from .lists import album_ids_of_track, publish_album
+from .publishing import unpublish_track
 
 TRACK_SELECT = """
 SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name
@@ -248,16 +250,13 @@ async def owned_track_for_update(conn: Any, track_id: int, did: str, verb: str) 
 
 async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: str) -> None:
     """Delete a track the caller owns, its record on their PDS, and its files no other track uses."""
-    from .albums import album_ids_of_track, resync_album  # albums imports this module
-    from .publishing import unpublish_track  # so does publishing
-
     async with db.write() as conn:
         row = await owned_track_for_update(conn, track_id, did, "delete")
         await unpublish_track(conn, row)
         albums = await album_ids_of_track(conn, track_id)
         await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
         for album_id in albums:  # the album's list record must stop naming the deleted track
-            await resync_album(conn, album_id)
+            await publish_album(conn, album_id)
         released = [row[c] for c in BLOB_COLUMNS if row[c] and await store.decref(conn, row[c]) == 0]
     await store.remove_unreferenced(released)
 
