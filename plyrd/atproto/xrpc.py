@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -183,21 +183,75 @@ class PDSSession(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class _XrpcSession:
-    """Record and blob calls over an abstract authenticated `_call`; subclasses add the credentials."""
+class _Tokens(Protocol):
+    """What every kind of session credentials says: whose, at which PDS, and whether the access token is spent."""
 
-    _http: httpx.AsyncClient
+    @property
+    def did(self) -> str: ...
+
+    @property
+    def pds_url(self) -> str: ...
+
+    def is_expired(self, margin: float = ...) -> bool: ...
+
+
+TokensT = TypeVar("TokensT", bound=_Tokens)
+
+
+class _XrpcSession(Generic[TokensT]):
+    """Record and blob calls with credentials (`tokens`), refreshed before they expire and once more when the PDS
+    says the access token is dead; `on_refresh(new_tokens)` is awaited after each refresh (refresh tokens are single
+    use: the old one is dead). Subclasses say how a request carries the credentials (`_send`), how the PDS says
+    they are dead (`_token_dead`) and how to get new ones (`_new_tokens`)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: TokensT,
+        on_refresh: Callable[[TokensT], Awaitable[None]] | None = None,
+    ) -> None:
+        self._http = http
+        self._on_refresh = on_refresh
+        self._lock = asyncio.Lock()
+        self._adopt(tokens)
 
     @property
     def did(self) -> str:
-        raise NotImplementedError
+        return self.tokens.did
 
     @property
     def pds_url(self) -> str:
-        raise NotImplementedError
+        return self.tokens.pds_url
 
     def _url(self, nsid: str) -> str:
         return f"{self.pds_url.rstrip('/')}/xrpc/{nsid}"
+
+    def _adopt(self, tokens: TokensT) -> None:
+        self.tokens = tokens
+
+    async def refresh(self, seen: TokensT | None = None) -> None:
+        """Refresh now; with `seen` (the tokens a failed call used), only if nobody replaced them meanwhile. One
+        refresh at a time (an asyncio.Lock): refresh tokens are single use."""
+        async with self._lock:
+            if seen is not None and self.tokens is not seen:
+                return
+            new = await self._new_tokens()
+            self._adopt(new)
+            if self._on_refresh is not None:
+                await self._on_refresh(new)
+
+    async def _new_tokens(self) -> TokensT:
+        raise NotImplementedError
+
+    async def _send(self, tokens: TokensT, method: str, url: str, *, params: dict[str, Any], json: Any,
+                    content: Body | None, headers: Mapping[str, str] | None) -> httpx.Response:
+        raise NotImplementedError
+
+    def _token_dead(self, resp: httpx.Response) -> bool:
+        raise NotImplementedError
+
+    async def _before_stream(self) -> None:
+        """Called before a streamed body, which cannot be sent twice: neither refreshed-and-retried nor replayed."""
 
     async def _call(
         self,
@@ -209,7 +263,21 @@ class _XrpcSession:
         content: Body | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        if self.tokens.is_expired():
+            await self.refresh(self.tokens)
+        streamed = content is not None and not isinstance(content, bytes | bytearray)
+        if streamed:
+            await self._before_stream()
+        for attempt in range(2):
+            used = self.tokens
+            async with _upstream(self.pds_url):
+                resp = await self._send(used, method, self._url(nsid), params=_clean(params or {}), json=json,
+                                        content=content, headers=headers)
+            if attempt == 0 and not streamed and self._token_dead(resp):
+                await self.refresh(used)
+                continue
+            return _ok(resp)
+        return _ok(resp)
 
     async def _public_get(self, nsid: str, params: Mapping[str, Any]) -> dict[str, Any]:
         # Record reads are public: no credentials, so a read never spends a refresh or a nonce round trip.
@@ -319,9 +387,9 @@ class _XrpcSession:
 # --------------------------------------------------------------------------- OAuth
 
 
-class OAuthSession(_XrpcSession):
+class OAuthSession(_XrpcSession[TokenSet]):
     """A PDS session on DPoP-bound OAuth tokens. Refreshes when the access token has expired or the PDS says
-    `invalid_token`, once per stale token (an asyncio.Lock), then awaits `on_refresh(new_tokens)`."""
+    `invalid_token`, through the OAuth client."""
 
     def __init__(
         self,
@@ -332,72 +400,32 @@ class OAuthSession(_XrpcSession):
         *,
         nonces: NonceStore | None = None,
     ) -> None:
-        self._http = http
         self._oauth = oauth_client
-        self.tokens = tokens
-        self._on_refresh = on_refresh
         # PDS nonces are per server, so share the client's store: every session benefits from the latest one.
         self._nonces = nonces or oauth_client.nonces
+        super().__init__(http, tokens, on_refresh)
+
+    def _adopt(self, tokens: TokenSet) -> None:
+        super()._adopt(tokens)
         self._key = _dpop_key(tokens)
-        self._lock = asyncio.Lock()
 
-    @property
-    def did(self) -> str:
-        return self.tokens.did
+    async def _new_tokens(self) -> TokenSet:
+        return await self._oauth.refresh(self.tokens)
 
-    @property
-    def pds_url(self) -> str:
-        return self.tokens.pds_url
-
-    async def refresh(self, seen: TokenSet | None = None) -> None:
-        """Refresh now; with `seen` (the tokens a failed call used), only if nobody replaced them meanwhile."""
-        async with self._lock:
-            if seen is not None and self.tokens is not seen:
-                return
-            new = await self._oauth.refresh(self.tokens)
-            self.tokens = new
-            self._key = _dpop_key(new)
-            if self._on_refresh is not None:
-                await self._on_refresh(new)
-
-    async def _call(
-        self,
-        method: str,
-        nsid: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: Body | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        if self.tokens.is_expired():
-            await self.refresh(self.tokens)
-        streamed = content is not None and not isinstance(content, bytes | bytearray)
-        if streamed and self._nonces.get(self.pds_url) is None:
+    async def _before_stream(self) -> None:
+        if self._nonces.get(self.pds_url) is None:
             # A stream cannot be replayed after a nonce challenge: learn the nonce (and check the token)
             # with a cheap authenticated call first.
             await self._call("GET", "com.atproto.server.getSession")
-        for attempt in range(2):
-            used = self.tokens
-            async with _upstream(self.pds_url):
-                resp = await dpop_request(
-                    self._http,
-                    method,
-                    self._url(nsid),
-                    key=self._key,
-                    nonces=self._nonces,
-                    access_token=used.access_token,
-                    headers=headers,
-                    params=_clean(params or {}),
-                    json=json,
-                    content=content,
-                    max_bytes=MAX_RESPONSE,
-                )
-            if attempt == 0 and not streamed and _is_invalid_token(resp):
-                await self.refresh(used)
-                continue
-            return _ok(resp)
-        return _ok(resp)
+
+    async def _send(self, tokens: TokenSet, method: str, url: str, *, params: dict[str, Any], json: Any,
+                    content: Body | None, headers: Mapping[str, str] | None) -> httpx.Response:
+        return await dpop_request(self._http, method, url, key=self._key, nonces=self._nonces,
+                                  access_token=tokens.access_token, headers=headers, params=params, json=json,
+                                  content=content, max_bytes=MAX_RESPONSE)
+
+    def _token_dead(self, resp: httpx.Response) -> bool:
+        return _is_invalid_token(resp)
 
 
 def _dpop_key(tokens: TokenSet) -> ES256Key:
@@ -439,19 +467,8 @@ class PasswordTokens(JsonState):
         return isinstance(exp, int | float) and time.time() >= exp - margin
 
 
-class PasswordSession(_XrpcSession):
+class PasswordSession(_XrpcSession[PasswordTokens]):
     """A PDS session on an app password: `Bearer` access JWT, `refreshSession` on `ExpiredToken`."""
-
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        tokens: PasswordTokens,
-        on_refresh: Callable[[PasswordTokens], Awaitable[None]] | None = None,
-    ) -> None:
-        self._http = http
-        self.tokens = tokens
-        self._on_refresh = on_refresh
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def login(
@@ -482,45 +499,28 @@ class PasswordSession(_XrpcSession):
         tokens = PasswordTokens(did=did, handle=handle, pds_url=pds_url, access_jwt=access, refresh_jwt=refresh)
         return cls(http, tokens, on_refresh)
 
-    @property
-    def did(self) -> str:
-        return self.tokens.did
-
-    @property
-    def pds_url(self) -> str:
-        return self.tokens.pds_url
-
-    async def refresh(self, seen: PasswordTokens | None = None) -> None:
-        """refreshSession; with `seen` (the tokens a failed call used), only if nobody replaced them meanwhile.
-        Refresh JWTs are single use, hence the lock."""
-        async with self._lock:
-            if seen is not None and self.tokens is not seen:
-                return
-            request = self._http.build_request(
-                "POST",
-                self._url("com.atproto.server.refreshSession"),
-                headers={"Authorization": f"Bearer {self.tokens.refresh_jwt}"},
-            )
-            async with _upstream(self.pds_url):
-                resp = await send_capped(self._http, request, MAX_RESPONSE)
-            if resp.status_code in (400, 401) and _xrpc_name(resp) in (
-                "ExpiredToken",
-                "InvalidToken",
-                "AuthenticationRequired",
-                "AccountTakedown",
-            ):
-                raise SessionExpired(f"refreshSession: {_xrpc_name(resp)}")
-            body = _ok(resp)
-            access, refresh = body.get("accessJwt"), body.get("refreshJwt")
-            if not (isinstance(access, str) and isinstance(refresh, str)) or body.get("did") != self.did:
-                raise UpstreamError(f"your PDS ({_host(self.pds_url)}) answered refreshSession oddly")
-            handle = body.get("handle") if isinstance(body.get("handle"), str) else self.tokens.handle
-            new = PasswordTokens(
-                did=self.did, handle=handle, pds_url=self.pds_url, access_jwt=access, refresh_jwt=refresh
-            )
-            self.tokens = new
-            if self._on_refresh is not None:
-                await self._on_refresh(new)
+    async def _new_tokens(self) -> PasswordTokens:
+        """refreshSession."""
+        request = self._http.build_request(
+            "POST",
+            self._url("com.atproto.server.refreshSession"),
+            headers={"Authorization": f"Bearer {self.tokens.refresh_jwt}"},
+        )
+        async with _upstream(self.pds_url):
+            resp = await send_capped(self._http, request, MAX_RESPONSE)
+        if resp.status_code in (400, 401) and _xrpc_name(resp) in (
+            "ExpiredToken",
+            "InvalidToken",
+            "AuthenticationRequired",
+            "AccountTakedown",
+        ):
+            raise SessionExpired(f"refreshSession: {_xrpc_name(resp)}")
+        body = _ok(resp)
+        access, refresh = body.get("accessJwt"), body.get("refreshJwt")
+        if not (isinstance(access, str) and isinstance(refresh, str)) or body.get("did") != self.did:
+            raise UpstreamError(f"your PDS ({_host(self.pds_url)}) answered refreshSession oddly")
+        handle = body.get("handle") if isinstance(body.get("handle"), str) else self.tokens.handle
+        return PasswordTokens(did=self.did, handle=handle, pds_url=self.pds_url, access_jwt=access, refresh_jwt=refresh)
 
     async def logout(self) -> None:
         """deleteSession, best effort."""
@@ -534,36 +534,14 @@ class PasswordSession(_XrpcSession):
         except (httpx.HTTPError, PlyrdError) as e:
             log.info("deleteSession at %s failed: %s", _host(self.pds_url), e)
 
-    async def _call(
-        self,
-        method: str,
-        nsid: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: Body | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        if self.tokens.is_expired():
-            await self.refresh(self.tokens)
-        streamed = content is not None and not isinstance(content, bytes | bytearray)
-        for attempt in range(2):
-            used = self.tokens
-            request = self._http.build_request(
-                method,
-                self._url(nsid),
-                params=_clean(params or {}),
-                json=json,
-                content=content,
-                headers={**(headers or {}), "Authorization": f"Bearer {used.access_jwt}"},
-            )
-            async with _upstream(self.pds_url):
-                resp = await send_capped(self._http, request, MAX_RESPONSE)
-            if attempt == 0 and not streamed and _xrpc_name(resp) == "ExpiredToken":
-                await self.refresh(used)
-                continue
-            return _ok(resp)
-        return _ok(resp)
+    async def _send(self, tokens: PasswordTokens, method: str, url: str, *, params: dict[str, Any], json: Any,
+                    content: Body | None, headers: Mapping[str, str] | None) -> httpx.Response:
+        request = self._http.build_request(method, url, params=params, json=json, content=content,
+                                           headers={**(headers or {}), "Authorization": f"Bearer {tokens.access_jwt}"})
+        return await send_capped(self._http, request, MAX_RESPONSE)
+
+    def _token_dead(self, resp: httpx.Response) -> bool:
+        return _xrpc_name(resp) == "ExpiredToken"
 
 
 # --------------------------------------------------------------------------- helpers
