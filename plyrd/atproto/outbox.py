@@ -615,7 +615,7 @@ class Outbox:
                 else:
                     log.exception("outbox batch crashed; will retry", extra={"fields": fields})
             finally:
-                await asyncio.shield(self._record(outcome))
+                await asyncio.shield(self._record_outcome(outcome))
             if outcome.retry:
                 return
 
@@ -778,7 +778,10 @@ class Outbox:
 
     # ---- bookkeeping
 
-    async def _record(self, outcome: _Outcome) -> None:
+    async def _record_outcome(self, outcome: _Outcome) -> None:
+        """Write down what a batch came to, in one transaction: sent rows leave the outbox (and the ledger notes what
+        the PDS holds), failed rows keep their error, rows to retry wait again (or give way to a newer write of the
+        same record)."""
         if not (outcome.done or outcome.failed or outcome.retry):
             return
         async with self.db.write() as conn:
