@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
-from conftest import ServedNode, clean_env, node_fixture, start_node
+from conftest import ServedNode, clean_env, node_env, node_fixture, start_node
 
 from plyrd.atproto import cbor, lexicon, records, tids
 
@@ -801,6 +801,36 @@ async def test_account_deletion_can_release_cover_references(tmp_path: Path) -> 
         assert await store.remove_unreferenced(released) == 3
     finally:
         await db.close()
+
+
+def test_an_upload_that_fails_in_the_end_takes_its_track_off_its_album(pds, tmp_path: Path) -> None:
+    """An upload whose job ends failed loses its track, and an album holding that track has its record rewritten
+    without it, as when the artist deletes the track. The failure here is what a crash during the job's last
+    attempt leaves behind, which the node settles at start-up."""
+    env = node_env(pds)
+    served = start_node([], cwd=tmp_path, env=env)
+    account = pds.create_account("unlucky")
+    try:
+        me = sign_in(served.url, account)
+        kept, doomed = upload(served, me, tmp_path, "kept", 440), upload(served, me, tmp_path, "doomed", 550)
+        album = me.call("POST", "/albums/", json={"title": "Half Lost"}).json()
+        r = me.call("POST", f"/albums/{album['id']}/finalize", json={"track_ids": [kept, doomed]})
+        assert r.status_code == 200, r.text
+        album_uri = db_rows(served, "SELECT record_uri FROM albums WHERE id = ?", (album["id"],))[0][0]
+        kept_ref = ensure_record(served, kept)
+        pds_list(pds, me.did, album_uri, lambda v: refs(v) == [kept_ref, ensure_record(served, doomed)])
+    finally:
+        served.stop()
+    db_write(served, "UPDATE jobs SET state = 'failed', error = 'interrupted: the node stopped during attempt 3 of 3'"
+                     " WHERE id = (SELECT job_id FROM uploads WHERE track_id = ?)", (doomed,))
+
+    restarted = start_node([], cwd=tmp_path, env=env, log_path=tmp_path / "restarted.log")
+    try:
+        sign_in(restarted.url, account)  # a session for the outbox to write with
+        wait_for(lambda: db_rows(restarted, "SELECT id FROM tracks") == [(kept,)], 30, "the failed upload's track gone")
+        pds_list(pds, me.did, album_uri, lambda v: refs(v) == [kept_ref])
+    finally:
+        restarted.stop()
 
 
 def test_album_download_is_a_zip_of_the_originals_in_order(node, alice, carol, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from ..db import Database
 from ..errors import InvalidInput
 from ..storage import BlobStore
 from .albums import release_owned_covers
-from .tracks import BLOB_COLUMNS, TRACK_SELECT, artist_name, track_json
+from .tracks import TRACK_SELECT, artist_name, remove_track, track_json
 from .zips import ZipNames, stream_zip
 
 # (table, column naming the owner): whatever of these exists is exported and deleted with the account.
@@ -96,20 +96,20 @@ async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, in
     counts: dict[str, int] = {}
     tables = await _existing_tables(db)
     owned = [(t, c) for t, c in OWNED_TABLES if t in tables and c in await _columns(db, t)]
-    released: list[str] = []
     async with db.write() as conn:
+        released = await release_owned_covers(conn, store, did)
+        # Their albums go before their tracks: removing a track then has no album record left to rewrite.
+        cur = await conn.execute("DELETE FROM albums WHERE artist_did = ?", (did,))
+        counts["albums"] = cur.rowcount
         async with conn.execute("SELECT * FROM tracks WHERE artist_did = ?", (did,)) as cur:
             tracks = await cur.fetchall()
-        for t in tracks:
-            await conn.execute("DELETE FROM tracks WHERE id = ?", (t["id"],))
-            for column in BLOB_COLUMNS:
-                if t[column] and await store.decref(conn, t[column]) == 0:
-                    released.append(t[column])
+        for track in tracks:
+            # Their records are left as they are: delete_account deleted them first, or the user keeps them.
+            released += await remove_track(conn, store, track, unpublish=False)
         counts["tracks"] = len(tracks)
-        released += await release_owned_covers(conn, store, did)
         for table, column in owned:
             cur = await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (did,))
-            counts[table] = cur.rowcount
+            counts[table] = counts.get(table, 0) + cur.rowcount
         cur = await conn.execute("DELETE FROM auth_sessions WHERE did = ?", (did,))
         counts["sessions"] = cur.rowcount
         counts["queued_writes"] = await forget_account(conn, did)

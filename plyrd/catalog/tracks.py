@@ -29,6 +29,7 @@ from typing import Any
 from ..db import Database
 from ..errors import Forbidden, NotFound
 from ..storage import BlobStore
+from .artwork import Artwork
 from .labels import is_sensitive
 from .lists import album_ids_of_track, publish_album
 from .publishing import unpublish_track
@@ -127,8 +128,10 @@ def without_tags(tags: Sequence[str], t: str = "t") -> Where:
                  tuple(tags))
 
 
-# Columns that reference blobs: deleting a track releases each of them.
-BLOB_COLUMNS = ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha")
+def track_blobs(row: sqlite3.Row) -> list[str]:
+    """The files a track holds references on: its original, its web rendition once made, its artwork."""
+    artwork = Artwork.of(row)
+    return [sha for sha in (row["original_sha"], row["web_sha"]) if sha] + (artwork.blobs() if artwork else [])
 
 
 @dataclass(frozen=True)
@@ -251,14 +254,23 @@ async def owned_track_for_update(conn: Any, track_id: int, did: str, verb: str) 
 async def delete_track(db: Database, store: BlobStore, track_id: int, *, did: str) -> None:
     """Delete a track the caller owns, its record on their PDS, and its files no other track uses."""
     async with db.write() as conn:
-        row = await owned_track_for_update(conn, track_id, did, "delete")
-        await unpublish_track(conn, row)
-        albums = await album_ids_of_track(conn, track_id)
-        await conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
-        for album_id in albums:  # the album's list record must stop naming the deleted track
-            await publish_album(conn, album_id)
-        released = [row[c] for c in BLOB_COLUMNS if row[c] and await store.decref(conn, row[c]) == 0]
+        released = await remove_track(conn, store, await owned_track_for_update(conn, track_id, did, "delete"))
     await store.remove_unreferenced(released)
+
+
+async def remove_track(conn: Any, store: BlobStore, row: sqlite3.Row, *, unpublish: bool = True) -> list[str]:
+    """Remove a track inside the caller's write transaction, the one way every path does it (the artist deleting
+    it, an upload that failed, account deletion): the deletion of its record queued, unless `unpublish` is False
+    (a failed import leaves the record it came from alone; account deletion settles the user's records itself);
+    the albums holding it rewritten without it; the row gone; its references on its files dropped. Returns the
+    blobs nothing references any more, for store.remove_unreferenced once the transaction has committed."""
+    if unpublish:
+        await unpublish_track(conn, row)
+    albums = await album_ids_of_track(conn, row["id"])
+    await conn.execute("DELETE FROM tracks WHERE id = ?", (row["id"],))
+    for album_id in albums:  # the album's list record must stop naming the removed track
+        await publish_album(conn, album_id)
+    return [sha for sha in track_blobs(row) if await store.decref(conn, sha) == 0]
 
 
 async def set_track_tags(conn: Any, track_id: int, tags: list[str]) -> None:

@@ -35,8 +35,8 @@ from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
 from ..storage import BlobStore
 from ..threads import ThreadSlots
 from .artwork import Artwork, column_values, store_rendered
-from .publishing import TRACK_COLLECTION, publish_track, unpublish_track
-from .tracks import set_track_tags
+from .publishing import TRACK_COLLECTION, publish_track
+from .tracks import remove_track, set_track_tags
 
 if TYPE_CHECKING:
     from ..media.probe import AudioInfo
@@ -464,13 +464,8 @@ class Uploads:
             if delete_track and upload["track_id"] is not None:
                 async with conn.execute("SELECT * FROM tracks WHERE id = ?", (upload["track_id"],)) as cur:
                     track = await cur.fetchone()
-                if track is not None:
-                    if upload["record_uri"] is None:  # a failed import leaves the record it came from alone
-                        await unpublish_track(conn, track)
-                    await conn.execute("DELETE FROM tracks WHERE id = ?", (track["id"],))
-                    for column in ("original_sha", "web_sha", "image_sha", "thumb_sha", "display_sha"):
-                        if track[column] and await self.store.decref(conn, track[column]) == 0:
-                            released.append(track[column])
+                if track is not None:  # a failed import leaves the record it came from alone
+                    released += await remove_track(conn, self.store, track, unpublish=upload["record_uri"] is None)
         await self.store.remove_unreferenced(released)
 
     # ---- progress
