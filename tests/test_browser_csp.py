@@ -297,6 +297,19 @@ def test_signing_in_with_a_handle_reaches_the_pds(s: Session, browser, pds) -> N
         w.close()
 
 
+def test_signing_in_with_a_handle_works_without_javascript(s: Session, browser, pds) -> None:
+    """The plain form, submitted: /auth/start answers browsers with a page that moves on to the PDS by itself
+    (a redirect after a form submission would be refused by form-action 'self')."""
+    w = Watch(browser, s.node, java_script_enabled=False)
+    try:
+        w.page.goto(s.node.url + "/login")
+        w.page.fill("#handle", s.account.handle)
+        w.page.click("form[action='/auth/start'] button[type=submit]")
+        w.page.wait_for_url(f"{pds.pds_url}/oauth/authorize?**")
+    finally:
+        w.close()
+
+
 @pytest.fixture
 def elsewhere() -> Iterator[Any]:
     """Another site: a server of its own on loopback (http://localhost:<port>, another origin than the node's), whose

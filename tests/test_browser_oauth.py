@@ -6,6 +6,8 @@ follows the PDS's redirect back to the node as it would after a person clicked "
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,9 +47,10 @@ def through_the_pds(page: Any, pds: Any, account: Any, start: Any) -> None:
         seen.append(route.request.url)
         route.fulfill(**blank)
 
-    def at_start(route: Any) -> None:  # /auth/start answers a redirect, which page.route would not see
+    def at_start(route: Any) -> None:  # /auth/start answers a page that moves on to the PDS by itself
         answer = route.fetch(max_redirects=0)
-        seen.append(answer.headers["location"])
+        assert answer.status == 200, answer.status
+        seen.append(html.unescape(re.search(r'http-equiv="refresh" content="0; url=([^"]+)"', answer.text())[1]))
         route.fulfill(**blank)
 
     page.route(f"{pds.pds_url}/oauth/authorize?**", at_pds)

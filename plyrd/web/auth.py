@@ -106,6 +106,10 @@ async def start() -> Any:
         if wants_html():
             return await page("sign-in failed", e.detail, status_for(e), headers=retry_after_headers(e), retry=True)
         raise
+    if wants_html():
+        # A page that moves on by itself rather than a redirect: the sign-in form posts here, and the pages'
+        # form-action 'self' would block a form's redirect to the PDS (a meta refresh is a navigation, allowed).
+        return await page("signing in", "continuing to your account's server…", 200, redirect_to=url)
     return redirect(url, 307)
 
 

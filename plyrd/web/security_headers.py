@@ -10,18 +10,21 @@ style elements through the CSSOM (element.style), which CSP does not restrict.
 - `img-src https:`: covers and avatars may live on a PDS or any https host. `data:` and `blob:` (there and in
   `media-src`) let a page show a file picked for upload before it is sent; no page needs them today.
 - `media-src 'self'`: audio is always the node's own /audio/.
-- `form-action 'self'`: every form posts to the node. Signing in with a handle is a GET to /auth/start, which
-  redirects to the person's PDS; Chromium checks form-action against that redirect too, so login.js follows that
-  form with a navigation (location.assign), which form-action does not govern, instead of a form submission.
+- `form-action 'self'`: every form posts to the node. Chromium checks a form's redirects too, so the sign-in
+  form's /auth/start answers browsers with a page that moves on to the PDS by itself (a meta refresh is a
+  navigation, which form-action does not govern) instead of a redirect.
 - `frame-ancestors 'none'` plus `X-Frame-Options: DENY` on every page except the embeds (/embed/...), which exist to
   be framed by other sites and carry no frame-ancestors at all.
 
-HSTS is not sent here (yet): the reverse proxy that terminates TLS usually owns it.
+`Strict-Transport-Security` only with `server.hsts` on an https `server.public_url`: the reverse proxy that
+terminates TLS usually owns it, and a node tried over plain http must never tell a browser to refuse http.
 """
 
 from __future__ import annotations
 
 from quart import Quart, Response, request
+
+from ..config import Config
 
 _BASE = [
     "default-src 'self'",
@@ -39,14 +42,17 @@ PAGE_POLICY = "; ".join([*_BASE, "frame-ancestors 'none'"])
 EMBED_POLICY = "; ".join(_BASE)  # no frame-ancestors: any site may frame an embed
 
 REFERRER_POLICY = "strict-origin-when-cross-origin"
+HSTS = "max-age=31536000"
 
 
 def is_embed(path: str) -> bool:
     return path.startswith("/embed/")
 
 
-def apply(response: Response, path: str) -> Response:
+def apply(response: Response, path: str, *, hsts: bool = False) -> Response:
     headers = response.headers
+    if hsts:
+        headers.setdefault("Strict-Transport-Security", HSTS)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", REFERRER_POLICY)
     if response.mimetype == "text/html":
@@ -58,7 +64,9 @@ def apply(response: Response, path: str) -> Response:
     return response
 
 
-def register(app: Quart) -> None:
+def register(app: Quart, config: Config) -> None:
+    hsts = config["server.hsts"] and config.public_url.startswith("https://")
+
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        return apply(response, request.path)
+        return apply(response, request.path, hsts=hsts)
