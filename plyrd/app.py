@@ -61,7 +61,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
 
     requests.register(app, log_requests=config["log.requests"])
     compression.register(app)
-    security_headers.register(app)
+    security_headers.register(app, config)
     errors.register(app)
     viewer.register(app)
     app.register_blueprint(meta.bp)

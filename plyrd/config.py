@@ -95,6 +95,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("server", "behind_proxy", bool, False,
            "Trust X-Forwarded-For / X-Forwarded-Proto from one reverse proxy in front of the node.\n"
            "Turn on only when the node is reachable solely through that proxy."),
+    Option("server", "hsts", bool, False,
+           "Send Strict-Transport-Security (one year) when public_url is https. Off by default: the reverse proxy\n"
+           "that terminates TLS usually owns this header. Browsers then refuse plain http for this host for a year."),
     Option("server", "graceful_timeout", float, 10.0,
            "Seconds that in-flight requests get to finish after SIGTERM or SIGINT before the node stops.", _positive),
     Option("server", "read_timeout", float, 60.0,

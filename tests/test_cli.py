@@ -93,7 +93,7 @@ def test_broken_config_stops_startup_with_one_line(tmp_path: Path) -> None:
     r = plyrd("serve", "--config", str(bad), cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip() == f"plyrd: {bad}: unknown key server.prot (known in [server]: " \
-        "host, port, public_url, behind_proxy, graceful_timeout, read_timeout)"
+        "host, port, public_url, behind_proxy, hsts, graceful_timeout, read_timeout)"
     assert "Traceback" not in r.stderr
 
     r = plyrd("serve", cwd=tmp_path, env=clean_env(PLYRD_LOG_LEVEL="chatty"))

@@ -316,3 +316,24 @@ def test_an_early_refusal_with_an_unread_body_says_connection_close(node) -> Non
     assert status.startswith(b"HTTP/1.1 401"), answer[:300]
     headers = rest.split(b"\r\n\r\n")[0].lower()
     assert b"connection: close" in headers, headers
+
+
+# ---- 2. HSTS only when asked for, and only over https ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("public_url", "hsts", "sent"), [
+    ("https://music.example.com", True, True), ("https://music.example.com", False, False),
+    ("", True, False),  # a node tried over plain http never tells a browser to refuse http
+])
+async def test_hsts_is_sent_only_when_configured_on_https(tmp_path, public_url, hsts, sent) -> None:
+    from plyrd.app import create_app
+    from plyrd.config import load_config
+
+    config = load_config(env={}, overrides={"storage.data_dir": str(tmp_path / "data"), "server.hsts": hsts,
+                                            "server.public_url": public_url})
+    app = create_app(config)
+    async with app.test_app():
+        r = await app.test_client().get("/health")
+    assert ("Strict-Transport-Security" in r.headers) is sent
+    if sent:
+        assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
