@@ -16,13 +16,16 @@ with it on.
 
 from __future__ import annotations
 
+import html
 import http.server
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -354,6 +357,34 @@ def test_pages_refuse_to_be_framed_and_embeds_do_not(s: Session, browser, elsewh
         page.wait_for_timeout(300)
         assert page.frame(name="page").url != track  # a page does not: Chromium shows its error page instead
         assert len(refusals) == 1 and "frame-ancestors 'none'" in refusals[0], refusals
+    finally:
+        context.close()
+
+
+def test_a_sandboxed_iframe_cannot_sign_a_visitor_in(s: Session, browser, pds, elsewhere) -> None:
+    """Login CSRF: another site frames a sandboxed (opaque-origin, `Origin: null`) iframe whose forms auto-submit the
+    attacker's app password, as JSON disguised as text/plain and as the /login form. The node refuses both."""
+    attacker = pds.create_account("attacker")
+    name = f'{{"handle":"{attacker.handle}","app_password":"{attacker.password}","x":"'
+    forged = ("<form id=j method=post enctype=text/plain action='{node}/auth/app-password'>"
+              "<input name='{name}' value='\"}}'></form>"
+              "<form id=f method=post target=_blank action='{node}/login'><input name=handle value='{handle}'>"
+              "<input name=app_password value='{password}'></form>"
+              "<script>document.getElementById('f').submit(); document.getElementById('j').submit()</script>")
+    srcdoc = forged.format(node=s.node.url, name=html.escape(name), handle=attacker.handle,
+                           password=attacker.password)
+    elsewhere.pages["/"] = (f"<!doctype html><title>elsewhere</title><iframe sandbox='allow-forms allow-scripts "
+                            f"allow-popups' srcdoc=\"{html.escape(srcdoc)}\"></iframe>").encode()
+    context = browser.new_context(viewport=DESKTOP)
+    answers: dict[str, int] = {}
+    context.on("response", lambda r: r.request.method == "POST" and answers.update({urlsplit(r.url).path: r.status}))
+    try:
+        context.new_page().goto(elsewhere.url + "/")
+        deadline = time.monotonic() + 10
+        while len(answers) < 2 and time.monotonic() < deadline:
+            context.pages[0].wait_for_timeout(100)
+        assert answers == {"/auth/app-password": 403, "/login": 403}, answers
+        assert not [c for c in context.cookies(s.node.url) if c["name"] == "session_id"]
     finally:
         context.close()
 
