@@ -7,7 +7,7 @@ odd strings, nested and malformed JSON, bad encodings, crafted multipart bodies,
 Content-Encoding headers. The node must never answer 5xx or show a traceback, and when the run is over no file may
 be left in blobs/ or tmp/ that no row references.
 
-The number of examples is FUZZ_EXAMPLES (default 1200, about a minute here); failures print the request.
+The number of examples is FUZZ_EXAMPLES (default 3000, 30-45 s here); failures print the request.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from test_uploads import sign_in
 
 node = node_fixture("fuzz")
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1200"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
 # Routes that end the caller's own session: fuzzed anonymously only, so the signed-in identities survive the run.
 SESSION_ENDING = {("/auth/logout", "POST"), ("/account/", "DELETE")}
 
