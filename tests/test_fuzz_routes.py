@@ -236,7 +236,9 @@ def test_no_request_from_the_route_table_breaks_the_node(node, world) -> None:
             except httpx.RemoteProtocolError:
                 return  # the server closed a connection it said it would close (Connection: close): allowed
             seen[r.status_code] = seen.get(r.status_code, 0) + 1
-            assert r.status_code < 500, (identity, req, r.status_code, r.text[:500])
+            # oEmbed's spec answers 501 for a format the provider does not offer (only json is): not a failure.
+            spec_501 = r.status_code == 501 and req["url"] == "/oembed" and req["params"].get("format")
+            assert r.status_code < 500 or spec_501, (identity, req, r.status_code, r.text[:500])
             assert "Traceback" not in r.text, (identity, req, r.text[:500])
 
         property_()

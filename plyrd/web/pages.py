@@ -345,7 +345,7 @@ async def oembed() -> Response:
     n = node()
     base = n.config.public_url
     url = request.args.get("url", "")
-    fmt = request.args.get("format", "json")
+    fmt = request.args.get("format") or "json"  # an empty format= asks for the default
     if fmt != "json":
         return Response('{"detail": "only format=json is offered"}', status=501, content_type="application/json")
     path = urlsplit(url).path if url else ""
