@@ -22,7 +22,6 @@ from conftest import ServedNode, node_fixture
 from pds_harness import Account, authorize_headless
 from test_uploads import Artist, sign_in
 
-from plyrd.atproto.cbor import record_cid
 from plyrd.atproto.lexicon import validate
 from plyrd.atproto.tids import tid_for_time
 from plyrd.catalog.now_playing import NowPlaying, Playing
@@ -96,35 +95,20 @@ def db(node: ServedNode, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 def publish(node: ServedNode, pds: Any, owner: Person, track_id: int) -> tuple[str, str]:
-    """The strongRef likes and comments point at: the track's fm.plyr.track record.
-
-    Track publishing (fm.plyr.track records through the outbox) is not in this tree yet, so unless the node queued
-    a track record itself, this stands in for it: it writes a minimal fm.plyr.track record to the artist's real PDS
-    and stores its uri/cid on the track with a direct SQL update. Once publishing lands, this only waits for the
-    node's own record."""
+    """The strongRef likes and comments point at: the node's own fm.plyr.track record for the track, waited for
+    until the artist's PDS holds it with the CID the node computed (so a publishing regression fails here)."""
     deadline = time.monotonic() + 20
     while True:
-        uri, cid, title = db(node, "SELECT record_uri, record_cid, title FROM tracks WHERE id = ?", (track_id,))[0]
+        uri, cid = db(node, "SELECT record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))[0]
         if uri and cid:
-            return uri, cid
-        node_publishes = db(node, "SELECT count(*) FROM outbox WHERE did = ? AND collection = 'fm.plyr.track' UNION ALL"
-                                  " SELECT count(*) FROM pds_records WHERE did = ? AND collection = 'fm.plyr.track'",
-                            (owner.did, owner.did))
-        if not any(n for (n,) in node_publishes):
-            break
-        assert time.monotonic() < deadline, f"track {track_id} never got its record"
+            _, _, repo, collection, rkey = uri.split("/", 4)
+            r = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.repo.getRecord",
+                          params={"repo": repo, "collection": collection, "rkey": rkey}, timeout=30)
+            if r.status_code == 200:
+                assert r.json()["cid"] == cid, (r.json(), cid)
+                return uri, cid
+        assert time.monotonic() < deadline, f"track {track_id} never got its record on the PDS"
         time.sleep(0.2)
-    record = {"$type": "fm.plyr.track", "title": title, "artist": owner.handle, "fileType": "mp3",
-              "audioUrl": f"{node.url}/tracks/{track_id}", "createdAt": "2026-11-28T00:00:00.000Z"}
-    r = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.repo.createRecord",
-                   headers={"Authorization": f"Bearer {owner.account.access_jwt}"},
-                   json={"repo": owner.did, "collection": "fm.plyr.track", "record": record}, timeout=30)
-    assert r.status_code == 200, r.text
-    uri, cid = r.json()["uri"], r.json()["cid"]
-    assert cid == record_cid(record)
-    db(node, "UPDATE tracks SET record_uri = ?, record_cid = ?, rkey = ? WHERE id = ?",
-       (uri, cid, uri.rsplit("/", 1)[1], track_id))
-    return uri, cid
 
 
 def upload(owner: Person, tmp_path: Path, name: str, *, seconds: float, frequency: float) -> dict[str, Any]:
