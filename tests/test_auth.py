@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -178,7 +179,8 @@ async def test_developer_tokens_each_with_their_own_grant(node_app, pds, pds_acc
     assert r.status_code == 201 and r.headers["Cache-Control"] == "no-store"
     first = await r.get_json()
     assert first["name"] == "laptop" and first["token"].startswith(first["prefix"])
-    assert first["expires_at"] == pytest.approx(time.time() + 30 * 86400, abs=60)
+    expires = datetime.fromisoformat(first["expires_at"]).timestamp()  # ISO 8601, as plyr.fm lists tokens
+    assert expires == pytest.approx(time.time() + 30 * 86400, abs=60) and first["session_id"] == first["prefix"]
 
     # ...and one through an app password, for a script
     r = await client.post("/auth/app-password", headers=csrf, json={

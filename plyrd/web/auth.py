@@ -9,6 +9,7 @@ from quart import Blueprint, Response, jsonify, redirect, render_template, reque
 
 from ..atproto.oauth import client_metadata, public_jwks
 from ..auth.service import FlowResult, Session, safe_return_path
+from ..catalog.social import iso
 from ..errors import NotFound, PlyrdError
 from .bodies import json_body
 from .context import node
@@ -24,12 +25,16 @@ def wants_html() -> bool:
 
 
 def session_json(session: Session) -> dict[str, Any]:
+    """A developer token as plyr.fm lists it (`session_id`: the token's first characters, which name it for
+    DELETE /auth/developer-tokens/{prefix}; times as ISO 8601 strings in UTC), plus plyrd's `prefix` (the same
+    characters), `last_used_at` and `auth_type`."""
     return {
+        "session_id": session.prefix,
         "prefix": session.prefix,
         "name": session.name,
-        "created_at": session.created_at,
-        "expires_at": session.expires_at,
-        "last_used_at": session.last_used_at,
+        "created_at": iso(session.created_at),
+        "expires_at": iso(session.expires_at),
+        "last_used_at": iso(session.last_used_at),
         "auth_type": session.auth_type,
     }
 

@@ -76,7 +76,7 @@ async function startTokens(main, status) {
   const render = async () => {
     const { tokens } = await api('/auth/developer-tokens');
     list.replaceChildren(...tokens.map((t) => {
-      const expires = t.expires_at ? new Date(t.expires_at * 1000).toISOString().slice(0, 10) : 'never';
+      const expires = t.expires_at ? new Date(t.expires_at).toISOString().slice(0, 10) : 'never'; // ISO 8601
       const revoke = h('button', { type: 'button', class: 'button' }, 'revoke');
       revoke.addEventListener('click', async () => {
         await api(`/auth/developer-tokens/${encodeURIComponent(t.prefix)}`, { method: 'DELETE' });
