@@ -14,7 +14,7 @@ from ..atproto.records import like_record, list_record
 from ..atproto.tids import new_tid
 from ..db import Database
 from ..db.queries import fetchall, fetchone
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unprocessable
 from . import preferences
 from .lists import LIST_COLLECTION
 from .social import find_person, iso, person_json, track_for_update, track_ref, tracks_json, utc
@@ -26,13 +26,24 @@ LIST_MAX_ITEMS = 500  # the lexicon's limit: a longer liked list is published up
 MAX_LIST = 5000  # a reorder names every liked track; far above any real list, it bounds the request
 
 
+async def _like_count(conn: Any, track_id: int) -> int:
+    count = await fetchone(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
+    return count["n"] if count else 0
+
+
 async def like(db: Database, *, did: str, track_id: int, now: float | None = None) -> dict[str, Any]:
+    """Like a track, idempotently as plyr.fm: liking it again answers the same and changes nothing. A track whose
+    record is not on its artist's PDS yet has nothing for a like record to point at (422, as plyr.fm's
+    missing_atproto_record)."""
     now = time.time() if now is None else now
     async with db.write() as conn:
         track = await track_for_update(conn, track_id)
-        uri, cid = track_ref(track, "liked")
+        try:
+            uri, cid = track_ref(track, "liked")
+        except Conflict as e:
+            raise Unprocessable(f"missing_atproto_record: {e.detail}") from None
         if await fetchone(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
-            raise Conflict(f"you already like track {track_id}")
+            return {"liked": True, "like_count": await _like_count(conn, track_id)}
         rkey = new_tid()
         # In front of the liked list: one less than the smallest position so far.
         await conn.execute(
@@ -43,22 +54,22 @@ async def like(db: Database, *, did: str, track_id: int, now: float | None = Non
         await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
                           record=like_record(uri, cid, utc(now)))
         await sync_liked_list(conn, did, now)
-        count = await fetchone(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
-    return {"liked": True, "like_count": count["n"] if count else 1}
+        return {"liked": True, "like_count": await _like_count(conn, track_id)}
 
 
 async def unlike(db: Database, *, did: str, track_id: int) -> dict[str, Any]:
+    """Stop liking a track, idempotently as plyr.fm: unliking a track you do not like answers the same (404 only
+    for a track that does not exist)."""
     async with db.write() as conn:
         row = await fetchone(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
         if row is None:
             if await fetchone(conn, "SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
                 raise NotFound(f"track {track_id} not found")
-            raise NotFound(f"you have not liked track {track_id}")
+            return {"liked": False, "like_count": await _like_count(conn, track_id)}
         await conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
         await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
         await sync_liked_list(conn, did)
-        count = await fetchone(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
-    return {"liked": False, "like_count": count["n"] if count else 0}
+        return {"liked": False, "like_count": await _like_count(conn, track_id)}
 
 
 async def likers(db: Database, track_id: int, audience: Audience) -> dict[str, Any]:
@@ -134,9 +145,9 @@ async def reorder(db: Database, did: str, items: Any) -> list[int]:
     return order
 
 
-async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> None:
+async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> tuple[str, str] | None:
     """Rewrite the person's "Liked Tracks" list record (plyr.fm keeps one per user) in their order, inside the
-    caller's transaction. Someone who never liked anything gets no list."""
+    caller's transaction; returns its (uri, cid). Someone who never liked anything gets no list (None)."""
     now = time.time() if now is None else now
     items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in await fetchall(
         conn, "SELECT t.record_uri, t.record_cid FROM likes l JOIN tracks t ON t.id = l.track_id"
@@ -144,10 +155,10 @@ async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> None
     existing = await fetchone(conn, "SELECT rkey, created_at FROM liked_lists WHERE did = ?", (did,))
     if existing is None:
         if not items:
-            return
+            return None
         rkey, created = new_tid(), now
         await conn.execute("INSERT INTO liked_lists(did, rkey, created_at) VALUES (?, ?, ?)", (did, rkey, created))
     else:
         rkey, created = existing["rkey"], existing["created_at"]
     record = list_record("liked", LIKED_LIST_NAME, items, created_at=utc(created), updated_at=utc(now))
-    await enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)
+    return await enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)
