@@ -168,7 +168,8 @@ def test_like_unlike_counts_and_the_records(node, pds, artist, fan, stranger, tr
     r = fan.post(f"/tracks/{song['id']}/like")
     assert r.status_code == 200, r.text
     assert r.json() == {"liked": True, "like_count": 1}
-    assert fan.post(f"/tracks/{song['id']}/like").status_code == 409  # already liked
+    again = fan.post(f"/tracks/{song['id']}/like")  # idempotent, as plyr.fm: the same answer, nothing changes
+    assert again.status_code == 200 and again.json() == {"liked": True, "like_count": 1}
     assert stranger.post(f"/tracks/{song['id']}/like").json()["like_count"] == 2
 
     who = anonymous(node).get(f"/tracks/{song['id']}/likes").json()  # public
@@ -184,7 +185,8 @@ def test_like_unlike_counts_and_the_records(node, pds, artist, fan, stranger, tr
 
     r = fan.delete(f"/tracks/{song['id']}/like")
     assert r.status_code == 200 and r.json() == {"liked": False, "like_count": 1}
-    assert fan.delete(f"/tracks/{song['id']}/like").status_code == 404  # nothing to unlike
+    again = fan.delete(f"/tracks/{song['id']}/like")  # nothing to unlike: the same answer, as plyr.fm
+    assert again.status_code == 200 and again.json() == {"liked": False, "like_count": 1}
     wait_records(pds, fan.did, "fm.plyr.like", lambda rs: rs == [])
     assert anonymous(node).get(f"/tracks/{song['id']}/likes").json()["count"] == 1
 
@@ -194,7 +196,7 @@ def test_like_bad_input_and_authorization(node, fan, tracks) -> None:
     assert fan.delete("/tracks/999999/like").status_code == 404
     assert anonymous(node).get("/tracks/999999/likes").status_code == 404
     r = fan.post(f"/tracks/{tracks['draft']['id']}/like")
-    assert r.status_code == 409 and "record" in r.json()["detail"]
+    assert r.status_code == 422 and "missing_atproto_record" in r.json()["detail"]  # plyr.fm's 422
     assert db(node, "SELECT count(*) FROM likes WHERE track_id = ?", (tracks["draft"]["id"],)) == [(0,)]
 
     guest = anonymous(node)
@@ -620,15 +622,15 @@ def test_queue_revisions_and_hydration(node, pds, tracks) -> None:
     assert got.headers["etag"] == '"1"' and got.json()["state"] == r.json()["state"]
     assert who.get("/queue/", headers={"If-None-Match": '"1"'}).status_code == 304
 
-    # a stale revision, or none at all
+    # a stale revision is refused; none at all replaces whatever is there (plyr.fm: last write wins)
     r = who.put("/queue/", json={"state": state}, headers={"If-Match": '"0"'})
     assert r.status_code == 409
-    r = who.put("/queue/", json={"state": state})
-    assert r.status_code == 428 and r.json()["detail"]
+    r = who.put("/queue/", json={"state": {**state, "progress_ms": 99}})
+    assert r.status_code == 200 and r.json()["revision"] == 2 and r.json()["state"]["progress_ms"] == 99
     # integer track ids work as entries too
     r = who.put("/queue/", json={"state": {"track_ids": [song["id"]], "current_index": 0}},
-                headers={"If-Match": '"1"'})
-    assert r.status_code == 200 and r.json()["revision"] == 2 and [t["id"] for t in r.json()["tracks"]] == [song["id"]]
+                headers={"If-Match": '"2"'})
+    assert r.status_code == 200 and r.json()["revision"] == 3 and [t["id"] for t in r.json()["tracks"]] == [song["id"]]
 
     bad = [
         {"track_ids": [999999]},
@@ -645,12 +647,12 @@ def test_queue_revisions_and_hydration(node, pds, tracks) -> None:
         "not an object",
     ]
     for s in bad:
-        r = who.put("/queue/", json={"state": s}, headers={"If-Match": '"2"'})
+        r = who.put("/queue/", json={"state": s}, headers={"If-Match": '"3"'})
         assert r.status_code == 400, (s, r.text)
-    assert who.put("/queue/", json={"nothing": 1}, headers={"If-Match": '"2"'}).status_code == 400
-    assert who.get("/queue/").json()["revision"] == 2  # nothing changed
+    assert who.put("/queue/", json={"nothing": 1}, headers={"If-Match": '"3"'}).status_code == 400
+    assert who.get("/queue/").json()["revision"] == 3  # nothing changed
     assert who.put("/queue/", json={"state": {"track_ids": [song["id"]] * 500}},
-                   headers={"If-Match": '"2"'}).status_code == 200  # the limit itself is fine
+                   headers={"If-Match": '"3"'}).status_code == 200  # the limit itself is fine
 
     guest = anonymous(node)
     assert guest.get("/queue/").status_code == 401

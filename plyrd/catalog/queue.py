@@ -1,5 +1,7 @@
 """The play queue a person's devices share, with optimistic locking: each saved state has a revision (the ETag),
-and a replacement must name the revision it replaces, so two tabs cannot silently overwrite each other.
+and a replacement that names the revision it replaces (If-Match) is refused once another tab saved since, so two
+tabs cannot silently overwrite each other. Without If-Match the replacement wins whatever is there, as plyr.fm's
+PUT /queue/ does (last write wins): what scripts and plyr.fm's clients send.
 
 Queue entries are what plyr.fm's player keeps in `track_ids`: its web player stores file ids (the sha256 in a
 track's `file_id`); track ids (integers) are accepted too. Either way each entry must name a track on this node.
@@ -36,10 +38,6 @@ DEFAULT_STATE: dict[str, Any] = {
     "continuation_from_index": None,
     "continuation_label": None,
 }
-
-
-class PreconditionRequired(InvalidInput):
-    """A replacement without If-Match (the web layer answers 428: say which revision you are replacing)."""
 
 
 def _entry(name: str, value: Any) -> int | str:
@@ -157,9 +155,9 @@ async def get(db: Database, audience: Audience, *, public_url: str) -> dict[str,
 
 
 def parse_if_match(header: str | None) -> int | None:
-    """`"3"`, `W/"3"` or `3` -> 3; `*` -> None (whatever is there). Missing -> PreconditionRequired."""
+    """`"3"`, `W/"3"` or `3` -> 3; `*` or no header -> None (whatever is there: last write wins)."""
     if header is None or not header.strip():
-        raise PreconditionRequired('send If-Match: "<revision>" with the revision from GET /queue/ (its ETag)')
+        return None
     value = header.strip()
     if value == "*":
         return None
@@ -170,8 +168,8 @@ def parse_if_match(header: str | None) -> int | None:
 
 
 async def put(db: Database, audience: Audience, body: Any, if_match: str | None, *, public_url: str) -> dict[str, Any]:
-    """PUT /queue/: replace the signed-in person's state if they saw the latest revision (409 otherwise); every
-    entry must name a track they may see."""
+    """PUT /queue/: replace the signed-in person's state; with If-Match, only if they saw the latest revision (409
+    otherwise). Every entry must name a track they may see."""
     did = audience.did
     expected = parse_if_match(if_match)
     if not isinstance(body, dict) or "state" not in body:

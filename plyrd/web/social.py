@@ -14,7 +14,6 @@ from ..catalog import comments, likes, now_playing, plays, preferences, queue
 from ..catalog.social import find_person
 from .bodies import json_body
 from .context import node
-from .errors import error_response
 from .limits import limited
 from .viewer import anonymous_cross_site, current_audience, current_viewer, require_viewer
 
@@ -229,9 +228,6 @@ async def get_queue() -> Response:
 @bp.put("/queue/")
 async def put_queue() -> Response:
     require_viewer()
-    try:
-        snapshot = await queue.put(node().db, current_audience(), await json_body(), request.headers.get("If-Match"),
-                                   public_url=_public_url())
-    except queue.PreconditionRequired as e:
-        return error_response(428, e.detail)
+    snapshot = await queue.put(node().db, current_audience(), await json_body(), request.headers.get("If-Match"),
+                               public_url=_public_url())
     return _queue_response(snapshot)
