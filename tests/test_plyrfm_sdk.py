@@ -22,6 +22,7 @@ upload per distinct need:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -371,6 +372,17 @@ def test_update_image(sdk, editable, cover) -> None:
     assert (after.title, set(after.tags), after.description) == (before.title, set(before.tags), before.description)
     image = httpx.get(after.image_url, timeout=30)
     assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
+
+
+def test_update_features(sdk, node, editable, listener_account) -> None:
+    """TrackPatch.features is a JSON list of handles; the node resolves them. The SDK's Track does not model
+    `features`, so the answer is read as JSON: plyr.fm's [{did, handle, display_name, avatar_url}]."""
+    before = sdk.tracks.get(editable.id)
+    updated = sdk.tracks.update(editable.id, TrackPatch(features=json.dumps([listener_account.handle])))
+    assert (updated.id, updated.title) == (editable.id, before.title)
+    features = httpx.get(f"{node.url}/tracks/{editable.id}", timeout=30).json()["features"]
+    assert [(f["did"], f["handle"]) for f in features] == [(listener_account.did, listener_account.handle)]
+    assert {"did", "handle", "display_name", "avatar_url"} <= set(features[0])
 
 
 def test_update_empty_description_clears_it(sdk, editable) -> None:
