@@ -192,6 +192,14 @@ class BlobWriter:
             self.abort()
 
 
+def _discard_made(future: asyncio.Future[tuple[int, str]]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    fd, name = future.result()
+    os.close(fd)
+    _unlink_quietly(Path(name))
+
+
 def _close_after(future: asyncio.Future[None], fd: int) -> None:
     """Close a descriptor once the thread writing to it has finished (its outcome no longer matters)."""
     if not future.cancelled():
@@ -247,7 +255,14 @@ class BlobStore:
 
     async def open_writer(self, *, max_bytes: int | None = None) -> BlobWriter:
         """A writer streaming into tmp/; it raises errors.TooLarge (and removes its file) past `max_bytes`."""
-        fd, name = await asyncio.to_thread(self._mkstemp)
+        made = asyncio.ensure_future(asyncio.to_thread(self._mkstemp))
+        try:
+            fd, name = await asyncio.shield(made)
+        except asyncio.CancelledError:
+            # A request cancelled while its temporary file was being made (a client gone at once): the thread
+            # still makes it, so remove it when it does, rather than leave it in tmp/ until the next start.
+            made.add_done_callback(_discard_made)
+            raise
         return BlobWriter(self, fd, Path(name), max_bytes=max_bytes)
 
     def _mkstemp(self) -> tuple[int, str]:

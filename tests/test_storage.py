@@ -229,3 +229,19 @@ async def test_cleanup_tmp(store: BlobStore, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp.iterdir()) == ["blob-fresh", "dir"]
     assert store.cleanup_tmp() == 2
     assert list(tmp.iterdir()) == []
+
+
+async def test_a_writer_cancelled_while_its_file_is_made_leaves_nothing_in_tmp(db, tmp_path: Path) -> None:
+    """A request cancelled at once (its client gone) may be cancelled while the temporary file is being created in
+    a thread: the file still appears, and must be removed."""
+    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp", db)
+    for delay in range(4):
+        task = asyncio.create_task(store.open_writer())
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        result = await asyncio.gather(task, return_exceptions=True)
+        if not isinstance(result[0], BaseException):
+            result[0].abort()  # it finished before the cancel: the caller's own abort applies
+    await asyncio.sleep(0.2)  # the threads that were making files have finished
+    assert list((tmp_path / "tmp").iterdir()) == []
