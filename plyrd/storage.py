@@ -165,9 +165,23 @@ class BlobWriter:
             assert fd is not None
             await asyncio.to_thread(_sync_and_close, fd)
             self._done = True
-            return await self._store._finalize(self.tmp_path, self._hash.hexdigest(), self._size, mime)
+            return await self._finalize(mime)
         except BaseException:
             self.abort()
+            raise
+
+    async def _finalize(self, mime: str) -> Blob:
+        """Move the file into the store even if the caller is cancelled meanwhile: a move stopped halfway would leave
+        a file without its row. A cancelled caller never learns of the blob, so it is removed again unless
+        something else references the same bytes."""
+        sha = self._hash.hexdigest()
+        finalizing = asyncio.ensure_future(self._store._finalize(self.tmp_path, sha, self._size, mime))
+        try:
+            return await asyncio.shield(finalizing)
+        except asyncio.CancelledError:
+            await asyncio.gather(finalizing, return_exceptions=True)
+            if not finalizing.cancelled() and finalizing.exception() is None:
+                await self._store.remove_unreferenced([sha])
             raise
 
     def abort(self) -> None:

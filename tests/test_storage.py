@@ -245,3 +245,21 @@ async def test_a_writer_cancelled_while_its_file_is_made_leaves_nothing_in_tmp(d
             result[0].abort()  # it finished before the cancel: the caller's own abort applies
     await asyncio.sleep(0.2)  # the threads that were making files have finished
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+async def test_a_commit_cancelled_while_the_file_moves_leaves_no_file_without_its_row(db, tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp", db)
+    for delay in range(80):
+        writer = await store.open_writer()
+        await writer.write(os.urandom(3000))
+        task = asyncio.create_task(writer.commit("application/octet-stream"))
+        for _ in range(delay):  # cancel at a different step of the commit each time
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        writer.abort()  # what its owner does on the way out (a task cancelled before it ran never started commit)
+    await asyncio.sleep(0.2)
+    files = {p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()}
+    rows = {r["sha256"] for r in await db.fetchall("SELECT sha256 FROM blobs")}
+    assert files == rows, (files, rows)  # every file has its row (committed ones the commit finished) and no strays
+    assert list((tmp_path / "tmp").iterdir()) == []
