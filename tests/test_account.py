@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 from audio_samples import make_audio
-from conftest import start_node
-from test_uploads import db_rows, node_env, sign_in, stored_files
+from conftest import node_env, start_node
+from helpers import db_rows, sign_in, stored_files
 
 
 def test_export_then_delete_account(pds, tmp_path: Path) -> None:

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
-from conftest import ROOT, ServedNode, node_fixture
+from browsing import DESKTOP, PHONE, SHOTS, Session, upload
+from conftest import node_fixture
 
-SHOTS = ROOT / "tests" / "output" / "screenshots"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 360, "height": 740}
 LONG_S, SHORT_S = 60, 8
 
 
@@ -36,42 +33,6 @@ def audio(tmp_path_factory) -> dict[str, Path]:
         "short": make_audio(d / "short.wav", "wav", seconds=SHORT_S, kind="music", frequency=330,
                             tags={"title": "short wave", "artist": "the band"}),
     }
-
-
-class Session:
-    """The one tab everything happens in, plus what the steps learn along the way."""
-
-    def __init__(self, node: ServedNode, page: Any, account: Any) -> None:
-        self.node = node
-        self.page = page
-        self.account = account
-        self.errors: list[str] = []
-        self.ids: dict[str, int] = {}
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def js(self, expr: str, arg: Any = None) -> Any:
-        return self.page.evaluate(expr, arg)
-
-    def time(self) -> float:
-        return self.js("document.getElementById('audio').currentTime")
-
-    def wait(self, expr: str, arg: Any = None, timeout: float = 10_000) -> None:
-        self.page.wait_for_function(expr, arg=arg, timeout=timeout)
-
-    def nav(self, selector: str, path: str) -> None:
-        """Click a link and wait for the client-side navigation to land (main swapped, URL changed)."""
-        self.page.click(selector)
-        self.wait("p => location.pathname + location.search === p && !document.getElementById('main')"
-                  ".hasAttribute('aria-busy')", path)
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        """A JSON API call from the page itself, with its cookie and CSRF header, as the app makes them."""
-        return self.js("""async ([method, path, body]) => {
-            const csrf = document.cookie.split('; ').find(c => c.startsWith('plyrd_csrf=')).slice(11);
-            const r = await fetch(path, {method, headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
-                                         body: body === null ? undefined : JSON.stringify(body)});
-            return {status: r.status, body: await r.json().catch(() => null)};
-        }""", [method, path, body])
 
 
 @pytest.fixture(scope="module")
@@ -96,29 +57,6 @@ def test_sign_in_with_an_app_password(s: Session) -> None:
     assert page.text_content("header .me") == f"@{s.account.handle}"
     # Everything from here on happens in this one document: a full page load would reset this.
     s.js("window.__alive = true")
-
-
-def upload(s: Session, path: Path, **fields: str) -> int:
-    page = s.page
-    page.set_input_files("#file", str(path))
-    for name, value in fields.items():
-        page.fill(f"#{name}", value)
-    # Record every progress state the page shows, to prove both bars moved.
-    s.js("""() => { window.__seen = [];
-        const box = document.querySelector('[data-progress]');
-        new MutationObserver(() => window.__seen.push([box.querySelector('[data-phase]').textContent,
-            box.querySelector('[data-bytes]').value, box.querySelector('[data-processing]').value]))
-          .observe(box, {subtree: true, childList: true, characterData: true, attributes: true}); }""")
-    page.click("[data-upload] button[type=submit]")
-    s.wait("() => !document.querySelector('[data-done]').hidden || "
-           "document.querySelector('[data-progress] [data-error]').textContent", timeout=60_000)
-    assert page.text_content("[data-progress] [data-error]") == ""
-    seen = s.js("window.__seen")
-    phases = [p for p, _, _ in seen]
-    assert "sending" in phases and "ready" in phases, phases
-    assert max(b for _, b, _ in seen) == 100 and seen[-1][2] == 100
-    href = page.get_attribute("[data-track-link]", "href")
-    return int(href.rsplit("/", 1)[1])
 
 
 def test_upload_and_watch_progress(s: Session, audio) -> None:

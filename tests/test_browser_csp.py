@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
+from browsing import DESKTOP, Session, upload
 from conftest import node_fixture
-from test_browser import DESKTOP, Session, upload
 
 node = node_fixture("browser-csp")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from browsing import DESKTOP
 from conftest import node_fixture
 from pds_harness import authorize_headless
-from test_browser import DESKTOP
 
 node = node_fixture("browser-oauth")
 

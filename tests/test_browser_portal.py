@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
+from browsing import DESKTOP, PHONE, SHOTS, Session, upload
 from conftest import node_fixture
-from test_browser import DESKTOP, PHONE, SHOTS, Session, upload
 
 node = node_fixture("portal")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
+from browsing import DESKTOP, PHONE, SHOTS, Session
 from conftest import node_fixture
-from test_browser import DESKTOP, PHONE, SHOTS, Session
 
 TEXT_AS_MP3 = b"dear diary, today I recorded nothing at all.\n" * 50
 SECONDS = 3

@@ -24,9 +24,9 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
+from helpers import sign_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_uploads import sign_in
 
 node = node_fixture("fuzz")
 

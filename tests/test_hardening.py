@@ -17,7 +17,7 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
 from conftest import node_fixture
-from test_uploads import Artist, sign_in
+from helpers import Artist, sign_in
 
 node = node_fixture("hardening")
 

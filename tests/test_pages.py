@@ -14,7 +14,7 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import ROOT, node_fixture
-from test_uploads import Artist, sign_in
+from helpers import Artist, sign_in
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"}
 

@@ -3,33 +3,15 @@ rewritten on edit with the blob kept, deleted with the track."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 from audio_samples import make_audio
-from conftest import start_node
-from test_uploads import node_env, sign_in
+from conftest import node_env, start_node
+from helpers import records, sign_in, wait_for
 
 from plyrd.atproto.cbor import blob_cid
 from plyrd.atproto.lexicon import validate
-
-
-def records(pds: Any, did: str, collection: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params={"repo": did, "collection": collection})
-    return r.json()["records"]
-
-
-def wait_for(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the PDS")
-        time.sleep(0.1)
 
 
 def test_track_records_follow_the_track(pds, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import ServedNode, node_fixture
-from test_uploads import Artist, sign_in
+from helpers import Artist, sign_in
 
 from plyrd.errors import RateLimited
 from plyrd.ratelimit import RateLimiter, describe_rate

@@ -11,9 +11,8 @@ from typing import Any
 
 import httpx
 from audio_samples import make_audio
-from conftest import start_node
-from test_publishing import records, wait_for
-from test_uploads import node_env, sign_in
+from conftest import node_env, start_node
+from helpers import records, sign_in, wait_for
 
 
 def pds_write(pds: Any, account: Any, method: str, body: dict[str, Any]) -> dict[str, Any]:

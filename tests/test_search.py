@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import make_audio
-from conftest import ServedNode, node_fixture, start_node
-from test_uploads import Artist, node_env, sign_in
+from conftest import ServedNode, node_env, node_fixture, start_node
+from helpers import Artist, sign_in
 
 from plyrd.search.text import edit_distance, fold
 

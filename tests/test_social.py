@@ -19,8 +19,8 @@ import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import ServedNode, node_fixture
+from helpers import Artist, sign_in
 from pds_harness import Account, authorize_headless
-from test_uploads import Artist, sign_in
 
 from plyrd.atproto.lexicon import validate
 from plyrd.atproto.tids import tid_for_time

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
-from test_uploads import Artist, sign_in
+from helpers import Artist, sign_in
 
 NS = "{http://subsonic.org/restapi}"
 

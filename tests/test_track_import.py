@@ -19,10 +19,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
-from conftest import ServedNode, start_node
+from conftest import ServedNode, node_env, start_node
+from helpers import db_rows, records, sign_in, stored_files, wait_for
 from pds_harness import Account
-from test_publishing import records, wait_for
-from test_uploads import db_rows, node_env, sign_in, stored_files
 
 from plyrd.atproto.cbor import blob_cid, record_cid
 from plyrd.atproto.tids import tid_for_time

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import FORMATS, SPECS, jpeg_bytes, make_audio, make_video
-from conftest import node_fixture, start_node
-from test_uploads import Artist, node_env, sign_in, stored_files
+from conftest import node_env, node_fixture, start_node
+from helpers import Artist, sign_in, stored_files
 
 from plyrd.media.head_tags import HEAD_MAX, TAIL_MAX
 

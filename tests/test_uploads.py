@@ -7,59 +7,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from audio_samples import FORMATS, jpeg_bytes, make_audio, make_video, png_bytes
-from conftest import ServedNode, node_env, node_fixture, start_node
-from pds_harness import Account
+from conftest import node_env, node_fixture, start_node
+from helpers import Artist, db_rows, sign_in, stored_files
 
 NEEDS_RENDITION = {"aiff", "m4a-alac", "ogg-vorbis", "ogg-opus", "webm-opus"}
-
-
-@dataclass
-class Artist:
-    http: httpx.Client
-    csrf: str
-    did: str
-
-    def upload(self, path: Path | None, *, image: tuple[str, bytes, str] | None = None,
-               **fields: str) -> httpx.Response:
-        files: dict[str, Any] = {}
-        if path is not None:
-            files["file"] = (path.name, path.read_bytes(), "application/octet-stream")
-        if image is not None:
-            files["image"] = image
-        if not files:  # still multipart: text fields as parts without a filename
-            files = {k: (None, v) for k, v in fields.items()}
-            fields = {}
-        return self.http.post("/tracks/", files=files, data=fields,
-                              headers={"X-CSRF-Token": self.csrf}, timeout=60)
-
-    def wait(self, upload_id: str, timeout: float = 60) -> list[dict[str, Any]]:
-        """Follow the server-sent progress events until the upload completes or fails."""
-        events: list[dict[str, Any]] = []
-        with self.http.stream("GET", f"/tracks/uploads/{upload_id}/progress", timeout=timeout) as r:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    events.append(json.loads(line[6:]))
-                    if events[-1]["status"] in ("completed", "failed"):
-                        break
-        return events
-
-
-def sign_in(url: str, account: Account) -> Artist:
-    http = httpx.Client(base_url=url, timeout=30)
-    r = http.post("/auth/app-password", json={"handle": account.handle, "app_password": account.password})
-    assert r.status_code == 200, r.text
-    me = r.json()
-    return Artist(http, me["csrf_token"], me["did"])
 
 
 node = node_fixture("uploads", PLYRD_MEDIA_MAX_DURATION_MINUTES="1")
@@ -75,18 +32,6 @@ def refused(node, pds) -> Artist:
     """Whose uploads the refusal tests send: uploads are limited to 20 a minute per person, and this module sends
     more than that within a minute."""
     return sign_in(node.url, pds.create_account("refused"))
-
-
-def db_rows(node: ServedNode, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(node.data / "plyrd.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-def stored_files(node: ServedNode) -> set[str]:
-    return {p.name for p in (node.data / "blobs").rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import ServedNode, node_fixture
-from test_uploads import Artist, sign_in
+from helpers import Artist, sign_in
 
 node = node_fixture("visibility")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from oauth_support import Recorder, make_oauth, sign_in
 from pds_harness import PDSHarness, free_port
-from test_oauth import Recorder, make_oauth, sign_in
 
 from plyrd.atproto import jwt
 from plyrd.atproto.dpop import NonceStore
