@@ -544,7 +544,7 @@ def test_preferences_defaults_update_and_validation(node, pds) -> None:
     assert r.status_code == 200
     assert r.json() == {"theme": "dark", "accent_color": "#6a9fff", "auto_advance": True, "allow_comments": False,
                         "hidden_tags": ["ai"], "show_sensitive_artwork": False, "enable_teal_scrobbling": False,
-                        "show_liked_on_profile": False, "teal_needs_reauth": False}
+                        "show_liked_on_profile": False, "download_policy": "anyone", "teal_needs_reauth": False}
     assert db(node, "SELECT count(*) FROM preferences WHERE did = ?", (who.did,)) == [(1,)]  # defaults created
 
     r = who.post("/preferences/", json={"theme": "light", "accent_color": "#FF00aa", "hidden_tags": [" AI ", "Suno",

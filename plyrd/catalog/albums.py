@@ -24,9 +24,10 @@ import aiosqlite
 from ..atproto import outbox
 from ..db import Database
 from ..db.queries import fetchall, fetchone
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMedia
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, UnsupportedMedia
 from ..storage import BlobStore
 from .artwork import Artwork, set_artwork
+from .downloads import track_refusal
 from .lists import LIST_COLLECTION, MAX_ITEMS, publish_album
 from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, track_json, visible
 
@@ -414,18 +415,24 @@ _COVER_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "im
 async def album_zip(db: Database, store: BlobStore, handle: str, slug: str,
                     audience: Audience) -> tuple[str, AsyncIterator[bytes]]:
     """plyr.fm's album download: the zip's file name and its bytes, streamed. In album order, the original of each
-    track `audience` may see that is ready ("01 artist - title.flac"), then the cover as sent. NotFound while none
-    is."""
+    track `audience` may see that is ready ("01 artist - title.flac") and that its download policy lets them have,
+    then the cover as sent. NotFound while no track is ready; the policy's refusal (401 or 403) when none may be
+    downloaded by them (401 when signing in would open one)."""
     from .zips import ZipNames, safe_name, stream_zip
 
     album = await find_album(db, handle, slug)
-    tracks = await album_tracks(db, album["id"], visible(audience) & playable())
-    if not tracks:
+    ready = await album_tracks(db, album["id"], visible(audience) & playable())
+    if not ready:
         raise NotFound("this album has no tracks to download yet")
+    refusals = [track_refusal(t, audience.did) for t in ready]
+    # Numbered by place on the album, so a track held back leaves its number out rather than shifting the rest.
+    tracks = [(n, t) for n, (t, refusal) in enumerate(zip(ready, refusals, strict=True), 1) if refusal is None]
+    if not tracks:
+        raise next((r for r in refusals if isinstance(r, Unauthenticated)), refusals[0])
     names = ZipNames()
-    width = max(2, len(str(len(tracks))))
+    width = max(2, len(str(len(ready))))
     files = [(names.add(f"{n:0{width}d} {artist_name(t)} - {t['title']}", t["original_ext"]),
-              store.path_for(t["original_sha"])) for n, t in enumerate(tracks, 1)]
+              store.path_for(t["original_sha"])) for n, t in tracks]
     if album["image_sha"] and album["image_mime"] in _COVER_EXT:
         files.append((names.add("cover", _COVER_EXT[album["image_mime"]]), store.path_for(album["image_sha"])))
     artist = album["artist_display_name"] or album["artist_handle"] or album["artist_did"]

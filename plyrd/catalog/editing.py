@@ -13,6 +13,7 @@ from ..db import Database
 from ..errors import InvalidInput, PlyrdError
 from ..storage import BlobStore
 from .artwork import Artwork, set_artwork
+from .downloads import parse_track_policy
 from .lists import album_ids_of_track, publish_album
 from .publishing import publish_track
 from .tracks import owned_track_for_update, set_track_tags
@@ -28,7 +29,8 @@ from .uploads import (
     parse_json_list,
 )
 
-EDITABLE = {"title", "album", "description", "tags", "features", "self_labels", "unlisted", "remove_image"}
+EDITABLE = {"title", "album", "description", "tags", "features", "self_labels", "unlisted", "remove_image",
+            "download_policy"}
 MAX_FEATURES = 10
 
 
@@ -92,6 +94,8 @@ async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, o
             if all(f["did"] != identity.did for f in features):
                 features.append({"did": identity.did, "handle": identity.handle})
         changes.values["features"] = json.dumps(features)
+    if "download_policy" in fields:  # the track's own (tracks.download_policy); "" or "default": the artist's
+        changes.values["download_policy"] = parse_track_policy("download_policy", fields["download_policy"])
     if "remove_image" in fields:
         changes.remove_image = parse_bool("remove_image", fields["remove_image"])
     return changes

@@ -2,6 +2,10 @@
 
 Other modules read single preferences (an artist's `allow_comments`, a listener's `enable_teal_scrobbling`) with
 `load(conn, did)` inside their own transactions, so a decision and the write it guards see the same state.
+
+One preference is a column rather than a key of the JSON: `download_policy`, the artist's default for who may
+download their tracks (`users.download_policy`, migration 0015), which every read of a track joins
+(plyrd.catalog.downloads). It reads and writes like the others.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import aiosqlite
 from ..db import Database
 from ..db.queries import fetchone
 from ..errors import InvalidInput
+from .downloads import DEFAULT as DEFAULT_DOWNLOAD_POLICY
+from .downloads import parse_policy
 
 THEMES = ("dark", "light", "system")
 MAX_HIDDEN_TAGS = 50
@@ -82,15 +88,25 @@ CHECKS = {
 }
 assert set(CHECKS) == set(DEFAULTS)
 
+# Preferences kept as columns of `users`, with their checks and defaults (the row exists for anyone signed in).
+USER_COLUMNS = {"download_policy": parse_policy}
+USER_DEFAULTS = {"download_policy": DEFAULT_DOWNLOAD_POLICY}
+
 
 def check_update(body: Any) -> dict[str, Any]:
     """The fields of a partial update, each validated; any unknown field refuses the whole update."""
     if not isinstance(body, dict):
         raise InvalidInput("send a JSON object of the preferences to change")
-    unknown = sorted(set(body) - set(CHECKS))
+    checks = {**CHECKS, **USER_COLUMNS}
+    unknown = sorted(set(body) - set(checks))
     if unknown:
-        raise InvalidInput(f"unknown preference(s): {', '.join(unknown)}; known: {', '.join(CHECKS)}")
-    return {name: CHECKS[name](name, value) for name, value in body.items()}
+        raise InvalidInput(f"unknown preference(s): {', '.join(unknown)}; known: {', '.join(checks)}")
+    return {name: checks[name](name, value) for name, value in body.items()}
+
+
+async def _user_columns(conn: aiosqlite.Connection, did: str) -> dict[str, Any]:
+    row = await fetchone(conn, f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE did = ?", (did,))
+    return {name: row[name] for name in USER_COLUMNS} if row else dict(USER_DEFAULTS)
 
 
 def _merge(stored: str | None) -> dict[str, Any]:
@@ -103,7 +119,7 @@ def _merge(stored: str | None) -> dict[str, Any]:
 async def load(conn: aiosqlite.Connection, did: str) -> dict[str, Any]:
     """A person's preferences (defaults for what they never set), on any connection."""
     row = await fetchone(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
-    return _merge(row["prefs"] if row else None)
+    return {**_merge(row["prefs"] if row else None), **await _user_columns(conn, did)}
 
 
 async def get(db: Database, did: str) -> dict[str, Any]:
@@ -114,7 +130,9 @@ async def get(db: Database, did: str) -> dict[str, Any]:
             await conn.execute("INSERT INTO preferences(did, prefs) VALUES (?, ?) ON CONFLICT(did) DO NOTHING",
                                (did, json.dumps(DEFAULTS)))
             row = await fetchone(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
-    return _merge(row["prefs"] if row else None)
+    async with db.read() as conn:
+        columns = await _user_columns(conn, did)
+    return {**_merge(row["prefs"] if row else None), **columns}
 
 
 async def update(db: Database, did: str, body: Any) -> dict[str, Any]:
@@ -126,8 +144,10 @@ async def update(db: Database, did: str, body: Any) -> dict[str, Any]:
         await conn.execute(
             "INSERT INTO preferences(did, prefs, updated_at) VALUES (?, ?, ?) ON CONFLICT(did) DO UPDATE SET"
             " prefs = excluded.prefs, updated_at = excluded.updated_at",
-            (did, json.dumps(prefs), time.time()),
+            (did, json.dumps({k: v for k, v in prefs.items() if k not in USER_COLUMNS}), time.time()),
         )
+        for name in USER_COLUMNS.keys() & changes.keys():
+            await conn.execute(f"UPDATE users SET {name} = ? WHERE did = ?", (changes[name], did))
     return prefs
 
 

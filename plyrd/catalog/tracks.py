@@ -34,8 +34,11 @@ from .labels import is_sensitive
 from .lists import album_ids_of_track, publish_album
 from .publishing import unpublish_track
 
+# `artist_download_policy` is the artist's default download policy; with the track's own `download_policy` (NULL:
+# the artist's) it decides who may download the original (plyrd.catalog.downloads).
 TRACK_SELECT = """
-SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name
+SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
+       u.download_policy AS artist_download_policy
 FROM tracks t JOIN users u ON u.did = t.artist_did
 """
 
@@ -43,6 +46,7 @@ FROM tracks t JOIN users u ON u.did = t.artist_did
 # its original file: what a Subsonic `Child` needs besides.
 TRACK_ALBUM_SELECT = """
 SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
+       u.download_policy AS artist_download_policy,
        x.album_id AS album_uuid, x.position AS album_position, a.title AS album_title, ob.size AS original_size
 FROM tracks t JOIN users u ON u.did = t.artist_did
 LEFT JOIN album_tracks x ON x.track_id = t.id LEFT JOIN albums a ON a.id = x.album_id

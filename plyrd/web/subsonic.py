@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..auth.service import Session
 from ..catalog import likes, plays
+from ..catalog.downloads import track_refusal
 from ..catalog.tracks import Audience
 from ..errors import Conflict, NotFound, PlyrdError
 from ..node import Node
@@ -25,6 +26,7 @@ from ..subsonic.auth import authenticate
 from ..subsonic.envelope import (
     GENERIC,
     MISSING_PARAMETER,
+    NOT_AUTHORIZED,
     NOT_FOUND,
     SubsonicError,
     failed,
@@ -306,7 +308,12 @@ async def stream(call: Call) -> Response:
 
 @method("download")
 async def download(call: Call) -> Response:
-    return await _serve(call, sc.original(await sc.get_song(call.node.db, call.required("id"), call.audience)))
+    """The original, when the track's download policy lets the caller have it (error 50 otherwise); `stream`
+    never asks."""
+    row = await sc.get_song(call.node.db, call.required("id"), call.audience)
+    if (refusal := track_refusal(row, call.did)) is not None:
+        raise SubsonicError(NOT_AUTHORIZED, refusal.detail)
+    return await _serve(call, sc.original(row))
 
 
 @method("getCoverArt")
