@@ -260,6 +260,57 @@ async def create_album(db: Database, did: str, body: dict[str, Any]) -> str:
     return album_id
 
 
+# ---- uploads onto albums (plyrd.catalog.uploads): the form's `album` (a title) and `album_id`
+
+
+async def check_upload_album(db: Database, album_id: str, did: str) -> None:
+    """An album an upload names by `album_id`, checked when the upload is accepted: it exists (404), it is the
+    uploader's (403), it has room for one more track (400). Checked again when the track is made."""
+    album = await get_album(db, album_id)
+    if album["artist_did"] != did:
+        raise Forbidden("album_id names someone else's album: a track goes only on its artist's own albums")
+    if album["track_count"] >= MAX_ITEMS:
+        raise InvalidInput(f"that album already holds {MAX_ITEMS} tracks, the most an album can")
+
+
+async def find_or_create_album(conn: aiosqlite.Connection, did: str, title: str) -> sqlite3.Row:
+    """plyr.fm's get_or_create_album, inside the caller's transaction: the artist's album whose slug is the title's
+    (so "My Album" and "my album!" are one album), else a new one. A new album is a shell until the caller puts the
+    track on it (link_track), and gets its record with its first published track."""
+    title = _title(title)
+    slug = slugify(title)
+    by = "slug = ?" if slug else "title = ?"  # a title of only punctuation has no slug to find it by
+    album = await fetchone(conn, f"SELECT * FROM albums WHERE artist_did = ? AND {by}", (did, slug or title))
+    if album is not None:
+        return album
+    album_id = str(uuid.uuid4())
+    await conn.execute("INSERT INTO albums(id, artist_did, slug, title) VALUES (?, ?, ?, ?)",
+                       (album_id, did, slug or f"album-{album_id[:8]}", title))
+    album = await fetchone(conn, "SELECT * FROM albums WHERE id = ?", (album_id,))
+    assert album is not None
+    return album
+
+
+async def upload_album(conn: aiosqlite.Connection, album_id: str, did: str) -> sqlite3.Row | None:
+    """The album an accepted upload named by id, read again when its track is made (inside that transaction);
+    None when it has gone or changed hands since."""
+    return await fetchone(conn, "SELECT * FROM albums WHERE id = ? AND artist_did = ?", (album_id, did))
+
+
+async def link_track(conn: aiosqlite.Connection, album_id: str, track_id: int) -> bool:
+    """Put a track just made (not on any album) at the end of the album, inside the caller's transaction; the
+    caller republishes the album once the track has its record (publish_album). False when the album is full."""
+    row = await fetchone(conn, "SELECT count(*) AS n, coalesce(max(position) + 1, 0) AS next FROM album_tracks"
+                         " WHERE album_id = ?", (album_id,))
+    assert row is not None
+    if row["n"] >= MAX_ITEMS:
+        return False
+    await conn.execute("INSERT INTO album_tracks(album_id, position, track_id) VALUES (?, ?, ?)",
+                       (album_id, row["next"], track_id))
+    await conn.execute(f"UPDATE albums SET updated_at = {_NOW_SQL} WHERE id = ?", (album_id,))
+    return True
+
+
 async def update_album(db: Database, album_id: str, did: str, changes: dict[str, Any]) -> None:
     """Title and description; the slug changes only when asked, so links to the album keep working."""
     unknown = set(changes) - {"title", "description", "slug"}

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,11 +35,14 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
 from ..storage import BlobStore
 from ..threads import ThreadSlots
+from . import albums
 from .artwork import Artwork, column_values, store_rendered
+from .lists import album_ids_of_track, publish_album
 from .publishing import TRACK_COLLECTION, publish_track
 from .tracks import remove_track, set_track_tags
 
 if TYPE_CHECKING:
+    from ..atproto.identity import IdentityResolver
     from ..media.probe import AudioInfo
 
 # plyrd.media pulls in PyAV, numpy and Pillow (about 35 MB): imported on first use, so an idle node stays small.
@@ -83,11 +87,21 @@ class StoredFile(Protocol):
 @dataclass(frozen=True)
 class UploadFields:
     title: str | None
-    album: str | None
+    album: str | None  # an upload's `album`: a title, found or created among the artist's albums; an import's: text
     description: str | None
     tags: list[str]
     self_labels: list[str] = field(default_factory=list)  # the artist's content notice, e.g. ["nudity"]
     unlisted: bool = False
+    album_id: str | None = None  # an album of the uploader's to put the track on (never with `album`)
+    features: list[dict[str, str]] = field(default_factory=list)  # [{did, handle}], resolved when accepted
+    download_policy: str | None = None  # the track's own (tracks.download_policy); None follows the artist's
+
+
+# Every text field an upload may carry: plyr.fm's form as the web player, the plyrfm SDK and its CLI send it, plus
+# plyrd's own `unlisted` and `download_policy`. Anything else is refused by name rather than silently dropped.
+UPLOAD_FIELDS = ("title", "album", "album_id", "description", "tags", "features", "self_labels", "unlisted",
+                 "visibility", "publishing", "download_policy")
+VISIBILITIES = {"public": False, "unlisted": True}  # plyr.fm's visibility -> tracks.unlisted
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -124,8 +138,75 @@ def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
     return value or None
 
 
-def parse_fields(fields: dict[str, str]) -> UploadFields:
-    """Validate the form's text fields (plyr.fm's limits: 10 tags of up to 50 characters)."""
+def _visibility(name: str, raw: str) -> bool:
+    """plyr.fm's `visibility` as plyrd's unlisted flag. plyrd has no supporters-only or private tracks: taking
+    either as public would publish what the artist meant to keep in, so they are refused."""
+    value = raw.strip().lower()
+    if value not in VISIBILITIES:
+        raise InvalidInput(f"{name} must be public or unlisted (plyrd has no supporters-only or private tracks)")
+    return VISIBILITIES[value]
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """What plyrd takes from the plyrfm SDK's `publishing` field (its PublishingDefaults, "a complete publishing
+    override" of the artist's template for this track): its visibility and download policy."""
+
+    unlisted: bool | None = None
+    download_policy: str | None = None
+
+
+def parse_publishing(raw: str) -> Publishing:
+    """The SDK's `{"access": {"listening", "downloads", "visibility"}, "attach_rights"}`. Honoured: visibility
+    (public/unlisted) and downloads (plyr.fm's open/ask/off, or plyrd's tiers: the track's download policy).
+    `listening` must be public: plyrd has no listening gates, and playing a gated track for everyone would go against
+    what the artist asked. `attach_rights` (plyr.fm attaches its rights records to the track) is checked and then
+    ignored on purpose: plyrd keeps no rights records, and leaving them out opens nothing up."""
+    from .downloads import parse_policy
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidInput('publishing must be a JSON object like {"access": {"visibility": "unlisted"}}') from None
+    if not isinstance(value, dict):
+        raise InvalidInput('publishing must be a JSON object like {"access": {"visibility": "unlisted"}}')
+    if unknown := sorted(set(value) - {"access", "attach_rights"}):
+        raise InvalidInput(f"unknown publishing field(s): {', '.join(unknown)}; known: access, attach_rights")
+    if not isinstance(value.get("attach_rights", False), bool):
+        raise InvalidInput("publishing.attach_rights must be true or false")
+    access = value.get("access", {})
+    if not isinstance(access, dict):
+        raise InvalidInput("publishing.access must be a JSON object")
+    if unknown := sorted(set(access) - {"listening", "downloads", "visibility"}):
+        raise InvalidInput(f"unknown publishing.access field(s): {', '.join(unknown)}; known: listening, downloads,"
+                           " visibility")
+    for key in access:
+        if not isinstance(access[key], str):
+            raise InvalidInput(f"publishing.access.{key} must be a string")
+    if access.get("listening", "public").strip().lower() != "public":
+        raise InvalidInput("publishing.access.listening must be public: on plyrd anyone may listen to a track")
+    return Publishing(
+        unlisted=_visibility("publishing.access.visibility", access["visibility"]) if "visibility" in access else None,
+        download_policy=parse_policy("publishing.access.downloads", access["downloads"])
+        if "downloads" in access else None,
+    )
+
+
+def _agreed(what: str, values: dict[str, Any]) -> Any:
+    """The one value several fields set (None when none does); 400 naming them when they disagree."""
+    given = {name: v for name, v in values.items() if v is not None}
+    if len(set(given.values())) > 1:
+        raise InvalidInput(f"{' and '.join(given)} disagree about the track's {what}; send one of them")
+    return next(iter(given.values()), None)
+
+
+def parse_fields(fields: Mapping[str, str]) -> UploadFields:
+    """Validate the form's text fields (plyr.fm's limits: 10 tags of up to 50 characters). An unknown field is
+    refused by name; `features` is checked here and resolved to DIDs by `Uploads.accept_upload`."""
+    from .downloads import parse_track_policy
+
+    if unknown := sorted(set(fields) - set(UPLOAD_FIELDS)):
+        raise InvalidInput(f"unknown upload field(s): {', '.join(unknown)}; accepted: {', '.join(UPLOAD_FIELDS)}")
     tags: list[str] = []
     raw = fields.get("tags")
     if raw:
@@ -145,15 +226,41 @@ def parse_fields(fields: dict[str, str]) -> UploadFields:
                 tags.append(tag)
         if len(tags) > MAX_TAGS:
             raise InvalidInput(f"at most {MAX_TAGS} tags")
+    album = _text(fields, "album", MAX_TITLE_CHARS)
+    album_id = albums.parse_uuid(fields["album_id"], "album") if (fields.get("album_id") or "").strip() else None
+    if album and album_id:
+        raise InvalidInput("album and album_id are mutually exclusive")  # plyr.fm's words
+    publishing = parse_publishing(fields["publishing"]) if (fields.get("publishing") or "").strip() else Publishing()
+    unlisted = _agreed("visibility", {
+        "unlisted": parse_bool("unlisted", fields["unlisted"]) if "unlisted" in fields else None,
+        "visibility": _visibility("visibility", fields["visibility"]) if "visibility" in fields else None,
+        "publishing.access.visibility": publishing.unlisted,
+    })
+    download_policy = _agreed("download policy", {
+        "download_policy": parse_track_policy("download_policy", fields["download_policy"])
+        if "download_policy" in fields else None,
+        "publishing.access.downloads": publishing.download_policy,
+    })
     return UploadFields(
         title=_text(fields, "title", MAX_TITLE_CHARS),
-        album=_text(fields, "album", MAX_TITLE_CHARS),
+        album=album,
         description=_text(fields, "description", MAX_DESCRIPTION_CHARS),
         tags=tags,
         self_labels=parse_json_list("self_labels", fields.get("self_labels") or "", limit=MAX_LABELS,
                                     item_chars=MAX_LABEL_CHARS),
-        unlisted=parse_bool("unlisted", fields.get("unlisted") or ""),
+        unlisted=bool(unlisted),
+        album_id=album_id,
+        download_policy=download_policy,
     )
+
+
+async def _resolve_features(raw: str, resolver: IdentityResolver, did: str) -> list[dict[str, str]]:
+    """Featured artists as PATCH /tracks/{id} takes them (a JSON list of handles or DIDs, resolved now, so a name
+    that cannot be found is a 400 here rather than a failed job), as tracks.features holds them: [{did, handle}]."""
+    from .editing import parse_changes  # editing builds on this module
+
+    changes = await parse_changes({"features": raw}, resolver, owner_did=did)
+    return json.loads(changes.values["features"])
 
 
 def _fallback_title(filename: str | None) -> str:
@@ -175,7 +282,9 @@ def _job_payload(upload_id: str, did: str, audio_sha: str, filename: str | None,
         "audio_sha": audio_sha,
         "filename": filename,
         "fields": {"title": fields.title, "album": fields.album, "description": fields.description,
-                   "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted},
+                   "tags": fields.tags, "self_labels": fields.self_labels, "unlisted": fields.unlisted,
+                   "album_id": fields.album_id, "features": fields.features,
+                   "download_policy": fields.download_policy},
         "artwork": artwork.columns() if artwork else None,
     }
 
@@ -208,10 +317,14 @@ class Uploads:
         image = await self.slots.run(process_image, data, max_bytes=self.config["media.max_image_mb"] * 1024 * 1024)
         return await store_rendered(self.store, image)
 
-    async def accept_upload(self, did: str, fields: Mapping[str, str], files: Mapping[str, StoredFile]) -> str:
+    async def accept_upload(self, did: str, fields: Mapping[str, str], files: Mapping[str, StoredFile], *,
+                            resolver: IdentityResolver) -> str:
         """Accept an upload as the client sent it: the form's text fields, and its files (already in the store) with
         the audio in `file` and perhaps a cover in `image`. Returns the upload id. Whatever was stored for it that
-        the upload does not keep (a refused file, an image re-encoded upright) is removed, however this ends."""
+        the upload does not keep (a refused file, an image re-encoded upright) is removed, however this ends.
+
+        Refused before the audio is looked at: an unknown field, an `album_id` that is not one of the uploader's
+        albums (404, 403), featured artists who cannot be found (`resolver` looks them up)."""
         async with self.store.releasing(f.sha256 for f in files.values()) as stored:
             audio = files.get("file")
             if audio is None:
@@ -219,6 +332,10 @@ class Uploads:
             if set(files) - {"file", "image"}:
                 raise InvalidInput("only 'file' and 'image' may be files")
             parsed = parse_fields(fields)
+            if parsed.album_id is not None:
+                await albums.check_upload_album(self.db, parsed.album_id, did)
+            if (fields.get("features") or "").strip():
+                parsed = replace(parsed, features=await _resolve_features(fields["features"], resolver, did))
             info = await self.probe_file(audio.path)
             artwork = None
             if (image := files.get("image")) is not None:
@@ -382,28 +499,35 @@ class Uploads:
         wav_max = self.config["media.wav_rendition_mb"] * 1024 * 1024
         ready = not needs_web_rendition(info, wav_max_bytes=wav_max)
         genre_tags = fields["tags"] or ([tags.genre.lower()[:MAX_TAG_CHARS]] if tags.genre else [])
+        album = await self._upload_album(conn, upload_id, p) if record is None else None
         cur = await conn.execute(
             "INSERT INTO tracks(artist_did, title, album, description, tags, original_sha, original_ext,"
             " original_mime, image_sha, image_mime, thumb_sha, display_sha, container, codec, duration,"
             " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status,"
-            " self_labels, unlisted)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " self_labels, unlisted, features, download_policy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 p["did"],
                 fields["title"] or tags.title or _fallback_title(p.get("filename")),
-                fields["album"] or tags.album,
+                album["title"] if album is not None else fields["album"] or tags.album,
                 fields["description"],
                 json.dumps(genre_tags),
                 p["audio_sha"], info.extension, info.mime, *column_values(artwork),
                 info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
                 info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
                 json.dumps(fields.get("self_labels") or []), int(bool(fields.get("unlisted"))),
+                json.dumps(fields.get("features") or []), fields.get("download_policy"),
             ),
         )
         track_id = int((await cur.fetchone())[0])
         await set_track_tags(conn, track_id, genre_tags)
+        if album is not None and not await albums.link_track(conn, album["id"], track_id):
+            log.warning("album full: track left off it", extra={"fields": {"upload_id": upload_id,
+                                                                           "album_id": album["id"]}})
         if record is None:
             await publish_track(conn, track_id, self.config)  # only a playable track is published
+            if album is not None:  # its list record names the track once the track has its record
+                await publish_album(conn, album["id"])
         else:
             await conn.execute(
                 "UPDATE tracks SET rkey = ?, record_uri = ?, record_cid = ?, created_at = ?, features = ?"
@@ -417,6 +541,21 @@ class Uploads:
             await self.store.incref(conn, sha)
         await conn.execute("UPDATE uploads SET track_id = ? WHERE id = ?", (track_id, upload_id))
         return track_id
+
+    async def _upload_album(self, conn: Any, upload_id: str, p: dict[str, Any]) -> sqlite3.Row | None:
+        """The album an upload's track goes on, inside the transaction that makes the track: the one `album_id`
+        named (if still the artist's), or the artist's album titled `album`, found or created (plyr.fm's
+        get_or_create_album). None for neither; a title only in the file's tags makes no album."""
+        fields = p["fields"]
+        if fields.get("album_id"):
+            album = await albums.upload_album(conn, fields["album_id"], p["did"])
+            if album is None:
+                log.warning("album gone: track made without it", extra={"fields": {
+                    "upload_id": upload_id, "album_id": fields["album_id"]}})
+            return album
+        if fields.get("album"):
+            return await albums.find_or_create_album(conn, p["did"], fields["album"])
+        return None
 
     async def _transcode(self, track_id: int, src: Path, report: Reporter, *, publish: bool = True) -> None:
         from ..media.transcode import TranscodeCancelled, transcode_to_mp3
@@ -442,6 +581,8 @@ class Uploads:
             )
             if publish:  # an import's record stays the artist's as it is, audioBlob and all
                 await publish_track(conn, track_id, self.config)
+                for album_id in await album_ids_of_track(conn, track_id):  # now with the track's record in it
+                    await publish_album(conn, album_id)
 
     async def finish(self, upload_id: str) -> None:
         """Release the upload's own file references once its track holds them (called when the job is done)."""

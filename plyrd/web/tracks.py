@@ -33,7 +33,7 @@ async def upload() -> tuple[Response, int]:
         request, store=n.blobs, max_file_bytes=n.config["storage.max_upload_mb"] * 1024 * 1024,
         max_field_bytes=MAX_FIELD_BYTES, max_files=2,
     )
-    upload_id = await n.uploads.accept_upload(viewer.did, form.fields, form.files)
+    upload_id = await n.uploads.accept_upload(viewer.did, form.fields, form.files, resolver=n.identity)
     return jsonify({"upload_id": upload_id, "status": "pending"}), 200
 
 
