@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+from typing import Any
 
 from quart import Quart
 
 from . import __version__
 from .config import Config
+from .errors import NotFound
 from .node import Node
 from .web import (
     account,
@@ -42,6 +45,22 @@ def static_dir() -> Path:
     return Path(__file__).parent.parent / "static"
 
 
+def guard_static(app: Quart) -> None:
+    """A static path whose name the file system cannot even look up (a part over 255 bytes, ENAMETOOLONG) is no such
+    file: a 404 like any other, not an OSError answering 500."""
+    send = app.view_functions["static"]
+
+    async def static(filename: str) -> Any:
+        try:
+            return await send(filename)
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                raise NotFound("not found") from None
+            raise
+
+    app.view_functions["static"] = static
+
+
 def create_app(config: Config, *, node: Node | None = None) -> Quart:
     node = node or Node(config)
     app = Quart(
@@ -57,6 +76,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
         JSON_SORT_KEYS=False,
     )
     app.extensions["plyrd"] = node
+    guard_static(app)
     boundary.register(app)  # first: its int converter must exist before any route is added
 
     requests.register(app, log_requests=config["log.requests"])

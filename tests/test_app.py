@@ -104,6 +104,9 @@ async def test_static_files_and_front_page(client) -> None:
     assert r.status_code == 200 and "--accent" in (await r.get_data(as_text=True))
     r = await client.get("/")
     assert r.status_code == 200 and "plyrd" in (await r.get_data(as_text=True))
+    # a name longer than the file system's limit is simply not there
+    r = await client.get("/static/" + "a" * 5000)
+    assert r.status_code == 404 and (await r.get_json()) == {"detail": "not found"}
 
 
 async def test_public_config(client, config) -> None:
