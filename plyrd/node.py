@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .atproto.outbox import Outbox
     from .auth.service import AuthService
     from .catalog.reconcile import ReconcileReport
+    from .catalog.revisions import AudioReplacements
     from .catalog.track_import import TrackImporter
     from .catalog.uploads import Uploads
     from .search import Search
@@ -136,6 +137,7 @@ class Node:
     auth: Service[AuthService] = Service()
     blobs: Service[BlobStore] = Service()
     uploads: Service[Uploads] = Service()
+    replacements: Service[AudioReplacements] = Service()
     track_importer: Service[TrackImporter] = Service()
     outbox: Service[Outbox] = Service()
     search: Service[Search] = Service()
@@ -212,6 +214,7 @@ class Node:
             return None
 
     def _start_media(self) -> None:
+        from .catalog import revisions
         from .catalog.track_import import TrackImporter
         from .catalog.uploads import JOB_KIND, Uploads
         from .jobs import JobRunner
@@ -221,8 +224,10 @@ class Node:
         self.blobs = BlobStore(self.config.blobs_dir, self.config.tmp_dir, self.db)
         slots = ThreadSlots(self.config["media.workers"])
         self.uploads = Uploads(self.db, self.blobs, slots, self.config)
+        self.replacements = revisions.AudioReplacements(self.uploads)
         self.track_importer = TrackImporter(self.db, self.blobs, self.uploads, self.http, self.config)
-        runner = JobRunner(self.db, {JOB_KIND: self.uploads.process}, concurrency=slots.size)
+        runner = JobRunner(self.db, {JOB_KIND: self.uploads.process, revisions.JOB_KIND: self.replacements.process},
+                           concurrency=slots.size)
 
         async def run_jobs(stop: asyncio.Event) -> None:
             # Recovery first (interrupted jobs re-queued or failed), then release what failed uploads still hold.

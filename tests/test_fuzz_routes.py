@@ -44,7 +44,8 @@ BODY_KEYS = ["handle", "app_password", "identifier", "password", "token_name", "
              "display_name", "bio", "avatar_url", "track_id", "track_ids", "track_uri", "track_cid", "items",
              "position", "text", "timestamp_ms", "listened_ms", "is_private", "show_on_profile", "state", "dids",
              "confirmation", "include_teal", "progress_ms", "is_playing", "description", "slug", "tags",
-             "allow_comments", "hidden_tags", "accent_color", "theme", "sensitive_artwork"]
+             "allow_comments", "hidden_tags", "accent_color", "theme", "sensitive_artwork", "support_url",
+             "show_liked_on_profile"]
 SUBSONIC = ["ping", "getLicense", "getMusicFolders", "getUser", "getArtists", "getIndexes", "getArtist", "getAlbum",
             "getMusicDirectory", "getSong", "getAlbumList2", "getAlbumList", "getRandomSongs", "getGenres",
             "search3", "getPlaylists", "getPlaylist", "getStarred2", "stream", "download", "getCoverArt",
@@ -92,6 +93,12 @@ def world(node, pds, tmp_path_factory) -> World:
     r = owner.upload(src, image=("c.jpg", jpeg_bytes(64, 64), "image/jpeg"), tags='["fuzz"]')
     done = owner.wait(r.json()["upload_id"])[-1]
     assert done["status"] == "completed", done
+    # Its audio replaced once, so the revision routes have a revision to find.
+    again = make_audio(tmp_path_factory.mktemp("fuzz") / "g.mp3", "mp3", seconds=2, frequency=523.0)
+    replaced = owner.http.put(f"/tracks/{done['track_id']}/audio", files={"file": (again.name, again.read_bytes())},
+                              headers={"X-CSRF-Token": owner.csrf}, timeout=60)
+    assert owner.wait(replaced.json()["upload_id"])[-1]["status"] == "completed", replaced.text
+    revision = owner.http.get(f"/tracks/{done['track_id']}/revisions").json()["revisions"][0]["id"]
     track = owner.http.get(f"/tracks/{done['track_id']}").json()
     playlist = owner.http.post("/lists/playlists", json={"name": "fuzz list"},
                                headers={"X-CSRF-Token": owner.csrf}).json()
@@ -100,7 +107,7 @@ def world(node, pds, tmp_path_factory) -> World:
                               headers={"X-CSRF-Token": owner.csrf}).json()
     owner_handle = owner_account.handle
     sha = (track.get("image_url") or "/images/" + "0" * 64).rsplit("/", 1)[-1].split(".")[0]
-    ints = [str(track["id"]), str(comment.get("id", 1)), "0", "1"]
+    ints = [str(track["id"]), str(comment.get("id", 1)), str(revision), "0", "1"]
     strings = {
         "album_id": [str(album.get("id", "x"))],
         "playlist_id": [str(playlist.get("id", "x"))],
@@ -114,6 +121,7 @@ def world(node, pds, tmp_path_factory) -> World:
         "name": [*SUBSONIC, *(m + ".view" for m in SUBSONIC[:5]), "fuzz"],
         "prefix": ["plyrd_", "x"],
         "track_uri": [track.get("atproto_record_uri") or "at://x"],
+        "rkey": [(playlist.get("atproto_record_uri") or "x").rsplit("/", 1)[-1], "self"],
         "filename": ["js/app.js", "css/base.css", "../plyrd.db"],
     }
     return World(node.url, identities={

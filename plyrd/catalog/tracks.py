@@ -33,6 +33,7 @@ from .artwork import Artwork
 from .labels import is_sensitive
 from .lists import album_ids_of_track, publish_album
 from .publishing import unpublish_track
+from .revisions import drop_revisions
 
 # `artist_download_policy` is the artist's default download policy; with the track's own `download_policy` (NULL:
 # the artist's) it decides who may download the original (plyrd.catalog.downloads).
@@ -266,15 +267,17 @@ async def remove_track(conn: Any, store: BlobStore, row: sqlite3.Row, *, unpubli
     """Remove a track inside the caller's write transaction, the one way every path does it (the artist deleting
     it, an upload that failed, account deletion): the deletion of its record queued, unless `unpublish` is False
     (a failed import leaves the record it came from alone; account deletion settles the user's records itself);
-    the albums holding it rewritten without it; the row gone; its references on its files dropped. Returns the
-    blobs nothing references any more, for store.remove_unreferenced once the transaction has committed."""
+    the albums holding it rewritten without it; its earlier audio (revisions) dropped; the row gone; its references
+    on its files dropped. Returns the blobs nothing references any more, for store.remove_unreferenced once the
+    transaction has committed."""
     if unpublish:
         await unpublish_track(conn, row)
     albums = await album_ids_of_track(conn, row["id"])
+    released = await drop_revisions(conn, store, row["id"])
     await conn.execute("DELETE FROM tracks WHERE id = ?", (row["id"],))
     for album_id in albums:  # the album's list record must stop naming the removed track
         await publish_album(conn, album_id)
-    return [sha for sha in track_blobs(row) if await store.decref(conn, sha) == 0]
+    return released + [sha for sha in track_blobs(row) if await store.decref(conn, sha) == 0]
 
 
 async def set_track_tags(conn: Any, track_id: int, tags: list[str]) -> None:

@@ -617,7 +617,9 @@ class Uploads:
         if upload is None:
             raise NotFound("no such upload")
         async for job in watch_job(self.db, upload["job_id"], poll=2.0):
-            track = await self.db.fetchone("SELECT track_id FROM uploads WHERE id = ?", (upload_id,))
+            # A replacement of a track's audio (plyrd.catalog.revisions) names its track in `replaces`.
+            track = await self.db.fetchone("SELECT coalesce(track_id, replaces) AS track_id FROM uploads WHERE id = ?",
+                                           (upload_id,))
             status = {"queued": "pending", "running": "processing", "done": "completed", "failed": "failed"}[job.state]
             pct = round(job.progress * 100, 1) if job.state != "done" else 100.0
             event: dict[str, Any] = {

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from quart import Blueprint, Response, jsonify, request
 
-from ..catalog import feeds
+from ..catalog import feeds, revisions
 from ..catalog.editing import edit_track as edit
 from ..catalog.social import tracks_json
 from ..catalog.tracks import delete_track, get_track_row, open_track
@@ -57,6 +57,38 @@ async def upload_progress(upload_id: str) -> Response:
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through as they happen
     response.timeout = None
     return response
+
+
+@bp.put("/tracks/<int:track_id>/audio")
+@limited("upload", 20, what="uploads")  # an upload of audio: the same budget
+@upload_stream.streamed_body
+async def replace_audio(track_id: int) -> Response:
+    """plyr.fm's replace_audio: a multipart form with the new audio as `file`. Answers like an upload (follow
+    /tracks/uploads/{upload_id}/progress); the track keeps its id, record, likes, comments and playlist entries."""
+    viewer = require_uploader()
+    n = node()
+    await n.replacements.check(track_id, viewer.did)  # before reading a body that may be 1.5 GB
+    form = await upload_stream.read_multipart(
+        request, store=n.blobs, max_file_bytes=n.config["storage.max_upload_mb"] * 1024 * 1024,
+        max_field_bytes=MAX_FIELD_BYTES, max_files=1,
+    )
+    return jsonify(await n.replacements.accept(viewer.did, track_id, form.fields, form.files))
+
+
+@bp.get("/tracks/<int:track_id>/revisions")
+async def track_revisions(track_id: int) -> Response:
+    """The track's earlier audio, newest first (its artist only)."""
+    viewer = require_viewer()
+    n = node()
+    return jsonify(await revisions.list_revisions(n.db, n.config, track_id, viewer.did))
+
+
+@bp.post("/tracks/<int:track_id>/revisions/<int:revision_id>/restore")
+async def restore_revision(track_id: int, revision_id: int) -> Response:
+    """Make an earlier audio the track's again; answers the revision that now keeps the audio it replaced."""
+    viewer = require_viewer()
+    n = node()
+    return jsonify(await revisions.restore_revision(n.db, n.blobs, n.config, track_id, revision_id, viewer.did))
 
 
 @bp.get("/tracks/<int:track_id>")
