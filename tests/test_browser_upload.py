@@ -240,7 +240,7 @@ def test_a_reorder_is_kept_and_a_bad_file_fails_alone(s: Session, audio) -> None
 
     tracks = album_json(s)["tracks"]
     assert [t["title"] for t in tracks] == ["south", "north"]
-    assert all(t["album"] == "low water" and sorted(t["tags"]) == ["drone", "tape"] for t in tracks), tracks
+    assert all(t["album"]["title"] == "low water" and sorted(t["tags"]) == ["drone", "tape"] for t in tracks), tracks
     assert page.get_attribute("[data-album-list] > li:nth-child(1) [data-af-title]", "readonly") is not None
 
     # Reordering once the album exists saves the new order at once.

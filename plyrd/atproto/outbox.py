@@ -293,6 +293,17 @@ async def queued_rkeys(db: Database, did: str, collection: str) -> set[str]:
     return {r["rkey"] for r in rows}
 
 
+def synced_field_sql(collection: str, did_sql: str, rkey_sql: str, json_path: str) -> str:
+    """A scalar SQL subquery for read models: the value at `json_path` of the record at (`did_sql`, `collection`,
+    `rkey_sql`: SQL expressions of the outer query) as its PDS last accepted it; NULL when the PDS holds no such
+    record or value (for example the CID of the audio blob a track record keeps on its artist's PDS)."""
+    if not all(c.isalnum() or c in "._" for c in collection):
+        raise ValueError(f"not a collection NSID: {collection!r}")
+    path = json_path.replace("'", "''")
+    return (f"(SELECT json_extract(r.record, '{path}') FROM pds_records r"
+            f" WHERE r.did = {did_sql} AND r.collection = '{collection}' AND r.rkey = {rkey_sql})")
+
+
 async def is_queued(conn: aiosqlite.Connection, did: str, collection: str, rkey: str) -> bool:
     """Whether one record has such a write, read inside the caller's transaction."""
     async with conn.execute("SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ? LIMIT 1",

@@ -50,7 +50,7 @@ async def collect_metadata(db: Database, did: str, public_url: str) -> dict[str,
         "exported_at": time.time(),
         "node": public_url,
         "user": dict(user) if user else {"did": did},
-        "tracks": [track_json(t, public_url) for t in tracks],
+        "tracks": [track_json(t, public_url, viewer_did=did) for t in tracks],
     }
     tables = await _existing_tables(db)
     for table, column in OWNED_TABLES:

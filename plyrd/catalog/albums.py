@@ -29,7 +29,8 @@ from ..storage import BlobStore
 from .artwork import Artwork, set_artwork
 from .downloads import track_refusal
 from .lists import LIST_COLLECTION, MAX_ITEMS, publish_album
-from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, track_json, visible
+from .social import tracks_json
+from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, visible
 
 if TYPE_CHECKING:
     from .uploads import StoredFile, Uploads
@@ -457,7 +458,8 @@ async def album_detail(db: Database, handle: str, slug: str, public_url: str, au
     """An album with the tracks `audience` may see in order, as plyr.fm's GET /albums/{handle}/{slug} answers."""
     album = await find_album(db, handle, slug)
     tracks = await album_tracks(db, album["id"], visible(audience))
-    return {"metadata": album_json(album, public_url), "tracks": [track_json(t, public_url) for t in tracks]}
+    return {"metadata": album_json(album, public_url),
+            "tracks": await tracks_json(db, tracks, audience.did, public_url)}
 
 
 _COVER_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}

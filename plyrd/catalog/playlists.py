@@ -32,7 +32,8 @@ from .albums import (
 )
 from .artwork import set_artwork
 from .lists import LIST_COLLECTION, MAX_ITEMS, RECORD_NAME_BYTES, RECORD_NAME_GRAPHEMES, grapheme_len, put_list_record
-from .tracks import TRACK_SELECT, Audience, Where, track_json, visible
+from .social import tracks_json
+from .tracks import TRACK_SELECT, Audience, Where, visible
 
 if TYPE_CHECKING:
     from .uploads import StoredFile, Uploads
@@ -296,7 +297,7 @@ async def playlist_detail(db: Database, row: sqlite3.Row, public_url: str, audie
     tracks = await playlist_tracks(db, row["id"], visible(audience))
     return {
         **playlist_json(row, public_url),
-        "tracks": [track_json(t, public_url) for t in tracks],
+        "tracks": await tracks_json(db, tracks, audience.did, public_url),
         "items": await playlist_items(db, row["id"]),
     }
 

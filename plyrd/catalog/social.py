@@ -83,7 +83,8 @@ async def social_counts(db: Database, track_ids: list[int], viewer_did: str | No
 
 async def tracks_json(db: Database, track_rows: list[sqlite3.Row], viewer_did: str | None,
                       public_url: str, *, peaks: bool = False) -> list[dict[str, Any]]:
-    """Tracks as plyr.fm lists them: the track's own fields plus like/comment counts and the viewer's like
-    (without waveform peaks unless asked: see track_json)."""
+    """Tracks as plyr.fm lists them (its TrackResponse): the track's own fields plus like/comment counts and the
+    viewer's like, and whether the viewer may download each (without waveform peaks unless asked: see track_json).
+    Every answer that shows tracks goes through here."""
     counts = await social_counts(db, [r["id"] for r in track_rows], viewer_did)
-    return [{**track_json(r, public_url, peaks=peaks), **counts[r["id"]]} for r in track_rows]
+    return [{**track_json(r, public_url, peaks=peaks, viewer_did=viewer_did), **counts[r["id"]]} for r in track_rows]

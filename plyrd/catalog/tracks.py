@@ -3,8 +3,9 @@
 The read model is what reading a track gives and who may see which. Feeds, pages, embeds, oEmbed, albums,
 playlists, likes, the queue, search and Subsonic all take it from here:
 
-- the select: `TRACK_SELECT` (a track and its artist's names), `TRACK_ALBUM_SELECT` (also the album it is in and
-  its original file's size, for Subsonic), and plyr.fm's JSON shape of a row, `track_json`;
+- the select: `TRACK_SELECT` (a track, its artist, the album it is in, its featured artists as people, and the
+  audio blob its record keeps on the artist's PDS), `TRACK_ALBUM_SELECT` (the album's position and the original
+  file's size too, for Subsonic), and plyr.fm's JSON shape of a row (its TrackResponse), `track_json`;
 - who is looking: an `Audience` (nobody signed in, a signed-in person, perhaps one of the node's admins; being a
   track's owner is a clause comparing `t.artist_did` with the audience's DID, not a kind of audience);
 - which tracks they see, as SQL conditions (`Where`): `visible` (may open it by id: its page, embed and oEmbed, and
@@ -24,23 +25,48 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from ..atproto.outbox import synced_field_sql
 from ..db import Database
-from ..errors import Forbidden, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound
 from ..storage import BlobStore
 from .artwork import Artwork
+from .downloads import downloadable, effective_policy
 from .labels import is_sensitive
 from .lists import album_ids_of_track, publish_album
 from .publishing import unpublish_track
 from .revisions import drop_revisions
 
+# Featured artists as plyr.fm shows them ({did, handle, display_name, avatar_url}, in the order given), from the stored
+# [{did, handle}] (plyr.fm's records may hold bare DIDs) and what the node knows of each person now.
+FEATURES_SQL = """CASE WHEN t.features = '[]' THEN '[]' ELSE (
+  SELECT json_group_array(json_object(
+           'did', fd.did, 'handle', coalesce(fu.handle, fd.handle, fd.did),
+           'display_name', coalesce(fu.display_name, fu.handle, fd.handle, fd.did), 'avatar_url', fu.avatar_url))
+  FROM (SELECT CASE f.type WHEN 'object' THEN f.value ->> '$.did' ELSE f.value END AS did,
+               CASE f.type WHEN 'object' THEN f.value ->> '$.handle' END AS handle
+        FROM json_each(t.features) f WHERE f.type IN ('object', 'text')) fd
+  LEFT JOIN users fu ON fu.did = fd.did WHERE fd.did IS NOT NULL) END"""
+
+PDS_BLOB_SQL = synced_field_sql("fm.plyr.track", "t.artist_did", "t.rkey", '$.audioBlob.ref."$link"')
+
 # `artist_download_policy` is the artist's default download policy; with the track's own `download_policy` (NULL:
-# the artist's) it decides who may download the original (plyrd.catalog.downloads).
-TRACK_SELECT = """
+# the artist's) it decides who may download the original (plyrd.catalog.downloads). `ta`/`al`: the album the track
+# is on (a track is on at most one); `pds_blob_cid`: the audio blob its record keeps on the artist's PDS, once the
+# PDS has accepted that record.
+TRACK_SELECT = f"""
 SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
-       u.download_policy AS artist_download_policy
+       u.download_policy AS artist_download_policy,
+       u.avatar_url AS artist_avatar_url, u.pds_url AS artist_pds_url,
+       (SELECT p.prefs ->> '$.support_url' FROM preferences p WHERE p.did = t.artist_did) AS artist_support_url,
+       ta.album_id AS album_uuid, al.slug AS album_slug, al.title AS album_title,
+       al.display_sha AS album_display_sha, al.thumb_sha AS album_thumb_sha,
+       {FEATURES_SQL} AS features_view,
+       {PDS_BLOB_SQL} AS pds_blob_cid
 FROM tracks t JOIN users u ON u.did = t.artist_did
+LEFT JOIN album_tracks ta ON ta.track_id = t.id LEFT JOIN albums al ON al.id = ta.album_id
 """
 
 # The same row with the album the track is in (album_tracks x, albums a; a track is in at most one) and the size of
@@ -168,13 +194,62 @@ async def open_track(db: Database, track_id: int, audience: Audience) -> sqlite3
     return row
 
 
+async def open_track_by_uri(db: Database, uri: str, audience: Audience) -> sqlite3.Row:
+    """A track `audience` asked for by its fm.plyr.track record's AT-URI (plyr.fm's /tracks/by-uri), as open_track."""
+    if not uri:
+        raise InvalidInput("add ?uri=at://... of the track's record")
+    where = Where.of("t.record_uri = ?", uri) & visible(audience)
+    row = await db.fetchone(f"{TRACK_SELECT} WHERE {where.sql}", where.params)
+    if row is None:
+        raise NotFound("track not found")
+    return row
+
+
 def artist_name(row: sqlite3.Row) -> str:
     tags = json.loads(row["file_tags"] or "{}")
     return row["artist_display_name"] or row["artist_handle"] or tags.get("artist") or row["artist_did"]
 
 
-def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict[str, Any]:
-    """A track in plyr.fm's field names (file_id/file_type name what the player should fetch).
+def iso_time(ts: float | None) -> str | None:
+    """Unix seconds as plyr.fm's API writes times (`datetime.isoformat()` in UTC)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def album_summary(row: sqlite3.Row, public_url: str) -> dict[str, Any] | None:
+    """plyr.fm's AlbumSummary of the album a TRACK_SELECT row is on, or None: its cover, else (as plyr.fm) the
+    artist's avatar."""
+    if not row["album_uuid"]:
+        return None
+    cover = f"{public_url}/lists/covers/{row['album_display_sha']}" if row["album_display_sha"] else None
+    return {
+        "id": row["album_uuid"],
+        "slug": row["album_slug"],
+        "title": row["album_title"],
+        "image_url": cover or row["artist_avatar_url"],
+        "thumbnail_url": f"{public_url}/lists/covers/{row['album_thumb_sha']}" if row["album_thumb_sha"] else None,
+    }
+
+
+def record_url(row: sqlite3.Row) -> str | None:
+    """Where anyone can read the track's record: its artist's PDS's public getRecord (plyr.fm's form)."""
+    if not row["record_uri"] or not row["rkey"] or not row["artist_pds_url"]:
+        return None
+    return (f"{row['artist_pds_url'].rstrip('/')}/xrpc/com.atproto.repo.getRecord"
+            f"?repo={row['artist_did']}&collection=fm.plyr.track&rkey={row['rkey']}")
+
+
+def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_did: str | None = None
+               ) -> dict[str, Any]:
+    """A TRACK_SELECT row as plyr.fm's TrackResponse (every field its clients read, with its name and type:
+    tests/test_plyrfm_shapes.py compares them), plus plyrd's own fields. `viewer_did` is who is asking (None:
+    nobody signed in), which `downloadable` depends on. The like and comment counts and `is_liked` come from
+    plyrd.catalog.social.tracks_json, which every API answer goes through.
+
+    plyr.fm's fields plyrd has no use for hold their "nothing here" values: `gated` false and `support_gate` null
+    (no supporter gating), the copyright fields null (not scanned), `operator_labels` empty. `audio_storage` is
+    "both" once the track's record keeps its audio on the artist's PDS (`pds_blob_cid`), else "r2" (plyr.fm's name
+    for the service's own storage, here the node's). `album` is the album the track is on; `album_name` (plyrd's)
+    is the album name its record carries.
 
     Lists leave the 1000-point waveform out (`peaks=False`): decoding and re-encoding it for 50 tracks cost 20 ms
     a page (bench/catalog.py); the track's own page, and the player, fetch it with the track.
@@ -182,21 +257,34 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict
     playable_sha = row["web_sha"] or row["original_sha"]
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
     labels = json.loads(row["self_labels"] or "[]")
+    audio_url = f"{public_url}/audio/{playable_sha}"
     return {
         "id": row["id"],
         "title": row["title"],
         "artist": artist_name(row),
-        "artist_handle": row["artist_handle"],
+        "artist_handle": row["artist_handle"] or row["artist_did"],  # never null: plyr.fm's clients need a string
         "artist_did": row["artist_did"],
-        "album": row["album"],
+        "artist_avatar_url": row["artist_avatar_url"],
+        "artist_support_url": row["artist_support_url"],
+        "album": album_summary(row, public_url),
+        "album_name": row["album"],
+        "features": json.loads(row["features_view"] or "[]"),
         "description": row["description"],
         "tags": json.loads(row["tags"]),
         "file_id": playable_sha,
         "file_type": playable_type,
         "original_file_id": row["original_sha"],
         "original_file_type": row["original_ext"],
-        "audio_url": f"{public_url}/audio/{playable_sha}",
+        "audio_url": audio_url,
+        "r2_url": audio_url,
         "download_url": f"{public_url}/audio/{row['original_sha']}/download",
+        "downloadable": downloadable(row, viewer_did),
+        "download_policy": effective_policy(row),
+        "audio_storage": "both" if row["pds_blob_cid"] else "r2",
+        "pds_blob_cid": row["pds_blob_cid"],
+        "atproto_record_uri": row["record_uri"],
+        "atproto_record_cid": row["record_cid"],
+        "atproto_record_url": record_url(row),
         "image_url": f"{public_url}/images/{row['display_sha']}" if row["display_sha"] else None,
         "thumbnail_url": f"{public_url}/images/{row['thumb_sha']}" if row["thumb_sha"] else None,
         "duration": row["duration"],
@@ -211,11 +299,20 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True) -> dict
         "status": row["status"],
         "playable": row["status"] == "ready",
         "is_optimizing": row["status"] == "processing",
-        "created_at": row["created_at"],
+        "created_at": iso_time(row["created_at"]),
         "play_count": row["play_count"],
+        "visibility": "unlisted" if row["unlisted"] else "public",
         "unlisted": bool(row["unlisted"]),
         "self_labels": labels,
+        "labels": labels,
+        "operator_labels": [],
         "sensitive": is_sensitive(labels),
+        "gated": False,
+        "support_gate": None,
+        "copyright_flagged": None,
+        "copyright_match": None,
+        "copyright_song_uri": None,
+        "copyright_recording_uri": None,
     }
 
 

@@ -554,7 +554,7 @@ export class Player {
     const image = showArt && safeUrl(t.image_url);
     if (thumb) artwork.push({ src: thumb, sizes: '96x96', type: 'image/webp' });
     if (image) artwork.push({ src: image, sizes: '1000x1000', type: 'image/webp' });
-    navigator.mediaSession.metadata = new MediaMetadata({ title: t.title, artist: t.artist, album: t.album || '', artwork });
+    navigator.mediaSession.metadata = new MediaMetadata({ title: t.title, artist: t.artist, album: t.album?.title || t.album_name || '', artwork });
   }
 
   positionState() {

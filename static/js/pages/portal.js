@@ -321,7 +321,7 @@ function showTrack(li, t) {
   const { unlisted } = t;
   const link = li.querySelector('[data-t-title]');
   link.textContent = t.title;
-  const parts = [t.album, (t.tags || []).join(', ')].filter(Boolean);
+  const parts = [t.album?.title || t.album_name, (t.tags || []).join(', ')].filter(Boolean);
   li.querySelector('[data-t-sub]').textContent = parts.length ? parts.join(' · ') : clock(t.duration);
   setUrl(li.querySelector('[data-t-art]'), 'src', t.thumbnail_url, COVER);
   li.querySelector('[data-t-unlisted]').hidden = !unlisted;
@@ -333,7 +333,7 @@ function showTrack(li, t) {
   li.querySelector('[data-delete-confirm]').setAttribute('aria-label', `confirm deleting ${t.title}`);
   const el = form.elements;
   setField(el.title, t.title);
-  setField(el.album, t.album || '');
+  setField(el.album, t.album_name || t.album?.title || ''); // the album name on the track's record
   setField(el.tags, (t.tags || []).join(', '));
   setField(el.description, t.description || '');
   el.unlisted.checked = el.unlisted.defaultChecked = unlisted;
