@@ -1,4 +1,4 @@
-"""Replacing a published track's audio, its revisions, restoring one, through a real
+"""Replacing a published track's audio, its revisions, restoring one, and playlist recommendations, through a real
 node process, the real PDS and plyr.fm's own SDK (`plyrfm`): the track keeps its id, likes, comments, playlist entries
 and record (rewritten with the new blob); earlier audio is kept as revisions (at most 10, the oldest pruned, their
 files released only when nothing uses them); a refused replacement leaves no file and no row."""
@@ -6,6 +6,7 @@ files released only when nothing uses them); a refused replacement leaves no fil
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from audio_samples import make_audio
 from conftest import ServedNode, node_fixture
 from helpers import Artist, records, sign_in, wait_for
 from plyrfm import PlyrClient
-from plyrfm._internal.types import AudioRevision
+from plyrfm._internal.types import AudioRevision, PlaylistRecommendations
 
 from plyrd.atproto.cbor import blob_cid
 
@@ -258,3 +259,51 @@ def test_refused_replacements_leave_no_file_and_no_row(node, pds, tmp_path: Path
     assert artist.http.get(f"/tracks/{10**9}/revisions").status_code == 404
     assert call(artist, "POST", f"/tracks/{track_id}/revisions/1/restore").status_code == 404
     assert artist.http.get(f"/tracks/{track_id}").json()["original_file_id"] == sha(mine.read_bytes())
+
+
+# ---- recommendations -------------------------------------------------------------------------------------------
+
+
+def test_playlist_recommendations_are_like_it_and_not_in_it(node, pds, tmp_path: Path) -> None:
+    maker = sign_in(node.url, pds.create_account("glacier"))
+    listener_account = pds.create_account("curator")
+    listener = sign_in(node.url, listener_account)
+    nosy = sign_in(node.url, pds.create_account("nosy"))
+
+    def song(title: str, frequency: float, tags: list[str], **fields: str) -> int:
+        path = make_audio(tmp_path / f"{title.replace(' ', '_')}.mp3", "mp3", seconds=1, frequency=frequency)
+        return upload(maker, path, title=title, tags=json.dumps(tags), **fields)
+
+    one = song("glacier drone one", 300.0, ["ambient", "drone"])
+    two = song("glacier drone two", 310.0, ["ambient", "drone"])
+    three = song("glacier drone three", 320.0, ["ambient", "drone"])
+    four = song("glacier drone four", 330.0, ["ambient", "drone"])
+    unlisted = song("glacier drone hidden", 340.0, ["ambient", "drone"], unlisted="true")
+    machine = song("glacier drone machine", 350.0, ["ambient", "drone", "ai"])
+    wait_for(lambda: len(records(pds, maker.did, TRACK)) == 6, 30)
+
+    playlist = call(listener, "POST", "/lists/playlists", json={"name": "ice"}).json()
+    path = f"/lists/playlists/{playlist['id']}/recommendations"
+    assert listener.http.get(path).json() == {"tracks": [], "available": False}  # nothing to go on yet
+    for track_id in (one, two):
+        assert call(listener, "POST", f"/lists/playlists/{playlist['id']}/tracks", json={"track_id": track_id}
+                    ).status_code == 200
+
+    with PlyrClient(token=token(node, listener_account), api_url=node.url) as sdk:
+        recs = sdk.playlists.recommendations(playlist["id"], limit=10)
+        assert isinstance(recs, PlaylistRecommendations) and recs.available
+        ids = [t.id for t in recs.tracks]
+        assert {three, four} <= set(ids)
+        assert not {one, two, unlisted, machine} & set(ids)  # in the playlist, unlisted, or a hidden tag ("ai")
+        first = recs.tracks[0]
+        assert first.artist_handle and first.artist_display_name and first.title.startswith("glacier")
+        assert len(sdk.playlists.recommendations(playlist["id"]).tracks) <= 3  # plyr.fm's default limit
+        assert len(sdk.playlists.recommendations(playlist["id"], limit=1).tracks) == 1
+
+    for bad in ("0", "11", "x"):
+        assert listener.http.get(path, params={"limit": bad}).status_code == 400
+    assert httpx.get(node.url + path).status_code == 401
+    assert nosy.http.get(path).status_code == 403  # someone else's playlist
+    assert call(listener, "PATCH", f"/lists/playlists/{playlist['id']}", json={"is_private": True}).status_code == 200
+    assert nosy.http.get(path).status_code == 404  # a private playlist does not exist for others
+    assert {three, four} <= {t["id"] for t in listener.http.get(path, params={"limit": 10}).json()["tracks"]}

@@ -41,6 +41,8 @@ MIN_QUERY, MAX_QUERY = 2, 100   # characters, as plyr.fm
 DEFAULT_LIMIT, MAX_LIMIT = 20, 50
 HIDE_SLACK = 5                  # tracks asked of the index beyond the page when some tags are hidden
 REFILL_MAX = 200                # most tracks asked of it again when even those were not enough
+RECOMMEND_SEEDS = 20            # a playlist's tracks whose similar tracks recommendations merge, at most
+RRF_K = 60                      # reciprocal rank fusion's constant, as plyr.fm's recommendations
 CATCH_UP = 1.0                  # seconds a search waits for the indexer to apply changes committed before it
 OPEN_WAIT = 10.0                # seconds a search waits for the index to open at start-up
 INDEX_FILE = "search.db"
@@ -215,6 +217,38 @@ class Search:
         ordered = [(h, by_id[h.key]) for h in hits if h.key in by_id][:n]
         shaped = await tracks_json(self.db, [r for _, r in ordered], audience.did, self.public_url)
         return {"tracks": [{**t, "relevance": h.score} for (h, _), t in zip(ordered, shaped, strict=True)]}
+
+    async def recommend(self, seeds: Sequence[Any], limit: int, audience: Audience) -> dict[str, Any]:
+        """Tracks like these (a playlist's tracks, as rows): each seed's similar tracks (the index's `similar`)
+        merged by reciprocal rank fusion (k=60, as plyr.fm merges its per-track queries), less the seeds. Discovery
+        again: only tracks listed for `audience`, less those carrying one of their hidden tags unless a seed carries
+        it. plyr.fm's PlaylistRecommendations shape; `available` is false when there is nothing to go on."""
+        if not seeds:
+            return {"tracks": [], "available": False}
+        index, _ = await self._ready()
+        own = {t for s in seeds for t in json.loads(s["tags"] or "[]")}
+        hide = [t for t in await hidden_tags(self.db, audience) if t not in own]
+        exclude = {str(s["id"]) for s in seeds}
+        step = -(-len(seeds) // RECOMMEND_SEEDS)  # a long playlist is sampled evenly, RECOMMEND_SEEDS tracks
+        keys = [str(s["id"]) for s in seeds[::step]]
+        depth = min(limit + len(exclude) + HIDE_SLACK, REFILL_MAX)
+        found = await self._slots.run(lambda: [index.similar(k, limit=depth) for k in keys])
+        fused: dict[str, float] = {}
+        for hits in found:
+            for rank, h in enumerate(hits, start=1):
+                if h.key not in exclude:
+                    fused[h.key] = fused.get(h.key, 0.0) + 1.0 / (RRF_K + rank)
+        ranked = sorted(fused, key=lambda k: (-fused[k], int(k)))
+        rows = {str(r["id"]): r for r in await self._tracks([int(k) for k in ranked], audience, hide)}
+        picked = [k for k in ranked if k in rows][:limit]
+        return {"available": True, "tracks": [
+            {"id": rows[k]["id"], "title": rows[k]["title"],
+             "artist_handle": rows[k]["artist_handle"] or rows[k]["artist_did"],
+             "artist_display_name": artist_name(rows[k]), "artist_did": rows[k]["artist_did"],
+             "image_url": self._image("images", rows[k]["display_sha"]),
+             "thumbnail_url": self._image("images", rows[k]["thumb_sha"]), "duration": rows[k]["duration"],
+             "sensitive": is_sensitive(rows[k]["self_labels"]), "relevance": round(fused[k], 6)}
+            for k in picked]}
 
     # ---- results as the UI shows them ---------------------------------------------------------------------------
 

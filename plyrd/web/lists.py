@@ -11,9 +11,10 @@ from urllib.parse import quote
 from quart import Blueprint, Response, jsonify, request
 
 from ..catalog import albums, playlists
+from ..catalog.tracks import visible
 from ..errors import InvalidInput
 from . import upload_stream
-from .bodies import form_fields, json_body
+from .bodies import form_fields, json_body, query_int
 from .context import node
 from .streaming import serve_file
 from .viewer import current_audience, current_viewer, require_uploader, require_viewer
@@ -198,6 +199,20 @@ async def playlist_detail(playlist_id: str) -> Response:
     audience = current_audience()
     row = await playlists.get_playlist(n.db, playlist_id, audience.did)
     return jsonify(await playlists.playlist_detail(n.db, row, n.config.public_url, audience))
+
+
+@lists_bp.get("/lists/playlists/<playlist_id>/recommendations")
+async def playlist_recommendations(playlist_id: str) -> Response:
+    """plyr.fm's recommendations for its owner: ?limit= (1-10, default 3) tracks like the playlist's, from the search
+    index's similar tracks, none already in it, and only those discovery shows the owner."""
+    viewer = require_viewer()
+    n = node()
+    limit = query_int("limit", default=3, minimum=1, maximum=10)
+    await playlists.check_owner(n.db, playlist_id, viewer.did)
+    audience = current_audience()
+    row = await playlists.get_playlist(n.db, playlist_id, viewer.did)
+    seeds = await playlists.playlist_tracks(n.db, row["id"], visible(audience))
+    return jsonify(await n.search.recommend(seeds, limit, audience))
 
 
 @lists_bp.get("/lists/playlists/<playlist_id>/meta")
