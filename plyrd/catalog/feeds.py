@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..db import Database
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..inputs import INT64_MAX
 from .tracks import TRACK_SELECT, Audience, Where, hidden_tags, listed, playable, tagged, visible, without_tags
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+TAG_PAGE = 1000  # a tag's tracks in one answer (plyr.fm sends them all; past this, next_cursor pages on)
 PERIODS = {"day": 86400, "week": 7 * 86400, "month": 30 * 86400, "all_time": None}
 
 
@@ -42,6 +43,17 @@ def parse_limit(value: Any, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_
     if not 1 <= limit <= maximum:
         raise InvalidInput(f"limit must be a whole number from 1 to {maximum}")
     return limit
+
+
+def clamp_limit(value: Any, *, default: int, maximum: int) -> int:
+    """plyr.fm's lenient limit (its /tracks/top): a whole number is clamped into 1..maximum; anything else is 400."""
+    if value is None or value == "":
+        return default
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"limit must be a whole number (1 to {maximum} are used)") from None
+    return max(1, min(limit, maximum))
 
 
 def encode_cursor(created_at: float, track_id: int) -> str:
@@ -123,13 +135,25 @@ async def own(db: Database, audience: Audience, *, q: str | None, sort: str, lim
 
 
 async def tag_counts(db: Database, *, audience: Audience, q: str | None, limit: int) -> list[dict[str, Any]]:
-    """Tags with how many tracks discovery shows `audience` under each, most first."""
+    """plyr.fm's tag list: each tag with how many tracks discovery shows `audience` under it and their plays,
+    most played first (then by name); `q` is a prefix."""
     where = listed(audience)
     if q:
         where &= Where.of("g.tag LIKE ? ESCAPE '\\'", _escape_like(q.strip().lower()) + "%")
-    sql = (f"SELECT g.tag, count(*) AS track_count FROM track_tags g JOIN tracks t ON t.id = g.track_id"
-           f" WHERE {where.sql} GROUP BY g.tag ORDER BY track_count DESC, g.tag LIMIT ?")
+    sql = (f"SELECT g.tag AS name, count(*) AS track_count, coalesce(sum(t.play_count), 0) AS total_plays"
+           f" FROM track_tags g JOIN tracks t ON t.id = g.track_id WHERE {where.sql}"
+           f" GROUP BY g.tag ORDER BY total_plays DESC, g.tag LIMIT ?")
     return [dict(r) for r in await db.fetchall(sql, [*where.params, limit])]
+
+
+async def tag_count(db: Database, *, audience: Audience, tag: str) -> int:
+    """How many tracks discovery shows `audience` under a tag (already normalized); NotFound when none, as plyr.fm
+    answers for a tag it does not have."""
+    where = listed(audience) & tagged(tag)
+    row = await db.fetchone(f"SELECT count(*) AS n FROM tracks t WHERE {where.sql}", where.params)
+    if row is None or row["n"] == 0:
+        raise NotFound(f"tag '{tag}' not found")
+    return int(row["n"])
 
 
 def _escape_like(text: str) -> str:

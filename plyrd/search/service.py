@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.labels import is_sensitive
-from ..catalog.tracks import TRACK_SELECT, Audience, Where, artist_name, hidden_tags, listed, open_track, without_tags
+from ..catalog.tracks import (
+    TRACK_SELECT,
+    Audience,
+    Where,
+    album_summary,
+    artist_name,
+    hidden_tags,
+    listed,
+    open_track,
+    without_tags,
+)
 from ..db import Database
 from ..errors import InvalidInput, Unavailable
 from ..threads import ThreadSlots
@@ -75,18 +86,21 @@ def parse_query(q: str | None) -> str:
 
 
 def parse_types(raw: str | None) -> list[str]:
+    """The kinds asked for (comma-separated); as plyr.fm, an unknown one is ignored, and none known means all."""
     if raw is None or not raw.strip():
         return list(KINDS)
     types = []
     for part in raw.split(","):
         t = part.strip().lower()
-        if not t:
-            continue
-        if t not in KINDS:
-            raise InvalidInput(f"unknown type {t[:40]!r}: use any of {', '.join(KINDS)}, comma-separated")
-        if t not in types:
+        if t in KINDS and t not in types:
             types.append(t)
     return types or list(KINDS)
+
+
+def tag_id(name: str) -> int:
+    """A stable whole number standing for a tag (plyr.fm's clients read a tag result's `id` as an integer; plyrd's
+    tags are their names): the first 48 bits of the name's SHA-256."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
 
 
 def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
@@ -280,23 +294,28 @@ class Search:
     def _shape(self, kind: str, r: Any) -> dict[str, Any]:
         if kind == "tracks":
             return {"id": r["id"], "title": r["title"], "artist": artist_name(r),
-                    "artist_handle": r["artist_handle"], "artist_display_name": r["artist_display_name"],
-                    "artist_did": r["artist_did"], "album": r["album"],
+                    "artist_handle": r["artist_handle"] or r["artist_did"],
+                    "artist_display_name": artist_name(r), "artist_did": r["artist_did"],
+                    "album": album_summary(r, self.public_url),
                     "image_url": self._image("images", r["display_sha"]),
                     "thumbnail_url": self._image("images", r["thumb_sha"]), "duration": r["duration"],
                     "sensitive": is_sensitive(r["self_labels"])}
         if kind == "artists":
-            return {"did": r["key"], "handle": r["handle"], "display_name": r["display_name"] or r["handle"],
+            return {"did": r["key"], "handle": r["handle"] or r["key"],
+                    "display_name": r["display_name"] or r["handle"] or r["key"],
                     "avatar_url": r["avatar_url"], "track_count": r["track_count"]}
         if kind == "albums":
             return {"id": r["key"], "title": r["title"], "slug": r["slug"], "artist_did": r["artist_did"],
-                    "artist_handle": r["handle"], "artist_display_name": r["display_name"] or r["handle"],
+                    "artist_handle": r["handle"] or r["artist_did"],
+                    "artist_display_name": r["display_name"] or r["handle"] or r["artist_did"],
                     "image_url": self._image("lists/covers", r["display_sha"]),
                     "thumbnail_url": self._image("lists/covers", r["thumb_sha"]), "track_count": r["track_count"]}
         if kind == "tags":
-            return {"id": r["key"], "name": r["key"], "track_count": r["track_count"]}
-        return {"id": r["key"], "name": r["name"], "owner_did": r["owner_did"], "owner_handle": r["handle"],
-                "owner_display_name": r["display_name"] or r["handle"], "is_private": bool(r["is_private"]),
+            return {"id": tag_id(r["key"]), "name": r["key"], "track_count": r["track_count"]}
+        return {"id": r["key"], "name": r["name"], "owner_did": r["owner_did"],
+                "owner_handle": r["handle"] or r["owner_did"],
+                "owner_display_name": r["display_name"] or r["handle"] or r["owner_did"],
+                "is_private": bool(r["is_private"]),
                 "image_url": self._image("lists/covers", r["display_sha"]),
                 "thumbnail_url": self._image("lists/covers", r["thumb_sha"]), "track_count": r["track_count"]}
 

@@ -134,7 +134,7 @@ async def home() -> Response:
     tags = await feeds.tag_counts(n.db, audience=audience, q=None, limit=24)
     hidden = await hidden_tags(n.db, audience)
     return await render("home.html", tracks=await page_tracks(page.rows), next_cursor=page.next_cursor, tag=tag,
-                        cursor=cursor, top=await page_tracks(top), tags=[t for t in tags if t["tag"] not in hidden],
+                        cursor=cursor, top=await page_tracks(top), tags=[t for t in tags if t["name"] not in hidden],
                         hidden_tags=hidden)
 
 
