@@ -10,7 +10,7 @@ from quart import Blueprint, Response, jsonify, request
 from ..catalog import feeds, revisions
 from ..catalog.editing import edit_track as edit
 from ..catalog.social import tracks_json
-from ..catalog.tracks import delete_track, get_track_row, open_track
+from ..catalog.tracks import delete_track, get_track_row, open_track, open_track_by_uri
 from ..errors import Forbidden, PlyrdError
 from . import upload_stream
 from .bodies import query_int
@@ -132,12 +132,20 @@ async def latest_tracks() -> Response:
                     "has_more": page.next_cursor is not None})
 
 
+@bp.get("/tracks/by-uri")
+async def track_by_uri() -> Response:
+    """A track by its fm.plyr.track record's AT-URI (?uri=at://...), as GET /tracks/{id} answers."""
+    row = await open_track_by_uri(node().db, request.args.get("uri", ""), current_audience())
+    return jsonify((await _tracks_json([row], peaks=True))[0])
+
+
 @bp.get("/tracks/top")
 async def top_tracks() -> Response:
+    """plyr.fm's top tracks: a bare array, most liked first; ?limit= is clamped to 1-50 (default 10)."""
     args = request.args
     rows = await feeds.top(node().db, audience=current_audience(), period=args.get("period", "all_time"),
-                           limit=feeds.parse_limit(args.get("limit"), default=20))
-    return jsonify({"tracks": await _tracks_json(rows)})
+                           limit=feeds.clamp_limit(args.get("limit"), default=10, maximum=50))
+    return jsonify(await _tracks_json(rows))
 
 
 @bp.get("/tracks/me")
@@ -152,28 +160,41 @@ async def my_tracks() -> Response:
 
 @bp.get("/tracks/tags")
 async def tags() -> Response:
+    """plyr.fm's tag list: a bare array of {name, track_count, total_plays}, most played first; ?q= a prefix."""
     args = request.args
-    return jsonify({"tags": await feeds.tag_counts(node().db, audience=current_audience(), q=args.get("q") or None,
-                                                   limit=feeds.parse_limit(args.get("limit")))})
+    return jsonify(await feeds.tag_counts(node().db, audience=current_audience(), q=args.get("q") or None,
+                                          limit=feeds.parse_limit(args.get("limit"), default=20)))
 
 
-@bp.get("/tracks/tags/<tag>")
+@bp.get("/tracks/tags/<path:tag>")  # a tag may hold a slash ("funk / soul")
 async def tag_tracks(tag: str) -> Response:
-    page = await feeds.latest(node().db, audience=current_audience(), tag=tag, cursor=request.args.get("cursor"),
-                              limit=feeds.parse_limit(request.args.get("limit")), filter_hidden=False)
-    return jsonify({"tag": tag.lower(), "tracks": await _tracks_json(page.rows), "next_cursor": page.next_cursor})
+    """plyr.fm's {tag: {name, track_count}, tracks, created_by_handle}: every track discovery shows under the tag,
+    newest first (404 for a tag none carries). plyrd pages on past feeds.TAG_PAGE tracks, or ?limit=, with
+    ?cursor=next_cursor."""
+    n = node()
+    audience = current_audience()
+    name = tag.strip().lower()
+    count = await feeds.tag_count(n.db, audience=audience, tag=name)
+    args = request.args
+    limit = feeds.parse_limit(args.get("limit"), default=feeds.TAG_PAGE, maximum=feeds.TAG_PAGE)
+    page = await feeds.latest(n.db, audience=audience, tag=name, cursor=args.get("cursor"), limit=limit,
+                              filter_hidden=False)
+    return jsonify({"tag": {"name": name, "track_count": count}, "tracks": await _tracks_json(page.rows),
+                    "created_by_handle": None, "next_cursor": page.next_cursor})
 
 
 @bp.patch("/tracks/<int:track_id>")
 @upload_stream.streamed_body
 async def edit_track(track_id: int) -> Response:
-    """plyr.fm's edit: a multipart form of the fields to change, optionally a new `image` (or remove_image)."""
+    """plyr.fm's edit: a form of the fields to change, as plyr.fm takes it: multipart (which may carry a new
+    `image`; or remove_image), url-encoded (what its SDK sends without an image), or no body (nothing changes)."""
     viewer = require_viewer()
     n = node()
     row = await get_track_row(n.db, track_id)
     if row["artist_did"] != viewer.did:
         raise Forbidden("only the artist can edit this track")
-    form = await upload_stream.read_multipart(request, store=n.blobs, max_file_bytes=n.config["media.max_image_mb"]
-                                              * 1024 * 1024, max_field_bytes=MAX_FIELD_BYTES, max_files=1)
-    await edit(n.db, n.blobs, n.uploads, n.identity, n.config, track_id, viewer.did, form.fields, form.files)
+    form = await upload_stream.read_form(request, store=n.blobs, max_file_bytes=n.config["media.max_image_mb"]
+                                         * 1024 * 1024, max_field_bytes=MAX_FIELD_BYTES, max_files=1)
+    if form.fields or form.files:
+        await edit(n.db, n.blobs, n.uploads, n.identity, n.config, track_id, viewer.did, form.fields, form.files)
     return jsonify((await _tracks_json([await get_track_row(n.db, track_id)], peaks=True))[0])

@@ -29,6 +29,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from quart import Quart, Request
 from quart.asgi import ASGIHTTPConnection
@@ -38,6 +39,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData, Preamble, State
 
 from .. import errors
+from ..inputs import check_text
 from ..storage import Blob, BlobStore, BlobWriter
 
 HIGH_WATER = 512 * 1024  # unconsumed body bytes at which the receiver pauses
@@ -208,6 +210,46 @@ async def read_multipart(request: Request, *, store: BlobStore, max_file_bytes: 
         await store.remove_unreferenced(f.sha256 for f in reader.form.files.values())
         raise
     return reader.form
+
+
+async def read_form(request: Request, *, store: BlobStore, max_file_bytes: int, max_field_bytes: int = 64 * 1024,
+                    max_parts: int = DEFAULT_MAX_PARTS, max_files: int = 4) -> UploadForm:
+    """A form as plyr.fm's clients send an edit: multipart/form-data (files too: read_multipart), url-encoded text
+    fields (no files), or no body at all (an empty form). Each field at most once, UTF-8 text without NUL, at most
+    `max_field_bytes` each; anything else is 400, another type of body 415."""
+    mimetype = parse_options_header(request.headers.get("Content-Type") or "")[0]
+    if mimetype == "multipart/form-data":
+        return await read_multipart(request, store=store, max_file_bytes=max_file_bytes,
+                                    max_field_bytes=max_field_bytes, max_parts=max_parts, max_files=max_files)
+    if not isinstance(request.body, StreamingBody):
+        raise RuntimeError("read_form needs a route marked @streamed_body on an app with upload_stream.install")
+    max_body = max_parts * (max_field_bytes + MAX_HEADER_BYTES)
+    if request.content_length is not None and request.content_length > max_body:
+        raise errors.TooLarge(f"form body is larger than {max_body} bytes")
+    data = bytearray()
+    async for chunk in request.body:
+        data += chunk
+        if len(data) > max_body:
+            raise errors.TooLarge(f"form body is larger than {max_body} bytes")
+    if not data:
+        return UploadForm()  # no body, whatever its declared type: nothing to change
+    if mimetype != "application/x-www-form-urlencoded":
+        raise errors.UnsupportedMedia("send the form as multipart/form-data or application/x-www-form-urlencoded")
+    try:
+        pairs = parse_qsl(data.decode("ascii"), keep_blank_values=True, strict_parsing=True, encoding="utf-8",
+                          errors="strict", max_num_fields=max_parts)
+    except (UnicodeDecodeError, ValueError):
+        raise errors.InvalidInput("malformed url-encoded form") from None
+    form = UploadForm()
+    for name, value in pairs:
+        if not name:
+            raise errors.InvalidInput("malformed url-encoded form: a field without a name")
+        if name in form.fields:
+            raise errors.InvalidInput(f"field {name!r} appears more than once")
+        if len(value.encode("utf-8", "surrogatepass")) > max_field_bytes:
+            raise errors.TooLarge(f"field {name!r} is longer than {max_field_bytes} bytes")
+        form.fields[check_text(name, field="a form field name")] = check_text(value, field=name)
+    return form
 
 
 class _FormReader:
