@@ -23,7 +23,7 @@ from ..db.queries import fetchone
 from ..errors import InvalidInput
 from . import preferences
 from .social import track_for_update, utc
-from .tracks import ANONYMOUS, artist_name, playable, visible
+from .tracks import ANONYMOUS, Audience, Where, artist_name, playable, visible
 
 TEAL_PLAY = "fm.teal.feed.play"
 TEAL_STATUS = "fm.teal.actor.status"
@@ -167,6 +167,38 @@ async def artist_analytics(db: Database, did: str, *, days: Any = 30, now: float
         "plays_per_day": [{"date": d, "plays": per_day.get(d, 0)} for d in dates],
         "top_tracks": [{"id": r["id"], "title": r["title"], "plays": r["plays"], "listeners": r["listeners"]}
                        for r in top_tracks],
+    }
+
+
+RANKED_ARTISTS = 10
+
+
+async def public_analytics(db: Database, did: str, audience: Audience) -> dict[str, Any]:
+    """GET /artists/{did}/analytics: plyr.fm's public totals for any artist, over the tracks `audience` may see
+    (zeros for an artist the node does not know), and `rank`: their place (1-10) among the node's ten most played
+    artists, null outside them."""
+    where = Where.of("t.artist_did = ?", did) & visible(audience)
+    totals = await db.fetchone(
+        "SELECT coalesce(sum(t.play_count), 0) AS plays, count(*) AS items,"
+        f" coalesce(sum(t.duration), 0) AS seconds FROM tracks t WHERE {where.sql}", where.params)
+    top = await db.fetchone(f"SELECT t.id, t.title, t.play_count FROM tracks t WHERE {where.sql}"
+                            " ORDER BY t.play_count DESC, t.id LIMIT 1", where.params)
+    top_liked = await db.fetchone(
+        f"SELECT t.id, t.title, count(*) AS n FROM likes l JOIN tracks t ON t.id = l.track_id WHERE {where.sql}"
+        " GROUP BY t.id ORDER BY n DESC, t.id LIMIT 1", where.params)
+    ranked = await db.fetchall(
+        "SELECT artist_did FROM tracks GROUP BY artist_did HAVING sum(play_count) > 0"
+        " ORDER BY sum(play_count) DESC, artist_did LIMIT ?", (RANKED_ARTISTS,))
+    rank = next((i + 1 for i, r in enumerate(ranked) if r["artist_did"] == did), None)
+    return {
+        "total_plays": totals["plays"] if totals else 0,
+        "total_items": totals["items"] if totals else 0,
+        "total_duration_seconds": int(totals["seconds"]) if totals else 0,
+        "top_item": {"id": top["id"], "title": top["title"], "play_count": top["play_count"]} if top else None,
+        # plyr.fm reuses play_count for the like count here; clients read that field.
+        "top_liked": {"id": top_liked["id"], "title": top_liked["title"], "play_count": top_liked["n"]}
+        if top_liked else None,
+        "rank": rank,
     }
 
 

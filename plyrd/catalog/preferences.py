@@ -20,6 +20,7 @@ import aiosqlite
 from ..db import Database
 from ..db.queries import fetchone
 from ..errors import InvalidInput
+from ..urls import check_url
 from .downloads import DEFAULT as DEFAULT_DOWNLOAD_POLICY
 from .downloads import parse_policy
 
@@ -37,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "show_sensitive_artwork": False,
     "enable_teal_scrobbling": False,
     "show_liked_on_profile": False,
+    "support_url": None,  # the artist's support link (an https URL), shown with their profile and tracks
 }
 
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -76,6 +78,15 @@ def _tags(name: str, value: Any) -> list[str]:
     return tags
 
 
+def _support_url(name: str, value: Any) -> str | None:
+    """An https URL (plyrd.urls.check_url); "" or null clears it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be an https URL, or empty")
+    return check_url(value.strip(), field=name)
+
+
 CHECKS = {
     "theme": _theme,
     "accent_color": _color,
@@ -85,6 +96,7 @@ CHECKS = {
     "show_sensitive_artwork": _bool,
     "enable_teal_scrobbling": _bool,
     "show_liked_on_profile": _bool,
+    "support_url": _support_url,
 }
 assert set(CHECKS) == set(DEFAULTS)
 

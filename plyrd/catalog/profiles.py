@@ -1,8 +1,12 @@
 """Artist profiles: display name, bio and avatar, with the bio and avatar mirrored as the user's
-fm.plyr.actor.profile record (rkey `self`) through the outbox."""
+fm.plyr.actor.profile record (rkey `self`) through the outbox; plus two of the person's preferences that plyr.fm's
+ArtistResponse shows and its SDK's `artists.update` sends: `support_url` and `show_liked_on_profile` (kept with
+the other preferences, plyrd.catalog.preferences, so POST /preferences/ and PUT /artists/me change the same value).
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +17,8 @@ from ..atproto.records import profile_record
 from ..db import Database
 from ..errors import InvalidInput, NotFound
 from ..urls import check_url, safe_url_or_none
+from . import preferences
+from .social import iso
 from .tracks import ANONYMOUS, Where, listed
 
 COLLECTION = "fm.plyr.actor.profile"
@@ -21,6 +27,15 @@ MAX_BIO_GRAPHEMES = 256
 MAX_BIO_BYTES = 2560
 MAX_NAME_CHARS = 64
 FIELDS = {"display_name", "bio", "avatar_url"}
+PREFERENCE_FIELDS = {"support_url", "show_liked_on_profile"}  # stored as preferences, answered with the profile
+MAX_DIDS = 100
+
+# A person and the two preferences their profile shows (defaults when they never saved any).
+PROFILE_SELECT = """
+SELECT u.*, p.prefs ->> '$.support_url' AS support_url,
+       coalesce(p.prefs ->> '$.show_liked_on_profile', 0) AS show_liked_on_profile
+FROM users u LEFT JOIN preferences p ON p.did = u.did
+"""
 
 
 def _utc(ts: float) -> datetime:
@@ -28,8 +43,12 @@ def _utc(ts: float) -> datetime:
 
 
 def profile_json(row: Any, track_count: int | None = None) -> dict[str, Any]:
-    body = {"did": row["did"], "handle": row["handle"], "display_name": row["display_name"], "bio": row["bio"],
-            "avatar_url": row["avatar_url"], "pds_url": row["pds_url"]}
+    """plyr.fm's ArtistResponse (`handle` never null: the DID stands in for a handle that no longer resolves;
+    times as ISO strings) plus plyrd's `pds_url` and, for one profile, `track_count`. A row of PROFILE_SELECT."""
+    body = {"did": row["did"], "handle": row["handle"] or row["did"], "display_name": row["display_name"],
+            "bio": row["bio"], "avatar_url": row["avatar_url"], "pds_url": row["pds_url"],
+            "created_at": iso(row["profile_created_at"] or row["created_at"]), "updated_at": iso(row["updated_at"]),
+            "show_liked_on_profile": bool(row["show_liked_on_profile"]), "support_url": row["support_url"]}
     if track_count is not None:
         body["track_count"] = track_count
     return body
@@ -38,7 +57,7 @@ def profile_json(row: Any, track_count: int | None = None) -> dict[str, Any]:
 async def get_profile(db: Database, handle_or_did: str) -> dict[str, Any]:
     key = handle_or_did.strip().lstrip("@").lower() if not handle_or_did.startswith("did:") else handle_or_did
     column = "did" if key.startswith("did:") else "handle"
-    row = await db.fetchone(f"SELECT * FROM users WHERE {column} = ?", (key,))
+    row = await db.fetchone(f"{PROFILE_SELECT} WHERE u.{column} = ?", (key,))
     if row is None:
         raise NotFound(f"no artist {handle_or_did} on this node")
     # The public count: the tracks of theirs discovery shows anyone.
@@ -47,23 +66,31 @@ async def get_profile(db: Database, handle_or_did: str) -> dict[str, Any]:
     return profile_json(row, count["n"])
 
 
-async def profiles(db: Database, dids: Any) -> list[dict[str, Any]]:
-    if not isinstance(dids, list) or not all(isinstance(d, str) for d in dids) or len(dids) > 100:
-        raise InvalidInput("dids must be a list of at most 100 DIDs")
+async def profiles(db: Database, body: Any) -> dict[str, dict[str, Any]]:
+    """POST /artists/batch as plyr.fm: the body is a JSON array of DIDs (plyrd's {"dids": [...]} works too); the
+    answer maps each DID the node knows to its profile, leaving out the others."""
+    dids = body.get("dids") if isinstance(body, dict) else body
+    if not isinstance(dids, list) or not all(isinstance(d, str) for d in dids) or len(dids) > MAX_DIDS:
+        raise InvalidInput(f"send a JSON array of at most {MAX_DIDS} DIDs")
     if not dids:
-        return []
-    marks = ",".join("?" * len(dids))
-    return [profile_json(r) for r in await db.fetchall(f"SELECT * FROM users WHERE did IN ({marks})", dids)]
+        return {}
+    rows = await db.fetchall(f"{PROFILE_SELECT} WHERE u.did IN (SELECT value FROM json_each(?))", (json.dumps(dids),))
+    return {r["did"]: profile_json(r) for r in rows}
 
 
-def _clean(body: Any) -> dict[str, Any]:
+def _clean(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The profile's changes and the preferences' changes of an update, each checked (400 before any write)."""
     if not isinstance(body, dict):
         raise InvalidInput("send a JSON object")
-    unknown = set(body) - FIELDS
+    unknown = set(body) - FIELDS - PREFERENCE_FIELDS
     if unknown:
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}; editable: {', '.join(sorted(FIELDS))}")
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))};"
+                           f" editable: {', '.join(sorted(FIELDS | PREFERENCE_FIELDS))}")
+    prefs = preferences.check_update({k: v for k, v in body.items() if k in PREFERENCE_FIELDS})
     out: dict[str, Any] = {}
     for key, value in body.items():
+        if key in PREFERENCE_FIELDS:
+            continue
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{key} must be a string or null")
         value = value.strip() if value else None
@@ -75,7 +102,7 @@ def _clean(body: Any) -> dict[str, Any]:
         if key == "avatar_url" and value:
             check_url(value, field="avatar_url")
         out[key] = value or None
-    return out
+    return out, prefs
 
 
 async def write_profile_record(conn: Any, did: str, *, now: float | None = None) -> None:
@@ -92,7 +119,9 @@ async def write_profile_record(conn: Any, did: str, *, now: float | None = None)
 
 
 async def update_profile(db: Database, did: str, body: Any) -> dict[str, Any]:
-    changes = _clean(body)
+    """PUT /artists/me: display_name, bio and avatar_url, and the preferences support_url (an https URL; "" or
+    null clears it) and show_liked_on_profile. Everything is checked before anything is written."""
+    changes, prefs = _clean(body)
     async with db.write() as conn:
         if changes:
             sets = ", ".join(f"{k} = ?" for k in changes)
@@ -100,6 +129,8 @@ async def update_profile(db: Database, did: str, body: Any) -> dict[str, Any]:
                                [*changes.values(), time.time(), did])
         if {"bio", "avatar_url"} & set(changes):
             await write_profile_record(conn, did)
+    if prefs:
+        await preferences.update(db, did, prefs)
     return await get_profile(db, did)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
+from ..catalog.plays import public_analytics
 from ..catalog.profiles import get_profile, profiles, update_profile
-from .bodies import json_body
+from .bodies import json_body, json_value
 from .context import node
-from .viewer import require_viewer
+from .viewer import current_audience, require_viewer
 
 bp = Blueprint("artists", __name__)
 
@@ -31,8 +32,8 @@ async def upsert() -> Response:
 
 @bp.post("/artists/batch")
 async def batch() -> Response:
-    body = await json_body()
-    return jsonify({"artists": await profiles(node().db, body.get("dids"))})
+    """plyr.fm's body (a JSON array of DIDs) and answer (DID -> profile, unknown DIDs left out)."""
+    return jsonify(await profiles(node().db, await json_value()))
 
 
 @bp.get("/artists/by-handle/<handle>")
@@ -43,3 +44,9 @@ async def by_handle(handle: str) -> Response:
 @bp.get("/artists/<did>")
 async def by_did(did: str) -> Response:
     return jsonify(await get_profile(node().db, did))
+
+
+@bp.get("/artists/<did>/analytics")
+async def analytics(did: str) -> Response:
+    """plyr.fm's public analytics of any artist (zeros for one the node does not know)."""
+    return jsonify(await public_analytics(node().db, did, current_audience()))

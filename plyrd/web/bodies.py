@@ -21,6 +21,15 @@ def _is_json_type(mimetype: str) -> bool:
 async def json_body(*, optional: bool = False, text_plain: bool = False) -> dict[str, Any]:
     """The request's JSON object. With `optional`, an empty body reads as {}. With `text_plain`, a text/plain
     body is read as JSON too: only for anonymous beacons that must stay simple requests (a play report)."""
+    body = await json_value(optional=optional, text_plain=text_plain)
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object")
+    return body
+
+
+async def json_value(*, optional: bool = False, text_plain: bool = False) -> Any:
+    """The request's JSON body, whatever its type (for the few plyr.fm routes whose body is a bare array); the
+    same rules as json_body, which most routes use."""
     data = await request.get_data(as_text=False)
     if not data:
         if optional:
@@ -29,10 +38,7 @@ async def json_body(*, optional: bool = False, text_plain: bool = False) -> dict
     mimetype = request.mimetype
     if not (_is_json_type(mimetype) or (text_plain and mimetype in ("text/plain", ""))):
         raise UnsupportedMedia("send the body as application/json")
-    body = parse_json(data)
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object")
-    return body
+    return parse_json(data)
 
 
 def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximum: int = INT64_MAX) -> int:
