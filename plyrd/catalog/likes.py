@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..atproto.outbox import enqueue_delete, enqueue_put
+from ..atproto.outbox import QueuedPut, enqueue_delete, enqueue_put
 from ..atproto.records import like_record, list_record
 from ..atproto.tids import new_tid
 from ..db import Database
@@ -114,9 +114,10 @@ def _item_key(item: Any) -> tuple[str, Any]:
     raise InvalidInput("each item must be a track id or a strongRef object {uri, cid} of a liked track")
 
 
-async def reorder(db: Database, did: str, items: Any) -> list[int]:
+async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
     """Put the caller's liked list in the order given. The items must be exactly the liked tracks, each once;
-    anything else changes nothing."""
+    anything else changes nothing. Answers the new order (`track_ids`) and, as plyr.fm, the list record's `uri`
+    and `cid` (null when no liked track has a record to list)."""
     if not isinstance(items, list):
         raise InvalidInput("items must be a list of the liked tracks in their new order")
     if len(items) > MAX_LIST:
@@ -141,11 +142,11 @@ async def reorder(db: Database, did: str, items: Any) -> list[int]:
         for position, track_id in enumerate(order):
             await conn.execute("UPDATE likes SET position = ? WHERE did = ? AND track_id = ?",
                                (position, did, track_id))
-        await sync_liked_list(conn, did)
-    return order
+        ref = await sync_liked_list(conn, did)
+    return {"track_ids": order, "uri": ref.uri if ref else None, "cid": ref.cid if ref else None}
 
 
-async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> tuple[str, str] | None:
+async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> QueuedPut | None:
     """Rewrite the person's "Liked Tracks" list record (plyr.fm keeps one per user) in their order, inside the
     caller's transaction; returns its (uri, cid). Someone who never liked anything gets no list (None)."""
     now = time.time() if now is None else now

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from quart import Blueprint, Response, jsonify, request
 
-from ..catalog import albums, playlists
+from ..catalog import albums, list_refs, playlists
 from ..catalog.tracks import visible
 from ..errors import InvalidInput
 from . import upload_stream
@@ -191,6 +191,19 @@ async def playlist_by_uri() -> Response:
         raise InvalidInput("add ?uri=at://... of the playlist's record")
     row = await playlists.playlist_by_uri(n.db, uri)
     return jsonify(await playlists.playlist_detail(n.db, row, n.config.public_url, current_audience()))
+
+
+@lists_bp.get("/lists/by-uri")
+async def list_by_uri() -> Response:
+    """What an fm.plyr.list record is on this node: plyr.fm's {type: album|playlist, id, handle, slug}."""
+    return jsonify(await list_refs.list_by_uri(node().db, request.args.get("uri", "")))
+
+
+@lists_bp.put("/lists/<rkey>/reorder")
+async def list_reorder(rkey: str) -> Response:
+    """plyr.fm's reorder of the caller's list by record key (an album, a playlist or the liked list)."""
+    viewer = require_viewer()
+    return jsonify(await list_refs.reorder_list(node().db, viewer.did, rkey, (await json_body()).get("items")))
 
 
 @lists_bp.get("/lists/playlists/<playlist_id>")

@@ -73,7 +73,7 @@ async def reorder_liked() -> Response:
     viewer = require_viewer()
     body = await json_body()
     items = body.get("items", body.get("track_ids"))
-    return jsonify({"track_ids": await likes.reorder(node().db, viewer.did, items)})
+    return jsonify(await likes.reorder(node().db, viewer.did, items))
 
 
 @bp.get("/users/<handle>/likes")
@@ -176,6 +176,7 @@ def _now_playing_answer(did: str) -> Response | tuple[str, int]:
 
 
 @bp.get("/now-playing/by-did/<did>")
+@bp.get("/now-playing/<did>")  # the short form issue 13 asks for (plyr.fm has only by-did and by-handle)
 async def now_playing_by_did(did: str) -> Response | tuple[str, int]:
     return _now_playing_answer(did)
 
@@ -218,7 +219,7 @@ async def get_queue() -> Response:
     viewer = require_viewer()
     # The player polls with If-None-Match: answer 304 before hydrating any track.
     revision = await queue.revision(node().db, viewer.did)
-    if request.headers.get("If-None-Match") == f'"{revision}"':
+    if request.headers.get("If-None-Match", "").removeprefix("W/") == f'"{revision}"':  # weak once gzipped
         response = Response("", status=304)
         response.headers["ETag"] = f'"{revision}"'
         return response
