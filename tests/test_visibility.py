@@ -211,6 +211,17 @@ def test_search_and_similar(node, world: World, who: str) -> None:
         assert similar(kind) == set(), kind
 
 
+def test_playlist_recommendations(node, world: World) -> None:
+    """Discovery too: a playlist's recommendations (its owner's to ask for) are the listed tracks like its own,
+    without a hidden tag unless one of its tracks carries it."""
+    o, csrf = world.owner.artist, {"X-CSRF-Token": world.owner.artist.csrf}
+    for seed, expected in (("public", {"others"}), ("hidden", DISCOVERY)):
+        playlist = ok(o.http.post("/lists/playlists", json={"name": f"more like {seed}"}, headers=csrf))
+        ok(o.http.post(f"/lists/playlists/{playlist['id']}/tracks", json={"track_id": world.ids[seed]}, headers=csrf))
+        recs = ok(o.http.get(f"/lists/playlists/{playlist['id']}/recommendations", params={"limit": 10}))
+        assert world.kinds(t["id"] for t in recs["tracks"]) == expected, seed
+
+
 @pytest.mark.parametrize("who", AUDIENCES)
 def test_pages_embeds_and_link_previews(node, world: World, who: str) -> None:
     http = client(world, node, who)
