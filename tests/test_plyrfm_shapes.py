@@ -531,6 +531,28 @@ def test_patch_takes_urlencoded_empty_and_multipart_bodies(node, artist, catalog
     assert http.get(f"/tracks/{track_id}").json()["title"] == "two"
 
 
+def test_patch_album_puts_the_track_on_an_album(node, artist, catalog) -> None:
+    """plyr.fm's edit of `album`: a title puts the track on the artist's album of that title (made when there is
+    none), off any other; an empty one takes it off."""
+    track_id, handle = catalog["two"]["id"], artist.handle
+    h = {"X-CSRF-Token": artist.me.csrf}
+    http = artist.me.http
+
+    def on(slug: str) -> list[int]:
+        return [t["id"] for t in artist.get(f"/albums/{handle}/{slug}").json()["tracks"]]
+
+    r = http.patch(f"/tracks/{track_id}", data={"album": "Side B"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["album"]["title"] == "Side B" and r.json()["album_name"] == "Side B"
+    assert on("side-b") == [track_id]
+    r = http.patch(f"/tracks/{track_id}", data={"album": "night drive!"}, headers=h)  # the same slug: that album
+    assert r.json()["album"]["id"] == catalog["album"]["id"] and r.json()["album_name"] == "Night Drive"
+    assert on("night-drive") == [catalog["one"]["id"], track_id] and on("side-b") == []
+    r = http.patch(f"/tracks/{track_id}", data={"album": ""}, headers=h)
+    assert r.json()["album"] is None and r.json()["album_name"] is None
+    assert on("night-drive") == [catalog["one"]["id"]]
+
+
 def test_sdk_client_reads_the_node(node, pds, artist, catalog) -> None:
     """A few of the SDK's reads against the node, with the artist's developer token (tests/test_plyrfm_sdk.py
     drives all of them)."""

@@ -47,11 +47,13 @@ def test_latest_feed_pages_with_a_cursor(node, artist, catalog) -> None:
     expected = [i for i in reversed(catalog) if i != catalog[2]]  # newest first, the ai-tagged one hidden
     assert seen == expected
 
-    for bad in ({"cursor": "not-a-cursor"}, {"cursor": "WzEsMl0"[:-2]}, {"limit": 0}, {"limit": 101},
-                {"limit": "many"}):
+    for bad in ({"cursor": "not-a-cursor"}, {"cursor": "WzEsMl0"[:-2]}, {"limit": "many"}):
         r = artist.http.get("/tracks/", params=bad)
         assert r.status_code == 400, bad
         assert r.json()["detail"]
+    # a limit out of range is clamped to 1-100, as plyr.fm does
+    assert len(artist.http.get("/tracks/", params={"limit": 0}).json()["tracks"]) == 1
+    assert len(artist.http.get("/tracks/", params={"limit": 101}).json()["tracks"]) == len(expected)
 
 
 def test_hidden_tags_apply_to_discovery_not_artist_pages(node, artist, catalog) -> None:

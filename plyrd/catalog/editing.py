@@ -12,6 +12,7 @@ from ..config import Config
 from ..db import Database
 from ..errors import InvalidInput, PlyrdError
 from ..storage import BlobStore
+from . import albums
 from .artwork import Artwork, set_artwork
 from .downloads import parse_track_policy
 from .lists import album_ids_of_track, publish_album
@@ -113,6 +114,9 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
             await set_track_tags(conn, track_id, changes.tags)
         if changes.artwork is not None or changes.remove_image:
             released += await set_artwork(conn, store, "tracks", track_id, changes.artwork)
+        left: list[str] = []
+        if "album" in values:
+            values["album"], left = await _move_to_album(conn, track_id, did, values["album"])
         if values:
             sets = ", ".join(f"{column} = ?" for column in values)
             await conn.execute(
@@ -120,7 +124,26 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
                 [*values.values(), track_id],
             )
         await publish_track(conn, track_id, config)
-        # The track's record has a new CID: albums holding it point at it by strongRef and are rewritten too.
-        for album_id in await album_ids_of_track(conn, track_id):
+        # The track's record has a new CID: albums holding it point at it by strongRef and are rewritten too, and
+        # an album it left stops naming it.
+        for album_id in dict.fromkeys([*await album_ids_of_track(conn, track_id), *left]):
             await publish_album(conn, album_id)
     return released
+
+
+async def _move_to_album(conn: Any, track_id: int, did: str, title: str | None) -> tuple[str | None, list[str]]:
+    """plyr.fm's edit of `album`, inside the edit's transaction: a title puts the track on the artist's album of
+    that title (found by its slug, or made: albums.find_or_create_album), at its end, off any other album; an empty
+    one takes it off its album. Returns the album name the record will carry (the album's own title) and the albums
+    the track left."""
+    current = await album_ids_of_track(conn, track_id)
+    if not title:
+        await conn.execute("DELETE FROM album_tracks WHERE track_id = ?", (track_id,))
+        return None, current
+    album = await albums.find_or_create_album(conn, did, title)
+    if album["id"] in current:
+        return album["title"], []
+    await conn.execute("DELETE FROM album_tracks WHERE track_id = ?", (track_id,))
+    if not await albums.link_track(conn, album["id"], track_id):
+        raise InvalidInput(f"the album {album['title']!r} already holds {albums.MAX_ITEMS} tracks, the most it can")
+    return album["title"], current

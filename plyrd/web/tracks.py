@@ -117,13 +117,14 @@ def _viewer_did() -> str | None:
 
 @bp.get("/tracks/")
 async def latest_tracks() -> Response:
-    """The latest feed (cursor pages); ?artist_did= for an artist's page, ?tags= for one tag."""
+    """The latest feed (cursor pages); ?artist_did= for an artist's page, ?tags= for one tag. ?limit= is clamped to
+    1-100, as plyr.fm (its SDK asks for more and takes what comes)."""
     args = request.args
     page = await feeds.latest(
         node().db,
         audience=current_audience(),
         cursor=args.get("cursor") or None,
-        limit=feeds.parse_limit(args.get("limit")),
+        limit=feeds.clamp_limit(args.get("limit"), default=feeds.DEFAULT_LIMIT, maximum=feeds.MAX_LIMIT),
         artist_did=args.get("artist_did") or None,
         tag=args.get("tags") or args.get("tag") or None,
         filter_hidden=args.get("filter_hidden_tags", "true").lower() != "false",
