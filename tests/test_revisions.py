@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import httpx
 from audio_samples import make_audio
-from conftest import ServedNode, node_fixture
+from conftest import ServedNode, node_env, node_fixture, start_node
 from helpers import Artist, records, sign_in, wait_for
 from plyrfm import PlyrClient
 from plyrfm._internal.types import AudioRevision, PlaylistRecommendations
@@ -259,6 +260,68 @@ def test_refused_replacements_leave_no_file_and_no_row(node, pds, tmp_path: Path
     assert artist.http.get(f"/tracks/{10**9}/revisions").status_code == 404
     assert call(artist, "POST", f"/tracks/{track_id}/revisions/1/restore").status_code == 404
     assert artist.http.get(f"/tracks/{track_id}").json()["original_file_id"] == sha(mine.read_bytes())
+
+
+def follow_until(who: Artist, upload_id: str, phase: str) -> None:
+    with who.http.stream("GET", f"/tracks/uploads/{upload_id}/progress", timeout=60) as events:
+        for line in events.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["phase"] == phase:
+                return
+    raise AssertionError(f"the replacement never reached {phase}")
+
+
+def test_a_replacement_survives_a_crash_and_the_track_plays_meanwhile(pds, tmp_path: Path) -> None:
+    env = node_env(pds, PLYRD_MEDIA_WORKERS="1")
+    served = start_node([], cwd=tmp_path, env=env)
+    account = pds.create_account("crashswap")
+    artist = sign_in(served.url, account)
+    first = make_audio(tmp_path / "first.mp3", "mp3", seconds=1, frequency=440.0)
+    track_id = upload(artist, first, title="through a crash")
+    # long enough that the rendition is still being made when the node is killed
+    long = make_audio(tmp_path / "long.aiff", "aiff", seconds=240, channels=2, kind="music")
+    r = replace(artist, track_id, long)
+    assert r.status_code == 200, r.text
+    upload_id = r.json()["upload_id"]
+    follow_until(artist, upload_id, "transcoding")
+    served.proc.send_signal(signal.SIGKILL)
+    served.proc.wait(10)
+
+    port = int(served.url.rsplit(":", 1)[1])
+    restarted = start_node([], cwd=tmp_path, env=env, port=port, log_path=tmp_path / "second.log")
+    try:
+        artist = sign_in(restarted.url, account)
+        meanwhile = artist.http.get(f"/tracks/{track_id}").json()  # still the old audio, playable
+        assert meanwhile["original_file_id"] == sha(first.read_bytes()) and meanwhile["playable"]
+        done = artist.wait(upload_id, timeout=120)[-1]
+        assert done["status"] == "completed" and done["track_id"] == track_id, (done, restarted.log())
+        after = artist.http.get(f"/tracks/{track_id}").json()
+        assert after["original_file_id"] == sha(long.read_bytes()) and after["file_type"] == "mp3"
+        assert revision_count(restarted, track_id) == 1
+        track_record(pds, account.did, after["file_id"])
+        # nothing orphaned: every stored file has its row with a reference, nothing left in tmp/
+        rows = dict(db_rows(restarted, "SELECT sha256, refcount FROM blobs"))
+        assert stored_files(restarted) == set(rows) and all(count >= 1 for count in rows.values())
+        assert not list((restarted.data / "tmp").iterdir())
+    finally:
+        restarted.stop()
+
+
+def test_a_replacement_whose_track_is_deleted_meanwhile_fails_and_releases_its_files(node, pds,
+                                                                                     tmp_path: Path) -> None:
+    artist = sign_in(node.url, pds.create_account("vanisher"))
+    first = make_audio(tmp_path / "first.mp3", "mp3", seconds=1, frequency=466.0)
+    track_id = upload(artist, first, title="gone soon")
+    long = make_audio(tmp_path / "long.aiff", "aiff", seconds=120, channels=2, kind="music", frequency=270.0)
+    r = replace(artist, track_id, long)
+    assert r.status_code == 200, r.text
+    follow_until(artist, r.json()["upload_id"], "transcoding")
+    assert call(artist, "DELETE", f"/tracks/{track_id}").status_code == 204
+    done = artist.wait(r.json()["upload_id"], timeout=120)[-1]
+    assert done["status"] == "failed" and "deleted" in done["error"], done
+    files = stored_files(node)
+    assert sha(long.read_bytes()) not in files and sha(first.read_bytes()) not in files
+    assert db_rows(node, "SELECT blob_refs FROM uploads WHERE id = ?", (r.json()["upload_id"],)) == [("[]",)]
+    assert not db_rows(node, "SELECT 1 FROM blobs WHERE refcount = 0")
 
 
 # ---- recommendations -------------------------------------------------------------------------------------------
