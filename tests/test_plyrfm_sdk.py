@@ -484,7 +484,7 @@ def test_delete(sdk, audio) -> None:
 def test_tags_list(anon, catalog) -> None:
     tags = {t.name: t.track_count for t in anon.tags.list()}
     assert tags["sdkambient"] == 2 and tags["sdkdrone"] == 1
-    assert [t.name for t in anon.tags.list(q="sdkdr")] == ["sdkdrone"]
+    assert [t.name for t in anon.tags.list(q="sdkdro")] == ["sdkdrone"]
     assert len(anon.tags.list(limit=1)) == 1
 
 
@@ -867,7 +867,7 @@ def test_cli_playlists_delete(node, artist_token, sdk) -> None:
 def test_cli_tags(node, catalog) -> None:
     listed = cli_ok(node, None, "tags", "list")
     assert re.search(r"#sdkambient\s.*\b2\b", listed), listed
-    prefixed = cli_ok(node, None, "tags", "list", "--q", "sdkdr")
+    prefixed = cli_ok(node, None, "tags", "list", "--q", "sdkdro")
     assert "#sdkdrone" in prefixed and "#sdkambient" not in prefixed
     tagged = cli_ok(node, None, "tags", "get", "sdkambient")
     assert "tracks tagged #sdkambient" in tagged
