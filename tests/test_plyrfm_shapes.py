@@ -572,3 +572,26 @@ def test_sdk_client_reads_the_node(node, pds, artist, catalog) -> None:
     client.tracks.like(catalog["one"]["id"])  # idempotent
     client.tracks.unlike(catalog["two"]["id"])
     client.tracks.unlike(catalog["two"]["id"])
+
+
+def test_downloadable_follows_the_policy_for_each_viewer(node, pds, artist, catalog) -> None:
+    """`downloadable` is for whoever asks (plyrd.catalog.downloads), and the track page offers the download only
+    when it is true."""
+    track_id = catalog["two"]["id"]
+    h = {"X-CSRF-Token": artist.me.csrf}
+    browser = {"Accept": "text/html"}
+    try:
+        r = artist.me.http.patch(f"/tracks/{track_id}", data={"download_policy": "signed_in"}, headers=h)
+        assert r.status_code == 200 and r.json()["download_policy"] == "signed_in" and r.json()["downloadable"]
+        guest, listener = anonymous(node), person(node, pds, "listener")
+        assert guest.get(f"/tracks/{track_id}").json()["downloadable"] is False
+        assert listener.get(f"/tracks/{track_id}").json()["downloadable"] is True
+        assert "/download\" download" not in guest.get(f"/track/{track_id}", headers=browser).text
+        assert "/download\" download" in listener.get(f"/track/{track_id}", headers=browser).text
+        artist.me.http.patch(f"/tracks/{track_id}", data={"download_policy": "artist_only"}, headers=h)
+        assert listener.get(f"/tracks/{track_id}").json()["downloadable"] is False
+        assert artist.get(f"/tracks/{track_id}").json()["downloadable"] is True
+        assert [t["downloadable"] for t in guest.get("/tracks/top").json() if t["id"] == track_id] in ([], [False])
+    finally:
+        artist.me.http.patch(f"/tracks/{track_id}", data={"download_policy": ""}, headers=h)
+    assert anonymous(node).get(f"/tracks/{track_id}").json()["download_policy"] == "anyone"
