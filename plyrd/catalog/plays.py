@@ -129,14 +129,7 @@ async def artist_analytics(db: Database, did: str, *, days: Any = 30, now: float
         days = int(days)
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_PERIOD_DAYS:
         raise InvalidInput(f"days must be a whole number from 1 to {MAX_PERIOD_DAYS}")
-    totals = await db.fetchone(
-        "SELECT coalesce(sum(play_count), 0) AS plays, count(*) AS items, coalesce(sum(duration), 0) AS seconds"
-        " FROM tracks WHERE artist_did = ?", (did,))
-    top = await db.fetchone("SELECT id, title, play_count FROM tracks WHERE artist_did = ? AND play_count > 0"
-                            " ORDER BY play_count DESC, id LIMIT 1", (did,))
-    top_liked = await db.fetchone(
-        "SELECT t.id, t.title, count(*) AS n FROM likes l JOIN tracks t ON t.id = l.track_id WHERE t.artist_did = ?"
-        " GROUP BY t.id ORDER BY n DESC, t.id LIMIT 1", (did,))
+    totals = await _totals(db, Where.of("t.artist_did = ?", did))
     # The period is whole UTC days: today and the days before it.
     today = utc(now).date()
     first = today - timedelta(days=days - 1)
@@ -154,13 +147,7 @@ async def artist_analytics(db: Database, did: str, *, days: Any = 30, now: float
         " JOIN tracks t ON t.id = e.track_id WHERE t.artist_did = ? AND e.played_at >= ?", (did, since))
     dates = [(first + timedelta(days=i)).isoformat() for i in range(days)]
     return {
-        "total_plays": totals["plays"] if totals else 0,
-        "total_items": totals["items"] if totals else 0,
-        "total_duration_seconds": int(totals["seconds"]) if totals else 0,
-        "top_item": {"id": top["id"], "title": top["title"], "play_count": top["play_count"]} if top else None,
-        # plyr.fm reuses play_count for the like count here; clients read that field.
-        "top_liked": {"id": top_liked["id"], "title": top_liked["title"], "play_count": top_liked["n"]}
-        if top_liked else None,
+        **totals,
         "period": {"days": days, "start": dates[0], "end": dates[-1]},
         "period_plays": listeners["plays"] if listeners else 0,
         "unique_listeners": listeners["n"] if listeners else 0,
@@ -177,19 +164,26 @@ async def public_analytics(db: Database, did: str, audience: Audience) -> dict[s
     """GET /artists/{did}/analytics: plyr.fm's public totals for any artist, over the tracks `audience` may see
     (zeros for an artist the node does not know), and `rank`: their place (1-10) among the node's ten most played
     artists, null outside them."""
-    where = Where.of("t.artist_did = ?", did) & visible(audience)
-    totals = await db.fetchone(
-        "SELECT coalesce(sum(t.play_count), 0) AS plays, count(*) AS items,"
-        f" coalesce(sum(t.duration), 0) AS seconds FROM tracks t WHERE {where.sql}", where.params)
-    top = await db.fetchone(f"SELECT t.id, t.title, t.play_count FROM tracks t WHERE {where.sql}"
-                            " ORDER BY t.play_count DESC, t.id LIMIT 1", where.params)
-    top_liked = await db.fetchone(
-        f"SELECT t.id, t.title, count(*) AS n FROM likes l JOIN tracks t ON t.id = l.track_id WHERE {where.sql}"
-        " GROUP BY t.id ORDER BY n DESC, t.id LIMIT 1", where.params)
+    totals = await _totals(db, Where.of("t.artist_did = ?", did) & visible(audience), top_needs_plays=False)
     ranked = await db.fetchall(
         "SELECT artist_did FROM tracks GROUP BY artist_did HAVING sum(play_count) > 0"
         " ORDER BY sum(play_count) DESC, artist_did LIMIT ?", (RANKED_ARTISTS,))
     rank = next((i + 1 for i, r in enumerate(ranked) if r["artist_did"] == did), None)
+    return {**totals, "rank": rank}
+
+
+async def _totals(db: Database, where: Where, *, top_needs_plays: bool = True) -> dict[str, Any]:
+    """plyr.fm's analytics totals over the tracks `where` picks: plays, items, duration, the most played and the
+    most liked track. The artist's own view names a top item only once something was played."""
+    totals = await db.fetchone(
+        "SELECT coalesce(sum(t.play_count), 0) AS plays, count(*) AS items,"
+        f" coalesce(sum(t.duration), 0) AS seconds FROM tracks t WHERE {where.sql}", where.params)
+    played = " AND t.play_count > 0" if top_needs_plays else ""
+    top = await db.fetchone(f"SELECT t.id, t.title, t.play_count FROM tracks t WHERE {where.sql}{played}"
+                            " ORDER BY t.play_count DESC, t.id LIMIT 1", where.params)
+    top_liked = await db.fetchone(
+        f"SELECT t.id, t.title, count(*) AS n FROM likes l JOIN tracks t ON t.id = l.track_id WHERE {where.sql}"
+        " GROUP BY t.id ORDER BY n DESC, t.id LIMIT 1", where.params)
     return {
         "total_plays": totals["plays"] if totals else 0,
         "total_items": totals["items"] if totals else 0,
@@ -198,7 +192,6 @@ async def public_analytics(db: Database, did: str, audience: Audience) -> dict[s
         # plyr.fm reuses play_count for the like count here; clients read that field.
         "top_liked": {"id": top_liked["id"], "title": top_liked["title"], "play_count": top_liked["n"]}
         if top_liked else None,
-        "rank": rank,
     }
 
 
