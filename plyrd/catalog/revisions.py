@@ -21,7 +21,6 @@ pruned (as plyr.fm); restoring one makes the current audio a revision in its pla
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -298,20 +297,7 @@ class AudioReplacements:
 
     async def _transcode(self, upload_id: str, src: Any, report: Reporter) -> str:
         """The MP3 rendition, stored and referenced by the upload row (so a retry finds it, a failure releases it)."""
-        from ..media.transcode import TranscodeCancelled, transcode_to_mp3
-
-        dst = self.store.tmp / f"render-replace-{uuid.uuid4().hex[:12]}.mp3"
-
-        def progress(fraction: float) -> None:
-            report.from_thread(0.12 + 0.7 * fraction, "transcoding")
-
-        try:
-            await self.uploads.slots.run(transcode_to_mp3, src, dst, progress=progress, cancel=self.uploads.cancel)
-            blob = await self.store.ingest(dst, mime="audio/mpeg")
-        except TranscodeCancelled:
-            raise asyncio.CancelledError from None  # the node is stopping: back to the queue, no attempt lost
-        finally:
-            dst.unlink(missing_ok=True)
+        blob = await self.uploads.render_mp3(src, report, name="replace")
         async with self.db.write() as conn:
             row = await fetchone(conn, "SELECT blob_refs FROM uploads WHERE id = ?", (upload_id,))
             refs = json.loads(row["blob_refs"]) if row is not None else []

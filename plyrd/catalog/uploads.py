@@ -33,7 +33,7 @@ from ..config import Config
 from ..db import Database
 from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import Job, Reporter, enqueue, is_permanent, watch_job
-from ..storage import BlobStore
+from ..storage import Blob, BlobStore
 from ..threads import ThreadSlots
 from . import albums
 from .artwork import Artwork, column_values, store_rendered
@@ -557,21 +557,26 @@ class Uploads:
             return await albums.find_or_create_album(conn, p["did"], fields["album"])
         return None
 
-    async def _transcode(self, track_id: int, src: Path, report: Reporter, *, publish: bool = True) -> None:
+    async def render_mp3(self, src: Path, report: Reporter, *, name: str) -> Blob:
+        """An MP3 rendition of `src` for listeners, stored in the blob store and not yet referenced (the caller
+        takes its reference in its own transaction). Progress goes to `report`; a stopping node cancels it."""
         from ..media.transcode import TranscodeCancelled, transcode_to_mp3
 
-        dst = self.store.tmp / f"render-{track_id}-{uuid.uuid4().hex[:8]}.mp3"
+        dst = self.store.tmp / f"render-{name}-{uuid.uuid4().hex[:8]}.mp3"
 
         def progress(fraction: float) -> None:
             report.from_thread(0.12 + 0.7 * fraction, "transcoding")
 
         try:
             await self.slots.run(transcode_to_mp3, src, dst, progress=progress, cancel=self.cancel)
-            blob = await self.store.ingest(dst, mime="audio/mpeg")
+            return await self.store.ingest(dst, mime="audio/mpeg")
         except TranscodeCancelled:
             raise asyncio.CancelledError from None  # the node is stopping: back to the queue, no attempt lost
         finally:
             dst.unlink(missing_ok=True)
+
+    async def _transcode(self, track_id: int, src: Path, report: Reporter, *, publish: bool = True) -> None:
+        blob = await self.render_mp3(src, report, name=str(track_id))
         async with self.db.write() as conn:
             await self.store.incref(conn, blob.sha256)
             await conn.execute(
