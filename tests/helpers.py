@@ -81,3 +81,56 @@ def wait_for(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the PDS")
         time.sleep(0.1)
+
+
+@dataclass
+class Person:
+    """A signed-in person (app-password browser session: cookie + CSRF header) and their PDS account."""
+
+    me: Artist
+    account: Account
+
+    @property
+    def did(self) -> str:
+        return self.me.did
+
+    @property
+    def handle(self) -> str:
+        return self.account.handle
+
+    def _h(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        return {"X-CSRF-Token": self.me.csrf, **(headers or {})}
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.me.http.get(path, **kw)
+
+    def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.me.http.post(path, json=json, headers=self._h(headers))
+
+    def put(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.me.http.put(path, json=json, headers=self._h(headers))
+
+    def patch(self, path: str, json: Any = None) -> httpx.Response:
+        return self.me.http.patch(path, json=json, headers=self._h())
+
+    def delete(self, path: str) -> httpx.Response:
+        return self.me.http.delete(path, headers=self._h())
+
+
+def person(node: ServedNode, pds: Any, prefix: str) -> Person:
+    account = pds.create_account(prefix)
+    return Person(sign_in(node.url, account), account)
+
+
+def anonymous(node: ServedNode) -> httpx.Client:
+    return httpx.Client(base_url=node.url, timeout=30)
+
+
+def db(node: ServedNode, sql: str, params: tuple = ()) -> list[tuple]:
+    """Direct access to the node's database file (WAL: safe beside the running node) for checks and set-up."""
+    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
+    try:
+        with conn:
+            return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()

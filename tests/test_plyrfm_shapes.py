@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,58 +18,11 @@ import httpx
 import pytest
 from audio_samples import make_audio, png_bytes
 from conftest import ServedNode, node_fixture
-from helpers import Artist, sign_in
-from pds_harness import Account
+from helpers import Person, anonymous, db, person
 
 from plyrd.atproto.cbor import blob_cid
 
 node = node_fixture("shapes")
-
-
-@dataclass
-class Person:
-    """A signed-in person (cookie session, CSRF header on writes) and their PDS account."""
-
-    me: Artist
-    account: Account
-
-    @property
-    def did(self) -> str:
-        return self.me.did
-
-    @property
-    def handle(self) -> str:
-        return self.account.handle
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.me.http.get(path, **kw)
-
-    def post(self, path: str, json: Any = None) -> httpx.Response:
-        return self.me.http.post(path, json=json, headers={"X-CSRF-Token": self.me.csrf})
-
-    def put(self, path: str, json: Any = None) -> httpx.Response:
-        return self.me.http.put(path, json=json, headers={"X-CSRF-Token": self.me.csrf})
-
-    def delete(self, path: str) -> httpx.Response:
-        return self.me.http.delete(path, headers={"X-CSRF-Token": self.me.csrf})
-
-
-def person(node: ServedNode, pds: Any, prefix: str) -> Person:
-    account = pds.create_account(prefix)
-    return Person(sign_in(node.url, account), account)
-
-
-def anonymous(node: ServedNode) -> httpx.Client:
-    return httpx.Client(base_url=node.url, timeout=30)
-
-
-def db(node: ServedNode, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
-    try:
-        with conn:
-            return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def upload(owner: Person, tmp_path: Path, name: str, *, seconds: float, frequency: float) -> dict[str, Any]:

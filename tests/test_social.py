@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import ServedNode, node_fixture
-from helpers import Artist, sign_in
+from helpers import Artist, Person, anonymous, db, person
 from pds_harness import Account, authorize_headless
 
 from plyrd.atproto.lexicon import validate
@@ -28,45 +26,6 @@ from plyrd.catalog.now_playing import NowPlaying, Playing
 from plyrd.catalog.plays import dedup_window, report_after
 
 node = node_fixture("social")
-
-
-@dataclass
-class Person:
-    """A signed-in person (app-password browser session: cookie + CSRF header) and their PDS account."""
-
-    me: Artist
-    account: Account
-
-    @property
-    def did(self) -> str:
-        return self.me.did
-
-    @property
-    def handle(self) -> str:
-        return self.account.handle
-
-    def _h(self, headers: dict[str, str] | None = None) -> dict[str, str]:
-        return {"X-CSRF-Token": self.me.csrf, **(headers or {})}
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.me.http.get(path, **kw)
-
-    def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
-        return self.me.http.post(path, json=json, headers=self._h(headers))
-
-    def put(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
-        return self.me.http.put(path, json=json, headers=self._h(headers))
-
-    def patch(self, path: str, json: Any = None) -> httpx.Response:
-        return self.me.http.patch(path, json=json, headers=self._h())
-
-    def delete(self, path: str) -> httpx.Response:
-        return self.me.http.delete(path, headers=self._h())
-
-
-def person(node: ServedNode, pds: Any, prefix: str) -> Person:
-    account = pds.create_account(prefix)
-    return Person(sign_in(node.url, account), account)
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +41,6 @@ def fan(node, pds) -> Person:
 @pytest.fixture(scope="module")
 def stranger(node, pds) -> Person:
     return person(node, pds, "stranger")
-
-
-def db(node: ServedNode, sql: str, params: tuple = ()) -> list[tuple]:
-    """Direct access to the node's database file (WAL: safe beside the running node) for checks and set-up."""
-    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
-    try:
-        with conn:
-            return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def publish(node: ServedNode, pds: Any, owner: Person, track_id: int) -> tuple[str, str]:
@@ -152,10 +101,6 @@ def wait_records(pds: Any, did: str, collection: str, ok: Callable[[list[dict[st
         if time.monotonic() > deadline:
             raise AssertionError(f"{collection} of {did} never reached the expected state: {found}")
         time.sleep(0.25)
-
-
-def anonymous(node: ServedNode) -> httpx.Client:
-    return httpx.Client(base_url=node.url, timeout=30)
 
 
 # ---- likes
