@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from audio_samples import make_audio
 from conftest import ServedNode
 from pds_harness import Account
 
@@ -134,3 +135,13 @@ def db(node: ServedNode, sql: str, params: tuple = ()) -> list[tuple]:
             return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def upload(owner: Person, tmp_path: Path, name: str, *, seconds: float, frequency: float) -> dict[str, Any]:
+    """A tone of `seconds` at `frequency` uploaded as an MP3 titled `name`, processed: its track JSON."""
+    src = make_audio(tmp_path / f"{name}.mp3", "mp3", seconds=seconds, frequency=frequency)
+    r = owner.me.upload(src, title=name)
+    assert r.status_code == 200, r.text
+    events = owner.me.wait(r.json()["upload_id"])
+    assert events[-1]["status"] == "completed", events
+    return owner.get(f"/tracks/{events[-1]['track_id']}").json()

@@ -16,22 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from audio_samples import make_audio, png_bytes
+from audio_samples import png_bytes
 from conftest import ServedNode, node_fixture
-from helpers import Person, anonymous, db, person
+from helpers import Person, anonymous, db, person, upload
 
 from plyrd.atproto.cbor import blob_cid
 
 node = node_fixture("shapes")
-
-
-def upload(owner: Person, tmp_path: Path, name: str, *, seconds: float, frequency: float) -> dict[str, Any]:
-    src = make_audio(tmp_path / f"{name}.mp3", "mp3", seconds=seconds, frequency=frequency)
-    r = owner.me.upload(src, title=name)
-    assert r.status_code == 200, r.text
-    events = owner.me.wait(r.json()["upload_id"])
-    assert events[-1]["status"] == "completed", events
-    return owner.get(f"/tracks/{events[-1]['track_id']}").json()
 
 
 def publish(node: ServedNode, pds: Any, track_id: int) -> tuple[str, str]:

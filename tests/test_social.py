@@ -15,9 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from audio_samples import make_audio
 from conftest import ServedNode, node_fixture
-from helpers import Artist, Person, anonymous, db, person
+from helpers import Artist, Person, anonymous, db, person, upload
 from pds_harness import Account, authorize_headless
 
 from plyrd.atproto.lexicon import validate
@@ -58,15 +57,6 @@ def publish(node: ServedNode, pds: Any, owner: Person, track_id: int) -> tuple[s
                 return uri, cid
         assert time.monotonic() < deadline, f"track {track_id} never got its record on the PDS"
         time.sleep(0.2)
-
-
-def upload(owner: Person, tmp_path: Path, name: str, *, seconds: float, frequency: float) -> dict[str, Any]:
-    src = make_audio(tmp_path / f"{name}.mp3", "mp3", seconds=seconds, frequency=frequency)
-    r = owner.me.upload(src, title=name)
-    assert r.status_code == 200, r.text
-    events = owner.me.wait(r.json()["upload_id"])
-    assert events[-1]["status"] == "completed", events
-    return owner.get(f"/tracks/{events[-1]['track_id']}").json()
 
 
 @pytest.fixture(scope="module")
