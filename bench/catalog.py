@@ -26,11 +26,19 @@ Goal (the catalog issue): with 100k tracks and 1M play events, p99 under 20 ms f
    plans and its cost in sqlite3 alone; the cost of shaping and encoding a feed page's JSON; a track page and a
    like through plyrd.db.Database, counting aiosqlite thread round trips; an fsync'd commit on this disk.
 
+Side by side (--against REV): every phase above runs for REV's plyrd and for this tree's, alternating REV, this
+tree, REV, this tree (--rounds per tree), and the figures are printed in columns with their ratio, plus each
+server's CPU per request. Each tree's server runs from its own tree (bench/_common.py: a git worktree of REV,
+PYTHONPATH, the plyrd.__file__ each side imports is printed). Both serve copies of one catalog, built by the tree
+whose schema is older: newer code migrates an older database at start, while older code cannot open a newer one
+(side_by_side says more). Section 4 then runs for this tree only.
+
 No PDS takes part: a like queues an fm.plyr.like write in the outbox, whose worker tries the listener's PDS (a
 closed loopback port), fails at once and backs off. The rows wait, as they do while a real PDS is unreachable.
 
     .venv/bin/python bench/catalog.py [--tracks 100000 --plays 1000000 --clients 50 --seconds 20]
                                       [--data DIR (kept, and reused by the next run with the same sizes)]
+                                      [--against REV [--rounds 2]]
 """
 
 from __future__ import annotations
@@ -57,9 +65,20 @@ from pathlib import Path
 from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import free_port, rss_mb
+from _common import (
+    SOURCE,
+    Tree,
+    alternating,
+    cpu_seconds,
+    describe,
+    free_port,
+    ratio,
+    rss_mb,
+    table,
+)
+from _common import against as against_trees
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
+sys.path.insert(0, str(SOURCE))
 
 GOAL_P99_MS = 20.0
 ENDPOINTS = ("feed", "track", "like", "unlike")
@@ -141,7 +160,11 @@ def insert(conn: sqlite3.Connection, sql: str, rows: Iterator[tuple[Any, ...]]) 
 def build(data: Path, args: argparse.Namespace, fake_pds: str) -> dict[str, Any]:
     """Migrate, bulk-insert the catalog, make the listeners' sessions; returns what the run needs (bench.json)."""
     from plyrd import keys
-    from plyrd.atproto.cbor import record_cid
+
+    try:
+        from plyrd.atproto.cbor import record_cid
+    except ImportError:  # a tree from before atproto/records.py was split (--against builds with the older tree)
+        from plyrd.atproto.records import record_cid  # type: ignore[attr-defined,no-redef]
     from plyrd.config import load_config
     from plyrd.db.migrations import migrate
     from plyrd.node import prepare_data_dir
@@ -153,6 +176,7 @@ def build(data: Path, args: argparse.Namespace, fake_pds: str) -> dict[str, Any]
     keys.resolve(config)  # writes secrets.toml, as a first `plyrd serve` would
     conn = sqlite3.connect(config.db_path, isolation_level=None)
     migrate(conn)
+    schema = conn.execute("PRAGMA user_version").fetchone()[0]
     # Build-time settings only: the node opens the file in WAL with synchronous=FULL itself.
     conn.execute("PRAGMA journal_mode = MEMORY")
     conn.execute("PRAGMA synchronous = OFF")
@@ -273,7 +297,7 @@ def build(data: Path, args: argparse.Namespace, fake_pds: str) -> dict[str, Any]
     listeners = [make_did("listener", i) for i in range(args.clients)]
     tokens = asyncio.run(make_sessions(config, listeners, fake_pds))
     timings["sessions"] = time.perf_counter() - t0
-    return {"version": BUILD_VERSION, "tracks": n_tracks, "plays": args.plays, "users": n_users,
+    return {"version": BUILD_VERSION, "schema": schema, "tracks": n_tracks, "plays": args.plays, "users": n_users,
             "likes": n_likes, "comments": n_comments, "seed": args.seed, "tokens": tokens, "listeners": listeners,
             "timings": timings, "build_s": time.perf_counter() - began}
 
@@ -311,23 +335,19 @@ async def make_sessions(config: Any, dids: list[str], fake_pds: str) -> list[str
 # --- the server ---------------------------------------------------------------------------------------------------
 
 
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (threads included), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_server(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLYRD_")}
+def start_server(data: Path, port: int, log: Path, tree: Tree | None = None, cwd: Path | None = None,
+                 wait: float = 60) -> subprocess.Popen[bytes]:
+    """`plyrd serve` from this checkout, or (side by side) from `tree` with PYTHONPATH=tree and `cwd` outside it:
+    `python -m` puts the working directory first on sys.path."""
+    env = {k: v for k, v in (tree.env() if tree else os.environ).items() if not k.startswith("PLYRD_")}
     # Loopback allowed so the outbox's tries at the fake PDS fail as a transport error (retried, rows wait)
     # instead of being refused by the SSRF guard (rows marked failed).
     env.update(PLYRD_LOG_LEVEL="warning", PLYRD_LOG_REQUESTS="false", PLYRD_ATPROTO_ALLOW_PRIVATE_ADDRESSES="true")
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "plyrd", "serve", "--data", str(data), "--port", str(port)],
-                                cwd=Path(__file__).parent.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+                                cwd=cwd or Path(__file__).parent.parent, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + wait
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
@@ -567,7 +587,11 @@ def analyse(db_path: Path, meta: dict[str, Any], cursors: list[str], listener: s
     # Shaping: what the feed handler does with its 50 rows, in the app's JSON encoding (Quart's provider).
     feed_sql, feed_params = captured(lambda db: feeds.latest(db, audience=ANONYMOUS, limit=50))[0]
     rows = conn.execute(feed_sql, feed_params).fetchall()[:50]
-    encoder = Quart("bench").json
+    # Both paths given: Quart would otherwise look for a module named "bench" to find them, and fails (StopIteration
+    # in flask's find_package) when what it finds is the bench/ directory as a namespace package, as it does when
+    # this runs in a git worktree of plyrd or under a side-by-side run's PYTHONPATH.
+    here = str(Path(__file__).parent)
+    encoder = Quart("bench", root_path=here, instance_path=here).json
 
     no_peaks = [{**dict(r), "peaks": None} for r in rows]
 
@@ -664,6 +688,157 @@ def aiosqlite_cost(db_path: Path, meta: dict[str, Any]) -> None:
           " held. Under load every round trip also waits for a turn of the busy event loop")
 
 
+# --- side by side with another revision (--against) ---------------------------------------------------------------
+
+
+def plyrd_module_file() -> str:
+    import plyrd
+
+    return plyrd.__file__
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def wait_idle(servers: dict[str, subprocess.Popen[bytes]], limit: float = 900) -> float:
+    """Wait until every server has used under 10% of a core for 3 s in a row: each node builds its search index at
+    start (the copies have none), and no phase should share the machine with that. Returns the seconds waited."""
+    began = time.monotonic()
+    quiet = dict.fromkeys(servers, 0)
+    last = {k: cpu_seconds(p.pid) for k, p in servers.items()}
+    while min(quiet.values()) < 3 and time.monotonic() - began < limit:
+        time.sleep(1)
+        for k, p in servers.items():
+            now = cpu_seconds(p.pid)
+            quiet[k] = quiet[k] + 1 if now - last[k] < 0.1 else 0
+            last[k] = now
+    return time.monotonic() - began
+
+
+def size_args(args: argparse.Namespace) -> list[str]:
+    return [f"--{k}={getattr(args, k)}" for k in ("tracks", "plays", "users", "likes", "clients", "seed")]
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    """Every phase for REV's plyrd and this tree's, alternating, on copies of one catalog; figures side by side.
+
+    One catalog for both. It is built by the tree whose schema is older, in a process that imports that tree's plyrd
+    (its migrations, its session code), because newer code opens (migrates) an older database while older code cannot
+    open a newer one. Each tree's server gets its own copy of that directory and migrates it at start (the tree with
+    the older schema finds nothing to do); the copies are thrown away, and a kept --data directory stays at the
+    schema it was built with. Both servers run the whole time, from their own trees (PYTHONPATH, working directory
+    outside both); a phase runs against one while the other idles, and each phase runs --rounds times per tree,
+    REV first, then this tree, and again. Latencies and counts are pooled over the rounds; the req/s of each round is
+    printed too, as a measure of the noise. "Where the time goes" runs afterwards for this tree only, in this
+    process, on this tree's copy (its code asks this tree's API)."""
+    with against_trees(args.against) as (old, this, scratch):
+        trees = [old, this]
+        print(f"side by side with {old.label}: {args.rounds} rounds of each phase, alternating")
+        describe(trees, scratch)
+        builder = old if old.schema < this.schema else this
+        base = (args.data or scratch / "base").resolve()
+        print(f"catalog: built by {builder.label}'s plyrd (the older schema, {builder.schema}); each tree's server"
+              f" migrates its own copy", flush=True)
+        if subprocess.run([sys.executable, __file__, "--build-only", f"--data={base}", *size_args(args)], cwd=scratch,
+                          env=builder.env()).returncode:
+            raise SystemExit(f"building the catalog with {builder.label}'s plyrd failed")
+        meta = json.loads((base / "bench.json").read_text())
+        with sqlite3.connect(base / "plyrd.db") as conn:
+            schema = conn.execute("PRAGMA user_version").fetchone()[0]
+        if schema > builder.schema:
+            raise SystemExit(f"{base} is at schema {schema}, newer than {builder.label} can open; pass another --data")
+        datas = []
+        t0 = time.perf_counter()
+        for i, _ in enumerate(trees):
+            datas.append(scratch / f"data-{i}")
+            shutil.copytree(base, datas[i], ignore=shutil.ignore_patterns("search.*", "bench-*.log", "bench-commit*"))
+        print(f"  copied for each tree in {time.perf_counter() - t0:.0f} s", flush=True)
+
+        servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {t.label: {} for t in trees}
+        cursors: dict[str, list[str]] = {}
+        try:
+            for tree, data in zip(trees, datas, strict=True):
+                port = free_port()
+                servers[tree.label] = (start_server(data, port, data / "bench-node.log", tree, scratch, 600), port)
+            waited = wait_idle({label: s for label, (s, _) in servers.items()})
+            print(f"  both servers up and idle (search indexes built) after {waited:.0f} s", flush=True)
+            for tree in trees:
+                cursors[tree.label] = collect_cursors(servers[tree.label][1])
+            plan = phase_plan(args)
+            for key, name, mix, clients, seconds, think in plan:
+                print(f"  phase: {name}, {clients} client(s), {seconds:.0f} s, {args.rounds} x each tree ...",
+                      flush=True)
+                for _, tree in alternating(args.rounds, trees):
+                    server, port = servers[tree.label]
+                    runs[tree.label].setdefault(key, []).append(
+                        run_phase(name, port, server.pid, meta, cursors[tree.label], mix, clients, seconds, think,
+                                  args))
+            server_rss = {label: rss_mb(s.pid) for label, (s, _) in servers.items()}
+        finally:
+            for server, _ in servers.values():
+                stop_server(server)
+
+        print(f"\nplyrd catalog side by side: {meta['tracks']:,} tracks, {meta['plays']:,} play events,"
+              f" {meta['likes']:,} likes; {args.clients} clients on loopback; {os.cpu_count()} cores shared by client,"
+              f" server and whatever else runs; {args.rounds} rounds per tree, alternating")
+        print(f"  A = {old.label} ({old.commit}), B = this tree ({this.commit}); server RSS at the end:"
+              f" A {server_rss[old.label]:.0f} MB, B {server_rss[this.label]:.0f} MB")
+        print("  req/s and p50/p99 ms pooled over the rounds; B/A: req/s above 1 and p50/p99 below 1 mean B is faster")
+        print_side_by_side(plan, runs[old.label], runs[this.label])
+        for tree in trees:
+            for r in (r for rs in runs[tree.label].values() for r in rs):
+                for err in r["first_errors"][:2]:
+                    print(f"  {tree.label} {r['name']}: error: {err}")
+        print(f"\n(where the time goes: this tree only, {this.commit})")
+        analyse(datas[1] / "plyrd.db", meta, cursors[this.label], meta["listeners"][0])
+        if args.data:
+            print(f"\nkept {base} (schema {schema}; the copies served and their node logs are gone)")
+
+
+def print_side_by_side(plan: list[Any], a: dict[str, list[dict[str, Any]]], b: dict[str, list[dict[str, Any]]]) -> None:
+    rows = []
+    for key, *_ in plan:
+        for e in ENDPOINTS:
+            got = []
+            for runs in (a[key], b[key]):
+                lat = sorted(x for r in runs for x in r["lat"][e])
+                errors = sum(r["errors"][e] for r in runs)
+                seconds = sum(r["seconds"] for r in runs)
+                rates = " ".join(f"{len(r['lat'][e]) / r['seconds']:.0f}" for r in runs)
+                p99s = " ".join(f"{pct(sorted(r['lat'][e]), 0.99):.0f}" if r["lat"][e] else "-" for r in runs)
+                got.append((len(lat) / seconds, pct(lat, 0.5) if lat else float("nan"),
+                            pct(lat, 0.99) if lat else float("nan"), errors, rates, p99s))
+            if not any(g[0] or g[3] for g in got):
+                continue
+            (ra, a50, a99, ae, arates, ap99s), (rb, b50, b99, be, brates, bp99s) = got
+            rows.append([key, e, f"{ra:.0f}", f"{a50:.1f}", f"{a99:.1f}", str(ae), f"{rb:.0f}", f"{b50:.1f}",
+                         f"{b99:.1f}", str(be), ratio(rb, ra), ratio(b50, a50), ratio(b99, a99), arates, brates,
+                         ap99s, bp99s])
+    table(["phase", "endpoint", "A req/s", "A p50", "A p99", "A err", "B req/s", "B p50", "B p99", "B err",
+           "B/A req/s", "B/A p50", "B/A p99", "A req/s by round", "B req/s by round", "A p99 by round",
+           "B p99 by round"], rows)
+    print("\n  server CPU per request (ms; the work done, whatever else the machine was doing) and CPU used")
+    rows = []
+    for key, *_ in plan:
+        got = []
+        for runs in (a[key], b[key]):
+            n = sum(len(v) for r in runs for v in r["lat"].values())
+            cpu = sum(r["server_cpu"] for r in runs)
+            seconds = sum(r["seconds"] for r in runs)
+            client = sum(r["client_cpu"] for r in runs)
+            got.append((1000 * cpu / n if n else float("nan"), cpu / seconds, client / seconds))
+        (ca, sa, ka), (cb, sb, kb) = got
+        rows.append([key, f"{ca:.2f}", f"{cb:.2f}", ratio(cb, ca), f"{sa:.0%}", f"{sb:.0%}", f"{ka:.0%}", f"{kb:.0%}"])
+    table(["phase", "A ms/req", "B ms/req", "B/A", "A server CPU", "B server CPU", "A client CPU", "B client CPU"],
+          rows)
+
+
 # --- main ---------------------------------------------------------------------------------------------------------
 
 
@@ -697,6 +872,21 @@ def prepare(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     return meta
 
 
+def phase_plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, float], int, float, float]]:
+    """(key, name, mix, clients, seconds, think ms) of each phase to run, in order."""
+    one = min(5.0, args.seconds / 4)
+    plan = [(f"{e}-1", f"{e}, unloaded", {e: 1.0}, 1, one, 0.0) for e in ("feed", "track", "like")]
+    plan += [(e, e, {e: 1.0}, args.clients, args.seconds, 0.0) for e in ("feed", "track", "like")]
+    plan.append(("mixed", "mixed 60% track / 30% feed / 10% like", MIX, args.clients, args.seconds, 0.0))
+    pause = f"{args.think_ms:.0f} ms pause after each answer"
+    plan.append(("paced", f"mixed, paced: {pause}", MIX, args.clients, args.seconds, args.think_ms))
+    # The same without feed pages: how much of the paced tail the feed's event-loop time causes.
+    plan.append(("paced-nofeed", f"90% track / 10% like, paced: {pause}", PACED_NO_FEED, args.clients,
+                 args.seconds, args.think_ms))
+    only = set(args.only.split(",")) if args.only else set(PHASES)
+    return [p for p in plan if p[0] in only]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=100_000)
@@ -712,10 +902,21 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=1, help="load generator processes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data", type=Path, help="data directory to build (or reuse) and keep")
+    parser.add_argument("--against", metavar="REV",
+                        help="run every phase side by side with the plyrd of git revision REV (see above)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: runs of each phase per tree")
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(asyncio.run(load(json.loads(sys.stdin.read())))))
+        return
+    if args.build_only:  # --against: the catalog built by one tree's plyrd, in this process (see side_by_side)
+        print(f"  building with plyrd from {plyrd_module_file()}", flush=True)
+        prepare(args, args.data.resolve())
+        return
+    if args.against:
+        side_by_side(args)
         return
 
     tmp = None if args.data else tempfile.mkdtemp(prefix="plyrd-catalog-")
@@ -728,28 +929,13 @@ def main() -> None:
         phases: list[dict[str, Any]] = []
         try:
             cursors = collect_cursors(port)
-            one = min(5.0, args.seconds / 4)
-            plan = [(f"{e}-1", f"{e}, unloaded", {e: 1.0}, 1, one, 0.0) for e in ("feed", "track", "like")]
-            plan += [(e, e, {e: 1.0}, args.clients, args.seconds, 0.0) for e in ("feed", "track", "like")]
-            plan.append(("mixed", "mixed 60% track / 30% feed / 10% like", MIX, args.clients, args.seconds, 0.0))
-            pause = f"{args.think_ms:.0f} ms pause after each answer"
-            plan.append(("paced", f"mixed, paced: {pause}", MIX, args.clients, args.seconds, args.think_ms))
-            # The same without feed pages: how much of the paced tail the feed's event-loop time causes.
-            plan.append(("paced-nofeed", f"90% track / 10% like, paced: {pause}", PACED_NO_FEED, args.clients,
-                         args.seconds, args.think_ms))
-            only = set(args.only.split(",")) if args.only else set(PHASES)
-            for key, name, mix, clients, seconds, think in plan:
-                if key in only:
-                    print(f"  phase: {name}, {clients} client(s), {seconds:.0f} s ...", flush=True)
-                    phases.append(run_phase(name, port, server.pid, meta, cursors, mix, clients, seconds, think, args))
-                    phases[-1]["key"] = key
+            for key, name, mix, clients, seconds, think in phase_plan(args):
+                print(f"  phase: {name}, {clients} client(s), {seconds:.0f} s ...", flush=True)
+                phases.append(run_phase(name, port, server.pid, meta, cursors, mix, clients, seconds, think, args))
+                phases[-1]["key"] = key
             server_rss = rss_mb(server.pid)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
 
         print(f"\nplyrd catalog: {meta['tracks']:,} tracks, {meta['plays']:,} play events, {meta['likes']:,} likes;"
               f" clients on loopback;"

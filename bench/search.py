@@ -23,14 +23,26 @@ Goals (issue 6): p99 under 10 ms, the intended answer in the top 3 for at least 
    offers, each on its own (query_suggest with threshold 0, closest_tokens per unknown word, trigram similarity over
    whole docs), for comparison. Finally "more like this" for 200 tracks.
 
+Side by side (--against REV): the catalog and the queries are made once, here (with this tree's folding), and handed
+to one worker process per tree, which imports plyrd from its own tree (bench/_common.py: a git worktree of REV,
+PYTHONPATH, each worker reports the plyrd.__file__ it imported). Each tree builds its own index from the same rows:
+the index is made by the code under test (plyrd.search.docs and .index), so there is no one built index to share.
+Then the index build, the 200 queries (each round after its own warm-up) and "more like this" run --rounds times per
+tree, alternating REV, this tree, REV, this tree; times are pooled over the rounds and printed side by side with
+the ratio, with the top-3 share per category and the queries whose outcome differs. apsw's own typo strategies are
+left out: they measure apsw, not plyrd.
+
     .venv/bin/python bench/search.py [--tracks 100000] [--data DIR (keep search.db there)] [--seed 6]
+                                     [--against REV [--rounds 3]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +52,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import SOURCE, Tree, alternating, describe, ratio, table
+from _common import against as against_trees
+
+sys.path.insert(0, str(SOURCE))
 
 from plyrd.search.text import fold
 
@@ -589,12 +605,178 @@ def alternatives(path: Path, queries: list[Query]) -> dict[str, tuple[float, flo
     return out
 
 
+# ---- side by side with another revision (--against) ------------------------------------------------------------
+
+
+def worker(inputs: Path, workdir: Path) -> None:
+    """One tree's side of --against, in a process that imports that tree's plyrd: builds the index and runs the
+    queries when asked on stdin (one JSON command a line), answering on stdout (one JSON line each)."""
+    import plyrd
+
+    given = json.loads(inputs.read_text())
+    rows, queries = given["rows"], [Query(**q) for q in given["queries"]]
+    index = None
+
+    def reply(answer: dict[str, Any]) -> None:
+        print(json.dumps(answer), flush=True)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    reply({"plyrd": plyrd.__file__})
+    for line in sys.stdin:
+        op = json.loads(line)["op"]
+        if op == "build":
+            if index is not None:
+                index.close()
+            for f in workdir.glob("search.db*"):
+                f.unlink()
+            index, build_s = build_index(workdir / "search.db", rows)
+            reply({"build_s": build_s, "mb": sum(f.stat().st_size for f in workdir.glob("search.db*")) / 1e6})
+        elif op == "queries":
+            times, ok, _ = run_queries(index, queries)
+            reply({"times": times, "ok": ok})
+        elif op == "similar":
+            ms, found = [], 0
+            for key in given["similar"]:
+                t1 = time.perf_counter()
+                found += bool(index.similar(key, limit=10))  # type: ignore[union-attr]
+                ms.append((time.perf_counter() - t1) * 1000)
+            reply({"times": ms, "found": found})
+    if index is not None:
+        index.close()
+
+
+class Worker:
+    """A worker process for one tree (PYTHONPATH=<tree>, working directory outside both trees)."""
+
+    def __init__(self, tree: Tree, inputs: Path, workdir: Path, cwd: Path) -> None:
+        self.tree = tree
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(inputs), "--data", str(workdir)],
+                                     cwd=cwd, env=tree.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.plyrd = self.ask(None)["plyrd"]
+        if not Path(self.plyrd).resolve().is_relative_to(tree.path.resolve()):
+            raise SystemExit(f"{tree.label}: the worker imported plyrd from {self.plyrd}, not from {tree.path}")
+
+    def ask(self, op: str | None) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if op:
+            self.proc.stdin.write(json.dumps({"op": op}) + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the worker for {self.tree.label} stopped ({self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    with against_trees(args.against) as (old, this, scratch):
+        trees = [old, this]
+        print(f"side by side with {old.label}: {args.rounds} rounds of each phase, alternating")
+        describe(trees, scratch)
+        t0 = time.perf_counter()
+        cat = make_catalog(args.tracks, args.seed)
+        rows = catalog_rows(cat)
+        queries = make_queries(cat, args.seed)
+        similar = [str(t["id"]) for t in random.Random(args.seed).sample(cat.tracks, 200)]
+        print(f"catalog: {len(rows['tracks'])} tracks, {len(rows['artists'])} artists, {len(rows['albums'])} albums,"
+              f" {len(rows['tags'])} tags, {len(rows['playlists'])} playlists; {len(queries)} queries"
+              f" ({time.perf_counter() - t0:.1f} s to make, here, with this tree's plyrd.search.text)", flush=True)
+        inputs = scratch / "inputs.json"
+        inputs.write_text(json.dumps({"rows": rows, "queries": [q.__dict__ for q in queries], "similar": similar}))
+        workers: dict[str, Worker] = {}
+        got: dict[str, dict[str, list[dict[str, Any]]]] = {t.label: {} for t in trees}
+        try:
+            for i, tree in enumerate(trees):
+                workdir = (args.data / tree.commit) if args.data else scratch / f"index-{i}"
+                workers[tree.label] = Worker(tree, inputs, workdir.resolve(), scratch)
+                print(f"  worker for {tree.label} imports {workers[tree.label].plyrd}")
+            for op in ("build", "queries", "similar"):
+                print(f"  {op}: {args.rounds} x each tree ...", flush=True)
+                for _, tree in alternating(args.rounds, trees):
+                    got[tree.label].setdefault(op, []).append(workers[tree.label].ask(op))
+        finally:
+            for w in workers.values():
+                w.close()
+        print_side_by_side(old, this, args.rounds, queries, got[old.label], got[this.label])
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+def print_side_by_side(old: Tree, this: Tree, rounds: int, queries: list[Query], a: dict[str, list[dict[str, Any]]],
+                       b: dict[str, list[dict[str, Any]]]) -> None:
+    print(f"\nsearch side by side: A = {old.label} ({old.commit}), B = this tree ({this.commit}); {rounds} rounds"
+          " per tree, alternating; times pooled over the rounds; B/A below 1 means B is faster")
+
+    def pooled(runs: list[dict[str, Any]], which: list[int] | None = None) -> list[float]:
+        return [t for r in runs for i, t in enumerate(r["times"]) if which is None or i in which]
+
+    def hits(runs: list[dict[str, Any]]) -> list[bool]:
+        return [all(r["ok"][i] for r in runs) for i in range(len(queries))]  # a hit in every round
+
+    def each(runs: list[dict[str, Any]], p: float) -> str:
+        return " ".join(f"{pct(r['times'], p):.2f}" for r in runs)
+
+    ha, hb = hits(a["queries"]), hits(b["queries"])
+    ba, bb = [r["build_s"] for r in a["build"]], [r["build_s"] for r in b["build"]]
+    out = [["index build, s (mean)", f"{sum(ba) / len(ba):.1f}", f"{sum(bb) / len(bb):.1f}", ratio(sum(bb), sum(ba)),
+            " ".join(f"{x:.1f}" for x in ba), " ".join(f"{x:.1f}" for x in bb)],
+           ["search.db, MB", f"{a['build'][-1]['mb']:.0f}", f"{b['build'][-1]['mb']:.0f}",
+            ratio(b["build"][-1]["mb"], a["build"][-1]["mb"]), "", ""]]
+    for label, op in (("queries", "queries"), ("more like this", "similar")):
+        xa, xb = pooled(a[op]), pooled(b[op])
+        for p in (50, 99):
+            out.append([f"{label}, p{p} ms", f"{pct(xa, p):.2f}", f"{pct(xb, p):.2f}", ratio(pct(xb, p), pct(xa, p)),
+                        each(a[op], p), each(b[op], p)])
+        out.append([f"{label}, max ms", f"{max(xa):.2f}", f"{max(xb):.2f}", ratio(max(xb), max(xa)), "", ""])
+    out.append(["intended answer in the top 3", f"{sum(ha)}/{len(ha)}", f"{sum(hb)}/{len(hb)}",
+                ratio(sum(hb), sum(ha)), " ".join(str(sum(r["ok"])) for r in a["queries"]),
+                " ".join(str(sum(r["ok"])) for r in b["queries"])])
+    out.append(["more like this: tracks with results", str(a["similar"][-1]["found"]), str(b["similar"][-1]["found"]),
+                "", "", ""])
+    table(["", "A", "B", "B/A", "A by round", "B by round"], out)
+
+    print("\n  per category: top 3 (a hit in every round), p50 and p99 ms (pooled over the rounds)")
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        by[q.category].append(i)
+    rows = []
+    for category, idx in by.items():
+        which = set(idx)
+        ta, tb = pooled(a["queries"], which), pooled(b["queries"], which)
+        rows.append([category, f"{sum(ha[i] for i in idx)}/{len(idx)}", f"{sum(hb[i] for i in idx)}/{len(idx)}",
+                     f"{pct(ta, 50):.2f}", f"{pct(tb, 50):.2f}", ratio(pct(tb, 50), pct(ta, 50)), f"{pct(ta, 99):.2f}",
+                     f"{pct(tb, 99):.2f}", ratio(pct(tb, 99), pct(ta, 99))])
+    table(["category", "A top 3", "B top 3", "A p50", "B p50", "B/A p50", "A p99", "B p99", "B/A p99"], rows)
+    for i, q in enumerate(queries):
+        if ha[i] != hb[i]:
+            print(f"  only {'A' if ha[i] else 'B'} has the answer to {q.q!r} ({q.category}) in its top 3")
+        elif not ha[i]:
+            print(f"  both miss {q.q!r} ({q.category})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--data", type=Path, help="directory for search.db (kept); default: a temporary one")
+    parser.add_argument("--against", metavar="REV", help="run side by side with the plyrd of git revision REV")
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: runs of each phase per tree")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.data)
+        return
+    if args.against:
+        side_by_side(args)
+        return
     started = time.perf_counter()
     workdir = args.data or Path(tempfile.mkdtemp(prefix="plyrd-search-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
