@@ -39,6 +39,16 @@ class Session:
         self.wait("p => location.pathname + location.search === p && !document.getElementById('main')"
                   ".hasAttribute('aria-busy')", path)
 
+    def sign_in(self, next_path: str = "/upload") -> None:
+        """Sign in through the login page's app-password form and wait to land on `next_path`."""
+        page = self.page
+        page.goto(f"{self.node.url}/login?next={next_path}")
+        page.click("text=use an app password instead")
+        page.fill("#ap-handle", self.account.handle)
+        page.fill("#ap-password", self.account.password)
+        page.click("[data-app-password] button[type=submit]")
+        self.wait("p => location.pathname === p", next_path)
+
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """A JSON API call from the page itself, with its cookie and CSRF header, as the app makes them."""
         return self.js("""async ([method, path, body]) => {

@@ -56,10 +56,10 @@ def sign_in(url: str, account: Account) -> Artist:
     return Artist(http, me["csrf_token"], me["did"])
 
 
-def db_rows(node: ServedNode, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(node.data / "plyrd.db")
+def db_rows(node: ServedNode, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
     try:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
 
@@ -145,3 +145,19 @@ def upload(owner: Person, tmp_path: Path, name: str, *, seconds: float, frequenc
     events = owner.me.wait(r.json()["upload_id"])
     assert events[-1]["status"] == "completed", events
     return owner.get(f"/tracks/{events[-1]['track_id']}").json()
+
+
+def publish(node: ServedNode, pds: Any, track_id: int) -> tuple[str, str]:
+    """The track's record (uri, cid): the node's own fm.plyr.track record, waited for until the artist's PDS
+    holds it with the CID the node computed (so a publishing regression fails here)."""
+    deadline = time.monotonic() + 20
+    while True:
+        uri, cid = db(node, "SELECT record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))[0]
+        if uri and cid:
+            _, _, repo, collection, rkey = uri.split("/", 4)
+            r = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.repo.getRecord",
+                          params={"repo": repo, "collection": collection, "rkey": rkey}, timeout=30)
+            if r.status_code == 200 and r.json()["cid"] == cid:
+                return uri, cid
+        assert time.monotonic() < deadline, f"track {track_id} never got its record on the PDS"
+        time.sleep(0.2)

@@ -155,13 +155,7 @@ def embeds(s: Session) -> dict[str, str]:
 
 
 def test_sign_in_and_make_one_of_everything(s: Session, audio: Path) -> None:
-    page = s.page
-    page.goto(s.node.url + "/login?next=/upload")
-    page.click("text=use an app password instead")
-    page.fill("#ap-handle", s.account.handle)
-    page.fill("#ap-password", s.account.password)
-    page.click("[data-app-password] button[type=submit]")
-    s.wait("() => location.pathname === '/upload'")
+    s.sign_in("/upload")
     s.ids["track"] = upload(s, audio, title="harbour lights", tags="dusk", description="waves")
     album = s.api("POST", "/albums/", {"title": "night tides"})["body"]
     assert s.api("PUT", f"/albums/{album['id']}/tracks", {"track_ids": [s.ids["track"]]})["status"] == 200

@@ -72,12 +72,7 @@ def test_signed_out_portal_redirects_to_sign_in(s: Session, browser) -> None:
 
 def test_sign_in_and_upload(s: Session, files) -> None:
     page = s.page
-    page.goto(s.node.url + "/login?next=/upload")
-    page.click("text=use an app password instead")
-    page.fill("#ap-handle", s.account.handle)
-    page.fill("#ap-password", s.account.password)
-    page.click("[data-app-password] button[type=submit]")
-    s.wait("() => location.pathname === '/upload'")
+    s.sign_in("/upload")
     s.ids["one"] = upload(s, files["one"], title="harbour lights", tags="ambient, dusk", album="night")
     s.nav("text=upload another", "/upload")
     s.ids["two"] = upload(s, files["two"], title="second wind")

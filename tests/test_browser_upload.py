@@ -49,13 +49,7 @@ def audio(tmp_path_factory) -> dict[str, Path]:
 def s(browser, node, pds) -> Iterator[Session]:
     context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
     session = Session(node, context.new_page(), pds.create_account("albummaker"))
-    page = session.page
-    page.goto(node.url + "/login?next=/upload")
-    page.click("text=use an app password instead")
-    page.fill("#ap-handle", session.account.handle)
-    page.fill("#ap-password", session.account.password)
-    page.click("[data-app-password] button[type=submit]")
-    session.wait("() => location.pathname === '/upload'")
+    session.sign_in("/upload")
     yield session
     context.close()
     assert not session.errors, session.errors

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
 from conftest import ServedNode, clean_env, node_env, node_fixture, start_node
+from helpers import db_rows
 
 from plyrd.atproto import cbor, lexicon, records, tids
 
@@ -41,14 +42,6 @@ def sign_in(url: str, account: Any) -> User:
     assert r.status_code == 200, r.text
     me = r.json()
     return User(http, me["csrf_token"], me["did"], account.handle)
-
-
-def db_rows(node: ServedNode, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def db_write(node: ServedNode, sql: str, params: Any = (), *, many: bool = False) -> None:

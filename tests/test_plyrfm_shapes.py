@@ -17,27 +17,13 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import png_bytes
-from conftest import ServedNode, node_fixture
-from helpers import Person, anonymous, db, person, upload
+from conftest import node_fixture
+from helpers import Person, anonymous, db, person, publish, upload
 
 from plyrd.atproto.cbor import blob_cid
 
 node = node_fixture("shapes")
 
-
-def publish(node: ServedNode, pds: Any, track_id: int) -> tuple[str, str]:
-    """The track's record (uri, cid), once the artist's PDS holds it with the CID the node computed."""
-    deadline = time.monotonic() + 20
-    while True:
-        uri, cid = db(node, "SELECT record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))[0]
-        if uri and cid:
-            _, _, repo, collection, rkey = uri.split("/", 4)
-            r = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.repo.getRecord",
-                          params={"repo": repo, "collection": collection, "rkey": rkey}, timeout=30)
-            if r.status_code == 200 and r.json()["cid"] == cid:
-                return uri, cid
-        assert time.monotonic() < deadline, f"track {track_id} never got its record on the PDS"
-        time.sleep(0.2)
 
 INVENTORY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "plyrfm-inventory.md"
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import httpx
 from audio_samples import make_audio
 from conftest import ServedNode, node_env, node_fixture, start_node
-from helpers import Artist, records, sign_in, wait_for
+from helpers import Artist, db_rows, records, sign_in, wait_for
 from plyrfm import PlyrClient
 from plyrfm._internal.types import AudioRevision, PlaylistRecommendations
 
@@ -32,14 +31,6 @@ node = node_fixture("revisions")
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def db_rows(node: ServedNode, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def stored_files(node: ServedNode) -> set[str]:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import ServedNode, node_fixture
-from helpers import Artist, Person, anonymous, db, person, upload
+from helpers import Artist, Person, anonymous, db, person, publish, upload
 from pds_harness import Account, authorize_headless
 
 from plyrd.atproto.lexicon import validate
@@ -42,23 +42,6 @@ def stranger(node, pds) -> Person:
     return person(node, pds, "stranger")
 
 
-def publish(node: ServedNode, pds: Any, owner: Person, track_id: int) -> tuple[str, str]:
-    """The strongRef likes and comments point at: the node's own fm.plyr.track record for the track, waited for
-    until the artist's PDS holds it with the CID the node computed (so a publishing regression fails here)."""
-    deadline = time.monotonic() + 20
-    while True:
-        uri, cid = db(node, "SELECT record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))[0]
-        if uri and cid:
-            _, _, repo, collection, rkey = uri.split("/", 4)
-            r = httpx.get(f"{pds.pds_url}/xrpc/com.atproto.repo.getRecord",
-                          params={"repo": repo, "collection": collection, "rkey": rkey}, timeout=30)
-            if r.status_code == 200:
-                assert r.json()["cid"] == cid, (r.json(), cid)
-                return uri, cid
-        assert time.monotonic() < deadline, f"track {track_id} never got its record on the PDS"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def tracks(node, pds, artist, tmp_path_factory) -> dict[str, dict[str, Any]]:
     """Three of the artist's tracks: `song` (likes, comments, plays), `full` (the 20-comment limit) and `draft`
@@ -67,7 +50,7 @@ def tracks(node, pds, artist, tmp_path_factory) -> dict[str, dict[str, Any]]:
     made = {name: upload(artist, tmp, name, seconds=4, frequency=f)
             for name, f in (("song", 330.0), ("full", 440.0), ("draft", 550.0), ("extra", 660.0))}
     for made_track in made.values():
-        publish(node, pds, artist, made_track["id"])
+        publish(node, pds, made_track["id"])
     # As if not yet published (or its publishing still pending): no strongRef to point at.
     db(node, "UPDATE tracks SET record_uri = NULL, record_cid = NULL WHERE id = ?", (made["draft"]["id"],))
     return made
@@ -98,7 +81,7 @@ def wait_records(pds: Any, did: str, collection: str, ok: Callable[[list[dict[st
 
 def test_like_unlike_counts_and_the_records(node, pds, artist, fan, stranger, tracks) -> None:
     song = tracks["song"]
-    uri, cid = publish(node, pds, artist, song["id"])
+    uri, cid = publish(node, pds, song["id"])
 
     r = fan.post(f"/tracks/{song['id']}/like")
     assert r.status_code == 200, r.text
@@ -160,7 +143,7 @@ def test_liked_list_order_and_reorder(node, pds, artist, tracks, tmp_path: Path)
     assert [t["id"] for t in listener.get("/tracks/liked").json()["tracks"]] == new_order
 
     # plyr.fm's strongRef items work too
-    refs = {t: publish(node, pds, artist, t) for t in ids}
+    refs = {t: publish(node, pds, t) for t in ids}
     items = [{"uri": refs[t][0], "cid": refs[t][1]} for t in ids]
     assert listener.put("/lists/liked/reorder", json={"items": items}).json()["track_ids"] == ids
 
@@ -178,7 +161,7 @@ def test_liked_list_order_and_reorder(node, pds, artist, tracks, tmp_path: Path)
 
     # a new like goes in front of a reordered list
     other = upload(artist, tmp_path, "later", seconds=2, frequency=770.0)
-    publish(node, pds, artist, other["id"])
+    publish(node, pds, other["id"])
     listener.post(f"/tracks/{other['id']}/like")
     assert [t["id"] for t in listener.get("/tracks/liked").json()["tracks"]] == [other["id"], *ids]
 
@@ -224,7 +207,7 @@ def test_comments_need_the_artist_to_turn_them_on(node, artist, fan, tracks) -> 
 
 def test_comment_create_edit_delete_and_records(node, pds, artist, fan, stranger, tracks) -> None:
     song = tracks["song"]
-    uri, cid = publish(node, pds, artist, song["id"])
+    uri, cid = publish(node, pds, song["id"])
     assert artist.post("/preferences/", json={"allow_comments": True}).json()["allow_comments"] is True
 
     r = fan.post(f"/tracks/{song['id']}/comments", json={"text": "  the drop at 3s  ", "timestamp_ms": 3000})
