@@ -18,7 +18,7 @@ import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import ServedNode, node_env, node_fixture, start_node
-from helpers import Artist, sign_in
+from helpers import Artist, db_rows, sign_in
 
 from plyrd.search.text import edit_distance, fold
 
@@ -453,14 +453,6 @@ def restart(node: ServedNode, pds: Any) -> ServedNode:
                        log_path=node.log_path.with_suffix(f".{time.monotonic_ns()}.log"))
     node.proc, node.log_path = fresh.proc, fresh.log_path
     return node
-
-
-def db_rows(node: ServedNode, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def db_write(node: ServedNode, sql: str, params: tuple[Any, ...] = ()) -> None:
