@@ -1,0 +1,131 @@
+"""Subsonic's browsing, lists, search and starred reads: artists, albums, songs, genres, playlists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import PlyrdError
+from ...subsonic import catalog as sc
+from .call import Call, method
+
+SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
+
+
+@method("getArtists")
+async def get_artists(call: Call) -> dict[str, Any]:
+    return {"artists": {"ignoredArticles": "", "index": sc.index(await sc.artists(call.node.db, call.audience))}}
+
+
+@method("getIndexes")
+async def get_indexes(call: Call) -> dict[str, Any]:
+    index = sc.index(await sc.artists(call.node.db, call.audience))
+    return {"indexes": {"ignoredArticles": "", "lastModified": 0, "index": index}}
+
+
+@method("getArtist")
+async def get_artist(call: Call) -> dict[str, Any]:
+    entry, albums = await sc.get_artist(call.node.db, call.required("id"), call.audience)
+    return {"artist": {**entry, "album": [sc.album(a) for a in albums]}}
+
+
+@method("getAlbum")
+async def get_album(call: Call) -> dict[str, Any]:
+    row, songs = await sc.get_album(call.node.db, call.required("id"), call.audience)
+    liked = await sc.liked_ids(call.node.db, call.did)
+    return {"album": {**sc.album(row), "song": [sc.song(s, liked) for s in songs]}}
+
+
+@method("getMusicDirectory")
+async def get_music_directory(call: Call) -> dict[str, Any]:
+    """Folder-style browsing: an artist's directory holds their albums, an album's holds its songs."""
+    raw = call.required("id")
+    db = call.node.db
+    if raw.startswith("ar-"):
+        entry, albums = await sc.get_artist(db, raw, call.audience)
+        return {"directory": {"id": raw, "name": entry["name"], "child": [sc.album(a) for a in albums]}}
+    row, songs = await sc.get_album(db, raw, call.audience)
+    liked = await sc.liked_ids(db, call.did)
+    return {"directory": {"id": raw, "name": row["name"], "parent": f"ar-{row['artist_did']}",
+                          "child": [sc.song(s, liked) for s in songs]}}
+
+
+@method("getSong")
+async def get_song(call: Call) -> dict[str, Any]:
+    row = await sc.get_song(call.node.db, call.required("id"), call.audience)
+    return {"song": sc.song(row, await sc.liked_ids(call.node.db, call.did))}
+
+
+@method("getAlbumList2")
+async def get_album_list2(call: Call) -> dict[str, Any]:
+    rows = await sc.album_list(call.node.db, call.one(), call.audience)
+    return {"albumList2": {"album": [sc.album(r) for r in rows]}}
+
+
+@method("getAlbumList")
+async def get_album_list(call: Call) -> dict[str, Any]:
+    rows = await sc.album_list(call.node.db, call.one(), call.audience)
+    return {"albumList": {"album": [sc.album(r) for r in rows]}}
+
+
+@method("getRandomSongs")
+async def get_random_songs(call: Call) -> dict[str, Any]:
+    rows = await sc.random_songs(call.node.db, call.one(), call.audience)
+    liked = await sc.liked_ids(call.node.db, call.did)
+    return {"randomSongs": {"song": [sc.song(r, liked) for r in rows]}}
+
+
+@method("getGenres")
+async def get_genres(call: Call) -> dict[str, Any]:
+    return {"genres": {"genre": await sc.genres(call.node.db, call.audience)}}
+
+
+@method("search3")
+async def search3(call: Call) -> dict[str, Any]:
+    """Songs come from the node's search index when it can answer (relevance, typos, folded accents): a query of 2
+    to 100 characters whose page lies within the index's first 50 answers. Otherwise, and for artists and albums,
+    substring matching (an empty query lists everything, as clients syncing a library expect)."""
+    params = call.one()
+    ranked = None
+    query = (params.get("query") or "").strip().strip('"')
+    try:
+        count = int(params.get("songCount") or 20)
+        offset = int(params.get("songOffset") or 0)
+    except ValueError:
+        count, offset = 0, 0  # sc.search reports the bad number in Subsonic's words
+    if 2 <= len(query) <= 100 and 0 < count and offset >= 0 and offset + count <= SEARCH_INDEX_MAX:
+        try:
+            found = await call.node.search.search(query, "tracks", str(offset + count), call.audience)
+        except PlyrdError:
+            found = None  # the index is rebuilding or refuses this query: substring matching still answers
+        if found is not None:
+            ranked = [int(t["id"]) for t in found["groups"]["tracks"]][offset:]
+    return {"searchResult3": await sc.search(call.node.db, params, call.audience, ranked)}
+
+
+@method("getPlaylists")
+async def get_playlists(call: Call) -> dict[str, Any]:
+    rows = await sc.playlists(call.node.db, call.audience, call.params.get("username") or None)
+    return {"playlists": {"playlist": [sc.playlist(r) for r in rows]}}
+
+
+@method("getPlaylist")
+async def get_playlist(call: Call) -> dict[str, Any]:
+    row, songs = await sc.get_playlist(call.node.db, call.required("id"), call.audience)
+    liked = await sc.liked_ids(call.node.db, call.did)
+    return {"playlist": {**sc.playlist(row), "entry": [sc.song(s, liked) for s in songs]}}
+
+
+@method("getStarred2")
+async def get_starred2(call: Call) -> dict[str, Any]:
+    return {"starred2": await _starred(call)}
+
+
+@method("getStarred")
+async def get_starred(call: Call) -> dict[str, Any]:
+    return {"starred": await _starred(call)}
+
+
+async def _starred(call: Call) -> dict[str, Any]:
+    rows = await sc.starred(call.node.db, call.audience)
+    liked = {r["id"] for r in rows}
+    return {"artist": [], "album": [], "song": [sc.song(r, liked) for r in rows]}
