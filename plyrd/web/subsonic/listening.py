@@ -1,4 +1,4 @@
-"""Subsonic's listening methods: scrobble, star and unstar."""
+"""Subsonic's listening methods: now playing, scrobble, star and unstar."""
 
 from __future__ import annotations
 
@@ -53,3 +53,8 @@ async def unstar(call: Call) -> dict[str, Any]:
         except NotFound:
             pass
     return {}
+
+
+@method("getNowPlaying")
+async def get_now_playing(call: Call) -> dict[str, Any]:
+    return {"nowPlaying": {}}

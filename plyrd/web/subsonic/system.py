@@ -1,4 +1,4 @@
-"""Subsonic's system methods: ping, license, folders, extensions, the user, scan status, now playing."""
+"""Subsonic's system methods: ping, license, folders, extensions, the user, scan status."""
 
 from __future__ import annotations
 
@@ -42,8 +42,3 @@ async def get_user(call: Call) -> dict[str, Any]:
 @method("getScanStatus")
 async def get_scan_status(call: Call) -> dict[str, Any]:
     return {"scanStatus": {"scanning": False, "count": await sc.song_count(call.node.db, call.audience)}}
-
-
-@method("getNowPlaying")
-async def get_now_playing(call: Call) -> dict[str, Any]:
-    return {"nowPlaying": {}}
