@@ -24,6 +24,7 @@ from .web import (
     pages,
     requests,
     security_headers,
+    subsonic_password,
     sync,
     tracks,
     upload_stream,
@@ -97,6 +98,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(artists.bp)
     app.register_blueprint(search_web.bp)
     app.register_blueprint(subsonic_web.bp)
+    app.register_blueprint(subsonic_password.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(portal_bp)
     upload_stream.install(app)

@@ -34,6 +34,7 @@ examples:
   plyrd init --data /srv/music        write /srv/music/config.toml with fresh secrets
   plyrd serve --config /etc/plyrd.toml
   plyrd backup /mnt/usb/plyrd-backup  copy the database and blobs while the node runs
+  plyrd subsonic-password alice.example.com   a Subsonic app password for alice (shown once)
 
 README.md documents reverse proxies, TLS, containers and every option (config.example.toml).
 """
@@ -98,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(and rebuilds it when it finds it missing or out of step); this is for when\n"
                                  "search.db was damaged or deleted, or after restoring a backup."))
     _common(reindex)
+
+    subsonic = sub.add_parser("subsonic-password", help="make (or revoke) a user's password for Subsonic apps",
+                              formatter_class=fmt, description=(
+                                  "Make a new Subsonic password for a user of this node and print it, once: apps\n"
+                                  "such as DSub, Symfonium or Feishin sign in with it and the user's handle. A new\n"
+                                  "password ends the old one. The node keeps it sealed under secrets.token_key and\n"
+                                  "never shows it again. Users can do the same in their settings. Safe to run while\n"
+                                  "the node runs."))
+    _common(subsonic)
+    subsonic.add_argument("user", metavar="HANDLE_OR_DID", help="the user (who must have signed in here once)")
+    subsonic.add_argument("--revoke", action="store_true", help="delete the user's password instead")
     return parser
 
 
@@ -220,8 +232,53 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_subsonic_password(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import keys
+    from .auth.sealing import Sealer
+    from .db import Database
+    from .node import make_private
+    from .subsonic.passwords import SubsonicPasswords
+
+    config = _load(args)
+    if not config.db_path.exists():
+        print(f"plyrd: {config.db_path} does not exist: no users yet", file=sys.stderr)
+        return 2
+    make_private(config.data_dir)
+    sealer = Sealer(keys.resolve(config)["token_key"])
+
+    async def run() -> int:
+        db = Database(config.db_path, busy_timeout_ms=config["database.busy_timeout_ms"], read_connections=1)
+        await db.open()
+        try:
+            passwords = SubsonicPasswords(db, sealer)
+            account = await passwords.find_account(args.user)
+            if account is None:
+                print(f"plyrd: no user {args.user!r} on this node (they must sign in here once)", file=sys.stderr)
+                return 2
+            username = account.handle or account.did
+            if args.revoke:
+                had = await passwords.revoke(account.did)
+                print(f"revoked the Subsonic password of {username}" if had
+                      else f"{username} had no Subsonic password")
+                return 0
+            password = await passwords.create(account.did)
+        finally:
+            await db.close()
+        print(f"a new Subsonic password for {username} ({account.did}); any earlier one no longer works.\n"
+              f"in a Subsonic app:\n"
+              f"  server    {config.public_url}\n"
+              f"  username  {username}\n"
+              f"  password  {password}\n"
+              f"it is shown this once: plyrd keeps it sealed and cannot show it again.")
+        return 0
+
+    return asyncio.run(run())
+
+
 COMMANDS = {"serve": cmd_serve, "init": cmd_init, "migrate": cmd_migrate, "backup": cmd_backup,
-            "reindex": cmd_reindex}
+            "reindex": cmd_reindex, "subsonic-password": cmd_subsonic_password}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...subsonic import catalog as sc
-from .call import Call, method
+from ...subsonic.envelope import NOT_AUTHORIZED, SubsonicError
+from .call import METHODS, Call, method
 
 
 @method("ping")
@@ -25,16 +26,36 @@ async def get_music_folders(call: Call) -> dict[str, Any]:
 
 @method("getOpenSubsonicExtensions")
 async def get_extensions(call: Call) -> dict[str, Any]:
-    # formPost is accepted but not advertised: a browser-hosted client on another origin that POSTs would be
-    # refused by the node's cross-site check (plyrd.web.viewer), so such clients should keep to GET.
-    return {"openSubsonicExtensions": [{"name": "apiKeyAuthentication", "versions": [1]}]}
+    # Only what the node implements. formPost: /rest reads form POSTs from any origin (the dispatcher lets them by
+    # the cross-site check, since their credentials are in the form, not in cookies).
+    names = ["apiKeyAuthentication", "formPost"]
+    if "getlyricsbysongid" in METHODS:
+        names.append("songLyrics")
+    return {"openSubsonicExtensions": [{"name": name, "versions": [1]} for name in names]}
+
+
+def _username(call: Call) -> str:
+    """Subsonic usernames are handles (a DID when the handle no longer resolves): what people type in their app."""
+    return call.session.handle or call.did
+
+
+@method("tokenInfo")
+async def token_info(call: Call) -> dict[str, Any]:
+    # OpenSubsonic apiKeyAuthentication: whom the API key signs in as (answered for any credentials, truthfully).
+    return {"tokenInfo": {"username": _username(call)}}
 
 
 @method("getUser")
 async def get_user(call: Call) -> dict[str, Any]:
-    # What this API lets a developer token do: listen, download, scrobble; no playlist editing or admin here.
-    return {"user": {"username": call.session.handle or call.did, "scrobblingEnabled": True, "adminRole": False,
-                     "settingsRole": False, "downloadRole": True, "uploadRole": False, "playlistRole": False,
+    asked = call.params.get("username")
+    if asked and asked.strip().lstrip("@").lower() not in {_username(call).lower(), call.did.lower()}:
+        raise SubsonicError(NOT_AUTHORIZED, "You may only see your own user")
+    # The roles say what /rest lets this user do: listen, download (each track's download policy still applies),
+    # scrobble, keep playlists; admin as the node's config lists them. Nothing here edits settings, uploads,
+    # comments, shares, podcasts, cover art, the jukebox or videos.
+    is_admin = call.node.auth.is_admin(call.did, call.session.handle)
+    return {"user": {"username": _username(call), "scrobblingEnabled": True, "adminRole": is_admin,
+                     "settingsRole": False, "downloadRole": True, "uploadRole": False, "playlistRole": True,
                      "coverArtRole": False, "commentRole": False, "podcastRole": False, "streamRole": True,
                      "jukeboxRole": False, "shareRole": False, "videoConversionRole": False, "folder": [1]}}
 
