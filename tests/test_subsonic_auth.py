@@ -16,6 +16,7 @@ import httpx
 import libopensonic
 import libsonic
 import pytest
+from browsing import DESKTOP, Session
 from conftest import clean_env, node_fixture
 from helpers import Person, anonymous, person
 
@@ -180,6 +181,34 @@ def test_a_cross_site_form_post_is_answered_by_its_own_credentials_only(node, al
     r = alice.me.http.post("/rest/getUser.view", headers=evil, data={
         "f": "json", "u": bob.handle, "t": token(bobs, salt), "s": salt, "username": bob.handle})
     assert r.json()["subsonic-response"]["user"]["username"] == bob.handle
+
+
+def test_the_settings_page_makes_shows_once_and_revokes(node, pds, browser) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        s = Session(node, context.new_page(), pds.create_account("sapage"))
+        s.sign_in("/settings")
+        page = s.page
+        s.wait("() => document.querySelector('[data-subsonic-server]').textContent.length > 0")
+        assert page.text_content("[data-subsonic-server]") == node.url
+        assert page.text_content("[data-subsonic-username]") == s.account.handle
+        assert "no password yet" in page.text_content("[data-subsonic-actions]")
+        page.click("[data-subsonic-actions] button:has-text('make a password')")
+        s.wait("() => document.querySelector('[data-subsonic-new]')")
+        password = page.text_content("[data-subsonic-new]")
+        assert PASSWORD.fullmatch(password or "")
+        assert page.is_visible("[data-subsonic-password] button:has-text('copy')")
+        assert rest(node, "ping", u=s.account.handle, t=token(password, "pagesalt"), s="pagesalt")["status"] == "ok"
+        page.reload()  # shown once: a reload says there is one, and when it was used, but not what it is
+        s.wait("() => document.querySelector('[data-subsonic-about]')")
+        assert "last used" in page.text_content("[data-subsonic-actions]")
+        assert page.query_selector("[data-subsonic-new]") is None and password not in page.content()
+        page.click("[data-subsonic-actions] button:has-text('revoke')")
+        s.wait("() => document.querySelector('[data-subsonic-actions]').textContent.includes('no password yet')")
+        assert failed(rest(node, "ping", u=s.account.handle, p=password)) == 40
+        assert s.errors == []
+    finally:
+        context.close()
 
 
 def test_the_cli_makes_and_revokes_a_password(node, bob: Person) -> None:

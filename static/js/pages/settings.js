@@ -67,6 +67,7 @@ export function init(main) {
     history.replaceState(history.state, '', '/settings'); // a reload should not say it again
   }
   if (main.querySelector('[data-tokens-section]')) startTokens(main, status);
+  if (main.querySelector('[data-subsonic-section]')) startSubsonic(main, status);
 }
 
 // Developer tokens: listed by prefix, revoked one by one; creating one runs its own OAuth grant at the PDS,
@@ -106,6 +107,68 @@ async function startTokens(main, status) {
     await render();
   } catch (err) {
     list.replaceChildren();
+    status.textContent = err.message;
+  }
+}
+
+// The Subsonic password: whether there is one and when it was made and last used; making one (or a new one, which
+// ends the old) shows it here once, with a copy button; it is never shown again.
+async function startSubsonic(main, status) {
+  const shown = main.querySelector('[data-subsonic-password]');
+  const actions = main.querySelector('[data-subsonic-actions]');
+  const day = (iso) => (iso ? new Date(iso).toISOString().slice(0, 10) : null);
+  const button = (label, act) => {
+    const b = h('button', { type: 'button', class: 'button' }, label);
+    b.addEventListener('click', act);
+    return b;
+  };
+  const render = async () => {
+    const info = await api('/auth/subsonic-password');
+    main.querySelector('[data-subsonic-server]').textContent = info.server;
+    main.querySelector('[data-subsonic-username]').textContent = info.username;
+    const about = info.exists
+      ? `password made ${day(info.created_at)}, ${info.last_used_at ? `last used ${day(info.last_used_at)}` : 'not used yet'}`
+      : 'no password yet';
+    actions.replaceChildren(
+      h('span', { class: 'quiet small', 'data-subsonic-about': true }, about),
+      button(info.exists ? 'make a new password' : 'make a password', create),
+      info.exists && button('revoke', revoke),
+    );
+  };
+  const create = async () => {
+    try {
+      const { password } = await api('/auth/subsonic-password', { method: 'POST' });
+      const copy = button('copy', async () => {
+        try {
+          await navigator.clipboard.writeText(password);
+          status.textContent = 'password copied';
+        } catch {
+          status.textContent = 'could not copy: select the password and copy it yourself';
+        }
+      });
+      shown.replaceChildren(
+        h('p', { class: 'row' }, h('code', { 'data-subsonic-new': true }, password), copy),
+        h('p', { class: 'quiet small' }, 'copy it now: it is shown this once. any earlier password no longer works.'),
+      );
+      status.textContent = 'new subsonic password made';
+      await render();
+    } catch (err) {
+      status.textContent = `no password made: ${err.message}`;
+    }
+  };
+  const revoke = async () => {
+    try {
+      await api('/auth/subsonic-password', { method: 'DELETE' });
+      shown.replaceChildren();
+      status.textContent = 'subsonic password revoked: apps signed in with it stop working';
+      await render();
+    } catch (err) {
+      status.textContent = `not revoked: ${err.message}`;
+    }
+  };
+  try {
+    await render();
+  } catch (err) {
     status.textContent = err.message;
   }
 }
