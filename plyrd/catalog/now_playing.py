@@ -39,6 +39,7 @@ class Playing:
     reported_at: float
     status_track_id: int | None = None  # the track the last teal.fm status named, and when it was written
     status_at: float = 0.0
+    player: str | None = None  # the Subsonic client that reported it (its `c`); None for the web player
 
 
 class NowPlaying:
@@ -66,6 +67,11 @@ class NowPlaying:
     def clear(self, did: str) -> None:
         self._entries.pop(did, None)
 
+    def entries(self, now: float | None = None) -> list[tuple[str, Playing]]:
+        """Every listener's live entry (Subsonic's getNowPlaying), most recently reported first."""
+        now = time.time() if now is None else now
+        return [(did, e) for did, e in reversed(self._entries.items()) if now - e.reported_at <= self.ttl]
+
 
 def _int(name: str, value: Any, *, required: bool) -> int | None:
     if value is None and not required:
@@ -76,9 +82,10 @@ def _int(name: str, value: Any, *, required: bool) -> int | None:
 
 
 async def report(db: Database, store: NowPlaying, *, did: str, body: Any, teal_granted: bool, public_url: str,
-                 now: float | None = None) -> None:
+                 now: float | None = None, player: str | None = None) -> None:
     """POST /now-playing/: `track_id` and `progress_ms` (and `is_playing`, default true). The other fields
-    plyr.fm's player sends (names, file id, duration) are accepted and ignored: the track row is the truth."""
+    plyr.fm's player sends (names, file id, duration) are accepted and ignored: the track row is the truth.
+    Subsonic's scrobble(submission=false) reports through here too, naming its client as `player`."""
     now = time.time() if now is None else now
     if not isinstance(body, dict):
         raise InvalidInput("send a JSON object with track_id and progress_ms")
@@ -104,6 +111,7 @@ async def report(db: Database, store: NowPlaying, *, did: str, body: Any, teal_g
         reported_at=now,
         status_track_id=previous.status_track_id if previous else None,
         status_at=previous.status_at if previous else 0.0,
+        player=player,
     )
     due = entry.status_track_id != track_id or now - entry.status_at >= STATUS_RENEW_SECONDS
     if is_playing and teal_granted and due:

@@ -13,8 +13,9 @@ record that still names it.
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -140,7 +141,8 @@ async def _write_items(conn: aiosqlite.Connection, playlist_id: str, items: list
     await conn.execute(f"UPDATE playlists SET updated_at = {_NOW_SQL} WHERE id = ?", (playlist_id,))
 
 
-async def create_playlist(db: Database, did: str, body: dict[str, Any]) -> str:
+async def create_playlist(db: Database, did: str, body: dict[str, Any], *, track_ids: Sequence[int] = ()) -> str:
+    """A new playlist; `track_ids` (Subsonic's createPlaylist) are its first items, published in its first record."""
     name = _name(body.get("name"))
     private = _flag("is_private", body.get("is_private", False))
     show = _flag("show_on_profile", body.get("show_on_profile", False))
@@ -148,12 +150,35 @@ async def create_playlist(db: Database, did: str, body: dict[str, Any]) -> str:
     async with db.write() as conn:
         await conn.execute("INSERT INTO playlists(id, owner_did, name, is_private, show_on_profile)"
                            " VALUES (?, ?, ?, ?, ?)", (playlist_id, did, name, int(private), int(show)))
+        if track_ids:
+            await _edit_items(conn, playlist_id, [], track_ids)
         await _publish(conn, playlist_id)
     return playlist_id
 
 
-async def update_playlist(db: Database, playlist_id: str, did: str, changes: dict[str, Any]) -> None:
-    """Name, show_on_profile and is_private. Going private deletes the record; going public publishes one."""
+async def _edit_items(conn: aiosqlite.Connection, playlist_id: str, kept: list[sqlite3.Row],
+                      add: Sequence[int]) -> None:
+    """Write the items as `kept` (current item rows, in order) then the tracks `add` names, by id. A track already
+    in the playlist is not added twice (a list holds each record once)."""
+    items = [(i["track_id"], i["track_uri"], i["track_cid"], i["added_at"]) for i in kept]
+    present = {i[1] for i in items}
+    now = time.time()
+    for track_id in add:
+        found, uri, cid = await _resolve_track(conn, {"track_id": track_id})
+        if uri not in present:
+            present.add(uri)
+            items.append((found, uri, cid, now))
+    if len(items) > MAX_ITEMS:
+        raise InvalidInput(f"a playlist holds at most {MAX_ITEMS} tracks")
+    await _write_items(conn, playlist_id, items)
+
+
+async def update_playlist(db: Database, playlist_id: str, did: str, changes: dict[str, Any], *,
+                          remove_tracks: Collection[int] = (), add_tracks: Sequence[int] = (),
+                          replace_items: bool = False) -> None:
+    """Name, show_on_profile and is_private. Going private deletes the record; going public publishes one.
+    Subsonic's updatePlaylist and createPlaylist(playlistId) change the items in the same write, one record for
+    all: the items whose track is in `remove_tracks` (or all, `replace_items`) go, then `add_tracks` are appended."""
     unknown = set(changes) - {"name", "show_on_profile", "is_private"}
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}; a playlist has name, show_on_profile and"
@@ -172,8 +197,13 @@ async def update_playlist(db: Database, playlist_id: str, did: str, changes: dic
             " rkey = CASE WHEN ? THEN NULL ELSE rkey END, record_uri = CASE WHEN ? THEN NULL ELSE record_uri END,"
             f" record_cid = CASE WHEN ? THEN NULL ELSE record_cid END, updated_at = {_NOW_SQL} WHERE id = ?",
             (name, int(show), int(private), private, private, private, row["id"]))
+        edit = bool(replace_items or remove_tracks or add_tracks)
+        if edit:
+            kept = [] if replace_items else [i for i in await _items(conn, row["id"])
+                                             if i["track_id"] not in remove_tracks]
+            await _edit_items(conn, row["id"], kept, add_tracks)
         # A new name or a playlist going public changes what the PDS should hold; show_on_profile is local.
-        if not private and (name != row["name"] or row["is_private"]):
+        if not private and (name != row["name"] or row["is_private"] or edit):
             await _publish(conn, row["id"])
 
 

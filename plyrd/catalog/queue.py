@@ -140,6 +140,20 @@ async def _snapshot(db: Database, audience: Audience, state: dict[str, Any], rev
     return {"state": state, "revision": revision, "tracks": await tracks_json(db, distinct, audience.did, public_url)}
 
 
+async def saved(db: Database, did: str) -> tuple[dict[str, Any], int, float | None]:
+    """The saved state, its revision and when it was saved (the default state, 0 and None before any save)."""
+    row = await db.fetchone("SELECT state, revision, updated_at FROM queue_state WHERE did = ?", (did,))
+    if row is None:
+        return dict(DEFAULT_STATE), 0, None
+    return json.loads(row["state"]), row["revision"], row["updated_at"]
+
+
+async def track_ids(db: Database, entries: list[int | str], audience: Audience) -> dict[int | str, int]:
+    """The id of the track behind each entry (track id or file id) that `audience` may see, as GET /queue/ resolves
+    them: what Subsonic's getPlayQueue lists."""
+    return {e: r["id"] for e, r in (await _resolve(db, entries, audience)).items()}
+
+
 async def revision(db: Database, did: str) -> int:
     row = await db.fetchone("SELECT revision FROM queue_state WHERE did = ?", (did,))
     return row["revision"] if row else 0

@@ -1,4 +1,4 @@
-"""Subsonic's browsing, lists, search and starred reads: artists, albums, songs, genres, playlists."""
+"""Subsonic's browsing, lists, search and starred reads: artists, albums, songs, genres (playlists: playlists.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from ...errors import PlyrdError
 from ...subsonic import catalog as sc
+from ...subsonic import state
 from .call import Call, method
 
 SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
@@ -102,19 +103,6 @@ async def search3(call: Call) -> dict[str, Any]:
     return {"searchResult3": await sc.search(call.node.db, params, call.audience, ranked)}
 
 
-@method("getPlaylists")
-async def get_playlists(call: Call) -> dict[str, Any]:
-    rows = await sc.playlists(call.node.db, call.audience, call.params.get("username") or None)
-    return {"playlists": {"playlist": [sc.playlist(r) for r in rows]}}
-
-
-@method("getPlaylist")
-async def get_playlist(call: Call) -> dict[str, Any]:
-    row, songs = await sc.get_playlist(call.node.db, call.required("id"), call.audience)
-    liked = await sc.liked_ids(call.node.db, call.did)
-    return {"playlist": {**sc.playlist(row), "entry": [sc.song(s, liked) for s in songs]}}
-
-
 @method("getStarred2")
 async def get_starred2(call: Call) -> dict[str, Any]:
     return {"starred2": await _starred(call)}
@@ -126,6 +114,11 @@ async def get_starred(call: Call) -> dict[str, Any]:
 
 
 async def _starred(call: Call) -> dict[str, Any]:
-    rows = await sc.starred(call.node.db, call.audience)
-    liked = {r["id"] for r in rows}
-    return {"artist": [], "album": [], "song": [sc.song(r, liked) for r in rows]}
+    """Liked songs, and the albums and artists starred on this node (plyrd.subsonic.state), latest first."""
+    db, audience = call.node.db, call.audience
+    liked = await sc.liked_ids(db, call.did)
+    return {
+        "artist": [{**sc.artist(r), "starred": state.iso(at)} for r, at in await state.starred_artists(db, audience)],
+        "album": [{**sc.album(r), "starred": state.iso(at)} for r, at in await state.starred_albums(db, audience)],
+        "song": [sc.song(r, liked) for r in await sc.starred(db, audience)],
+    }
