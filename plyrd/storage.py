@@ -46,7 +46,7 @@ import aiosqlite
 
 from . import errors
 from .db import Database
-from .db.queries import fetchone
+from .db.queries import fetchall, fetchone
 
 log = logging.getLogger("plyrd.storage")
 
@@ -404,6 +404,7 @@ class BlobStore:
                             (row["sha256"], cutoff))
                         if cur.rowcount:
                             gone.append(row["sha256"])
+                            gone += await self._release_derived(conn, row["sha256"])
                         await cur.close()
                 # Committed: now the files can go. A crash here leaves orphans for the scan below.
                 await asyncio.to_thread(self._unlink_all, gone)
@@ -450,9 +451,25 @@ class BlobStore:
                     cur = await conn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount = 0", (sha,))
                     if cur.rowcount:
                         gone.append(sha)
+                        gone += await self._release_derived(conn, sha)
                     await cur.close()
             await asyncio.to_thread(self._unlink_all, gone)
         return len(gone)
+
+    async def _release_derived(self, conn: aiosqlite.Connection, sha256: str) -> list[str]:
+        """Inside the transaction that deletes blob `sha256`'s row: the cached transcodes made from it go too
+        (plyrd.subsonic.transcode_cache), their references dropped; returns their blobs that nothing references any
+        more, whose rows are deleted here, so their files go with the source's."""
+        freed: list[str] = []
+        for row in await fetchall(conn, "DELETE FROM transcodes WHERE source_sha256 = ? RETURNING blob_sha256",
+                                  (sha256,)):
+            derived = row[0]
+            if await self.decref(conn, derived) == 0:
+                cur = await conn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount = 0", (derived,))
+                if cur.rowcount:
+                    freed += [derived, *await self._release_derived(conn, derived)]
+                await cur.close()
+        return freed
 
     def _unlink_all(self, shas: list[str]) -> None:
         dirs: set[Path] = set()

@@ -1,0 +1,389 @@
+"""Transcoding while streaming: decode an original with PyAV, resample, encode to MP3 or Opus in Ogg at a bitrate,
+from an offset on, and hand the encoded bytes out in chunks as they are made, so a listener hears the start long
+before the encode is done.
+
+- MP3 goes through the system's libmp3lame when there is one, as plyrd.media.transcode does (about three times the
+  speed of the LAME in PyAV's wheel); CD-format PCM goes to it as decoded. The stream is [ID3v2.3][CBR frames]:
+  without LAME's Info frame, which can only be written at the end by seeking back, and a stream cannot seek.
+  Without a system LAME, PyAV's mp3 muxer (it writes its Xing frame at the start and cannot update it either).
+- Opus: libopus at 48 kHz in an Ogg stream through PyAV, written to an output that cannot seek.
+- `offset`: the demuxer seeks to the frame at or before it, and decoded samples before it are dropped, so the
+  first sample sent is the one at `offset` (to a sample with FLAC/WAV; to a codec frame for lossy originals).
+
+Each encode runs in a thread of its own (PyAV and ctypes release the GIL, so threads encode in parallel), bounded by
+`LiveTranscoder`'s slots: a transcode paced by its listener lasts as long as the track, so a pool of core-count
+threads would let two listeners hold the node; the bound is on how many run at once, and a request past it waits
+a little, then is refused with `Busy`. The thread runs at most `ahead` chunks ahead of the consumer (backpressure:
+a slow or paused client does not make the node encode the whole track into memory), and stops at its next packet
+once the consumer goes away; it never touches the file system beyond reading the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+
+from ..errors import Unprocessable
+from .probe import Tags, open_audio, pick_audio_stream, read_tags
+from .transcode import id3v2_tag, lame_library
+
+Format = Literal["mp3", "opus"]
+MP3_RATE = 44100
+OPUS_RATE = 48000  # the only rate Opus really runs at
+FIRST_CHUNK = 8 * 1024  # the first bytes go out as soon as there are this many: a quick start for the listener
+CHUNK = 64 * 1024
+AHEAD = 6  # chunks encoded ahead of the consumer: about 24 s at 128 kbit/s
+_MAX_BAD_PACKETS = 16
+_MONO, _JOINT_STEREO = 3, 1  # LAME's MPEG_mode values
+_lame_init = threading.Lock()  # LAME fills shared tables on its first init
+
+
+class Busy(Exception):
+    """Every transcode slot stayed taken for the whole wait."""
+
+
+class Cancelled(Exception):
+    """The consumer went away; the encode stopped."""
+
+
+@dataclass(frozen=True)
+class Request:
+    source: Path
+    format: Format
+    kbps: int
+    offset: float = 0.0
+
+
+class _Out:
+    """Where the encoder writes: bytes gathered, handed out in chunks. No seek or tell: muxers treat it as a pipe."""
+
+    def __init__(self, emit: Callable[[bytes], None]) -> None:
+        self._emit = emit
+        self._buf = bytearray()
+        self._limit = FIRST_CHUNK
+        self.total = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._buf += data
+        if len(self._buf) >= self._limit:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buf:
+            chunk, self._buf = bytes(self._buf), bytearray()
+            self.total += len(chunk)
+            self._limit = CHUNK
+            self._emit(chunk)
+
+
+class _LameStream:
+    """Frames -> system libmp3lame -> [ID3v2.3][CBR frames], streamed (no Info frame: see the module docstring)."""
+
+    planar_format = "fltp"
+
+    def __init__(self, out: _Out, *, channels: int, kbps: int, tags: Tags) -> None:
+        lib = lame_library()
+        assert lib is not None
+        self._lib, self._out, self._channels = lib, out, channels
+        with _lame_init:
+            gfp = lib.lame_init()
+            if not gfp:
+                raise MemoryError("lame_init failed")
+            self._gfp = gfp
+            lib.lame_set_in_samplerate(gfp, MP3_RATE)
+            lib.lame_set_out_samplerate(gfp, MP3_RATE)
+            lib.lame_set_num_channels(gfp, channels)
+            lib.lame_set_mode(gfp, _MONO if channels == 1 else _JOINT_STEREO)
+            lib.lame_set_VBR(gfp, 0)
+            lib.lame_set_brate(gfp, kbps)
+            lib.lame_set_bWriteVbrTag(gfp, 0)
+            lib.lame_set_write_id3tag_automatic(gfp, 0)
+            if lib.lame_init_params(gfp) < 0:
+                lib.lame_close(gfp)
+                raise RuntimeError("LAME refused the encoding parameters")
+        out.write(id3v2_tag(tags))
+        self._buf = np.empty(1 << 16, dtype=np.uint8)
+
+    def _room(self, samples: int) -> int:
+        need = samples * 5 // 4 + 7200  # LAME's documented worst case
+        if need > self._buf.size:
+            self._buf = np.empty(need, dtype=np.uint8)
+        return self._buf.size
+
+    def accepts(self, frame: av.AudioFrame) -> bool:
+        return (frame.format.name == "s16" and frame.sample_rate == MP3_RATE
+                and len(frame.layout.channels) == self._channels)
+
+    def write(self, frame: av.AudioFrame) -> None:
+        n = frame.samples
+        size = self._room(n)
+        dst = self._buf.ctypes.data
+        lib = self._lib
+        if frame.format.name == "s16":
+            pcm = np.frombuffer(frame.planes[0], dtype=np.int16, count=n * self._channels)
+            if self._channels == 2:
+                got = lib.lame_encode_buffer_interleaved(self._gfp, pcm.ctypes.data, n, dst, size)
+            else:
+                got = lib.lame_encode_buffer(self._gfp, pcm.ctypes.data, pcm.ctypes.data, n, dst, size)
+        else:
+            left = np.frombuffer(frame.planes[0], dtype=np.float32, count=n)
+            right = np.frombuffer(frame.planes[1], dtype=np.float32, count=n) if self._channels == 2 else left
+            got = lib.lame_encode_buffer_ieee_float(self._gfp, left.ctypes.data, right.ctypes.data, n, dst, size)
+        if got < 0:
+            raise RuntimeError(f"LAME encode error {got}")
+        if got:
+            self._out.write(memoryview(self._buf)[:got])
+
+    def close(self) -> None:
+        try:
+            got = self._lib.lame_encode_flush(self._gfp, self._buf.ctypes.data, self._room(0))
+            if got < 0:
+                raise RuntimeError(f"LAME flush error {got}")
+            self._out.write(memoryview(self._buf)[:got])
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        gfp, self._gfp = self._gfp, None
+        if gfp:
+            self._lib.lame_close(ctypes.c_void_p(gfp))
+
+
+class _PyAVStream:
+    """Frames -> a PyAV encoder and muxer (Opus in Ogg; MP3 when there is no system LAME) -> the output pipe."""
+
+    planar_format = "fltp"
+
+    def __init__(self, out: _Out, *, fmt: Format, channels: int, kbps: int, tags: Tags) -> None:
+        layout = "mono" if channels == 1 else "stereo"
+        if fmt == "opus":
+            self._container = av.open(out, "w", format="ogg")
+            self._stream = self._container.add_stream("libopus", rate=OPUS_RATE, layout=layout)
+            self._stream.format = "flt"
+            self.planar_format = "flt"
+            self._frame_size = 960  # 20 ms, libopus's default frame
+        else:
+            self._container = av.open(out, "w", format="mp3", options={"id3v2_version": "3"})
+            self._stream = self._container.add_stream("libmp3lame", rate=MP3_RATE, layout=layout)
+            self._stream.format = "fltp"
+            self._frame_size = 1152
+        for key, value in _ffmpeg_tags(tags).items():
+            (self._stream if fmt == "opus" else self._container).metadata[key] = value
+        self._stream.bit_rate = kbps * 1000
+        self._fifo = av.AudioFifo()
+        self._pts = 0
+
+    def accepts(self, frame: av.AudioFrame) -> bool:
+        return False
+
+    def write(self, frame: av.AudioFrame) -> None:
+        frame.pts = None
+        self._fifo.write(frame)
+        while self._fifo.samples >= self._frame_size:
+            self._encode(self._fifo.read(self._frame_size))
+
+    def _encode(self, frame: av.AudioFrame | None) -> None:
+        if frame is not None:
+            frame.pts = self._pts
+            self._pts += frame.samples
+        self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        try:
+            if self._fifo.samples:
+                self._encode(self._fifo.read())
+            self._encode(None)
+        finally:
+            self._container.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._container.close()
+
+
+def _ffmpeg_tags(tags: Tags) -> dict[str, str]:
+    pairs = {"title": tags.title, "artist": tags.artist, "album": tags.album, "album_artist": tags.album_artist,
+             "genre": tags.genre, "track": str(tags.track_number) if tags.track_number else None,
+             "date": str(tags.year) if tags.year else None}
+    return {k: v for k, v in pairs.items() if v}
+
+
+def _trim(frame: av.AudioFrame, skip: int) -> av.AudioFrame:
+    """The frame without its first `skip` samples."""
+    arr = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    arr = arr[:, skip:] if frame.format.is_planar else arr[:, skip * channels:]
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
+def encode(req: Request, emit: Callable[[bytes], None], cancelled: Callable[[], bool]) -> int:
+    """Encode `req` in the calling thread, giving each chunk of bytes to `emit` as it is made. Returns the bytes
+    made. `cancelled` is asked between packets; when it answers True the encode stops with Cancelled.
+    Raises Unprocessable when the source cannot be decoded."""
+    out = _Out(emit)
+    with open_audio(req.source) as c:
+        stream = pick_audio_stream(c)
+        channels = 1 if (stream.codec_context.channels or 2) == 1 else 2  # more than two: downmix to stereo
+        rate = OPUS_RATE if req.format == "opus" else MP3_RATE
+        sink: _LameStream | _PyAVStream
+        if req.format == "mp3" and lame_library() is not None:
+            sink = _LameStream(out, channels=channels, kbps=req.kbps, tags=read_tags(c, stream))
+        else:
+            sink = _PyAVStream(out, fmt=req.format, channels=channels, kbps=req.kbps, tags=read_tags(c, stream))
+        try:
+            if req.offset > 0:
+                c.seek(int(req.offset * av.time_base), backward=True, any_frame=False)
+            written = _pump(c, stream, sink, rate, channels, req.offset, cancelled)
+            if written == 0 and req.offset == 0:
+                raise Unprocessable("The file contains no decodable audio.")
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+    out.flush()
+    return out.total
+
+
+def _pump(c: av.container.InputContainer, stream: av.AudioStream, sink: _LameStream | _PyAVStream, rate: int,
+          channels: int, offset: float, cancelled: Callable[[], bool]) -> int:
+    """Decode from where the container stands, drop what lies before `offset`, resample, feed the sink. Returns the
+    samples written."""
+    resampler = av.AudioResampler(format=sink.planar_format, layout="mono" if channels == 1 else "stereo", rate=rate)
+    written = bad = 0
+    for packet in c.demux(stream):
+        if cancelled():
+            raise Cancelled("the listener went away")
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as e:
+            bad += 1
+            if bad > _MAX_BAD_PACKETS:
+                raise Unprocessable(f"The audio could not be decoded: the file is corrupt ({e}).") from e
+            continue
+        for frame in frames:
+            if offset > 0 and frame.pts is not None and frame.time_base is not None:
+                start = float(frame.pts * frame.time_base)
+                skip = round((offset - start) * frame.sample_rate)
+                if skip >= frame.samples:
+                    continue  # wholly before the offset
+                if skip > 0:
+                    frame = _trim(frame, skip)
+                offset = 0.0  # reached: the rest is sent as decoded
+            if sink.accepts(frame):
+                sink.write(frame)
+                written += frame.samples
+                continue
+            for done in resampler.resample(frame):
+                sink.write(done)
+                written += done.samples
+    for done in resampler.resample(None):
+        sink.write(done)
+        written += done.samples
+    return written
+
+
+class LiveTranscoder:
+    """At most `slots` live transcodes at once (each a thread), a request past that waiting up to `wait` seconds."""
+
+    def __init__(self, slots: int, *, wait: float = 3.0, ahead: int = AHEAD) -> None:
+        self.slots = slots
+        self.wait = wait
+        self.ahead = ahead
+        self._free = asyncio.Semaphore(slots)
+        self.running = 0  # slots taken
+
+    def _release(self) -> None:
+        self.running -= 1
+        self._free.release()
+
+    async def open(self, req: Request) -> LiveStream:
+        """A transcode of `req` holding a slot, not started yet. Raises Busy when no slot frees up in time."""
+        try:
+            await asyncio.wait_for(self._free.acquire(), self.wait)
+        except TimeoutError:
+            raise Busy(f"all {self.slots} transcoding slots are in use; try again shortly") from None
+        self.running += 1
+        return LiveStream(req, self._release, self.ahead)
+
+
+class LiveStream:
+    """One transcode: `start()` runs it in a thread of its own, `next()` gives its chunks in order (None at the end,
+    or raises what the encode raised), `close()` (synchronous, so a dropped response can call it) stops it. The slot
+    is given back when the thread ends, or at `close()` if it never started."""
+
+    def __init__(self, req: Request, release: Callable[[], None], ahead: int) -> None:
+        self.req = req
+        self._release: Callable[[], None] | None = release
+        self._loop = asyncio.get_running_loop()
+        self._chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self._room = threading.Semaphore(ahead)  # chunks the thread may be ahead of the consumer
+        self._stop = threading.Event()
+        self.started = False
+        self.finished = False
+
+    def _give_back(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def _emit(self, chunk: bytes) -> None:
+        while not self._room.acquire(timeout=0.5):
+            if self._stop.is_set():
+                raise Cancelled("the listener went away")
+        if self._stop.is_set():
+            raise Cancelled("the listener went away")
+        self._loop.call_soon_threadsafe(self._chunks.put_nowait, chunk)
+
+    def _run(self) -> None:
+        outcome: BaseException | None = None
+        try:
+            encode(self.req, self._emit, self._stop.is_set)
+        except BaseException as e:  # handed to the consumer, which raises it in its own task
+            outcome = e
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the node is gone anyway
+                self._loop.call_soon_threadsafe(self._give_back)
+                self._loop.call_soon_threadsafe(self._chunks.put_nowait, outcome)
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        try:
+            threading.Thread(target=self._run, name="plyrd-live-transcode", daemon=True).start()
+        except BaseException:
+            self.started = False
+            raise
+
+    async def next(self) -> bytes | None:
+        self.start()
+        if self.finished:
+            return None
+        item = await self._chunks.get()
+        if item is None:
+            self.finished = True
+            return None
+        if isinstance(item, BaseException):
+            self.finished = True
+            raise item
+        self._room.release()
+        return item
+
+    def close(self) -> None:
+        """Stop the encode at its next packet (the thread gives the slot back when it ends)."""
+        self._stop.set()
+        self._room.release()  # wake a thread waiting for room, so it sees the stop at once
+        if not self.started:
+            self._give_back()

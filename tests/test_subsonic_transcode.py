@@ -1,0 +1,252 @@
+"""Subsonic `stream` transcoding against a real node with real audio: FLAC to MP3 and Opus at a bitrate, timeOffset,
+first bytes before the encode ends, the cache (second play a file read with ranges, freed with its track, nothing
+left by a listener who leaves), stored files sent unchanged when they already fit, HEAD and estimateContentLength,
+download never transcoding, and py-sonic's `stream`."""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import av
+import httpx
+import libsonic
+import pytest
+from audio_samples import make_audio
+from conftest import node_fixture
+from helpers import Artist, db_rows, sign_in, stored_files
+
+node = node_fixture("subsonic-transcode")
+
+
+@dataclass
+class Listener:
+    artist: Artist
+    token: str
+    rest: httpx.Client
+
+    def params(self, **extra: Any) -> dict[str, Any]:
+        return {"apiKey": self.token, "f": "json", **extra}
+
+    def stream(self, track_id: int, **params: Any) -> httpx.Response:
+        return self.rest.get("/rest/stream", params=self.params(id=f"tr-{track_id}", **params))
+
+
+@pytest.fixture(scope="module")
+def alice(node, pds) -> Listener:
+    account = pds.create_account("stalice")
+    artist = sign_in(node.url, account)
+    r = httpx.post(node.url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
+                                                          "token_name": "subsonic"}, timeout=30)
+    assert r.status_code == 201, r.text
+    return Listener(artist, r.json()["token"], httpx.Client(base_url=node.url, timeout=60))
+
+
+@pytest.fixture(scope="module")
+def library(alice: Listener, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("transcode-audio")
+    files = {
+        "song": make_audio(tmp / "song.flac", "flac", seconds=20.0, kind="music"),
+        # Ten minutes (silence keeps the upload small): long enough that the encode outlasts a first read.
+        "long": make_audio(tmp / "long.flac", "flac", seconds=600.0, kind="silence"),
+        "gone": make_audio(tmp / "gone.flac", "flac", seconds=6.0, frequency=330.0),
+        "mp3": make_audio(tmp / "plain.mp3", "mp3", seconds=4.0, frequency=550.0),
+    }
+    ids: dict[str, int] = {}
+    for key, path in files.items():
+        r = alice.artist.upload(path, title=f"Transcode {key}")
+        assert r.status_code == 200, r.text
+        events = alice.artist.wait(r.json()["upload_id"], timeout=120)
+        assert events[-1]["status"] == "completed", events
+        ids[key] = events[-1]["track_id"]
+    return {"files": files, "ids": ids}
+
+
+def _decoded(data: bytes, *, cut: bool = False) -> tuple[str, float, int]:
+    """(codec, seconds of audio, sample rate) of encoded bytes, decoded with PyAV; `cut`: the last packet may be
+    short (a body cut to a promised length), as players allow."""
+    with av.open(io.BytesIO(data)) as c:
+        stream = c.streams.audio[0]
+        samples = 0
+        for packet in c.demux(stream):
+            try:
+                samples += sum(f.samples for f in packet.decode())
+            except av.InvalidDataError:
+                if not cut:
+                    raise
+        rate = stream.codec_context.sample_rate
+        return stream.codec_context.name, samples / rate, rate
+
+
+def _source(node, track_id: int) -> str:
+    return db_rows(node, "SELECT original_sha FROM tracks WHERE id = ?", (track_id,))[0][0]
+
+
+def _cached(node, track_id: int, fmt: str, kbps: int) -> list[tuple[Any, ...]]:
+    return db_rows(node, "SELECT blob_sha256, size FROM transcodes WHERE source_sha256 = ? AND format = ? AND "
+                   "bitrate = ?", (_source(node, track_id), fmt, kbps))
+
+
+def _wait_cached(node, track_id: int, fmt: str, kbps: int) -> tuple[Any, ...]:
+    deadline = time.monotonic() + 20
+    while not (rows := _cached(node, track_id, fmt, kbps)):
+        assert time.monotonic() < deadline, "the finished transcode was not cached"
+        time.sleep(0.05)
+    return rows[0]
+
+
+def _temp_files(node) -> list[Path]:
+    return [p for p in (node.data / "tmp").glob("blob-*")]
+
+
+def test_flac_to_mp3_at_128k(node, alice: Listener, library: dict[str, Any]) -> None:
+    r = alice.stream(library["ids"]["song"], format="mp3", maxBitRate=128)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/mpeg"
+    assert "content-length" not in r.headers or r.headers.get("etag")  # live: no length (a cached replay has one)
+    codec, seconds, rate = _decoded(r.content)
+    assert codec.startswith("mp3") and rate == 44100
+    assert abs(seconds - 20.0) < 0.2, seconds
+    assert abs(len(r.content) * 8 / seconds / 1000 - 128) < 4
+
+
+def test_flac_to_opus(node, alice: Listener, library: dict[str, Any]) -> None:
+    r = alice.stream(library["ids"]["song"], format="opus", maxBitRate=96)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/ogg"
+    codec, seconds, rate = _decoded(r.content)
+    assert codec == "opus" and rate == 48000
+    assert abs(seconds - 20.0) < 0.2, seconds
+    assert len(r.content) * 8 / seconds / 1000 < 160  # about the asked rate (Opus is VBR), far under the FLAC's
+    assert _cached(node, library["ids"]["song"], "opus", 96)
+
+
+def test_time_offset_starts_later(node, alice: Listener, library: dict[str, Any]) -> None:
+    r = alice.stream(library["ids"]["song"], format="mp3", maxBitRate=128, timeOffset=15)
+    assert r.status_code == 200, r.text
+    _, seconds, _ = _decoded(r.content)
+    assert abs(seconds - 5.0) < 0.2, seconds
+    r = alice.stream(library["ids"]["song"], format="opus", maxBitRate=64, timeOffset="12.5")
+    _, seconds, _ = _decoded(r.content)
+    assert abs(seconds - 7.5) < 0.1, seconds
+    # A seek is a one-off: never cached.
+    assert not _cached(node, library["ids"]["song"], "opus", 64)
+    assert alice.stream(library["ids"]["song"], format="mp3", timeOffset="-3").json()["subsonic-response"][
+        "error"]["code"] == 0
+
+
+def test_first_bytes_arrive_before_the_encode_ends(node, alice: Listener, library: dict[str, Any]) -> None:
+    track = library["ids"]["long"]
+    with alice.rest.stream("GET", "/rest/stream", params=alice.params(id=f"tr-{track}", format="mp3",
+                                                                        maxBitRate=128)) as r:
+        assert r.status_code == 200
+        assert "content-length" not in r.headers
+        chunks = r.iter_bytes()
+        first = next(chunks)
+        assert first[:3] == b"ID3" or first[0] == 0xFF
+        time.sleep(0.3)
+        # Ten minutes at 128 kbit/s is 9.6 MB: the encode is held back by this reader, so nothing is kept yet.
+        assert not _cached(node, track, "mp3", 128)
+        rest = b"".join(chunks)
+    _, seconds, _ = _decoded(first + rest)
+    assert abs(seconds - 600.0) < 0.3
+    _wait_cached(node, track, "mp3", 128)
+
+
+def test_second_play_is_the_cached_file(node, alice: Listener, library: dict[str, Any]) -> None:
+    track = library["ids"]["song"]
+    first = alice.stream(track, format="mp3", maxBitRate=160)
+    assert first.status_code == 200 and "etag" not in first.headers
+    sha, size = _wait_cached(node, track, "mp3", 160)
+    assert size == len(first.content) and sha in stored_files(node)
+    second = alice.stream(track, format="mp3", maxBitRate=160)
+    assert second.content == first.content
+    assert second.headers["content-length"] == str(size) and second.headers["etag"] == f'"{sha}"'
+    assert second.headers["content-type"] == "audio/mpeg"
+    part = alice.rest.get("/rest/stream", params=alice.params(id=f"tr-{track}", format="mp3", maxBitRate=160),
+                          headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == first.content[1000:2000]
+    assert len(_cached(node, track, "mp3", 160)) == 1
+
+
+def test_a_listener_who_leaves_leaves_nothing(node, alice: Listener, library: dict[str, Any]) -> None:
+    track = library["ids"]["long"]
+    with httpx.Client(base_url=node.url, timeout=30) as c, c.stream(
+            "GET", "/rest/stream", params=alice.params(id=f"tr-{track}", format="mp3", maxBitRate=96)) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+        assert _temp_files(node), "the copy for the cache should be under way"
+    deadline = time.monotonic() + 10
+    while _temp_files(node):
+        assert time.monotonic() < deadline, _temp_files(node)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert not _cached(node, track, "mp3", 96)
+    assert not _temp_files(node)
+
+
+def test_deleting_the_track_frees_its_transcodes(node, alice: Listener, library: dict[str, Any]) -> None:
+    track = library["ids"]["gone"]
+    blobs = set()
+    for fmt, kbps in (("mp3", 128), ("opus", 64)):
+        assert alice.stream(track, format=fmt, maxBitRate=kbps).status_code == 200
+        blobs.add(_wait_cached(node, track, fmt, kbps)[0])
+    assert blobs <= stored_files(node)
+    source = _source(node, track)
+    r = alice.artist.http.delete(f"/tracks/{track}", headers={"X-CSRF-Token": alice.artist.csrf})
+    assert r.status_code in (200, 204), r.text
+    assert not db_rows(node, "SELECT 1 FROM transcodes WHERE source_sha256 = ?", (source,))
+    assert not db_rows(node, "SELECT 1 FROM blobs WHERE sha256 IN (?, ?)", tuple(sorted(blobs)))
+    assert not blobs & stored_files(node)
+
+
+def test_stored_mp3_within_the_limit_is_sent_unchanged(node, alice: Listener, library: dict[str, Any]) -> None:
+    track, original = library["ids"]["mp3"], library["files"]["mp3"].read_bytes()
+    for params in ({"maxBitRate": 320}, {"format": "mp3", "maxBitRate": 320}, {"format": "raw", "maxBitRate": 64},
+                   {"maxBitRate": 0}, {}):
+        r = alice.stream(track, **params)
+        assert r.status_code == 200 and r.content == original, params
+        assert r.headers["accept-ranges"] == "bytes"
+    lower = alice.stream(track, maxBitRate=64)
+    assert lower.content != original and lower.headers["content-type"] == "audio/mpeg"
+    assert abs(len(lower.content) * 8 / _decoded(lower.content)[1] / 1000 - 64) < 4
+
+
+def test_head_and_estimated_length(node, alice: Listener, library: dict[str, Any]) -> None:
+    track = library["ids"]["song"]
+    params = alice.params(id=f"tr-{track}", format="mp3", maxBitRate=112)
+    head = alice.rest.head("/rest/stream", params=params)
+    assert head.status_code == 200 and head.headers["content-type"] == "audio/mpeg" and head.content == b""
+    assert not _cached(node, track, "mp3", 112)  # nothing was encoded
+    r = alice.rest.get("/rest/stream", params={**params, "estimateContentLength": "true"})
+    assert r.status_code == 200
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert len(r.content) == 20 * 112_000 // 8
+    _, seconds, _ = _decoded(r.content, cut=True)
+    assert abs(seconds - 20.0) < 0.3
+
+
+def test_download_never_transcodes(node, alice: Listener, library: dict[str, Any]) -> None:
+    r = alice.rest.get("/rest/download", params=alice.params(id=f"tr-{library['ids']['song']}", format="mp3",
+                                                              maxBitRate=64))
+    assert r.status_code == 200 and r.content == library["files"]["song"].read_bytes()
+
+
+def test_unknown_song_is_an_envelope_error(node, alice: Listener) -> None:
+    r = alice.rest.get("/rest/stream", params=alice.params(id="tr-999999", format="mp3", maxBitRate=128))
+    assert r.json()["subsonic-response"]["error"]["code"] == 70
+
+
+def test_py_sonic_streams_a_transcode(node, alice: Listener, library: dict[str, Any]) -> None:
+    parts = urlsplit(node.url)
+    conn = libsonic.Connection(f"{parts.scheme}://{parts.hostname}", "stalice", alice.token, port=parts.port,
+                               legacyAuth=True)
+    response = conn.stream(f"tr-{library['ids']['song']}", maxBitRate=128, tformat="mp3")
+    data = response.read()
+    codec, seconds, _ = _decoded(data)
+    assert codec.startswith("mp3") and abs(seconds - 20.0) < 0.2
+    assert abs(len(data) * 8 / seconds / 1000 - 128) < 4
