@@ -180,10 +180,14 @@ def xml_as_tree(xml_bytes: bytes) -> dict[str, Any]:
     return {_local(root.tag): _element(root)}
 
 
+# Characters outside XML 1.0's Char production: no XML document can hold them, so the XML form carries U+FFFD.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML_CHAR.sub("\ufffd", str(value))
 
 
 def _as_tree(value: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
 from helpers import Artist, sign_in
-from subsonic_contract import content_differences, endpoint_names, schema_errors
+from subsonic_contract import content_differences, endpoint_names, schema_errors, xml_as_tree
 
 import plyrd.web.subsonic  # noqa: F401  (its area modules fill the registry)
 from plyrd.subsonic import envelope
@@ -317,6 +317,12 @@ def test_the_oracle_catches_breaks() -> None:
     dropped = envelope.to_xml(envelope.ok({"song": {**song, "genres": []}, "lyrics": {"value": ""}}))
     assert content_differences(body, dropped) == [
         '$.subsonic-response.song.genres: in JSON ([{"name":"rock"}]), missing from XML']
+
+    # A control character in a title (only NUL is refused on input) must not make the XML unparseable: it becomes
+    # U+FFFD there, while JSON carries it escaped; tabs and newlines survive in attributes.
+    odd = envelope.ok({"song": {**song, "title": "bell\x07 tab\tline\nend"}})
+    assert xml_as_tree(envelope.to_xml(odd))["subsonic-response"]["song"][0]["title"] == "bell\ufffd tab\tline\nend"
+    assert content_differences(json.loads(envelope.to_json(odd)), envelope.to_xml(odd)) == []
 
 
 def test_samples_name_real_methods() -> None:

@@ -8,6 +8,7 @@ and the key `value` is an element's text (Subsonic's JSON convention for e.g. `<
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -50,10 +51,16 @@ def failed(code: int, message: str) -> dict[str, Any]:
     return {**_head("failed"), "error": {"code": code, "message": message}}
 
 
+# What XML 1.0 cannot carry at all, not even as a character reference: C0 controls but tab, LF and CR; surrogates;
+# U+FFFE and U+FFFF. Titles and tags may hold them (only NUL is refused on input), and one such character would make
+# the whole answer unparseable for XML clients (DSub, and any client by default); JSON carries them escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _fill(element: ET.Element, tree: dict[str, Any]) -> None:
