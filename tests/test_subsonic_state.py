@@ -313,6 +313,15 @@ def test_star_albums_and_artists(node, alice: Listener, bob: Listener, library: 
         assert [a["id"] for a in got["artist"]] == [artist] and got["artist"][0]["starred"]
         assert [s["id"] for s in got["song"]] == [_tr(library.ids[2])] and got["song"][0]["starred"]
     assert db_rows(node, "SELECT count(*) FROM subsonic_starred_albums WHERE did = ?", (bob.artist.did,)) == [(1,)]
+    # Browsing marks them too.
+    assert bob.call("getAlbum", id=library.album)["album"]["starred"]
+    got = bob.call("getArtist", id=artist)["artist"]
+    assert got["starred"] and next(a for a in got["album"] if a["id"] == library.album)["starred"]
+    listed = bob.call("getAlbumList2", type="alphabeticalByName", size=500)["albumList2"]["album"]
+    assert [a["id"] for a in listed if "starred" in a] == [library.album]
+    index = [a for group in bob.call("getArtists")["artists"]["index"] for a in group["artist"]]
+    assert [a["id"] for a in index if "starred" in a] == [artist]
+    assert "starred" not in alice.call("getAlbum", id=library.album)["album"]
     assert alice.call("getStarred2")["starred2"].get("album", []) == []  # stars are personal
 
     # Folder-style ids in `id` star albums and artists too; an unknown one is 70 and stars nothing of the call.
@@ -324,6 +333,8 @@ def test_star_albums_and_artists(node, alice: Listener, bob: Listener, library: 
     phone.unstar(albumIds=[library.album], artistIds=[artist], sids=[_tr(library.ids[2])])
     starred = bob.call("getStarred2")["starred2"]
     assert starred.get("album", []) == [] and starred.get("artist", []) == [] and starred.get("song", []) == []
+    assert "starred" not in bob.call("getAlbum", id=library.album)["album"]
+    assert "starred" not in bob.call("getArtist", id=artist)["artist"]
     bob.call("star", id=[library.album, artist])
     got = bob.call("getStarred2")["starred2"]
     assert [a["id"] for a in got["album"]] == [library.album] and [a["id"] for a in got["artist"]] == [artist]

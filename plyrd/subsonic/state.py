@@ -161,6 +161,12 @@ async def starred_artists(db: Database, audience: Audience) -> list[tuple[sqlite
     return sorted(((r, stars[r["artist_did"]]) for r in rows if r["artist_did"] in stars), key=lambda p: -p[1])
 
 
+def marked(entry: dict[str, Any], stars: dict[str, float]) -> dict[str, Any]:
+    """An album or artist entry with `starred` when the caller starred it (`stars` by Subsonic id)."""
+    at = stars.get(entry["id"])
+    return entry if at is None else {**entry, "starred": iso(at)}
+
+
 async def album_stars(db: Database, did: str) -> dict[str, float]:
     """When the caller starred each album they starred, by Subsonic album id (for `starred` on album entries)."""
     return {r["sid"]: r["created_at"] for r in await db.fetchall(

@@ -12,28 +12,41 @@ from .call import Call, method
 SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
 
 
+async def _index(call: Call) -> list[dict[str, Any]]:
+    """The artists by letter, those the caller starred marked (plyrd.subsonic.state)."""
+    stars = await state.artist_stars(call.node.db, call.did)
+    index = sc.index(await sc.artists(call.node.db, call.audience))
+    return [{**group, "artist": [state.marked(a, stars) for a in group["artist"]]} for group in index]
+
+
+async def _albums(call: Call, rows: list[Any]) -> list[dict[str, Any]]:
+    stars = await state.album_stars(call.node.db, call.did)
+    return [state.marked(sc.album(r), stars) for r in rows]
+
+
 @method("getArtists")
 async def get_artists(call: Call) -> dict[str, Any]:
-    return {"artists": {"ignoredArticles": "", "index": sc.index(await sc.artists(call.node.db, call.audience))}}
+    return {"artists": {"ignoredArticles": "", "index": await _index(call)}}
 
 
 @method("getIndexes")
 async def get_indexes(call: Call) -> dict[str, Any]:
-    index = sc.index(await sc.artists(call.node.db, call.audience))
-    return {"indexes": {"ignoredArticles": "", "lastModified": 0, "index": index}}
+    return {"indexes": {"ignoredArticles": "", "lastModified": 0, "index": await _index(call)}}
 
 
 @method("getArtist")
 async def get_artist(call: Call) -> dict[str, Any]:
     entry, albums = await sc.get_artist(call.node.db, call.required("id"), call.audience)
-    return {"artist": {**entry, "album": [sc.album(a) for a in albums]}}
+    entry = state.marked(entry, await state.artist_stars(call.node.db, call.did))
+    return {"artist": {**entry, "album": await _albums(call, albums)}}
 
 
 @method("getAlbum")
 async def get_album(call: Call) -> dict[str, Any]:
     row, songs = await sc.get_album(call.node.db, call.required("id"), call.audience)
     liked = await sc.liked_ids(call.node.db, call.did)
-    return {"album": {**sc.album(row), "song": [sc.song(s, liked) for s in songs]}}
+    (album,) = await _albums(call, [row])
+    return {"album": {**album, "song": [sc.song(s, liked) for s in songs]}}
 
 
 @method("getMusicDirectory")
@@ -43,7 +56,7 @@ async def get_music_directory(call: Call) -> dict[str, Any]:
     db = call.node.db
     if raw.startswith("ar-"):
         entry, albums = await sc.get_artist(db, raw, call.audience)
-        return {"directory": {"id": raw, "name": entry["name"], "child": [sc.album(a) for a in albums]}}
+        return {"directory": {"id": raw, "name": entry["name"], "child": await _albums(call, albums)}}
     row, songs = await sc.get_album(db, raw, call.audience)
     liked = await sc.liked_ids(db, call.did)
     return {"directory": {"id": raw, "name": row["name"], "parent": f"ar-{row['artist_did']}",
@@ -59,13 +72,13 @@ async def get_song(call: Call) -> dict[str, Any]:
 @method("getAlbumList2")
 async def get_album_list2(call: Call) -> dict[str, Any]:
     rows = await sc.album_list(call.node.db, call.one(), call.audience)
-    return {"albumList2": {"album": [sc.album(r) for r in rows]}}
+    return {"albumList2": {"album": await _albums(call, rows)}}
 
 
 @method("getAlbumList")
 async def get_album_list(call: Call) -> dict[str, Any]:
     rows = await sc.album_list(call.node.db, call.one(), call.audience)
-    return {"albumList": {"album": [sc.album(r) for r in rows]}}
+    return {"albumList": {"album": await _albums(call, rows)}}
 
 
 @method("getRandomSongs")
