@@ -140,6 +140,8 @@ def test_plain_and_hex_passwords_and_who_they_open(node, alice: Person, bob: Per
     assert failed(rest(node, "ping", p=password)) == 40  # p without u: only a developer token would do
     assert failed(rest(node, "ping", u=alice.handle, t=token(password, salt), s=salt + "x")) == 40
     assert failed(rest(node, "ping", u=alice.handle, t=token(password, salt))) == 10
+    assert failed(rest(node, "ping", u=alice.handle, t="é" * 32, s=salt)) == 40  # not hex, not ASCII: just wrong
+    assert failed(rest(node, "ping", u=alice.handle, p="pässwörd")) == 40
     assert failed(rest(node, "ping", t=token(password, salt), s=salt)) == 10
     # apiKey is for developer tokens only.
     assert failed(rest(node, "ping", apiKey=password)) == 44

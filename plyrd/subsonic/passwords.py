@@ -52,15 +52,20 @@ def generate() -> str:
     return "-".join("".join(secrets.choice(ALPHABET) for _ in range(GROUP_LENGTH)) for _ in range(GROUPS))
 
 
+def _bytes(text: str) -> bytes:
+    # Compared as bytes: hmac.compare_digest refuses str with non-ASCII characters, and input is anybody's.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def matches(password: str, presented: str) -> bool:
     """Subsonic's `p` (already decoded from `enc:`), compared in constant time."""
-    return hmac.compare_digest(password.encode(), presented.encode())
+    return hmac.compare_digest(_bytes(password), _bytes(presented))
 
 
 def matches_token(password: str, token: str, salt: str) -> bool:
     """Subsonic's `t` (hex md5 of password + salt, either case), compared in constant time."""
-    expected = hashlib.md5((password + salt).encode()).hexdigest()  # md5: Subsonic's protocol, not our choice
-    return hmac.compare_digest(expected, token.lower())
+    expected = hashlib.md5(_bytes(password + salt)).hexdigest()  # md5: Subsonic's protocol, not our choice
+    return hmac.compare_digest(expected.encode(), _bytes(token.lower()))
 
 
 def _bound(did: str) -> str:
