@@ -359,6 +359,9 @@ def test_now_playing_from_apps_and_the_web_player(node, pds, alice: Listener, bo
     assert isinstance(entry["playerId"], int) and entry["title"] == "state0"
     assert alice.http.get(f"/tracks/{t0}").json()["play_count"] == plays  # now playing is no play
     assert bob.error("scrobble", id="tr-999999", submission="false") == 70
+    # The node's public now-playing read (what teal.fm's Piper polls) shows the app's report too.
+    r = httpx.get(f"{node.url}/now-playing/{bob.artist.did}", timeout=30)
+    assert r.status_code == 200 and r.json()["track_id"] == t0
 
     # The web player's report is the same store.
     r = alice.http.post("/now-playing/", json={"track_id": t1, "progress_ms": 1000}, headers=alice.csrf)
@@ -379,4 +382,8 @@ def test_now_playing_from_apps_and_the_web_player(node, pds, alice: Listener, bo
     r = alice.http.post("/now-playing/", json={"track_id": t1, "progress_ms": 2000, "is_playing": False},
                         headers=alice.csrf)
     assert r.status_code == 200, r.text
+    assert _now(bob) == []
+    r = alice.http.post("/now-playing/", json={"track_id": t1, "progress_ms": 2500}, headers=alice.csrf)
+    assert r.status_code == 200 and [e["id"] for e in _now(bob)] == [_tr(t1)]
+    assert alice.http.delete("/now-playing/", headers=alice.csrf).status_code == 200
     assert _now(bob) == []
