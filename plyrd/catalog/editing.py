@@ -11,6 +11,8 @@ from ..atproto.identity import IdentityResolver, is_did, normalize_handle
 from ..config import Config
 from ..db import Database
 from ..errors import InvalidInput, PlyrdError
+from ..inputs import check_text
+from ..media.probe import MAX_LYRICS_CHARS, clean_lyrics
 from ..storage import BlobStore
 from . import albums
 from .artwork import Artwork, set_artwork
@@ -31,7 +33,7 @@ from .uploads import (
 )
 
 EDITABLE = {"title", "album", "description", "tags", "features", "self_labels", "unlisted", "remove_image",
-            "download_policy"}
+            "download_policy", "lyrics"}
 MAX_FEATURES = 10
 
 
@@ -97,6 +99,11 @@ async def parse_changes(fields: dict[str, str], resolver: IdentityResolver, *, o
         changes.values["features"] = json.dumps(features)
     if "download_policy" in fields:  # the track's own (tracks.download_policy); "" or "default": the artist's
         changes.values["download_policy"] = parse_track_policy("download_policy", fields["download_policy"])
+    if "lyrics" in fields:  # the node's own (not in the record); empty removes them
+        text = check_text(fields["lyrics"], field="lyrics")
+        if len(text) > MAX_LYRICS_CHARS:
+            raise InvalidInput(f"lyrics must be at most {MAX_LYRICS_CHARS} characters")
+        changes.values["lyrics"] = clean_lyrics(text)
     if "remove_image" in fields:
         changes.remove_image = parse_bool("remove_image", fields["remove_image"])
     return changes
@@ -123,6 +130,8 @@ async def apply_changes(db: Database, store: BlobStore, track_id: int, did: str,
                 f"UPDATE tracks SET {sets}, updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ?",
                 [*values.values(), track_id],
             )
+        if set(values) == {"lyrics"} and changes.tags is None and changes.artwork is None and not changes.remove_image:
+            return released  # lyrics are the node's own, not in the record: nothing to republish
         await publish_track(conn, track_id, config)
         # The track's record has a new CID: albums holding it point at it by strongRef and are rewritten too, and
         # an album it left stops naming it.

@@ -311,14 +311,11 @@ class AudioReplacements:
     async def _swap(self, p: dict[str, Any], info: AudioInfo, web_sha: str | None, analysis: Analysis) -> list[str]:
         """The one transaction that makes the new audio the track's (see the module docstring); returns the blobs
         pruning released."""
-        tags = info.tags
-        file_tags = {k: v for k, v in {"artist": tags.artist, "album": tags.album, "track_number": tags.track_number,
-                                       "year": tags.year, "genre": tags.genre}.items() if v is not None}
         values = {
             "original_sha": p["audio_sha"], "original_ext": info.extension, "original_mime": info.mime,
             "web_sha": web_sha, "container": info.container, "codec": info.codec, "duration": info.duration,
             "sample_rate": info.sample_rate, "channels": info.channels, "bit_depth": info.bit_depth,
-            "bitrate": info.bitrate, "lossless": int(info.lossless), "file_tags": json.dumps(file_tags),
+            "bitrate": info.bitrate, "lossless": int(info.lossless), "file_tags": json.dumps(info.tags.stored()),
             "peaks": json.dumps([round(x, 4) for x in analysis.peaks]),
             "loudness_lufs": analysis.loudness.integrated_lufs, "track_gain_db": analysis.loudness.track_gain_db,
             "sample_peak": analysis.loudness.peak,
@@ -334,6 +331,11 @@ class AudioReplacements:
                 raise JobFailed("the replacement's files are not the ones it stored")
             await _snapshot(conn, track["id"])
             await _set_audio(conn, track["id"], values)
+            # Lyrics are the track's (the artist may have edited them), not the file's: the new file's fill only
+            # a track that has none.
+            if info.tags.lyrics:
+                await conn.execute("UPDATE tracks SET lyrics = ? WHERE id = ? AND lyrics IS NULL",
+                                   (info.tags.lyrics, track["id"]))
             # The upload's references on the new files are the track's now.
             await conn.execute("UPDATE uploads SET blob_refs = '[]' WHERE id = ?", (p["upload_id"],))
             await _republish(conn, track["id"], self.config)

@@ -494,8 +494,6 @@ class Uploads:
 
         fields = p["fields"]
         tags = info.tags
-        file_tags = {k: v for k, v in {"artist": tags.artist, "album": tags.album, "track_number": tags.track_number,
-                                       "year": tags.year, "genre": tags.genre}.items() if v is not None}
         wav_max = self.config["media.wav_rendition_mb"] * 1024 * 1024
         ready = not needs_web_rendition(info, wav_max_bytes=wav_max)
         genre_tags = fields["tags"] or ([tags.genre.lower()[:MAX_TAG_CHARS]] if tags.genre else [])
@@ -504,8 +502,8 @@ class Uploads:
             "INSERT INTO tracks(artist_did, title, album, description, tags, original_sha, original_ext,"
             " original_mime, image_sha, image_mime, thumb_sha, display_sha, container, codec, duration,"
             " sample_rate, channels, bit_depth, bitrate, lossless, file_tags, status,"
-            " self_labels, unlisted, features, download_policy)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " self_labels, unlisted, features, download_policy, lyrics)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 p["did"],
                 fields["title"] or tags.title or _fallback_title(p.get("filename")),
@@ -514,9 +512,9 @@ class Uploads:
                 json.dumps(genre_tags),
                 p["audio_sha"], info.extension, info.mime, *column_values(artwork),
                 info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
-                info.bitrate, int(info.lossless), json.dumps(file_tags), "ready" if ready else "processing",
+                info.bitrate, int(info.lossless), json.dumps(tags.stored()), "ready" if ready else "processing",
                 json.dumps(fields.get("self_labels") or []), int(bool(fields.get("unlisted"))),
-                json.dumps(fields.get("features") or []), fields.get("download_policy"),
+                json.dumps(fields.get("features") or []), fields.get("download_policy"), tags.lyrics,
             ),
         )
         track_id = int((await cur.fetchone())[0])

@@ -61,15 +61,45 @@ _MAX_CHECK_PACKETS = 2000
 
 @dataclass(frozen=True)
 class Tags:
-    """Embedded metadata under normalised names; None where the file has none."""
+    """Embedded metadata under normalised names; None (or empty) where the file has none."""
 
     title: str | None = None
     artist: str | None = None
     album: str | None = None
     album_artist: str | None = None
     track_number: int | None = None
-    year: int | None = None
-    genre: str | None = None
+    disc_number: int | None = None
+    date: str | None = None  # as tagged, when it starts with a year: "2021", "2021-04", "2021-04-05"
+    year: int | None = None  # the date's year
+    genre: str | None = None  # the first of `genres`
+    genres: tuple[str, ...] = ()
+    compilation: bool | None = None
+    title_sort: str | None = None
+    artist_sort: str | None = None
+    album_sort: str | None = None
+    album_artist_sort: str | None = None
+    # MusicBrainz ids (UUIDs): the recording (Picard's MUSICBRAINZ_TRACKID), release, and their artists
+    mb_track_id: str | None = None
+    mb_album_id: str | None = None
+    mb_artist_id: str | None = None
+    mb_album_artist_id: str | None = None
+    # ReplayGain as tagged: gains in dB, peaks as a fraction of full scale
+    rg_track_gain: float | None = None
+    rg_track_peak: float | None = None
+    rg_album_gain: float | None = None
+    rg_album_peak: float | None = None
+    lyrics: str | None = None  # ID3 USLT, MP4 ©lyr, Vorbis LYRICS/UNSYNCEDLYRICS; LRC text when timed
+    lyrics_synced: bool = False  # the lyrics are LRC (lines carry [mm:ss.xx] times)
+
+    def stored(self) -> dict[str, Any]:
+        """What a track keeps of its file's tags (`tracks.file_tags`): every tag that has a value except the title
+        (the track's own) and the lyrics (the track's `lyrics` column, which the artist may edit)."""
+        kept: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if name in ("title", "lyrics", "lyrics_synced") or value is None or value == ():
+                continue
+            kept[name] = list(value) if isinstance(value, tuple) else value
+        return kept
 
 
 @dataclass(frozen=True)
@@ -539,17 +569,44 @@ def _image_mime(data: bytes, codec: str) -> str:
     )
 
 
-# Source keys (lower-cased) for each normalised tag. FFmpeg already maps ID3 frames, MP4 atoms and Vorbis comments to
-# its generic names; the raw names cover the cases it leaves alone. WebM upper-cases keys, Ogg keeps them on the stream.
+# Source keys for each normalised tag, compared lower-cased with spaces, "_" and "-" removed. FFmpeg already maps
+# ID3 frames, MP4 atoms and Vorbis comments to its generic names; the raw names cover the ones it leaves alone (ID3
+# TXXX and MP4 freeform atoms keep their description: "MusicBrainz Album Id"). WebM upper-cases keys, Ogg keeps them
+# on the stream.
 _TAG_KEYS: dict[str, tuple[str, ...]] = {
     "title": ("title", "tit2"),
     "artist": ("artist", "tpe1", "author"),
     "album": ("album", "talb"),
-    "album_artist": ("album_artist", "albumartist", "album artist", "tpe2"),
+    "album_artist": ("albumartist", "tpe2"),
     "track_number": ("track", "tracknumber", "trck", "trkn"),
-    "year": ("date", "year", "tyer", "tdrc", "originaldate", "tory"),
+    "disc_number": ("disc", "discnumber", "disk", "tpos"),
+    "date": ("date", "year", "tdrc", "tyer", "originaldate", "tdor", "tory"),
     "genre": ("genre", "tcon"),
+    "compilation": ("compilation", "tcmp", "cpil"),
+    "title_sort": ("titlesort", "tsot", "sonm"),
+    "artist_sort": ("artistsort", "tsop", "soar"),
+    "album_sort": ("albumsort", "tsoa", "soal"),
+    "album_artist_sort": ("albumartistsort", "tso2", "soaa"),
+    "mb_track_id": ("musicbrainztrackid", "musicbrainzrecordingid"),
+    "mb_album_id": ("musicbrainzalbumid", "musicbrainzreleaseid"),
+    "mb_artist_id": ("musicbrainzartistid",),
+    "mb_album_artist_id": ("musicbrainzalbumartistid", "musicbrainzreleaseartistid"),
+    "rg_track_gain": ("replaygaintrackgain",),
+    "rg_track_peak": ("replaygaintrackpeak",),
+    "rg_album_gain": ("replaygainalbumgain",),
+    "rg_album_peak": ("replaygainalbumpeak",),
 }
+_KEY_NOISE = re.compile(r"[\s_-]+")
+_UUID_TAG = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DATE_TAG = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_NUMBER_TAG = re.compile(r"[+-]?\d+(?:\.\d+)?")
+# Genres in one tag: Vorbis comments repeated (FFmpeg joins them with ";"), ID3v2.4's NUL-separated list, and the
+# separators taggers write by hand (what Navidrome splits on by default).
+_GENRE_SPLIT = re.compile(r"[;/,\x00]")
+_LRC_LINE = re.compile(r"^\s*\[(\d{1,3}):(\d{1,2})(?:[.:](\d{1,3}))?\]", re.MULTILINE)
+MAX_TAG_CHARS = 1000
+MAX_LYRICS_CHARS = 20_000  # far beyond any song's words; plyrd.catalog.editing applies the same limit
+MAX_GENRES = 10
 
 
 def read_tags(c: av.container.InputContainer, stream: av.AudioStream) -> Tags:
@@ -558,18 +615,79 @@ def read_tags(c: av.container.InputContainer, stream: av.AudioStream) -> Tags:
     merged: dict[str, str] = {}
     for source in (c.metadata, stream.metadata):
         for key, value in source.items():
-            merged.setdefault(key.lower(), value)
+            merged.setdefault(_KEY_NOISE.sub("", key.lower()), value)
     values: dict[str, Any] = {}
     for name, keys in _TAG_KEYS.items():
         raw = next((merged[k].strip() for k in keys if merged.get(k, "").strip()), None)
         if raw is None:
             continue
-        if name == "track_number":
-            m = re.match(r"\s*(\d+)", raw)  # "3/12" -> 3
+        raw = raw.replace("\x00", ";" if name == "genre" else " ").strip()
+        if name in ("track_number", "disc_number"):
+            m = re.match(r"\s*(\d{1,6})", raw)  # "3/12" -> 3
             values[name] = int(m.group(1)) if m and int(m.group(1)) > 0 else None
-        elif name == "year":
-            m = re.search(r"\b(\d{4})\b", raw)  # "2021-04-05", "2021"
-            values[name] = int(m.group(1)) if m else None
+        elif name == "date":
+            m = _DATE_TAG.match(raw)  # "2021-04-05", "2021", "2021-04-05T10:00:00"
+            if m and 1000 <= int(m.group(1)) <= 9999:
+                values["date"], values["year"] = m.group(0), int(m.group(1))
+            elif m := re.search(r"\b(\d{4})\b", raw):  # "05/04/2021": a year, no date to trust
+                values["year"] = int(m.group(1))
+        elif name == "genre":
+            genres = [g.strip()[:MAX_TAG_CHARS] for g in _GENRE_SPLIT.split(raw) if g.strip()]
+            values["genres"] = tuple(dict.fromkeys(genres))[:MAX_GENRES]
+            values["genre"] = genres[0] if genres else None
+        elif name == "compilation":
+            values[name] = raw.lower() in ("1", "true", "yes")
+        elif name.startswith("mb_"):
+            m = _UUID_TAG.search(raw.lower())
+            values[name] = m.group(0) if m else None
+        elif name.startswith("rg_"):
+            m = _NUMBER_TAG.search(raw)  # "-6.52 dB", "0.988525"
+            values[name] = float(m.group(0)) if m and abs(float(m.group(0))) < 100 else None
         else:
-            values[name] = raw.replace("\x00", "")[:1000]
+            values[name] = raw[:MAX_TAG_CHARS]
+    lyrics = _lyrics(merged)
+    if lyrics:
+        values["lyrics"], values["lyrics_synced"] = lyrics, is_lrc(lyrics)
     return Tags(**values)
+
+
+def _lyrics(merged: dict[str, str]) -> str | None:
+    """The first lyrics tag with text: FFmpeg names ID3 USLT frames "lyrics-<description>-<language>"."""
+    for key in sorted(merged, key=lambda k: (not k.startswith("lyrics"), k)):
+        if key.startswith(("lyrics", "unsyncedlyrics", "unsynced lyrics")) and merged[key].strip():
+            return clean_lyrics(merged[key])
+    return None
+
+
+def clean_lyrics(text: str) -> str | None:
+    """Lyrics as stored: newlines normalised, NULs dropped, trailing blank space trimmed, bounded; None if empty."""
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+    return text[:MAX_LYRICS_CHARS] if text.strip() else None
+
+
+def is_lrc(text: str) -> bool:
+    """Whether lyrics are LRC: at least half their non-empty lines start with a [mm:ss.xx] time."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    timed = sum(1 for line in lines if _LRC_LINE.match(line))
+    return bool(lines) and timed * 2 >= len(lines)
+
+
+def lrc_lines(text: str) -> list[tuple[int, str]]:
+    """LRC lyrics as (start in milliseconds, text) in time order. A line with several times ("[00:10][01:20]chorus")
+    is each of them; metadata lines ("[ar:...]", "[offset:+250]") are dropped, an offset applied."""
+    offset = 0
+    if m := re.search(r"^\s*\[offset:\s*([+-]?\d+)\]", text, re.MULTILINE | re.IGNORECASE):
+        offset = int(m.group(1))
+    out: list[tuple[int, str]] = []
+    for line in text.split("\n"):
+        starts: list[int] = []
+        rest = line.strip()
+        while m := _LRC_LINE.match(rest):
+            frac = m.group(3) or "0"
+            ms = int(frac) * (10 ** (3 - len(frac)))
+            starts.append((int(m.group(1)) * 60 + int(m.group(2))) * 1000 + ms)
+            rest = rest[m.end():]
+        rest = re.sub(r"<\d{1,3}:\d{1,2}(?:[.:]\d{1,3})?>", "", rest).strip()  # enhanced LRC's word times
+        out += [(max(0, start - offset), rest) for start in starts]
+    return sorted(out, key=lambda x: x[0])

@@ -4,6 +4,9 @@ only reads what the page shows."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from quart import Blueprint, Response, request
 
 from ..catalog import albums, feeds
@@ -30,7 +33,20 @@ async def portal() -> Response:
     rows = await feeds.own(n.db, current_audience(), q=q or None, sort="recent", limit=PAGE + 1, offset=offset)
     shown = rows[:PAGE]  # one extra row read only to know whether an "older" page exists
     tracks = await page_tracks(shown)
+    await _with_lyrics(tracks)
     own_albums = await albums.list_artist_albums(n.db, viewer.did, n.config.public_url, viewer_did=viewer.did)
     cfg = n.config
     return await render("portal.html", profile=profile, tracks=tracks, albums=own_albums, q=q, offset=offset,
                         page_size=PAGE, has_older=len(rows) > PAGE, max_image_mb=cfg["media.max_image_mb"])
+
+
+async def _with_lyrics(tracks: list[dict[str, Any]]) -> None:
+    """Each track's lyrics for its edit form: the node's own field, not part of the track JSON."""
+    if not tracks:
+        return
+    ids = json.dumps([t["id"] for t in tracks])
+    rows = await node().db.fetchall("SELECT id, lyrics FROM tracks WHERE id IN (SELECT value FROM json_each(?))",
+                                    (ids,))
+    found = {r["id"]: r["lyrics"] for r in rows}
+    for t in tracks:
+        t["lyrics"] = found.get(t["id"])

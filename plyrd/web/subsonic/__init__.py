@@ -29,7 +29,7 @@ from ...subsonic.envelope import (
 from ..bodies import form_fields
 from ..context import node
 from ..viewer import anonymous_cross_site
-from . import browsing, files, listening, playlists, system  # noqa: F401  (registering methods)
+from . import browsing, discovery, files, listening, lyrics, playlists, system  # noqa: F401  (registering methods)
 from .call import METHODS, Call
 
 bp = Blueprint("subsonic", __name__)

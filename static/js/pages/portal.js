@@ -297,6 +297,8 @@ function trackChanges(form) {
   for (const name of ['title', 'album', 'description']) {
     if (el[name].value.trim() !== el[name].defaultValue.trim()) data.set(name, el[name].value.trim());
   }
+  // Lyrics keep their line breaks and blank lines; the node trims them.
+  if (el.lyrics.value !== el.lyrics.defaultValue) data.set('lyrics', el.lyrics.value);
   const tags = splitTags(el.tags.value);
   if (JSON.stringify(tags) !== JSON.stringify(splitTags(el.tags.defaultValue))) data.set('tags', JSON.stringify(tags));
   if (el.unlisted.checked !== el.unlisted.defaultChecked) data.set('unlisted', String(el.unlisted.checked));
@@ -336,6 +338,8 @@ function showTrack(li, t) {
   setField(el.album, t.album_name || t.album?.title || ''); // the album name on the track's record
   setField(el.tags, (t.tags || []).join(', '));
   setField(el.description, t.description || '');
+  // The track JSON carries no lyrics: what was just saved is the new baseline.
+  setField(el.lyrics, 'lyrics' in t ? t.lyrics || '' : el.lyrics.value);
   el.unlisted.checked = el.unlisted.defaultChecked = unlisted;
   el.image.value = '';
   el.remove_image.checked = false;
