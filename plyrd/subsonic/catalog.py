@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,26 +46,55 @@ def songs(audience: Audience) -> Where:
 
 
 def members(audience: Audience) -> tuple[str, list[Any]]:
-    """`WITH members, alb`: every album's songs for this caller, real albums and each artist's listed tracks outside
-    any album ("Singles"), keyed by the Subsonic album id, and each album's totals. The album lists, artists, genres
-    and search read through it; the parameters go first."""
+    """`WITH members, alb`: every album's songs for this caller, keyed by the Subsonic album id, and each album's
+    totals. Albums are the node's albums (`al-<uuid>`); then, for listed tracks on none, the album their `album`
+    text names (imports; uploads whose file's tags name one: `al-<did>~<name key>`, see `named_album_id`), else
+    the artist's "Singles" (`al-singles-<did>`). The album lists, artists, genres and search read through it;
+    the parameters go first. A named album's name is its members' text (the least: "Blue" before "blue"). Year,
+    album artist, MusicBrainz id and genres come from the members' file tags where they have them."""
     in_album, single = songs(audience), listed(audience)
     sql = f"""
 WITH members(sid, album_uuid, track_id, artist_did) AS (
   SELECT 'al-' || x.album_id, x.album_id, t.id, t.artist_did
     FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
   UNION ALL
-  SELECT 'al-singles-' || t.artist_did, NULL, t.id, t.artist_did FROM tracks t
+  SELECT CASE WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did
+              ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END, NULL, t.id, t.artist_did FROM tracks t
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
 ), alb AS (
-  SELECT m.sid, m.artist_did, coalesce(max(a.title), 'Singles') AS name,
+  SELECT m.sid, m.artist_did,
+         coalesce(max(a.title), CASE WHEN m.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE min(trim(t.album)) END)
+           AS name,
          coalesce(max(a.created_at), max(t.created_at)) AS created_at, count(*) AS song_count,
-         coalesce(sum(t.duration), 0) AS duration, coalesce(sum(t.play_count), 0) AS play_count
+         coalesce(sum(t.duration), 0) AS duration, coalesce(sum(t.play_count), 0) AS play_count,
+         coalesce(max(CAST(json_extract(t.file_tags, '$.year') AS INTEGER)),
+                  CAST(strftime('%Y', coalesce(max(a.created_at), max(t.created_at)), 'unixepoch') AS INTEGER))
+           AS year,
+         max(json_extract(t.file_tags, '$.album_artist')) AS tag_album_artist,
+         max(json_extract(t.file_tags, '$.mb_album_id')) AS mb_album_id,
+         max(json_extract(t.file_tags, '$.album_sort')) AS album_sort,
+         max(json_extract(t.file_tags, '$.compilation')) AS compilation,
+         json_group_array(json(t.tags)) AS member_tags
     FROM members m JOIN tracks t ON t.id = m.track_id LEFT JOIN albums a ON a.id = m.album_uuid
    GROUP BY m.sid
 )
 """
     return sql, [*in_album.params, *single.params]
+
+
+# The key of the album a track's `album` text names: its bytes in hex, after SQLite's trim and (ASCII) lower, so
+# "Blue", "blue" and " Blue " are one album. '' when it names none. `named_album_id` computes the same in Python.
+_NAMED_KEY = "hex(lower(trim(coalesce(t.album, ''))))"
+_NAMED_ID = re.compile(r"al-(did:[a-z]+:[A-Za-z0-9._:%-]+)~((?:[0-9A-F]{2}){1,1024})")
+
+
+def named_album_id(did: str, album: str | None) -> str | None:
+    """The Subsonic id of the album `album` names for this artist (`_NAMED_KEY`), or None when it names none."""
+    name = (album or "").strip(" ")
+    if not name:
+        return None
+    folded = "".join(c.lower() if c.isascii() else c for c in name)  # SQLite's lower() folds ASCII only
+    return f"al-{did}~{folded.encode('utf-8').hex().upper()}"
 
 
 def album_select(audience: Audience) -> tuple[str, list[Any]]:
@@ -112,6 +141,13 @@ def uuid_of(raw: str, prefix: str, what: str) -> str:
     return value
 
 
+def node_album_uuid(raw_id: str) -> str | None:
+    """The node's album (`albums.id`) a Subsonic album id is, or None for a named album or Singles (no row)."""
+    if raw_id.startswith("al-singles-") or _NAMED_ID.fullmatch(raw_id):
+        return None
+    return uuid_of(raw_id, "al-", "album")
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -127,44 +163,113 @@ def _person(row: sqlite3.Row, prefix: str = "artist") -> str:
 # ---- entries ----------------------------------------------------------------------------------------------------
 
 
-def song(row: sqlite3.Row, liked: set[int] | frozenset[int] = frozenset()) -> dict[str, Any]:
+Liked = Mapping[int, float] | set[int] | frozenset[int]
+
+
+def file_tags(row: sqlite3.Row) -> dict[str, Any]:
+    tags = json.loads(row["file_tags"] or "{}")
+    return tags if isinstance(tags, dict) else {}
+
+
+def _text(tags: dict[str, Any], name: str) -> str | None:
+    value = tags.get(name)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _number(tags: dict[str, Any], name: str) -> int | None:
+    value = tags.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _gain(tags: dict[str, Any], name: str) -> float | None:
+    value = tags.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def album_id_of(row: sqlite3.Row) -> str:
+    """The Subsonic album a song row is on (see `members`)."""
+    if row["album_uuid"]:
+        return f"al-{row['album_uuid']}"
+    return named_album_id(row["artist_did"], row["album"]) or f"al-singles-{row['artist_did']}"
+
+
+def replay_gain(row: sqlite3.Row, tags: dict[str, Any]) -> dict[str, float] | None:
+    """OpenSubsonic `ReplayGain`: the file's ReplayGain tags where it has them, else the node's own loudness
+    analysis (its gain to the node's target and sample peak). Album values come from tags only."""
+    gain: dict[str, float] = {}
+    track_gain = _gain(tags, "rg_track_gain")
+    if track_gain is None and row["track_gain_db"] is not None:
+        track_gain = round(float(row["track_gain_db"]), 2)
+    track_peak = _gain(tags, "rg_track_peak")
+    if track_peak is None and row["sample_peak"] is not None:
+        track_peak = round(float(row["sample_peak"]), 6)
+    for name, value in (("trackGain", track_gain), ("trackPeak", track_peak),
+                        ("albumGain", _gain(tags, "rg_album_gain")), ("albumPeak", _gain(tags, "rg_album_peak"))):
+        if value is not None and not (name.endswith("Peak") and value < 0):
+            gain[name] = value
+    return gain or None
+
+
+def song(row: sqlite3.Row, liked: Liked = frozenset()) -> dict[str, Any]:
     """A Subsonic `Child` for a track. suffix/contentType/size describe the original (what download sends);
-    transcoded* name the MP3 rendition that stream sends when the original is not web-playable."""
+    transcoded* name the MP3 rendition that stream sends when the original is not web-playable. `liked` is the
+    caller's liked tracks with the time of each like (`liked_ids`); a plain set of ids also works (the like time is
+    then unknown and the track's creation time stands in).
+
+    Artist, album artist, year, disc and MusicBrainz id come from the file's tags when the uploader set them; the
+    artist id is always the uploader's (the node's artists are its accounts)."""
     did = row["artist_did"]
-    album_id = f"al-{row['album_uuid']}" if row["album_uuid"] else f"al-singles-{did}"
-    album = row["album_title"] or SINGLES
-    tags = json.loads(row["tags"] or "[]")
+    tags = file_tags(row)
+    album_id = album_id_of(row)
+    album = row["album_title"] or (row["album"] or "").strip() or SINGLES
+    genres = json.loads(row["tags"] or "[]")
     duration = round(float(row["duration"] or 0))
     size = row["original_size"]
-    artist = artist_name(row)
+    person = artist_name(row)
+    artist = _text(tags, "artist") or person
+    album_artist = _text(tags, "album_artist") or person
+    track_id = row["id"]
+    starred = None
+    if track_id in liked:
+        starred = _iso(liked[track_id]) if isinstance(liked, Mapping) else _iso(row["created_at"])
     entry: dict[str, Any] = {
-        "id": f"tr-{row['id']}",
+        "id": f"tr-{track_id}",
         "parent": album_id,
         "isDir": False,
         "title": row["title"],
         "album": album,
         "artist": artist,
-        "track": row["album_position"] + 1 if row["album_position"] is not None else None,
-        "year": _year(row["created_at"]),
-        "genre": tags[0] if tags else None,
-        "coverArt": f"tr-{row['id']}" if row["display_sha"] else album_id,
+        "track": row["album_position"] + 1 if row["album_position"] is not None else _number(tags, "track_number"),
+        "discNumber": _number(tags, "disc_number"),
+        "year": _number(tags, "year") or _year(row["created_at"]),
+        "genre": genres[0] if genres else None,
+        "coverArt": f"tr-{track_id}" if row["display_sha"] else album_id,
         "size": size,
         "contentType": row["original_mime"],
         "suffix": row["original_ext"],
         "duration": duration,
         "bitRate": int(size * 8 / duration / 1000) if size and duration else None,
+        "bitDepth": row["bit_depth"] or None,
+        "samplingRate": row["sample_rate"] or None,
+        "channelCount": row["channels"] or None,
         "path": f"{artist}/{album}/{row['title']}.{row['original_ext']}".replace("\\", "_"),
         "playCount": row["play_count"],
         "created": _iso(row["created_at"]),
-        "starred": _iso(row["created_at"]) if row["id"] in liked else None,
+        "starred": starred,
         "albumId": album_id,
         "artistId": f"ar-{did}",
         "type": "music",
         "isVideo": False,
         # OpenSubsonic additions
         "mediaType": "song",
-        "genres": [{"name": t} for t in tags],
+        "sortName": _text(tags, "title_sort"),
+        "musicBrainzId": _text(tags, "mb_track_id"),
+        "genres": [{"name": t} for t in genres],
+        "artists": [{"id": f"ar-{did}", "name": artist}],
         "displayArtist": artist,
+        "albumArtists": [{"id": f"ar-{did}", "name": album_artist}],
+        "displayAlbumArtist": album_artist,
+        "replayGain": replay_gain(row, tags),
     }
     if row["web_sha"]:
         entry["transcodedContentType"] = "audio/mpeg"
@@ -172,24 +277,48 @@ def song(row: sqlite3.Row, liked: set[int] | frozenset[int] = frozenset()) -> di
     return entry
 
 
+def _album_genres(row: sqlite3.Row) -> list[str]:
+    """The album's genres: its songs' tags, most used first (ties: first seen), at most ten."""
+    counts: dict[str, int] = {}
+    for tags in json.loads(row["member_tags"] or "[]"):
+        for tag in tags if isinstance(tags, list) else []:
+            if isinstance(tag, str):
+                counts[tag] = counts.get(tag, 0) + 1
+    return sorted(counts, key=lambda t: -counts[t])[:10]
+
+
 def album(row: sqlite3.Row) -> dict[str, Any]:
-    """An `AlbumID3`, with the `Child` fields too (title, isDir, parent) so getAlbumList (folder style) can use it."""
-    return {
+    """An `AlbumID3`, with the `Child` fields too (title, isDir, parent) so getAlbumList (folder style) can use it.
+    Its artist is the album artist its songs' tags name, else the uploader; its year the tags' year, else the
+    year it was made."""
+    did = row["artist_did"]
+    artist = row["tag_album_artist"] or _person(row)
+    genres = _album_genres(row)
+    entry: dict[str, Any] = {
         "id": row["sid"],
         "name": row["name"],
         "title": row["name"],
         "album": row["name"],
         "isDir": True,
-        "parent": f"ar-{row['artist_did']}",
-        "artist": _person(row),
-        "artistId": f"ar-{row['artist_did']}",
+        "parent": f"ar-{did}",
+        "artist": artist,
+        "artistId": f"ar-{did}",
         "coverArt": row["sid"],
         "songCount": row["song_count"],
         "duration": round(float(row["duration"] or 0)),
         "playCount": row["play_count"],
         "created": _iso(row["created_at"]),
-        "year": _year(row["created_at"]),
+        "year": row["year"],
+        "genre": genres[0] if genres else None,
+        # OpenSubsonic additions
+        "genres": [{"name": g} for g in genres],
+        "artists": [{"id": f"ar-{did}", "name": artist}],
+        "displayArtist": artist,
+        "musicBrainzId": row["mb_album_id"],
+        "sortName": row["album_sort"],
+        "isCompilation": bool(row["compilation"]),
     }
+    return entry
 
 
 def artist(row: sqlite3.Row) -> dict[str, Any]:
@@ -224,8 +353,10 @@ def bounded(value: str | None, *, default: int, maximum: int = MAX_SIZE, name: s
     return max(0, min(n, maximum))
 
 
-async def liked_ids(db: Database, did: str) -> set[int]:
-    return {r["track_id"] for r in await db.fetchall("SELECT track_id FROM likes WHERE did = ?", (did,))}
+async def liked_ids(db: Database, did: str) -> dict[int, float]:
+    """The caller's liked tracks, each with when they liked it (what `song` answers as `starred`)."""
+    rows = await db.fetchall("SELECT track_id, created_at FROM likes WHERE did = ?", (did,))
+    return {r["track_id"]: r["created_at"] for r in rows}
 
 
 async def get_song(db: Database, raw_id: str, audience: Audience) -> sqlite3.Row:
@@ -279,10 +410,20 @@ async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqli
     if row is None:
         raise not_found("album")
     if raw_id.startswith("al-singles-"):
-        where = Where.of("t.artist_did = ?", row["artist_did"]) & listed(audience) & Where.of("x.album_id IS NULL")
+        where = (Where.of("t.artist_did = ?", row["artist_did"]) & listed(audience) & Where.of("x.album_id IS NULL")
+                 & Where.of(f"{_NAMED_KEY} = ''"))
         return row, await song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC")
+    if named := _NAMED_ID.fullmatch(raw_id):
+        where = (Where.of("t.artist_did = ?", named.group(1)) & listed(audience) & Where.of("x.album_id IS NULL")
+                 & Where.of(f"{_NAMED_KEY} = ?", named.group(2)))
+        return row, await song_rows(db, where, _NAMED_ORDER)
     where = Where.of("x.album_id = ?", raw_id.removeprefix("al-")) & songs(audience)
     return row, await song_rows(db, where, "ORDER BY x.position")
+
+
+# A named album's songs in the order their tags give (disc, then track number), then as they were added.
+_NAMED_ORDER = ("ORDER BY coalesce(json_extract(t.file_tags, '$.disc_number'), 1),"
+                " coalesce(json_extract(t.file_tags, '$.track_number'), 1000000), t.created_at, t.id")
 
 
 LIST_TYPES = ("random", "newest", "alphabeticalByName", "alphabeticalByArtist", "frequent", "recent", "starred",
@@ -325,9 +466,9 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience) -
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: fromYear and toYear")
         lo = bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear")
         hi = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
-        where = " WHERE CAST(strftime('%Y', alb.created_at, 'unixepoch') AS INTEGER) BETWEEN ? AND ?"
+        where = " WHERE alb.year BETWEEN ? AND ?"
         args = [min(lo, hi), max(lo, hi)]
-        order = "alb.created_at" + (" DESC" if lo > hi else "") + ", alb.sid"
+        order = "alb.year" + (" DESC" if lo > hi else "") + ", alb.created_at, alb.sid"
     elif kind == "byGenre":
         genre = params.get("genre")
         if not genre:
@@ -341,6 +482,11 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience) -
     return await db.fetchall(sql + where + f" ORDER BY {order} LIMIT ? OFFSET ?", [*cte_params, *args, size, offset])
 
 
+# A song's year as `song` answers it: its date tag's, else the year it was uploaded.
+_SONG_YEAR = ("coalesce(CAST(json_extract(t.file_tags, '$.year') AS INTEGER),"
+              " CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER))")
+
+
 async def random_songs(db: Database, params: dict[str, str], audience: Audience) -> list[sqlite3.Row]:
     size = bounded(params.get("size"), default=10)
     where = listed(audience)
@@ -348,10 +494,10 @@ async def random_songs(db: Database, params: dict[str, str], audience: Audience)
         where &= tagged(genre.strip().lower())
     if params.get("fromYear"):
         year = bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear")
-        where &= Where.of("CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER) >= ?", year)
+        where &= Where.of(f"{_SONG_YEAR} >= ?", year)
     if params.get("toYear"):
         year = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
-        where &= Where.of("CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER) <= ?", year)
+        where &= Where.of(f"{_SONG_YEAR} <= ?", year)
     where &= without_tags(await hidden_tags(db, audience))
     return await song_rows(db, where, "ORDER BY random() LIMIT ?", [size])
 
@@ -489,11 +635,15 @@ async def _first_art(db: Database, where: Where, order: str = "", join: str = ""
 
 
 async def cover_art(db: Database, raw_id: str, size: int | None, audience: Audience) -> File:
-    """Artwork of a song, album (its cover, else its first track's), artist or Singles (their newest track's
-    artwork) or playlist (its cover, else its first track's)."""
+    """Artwork of a song, album (its cover, else its first track's; a named album: its first track's), artist or
+    Singles (their newest track's artwork) or playlist (its cover, else its first track's)."""
     rows: list[sqlite3.Row] = []
     if raw_id.startswith("tr-"):
         rows = await _first_art(db, Where.of("t.id = ?", track_id_of(raw_id)) & visible(audience))
+    elif named := _NAMED_ID.fullmatch(raw_id):
+        where = (Where.of("t.artist_did = ?", named.group(1)) & listed(audience) & Where.of(f"{_NAMED_KEY} = ?",
+                 named.group(2)) & Where.of("NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)"))
+        rows = await _first_art(db, where, _NAMED_ORDER)
     elif raw_id.startswith(("ar-", "al-singles-")):
         did = raw_id.removeprefix("al-singles-") if raw_id.startswith("al-singles-") else artist_did_of(raw_id)
         rows = await _first_art(db, Where.of("t.artist_did = ?", did) & listed(audience), "ORDER BY t.created_at DESC")
