@@ -18,7 +18,7 @@ import libsonic
 import pytest
 from browsing import DESKTOP, Session
 from conftest import clean_env, node_fixture
-from helpers import Person, anonymous, person
+from helpers import Person, anonymous, person, records, upload, wait_for
 
 # Behind a (pretend) proxy, so the throttle tests can speak from addresses of their own with X-Forwarded-For.
 node = node_fixture("subsonic-auth", PLYRD_SERVER_BEHIND_PROXY="true")
@@ -169,6 +169,18 @@ def test_developer_tokens_still_work_and_the_cookie_never_does(node, alice: Pers
     # A Subsonic password is no session anywhere outside /rest.
     password = new_password(alice)
     assert httpx.get(node.url + "/auth/me", headers={"Authorization": f"Bearer {password}"}).status_code == 401
+
+
+def test_scrobbles_reach_teal_as_the_grant_allows(node, pds, tmp_path) -> None:
+    erin = person(node, pds, "saerin")  # signed in with an app password: her grant covers teal.fm
+    assert erin.post("/preferences/", json={"enable_teal_scrobbling": True}).json()["teal_needs_reauth"] is False
+    track = upload(erin, tmp_path, "teal tone", seconds=2.0, frequency=440.0)
+    password = new_password(erin)
+    salt = "scrobble1"
+    assert rest(node, "scrobble", u=erin.handle, t=token(password, salt), s=salt, id=f"tr-{track['id']}")["status"] \
+        == "ok"
+    plays = wait_for(lambda: records(pds, erin.did, "fm.teal.feed.play"))
+    assert plays[0]["value"]["trackName"] == "teal tone"
 
 
 def test_a_cross_site_form_post_is_answered_by_its_own_credentials_only(node, alice: Person, bob: Person) -> None:
