@@ -16,6 +16,9 @@ import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
 from helpers import Artist, db, sign_in
+from subsonic_contract import same_content, validate_json
+
+from plyrd.media.probe import lrc_lines, probe
 
 NS = "{http://subsonic.org/restapi}"
 MB_TRACK = "0f4c2a1e-1111-4a2b-9c3d-123456789abc"
@@ -37,6 +40,14 @@ class Listener:
         body = r.json()["subsonic-response"]
         assert body["status"] == "ok", body
         return body
+
+    def checked(self, name: str, **params: Any) -> dict[str, Any]:
+        """A call whose JSON validates against OpenSubsonic's schema and whose XML carries the same content."""
+        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
+        validate_json(name, r.json())
+        x = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params})
+        same_content(r.json(), x.content)
+        return r.json()["subsonic-response"]
 
     def xml(self, name: str, **params: Any) -> ET.Element:
         r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params})
@@ -229,3 +240,37 @@ def test_the_artist_edits_lyrics_and_a_new_file_keeps_them(node, alice: Listener
     assert alice.edit(track, lyrics="").status_code == 200
     assert bob.call("getLyricsBySongId", id=f"tr-{track}")["lyricsList"].get("structuredLyrics", []) == []
     assert db(node, "SELECT lyrics FROM tracks WHERE id = ?", (track,)) == [(None,)]
+
+
+def test_every_answer_here_fits_the_schema(alice: Listener, bob: Listener, library: dict[str, int]) -> None:
+    album = bob.call("getSong", id=f"tr-{library['one']}")["song"]["albumId"]
+    for name, params in [("getSong", {"id": f"tr-{library['one']}"}), ("getSong", {"id": f"tr-{library['single']}"}),
+                         ("getAlbum", {"id": album}), ("getArtist", {"id": f"ar-{alice.artist.did}"}),
+                         ("getAlbumList2", {"type": "newest"}), ("search3", {"query": "blue"}),
+                         ("getLyrics", {"artist": "Tag Artist", "title": "One"}), ("getLyrics", {"title": "nothing"}),
+                         ("getLyricsBySongId", {"id": f"tr-{library['one']}"}),
+                         ("getLyricsBySongId", {"id": f"tr-{library['single']}"})]:
+        assert bob.checked(name, **params)["status"] == "ok", (name, params)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a-aac", "ogg-opus", "webm-opus", "aiff"])
+def test_tags_read_from_every_container(tmp_path, fmt: str) -> None:
+    """ID3 (USLT, TXXX), Vorbis comments, MP4 atoms and Matroska tags all give the same normalised tags."""
+    path = make_audio(tmp_path / f"t.{fmt}", fmt, seconds=0.5, tags={
+        "artist": "A", "album_artist": "AA", "album": "Alb", "track": "3/12", "disc": "2/3", "date": "2019-04-05",
+        "genre": "Rock; Pop", "compilation": "1", "lyrics": "[00:01.00]hello\r\n[00:02.5]world  ",
+        "MUSICBRAINZ_ALBUMID": MB_ALBUM, "REPLAYGAIN_TRACK_GAIN": "-6.5 dB"})
+    tags = probe(path).tags
+    assert (tags.artist, tags.album_artist, tags.album) == ("A", "AA", "Alb")
+    assert (tags.track_number, tags.disc_number, tags.date, tags.year) == (3, 2, "2019-04-05", 2019)
+    assert (tags.genre, tags.genres, tags.compilation) == ("Rock", ("Rock", "Pop"), True)
+    assert tags.lyrics == "[00:01.00]hello\n[00:02.5]world" and tags.lyrics_synced
+    if fmt != "m4a-aac":  # the ipod muxer writes no freeform atoms
+        assert (tags.mb_album_id, tags.rg_track_gain) == (MB_ALBUM, -6.5)
+    stored = tags.stored()
+    assert "lyrics" not in stored and stored["genres"] == ["Rock", "Pop"] and stored["year"] == 2019
+
+
+def test_lrc_lines() -> None:
+    text = "[ti:x]\n[offset:+250]\n[00:10.00][01:20.5]chorus\n[00:12.345]<00:12.50>word by word\nnot timed"
+    assert lrc_lines(text) == [(9750, "chorus"), (12095, "word by word"), (80250, "chorus")]
