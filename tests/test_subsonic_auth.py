@@ -206,7 +206,10 @@ def test_the_settings_page_makes_shows_once_and_revokes(node, pds, browser) -> N
         s.wait("() => document.querySelector('[data-subsonic-server]').textContent.length > 0")
         assert page.text_content("[data-subsonic-server]") == node.url
         assert page.text_content("[data-subsonic-username]") == s.account.handle
-        assert "no password yet" in page.text_content("[data-subsonic-actions]")
+        buttons = "[data-subsonic-actions] button"
+        assert page.text_content("[data-subsonic-actions] [data-subsonic-about]") == "no password yet"
+        assert page.eval_on_selector_all(buttons, "bs => bs.map(b => b.textContent)") == ["make a password"]
+        assert "false" not in page.text_content("[data-subsonic-actions]")
         page.click("[data-subsonic-actions] button:has-text('make a password')")
         s.wait("() => document.querySelector('[data-subsonic-new]')")
         password = page.text_content("[data-subsonic-new]")
@@ -216,6 +219,8 @@ def test_the_settings_page_makes_shows_once_and_revokes(node, pds, browser) -> N
         page.reload()  # shown once: a reload says there is one, and when it was used, but not what it is
         s.wait("() => document.querySelector('[data-subsonic-about]')")
         assert "last used" in page.text_content("[data-subsonic-actions]")
+        assert page.eval_on_selector_all(buttons, "bs => bs.map(b => b.textContent)") == ["make a new password",
+                                                                                        "revoke"]
         assert page.query_selector("[data-subsonic-new]") is None and password not in page.content()
         page.click("[data-subsonic-actions] button:has-text('revoke')")
         s.wait("() => document.querySelector('[data-subsonic-actions]').textContent.includes('no password yet')")

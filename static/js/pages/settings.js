@@ -132,7 +132,7 @@ async function startSubsonic(main, status) {
     actions.replaceChildren(
       h('span', { class: 'quiet small', 'data-subsonic-about': true }, about),
       button(info.exists ? 'make a new password' : 'make a password', create),
-      info.exists && button('revoke', revoke),
+      ...(info.exists ? [button('revoke', revoke)] : []),
     );
   };
   const create = async () => {
