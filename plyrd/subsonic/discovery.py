@@ -220,13 +220,12 @@ async def album_info(db: Database, params: Mapping[str, str], audience: Audience
     medium the ~1000 px one, large the image as uploaded."""
     raw_id = _required(params, "id")
     if not raw_id.startswith("al-"):
-        song = await sc.get_song(db, raw_id, audience)
-        raw_id = f"al-{song['album_uuid']}" if song["album_uuid"] else f"al-singles-{song['artist_did']}"
+        raw_id = sc.album_id_of(await sc.get_song(db, raw_id, audience))
     await sc.get_album(db, raw_id, audience)
     album = None
-    if not raw_id.startswith("al-singles-"):
+    if uuid := sc.node_album_uuid(raw_id):  # a named album (from tags) or Singles has no row, so no notes
         album = await db.fetchone("SELECT description, image_sha, thumb_sha, display_sha FROM albums WHERE id = ?",
-                                  (sc.uuid_of(raw_id, "al-", "album"),))
+                                  (uuid,))
     covers = {album[c] for c in ("image_sha", "thumb_sha", "display_sha")} if album else set()
     urls: list[str | None] = []
     for size in (sc.THUMB_MAX, None, sc.DISPLAY_MAX + 1):
