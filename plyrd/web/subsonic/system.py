@@ -1,4 +1,4 @@
-"""Subsonic's system methods: ping, license, folders, extensions, the user, scan status."""
+"""Subsonic's system methods: ping, license, folders, extensions, the user and whose API key it is, scan status."""
 
 from __future__ import annotations
 
