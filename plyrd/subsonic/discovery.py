@@ -205,13 +205,21 @@ def images(small: str | None, medium: str | None, large: str | None) -> dict[str
     return {"smallImageUrl": small, "mediumImageUrl": medium, "largeImageUrl": large}
 
 
+FOLDER_ARTIST = ("id", "name", "artistImageUrl", "starred", "userRating", "averageRating")  # `Artist`'s fields
+
+
+def folder_artist(entry: dict[str, Any]) -> dict[str, Any]:
+    """A folder-style `Artist` (search2, getArtistInfo) from an `ArtistID3` entry (catalog.artist)."""
+    return {k: entry[k] for k in FOLDER_ARTIST if k in entry}
+
+
 def artist_info_entry(info: ArtistInfo, *, id3: bool) -> dict[str, Any]:
     """`ArtistInfo2` (similar artists as `ArtistID3`) or `ArtistInfo` (as folder-style `Artist`). The avatar is the
     one picture a profile has, so it is every size. No MusicBrainz id or Last.fm page: plyrd knows neither."""
     avatar = info.profile["avatar_url"]  # an https URL: plyrd.urls.check_url held it to that when stored
     similar = [sc.artist(r) for r in info.similar]
     return {"biography": info.profile["bio"] or None, **images(avatar, avatar, avatar),
-            "similarArtist": similar if id3 else [{"id": a["id"], "name": a["name"]} for a in similar]}
+            "similarArtist": similar if id3 else [folder_artist(a) for a in similar]}
 
 
 async def album_info(db: Database, params: Mapping[str, str], audience: Audience, public_url: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ async def search2(call: Call) -> dict[str, Any]:
     """search3's answer (the search index's ranked songs, substring artists and albums) in folder style: artists
     as `Artist`, albums as `Child` directories (catalog.album carries both shapes' fields)."""
     found = cast(dict[str, Any], await search3(call))["searchResult3"]
-    artists = [{"id": a["id"], "name": a["name"]} for a in found["artist"]]
+    artists = [sd.folder_artist(a) for a in found["artist"]]
     return {"searchResult2": {"artist": artists, "album": found["album"], "song": found["song"]}}
 
 
