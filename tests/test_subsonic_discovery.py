@@ -165,6 +165,10 @@ def test_songs_by_genre(node, world: World) -> None:
     assert ann.songs("getSongsByGenre", "songsByGenre", genre="rock", count=2, offset=10) == []
     assert ann.songs("getSongsByGenre", "songsByGenre", genre="rock", count=0) == []
     assert ann.songs("getSongsByGenre", "songsByGenre", genre="indie", count=-5) == []
+    # Out-of-range numbers are clamped (count to 500, offset to 10^9), not refused.
+    assert ann.songs("getSongsByGenre", "songsByGenre", genre="rock", count=10**6) == rock
+    assert ann.songs("getSongsByGenre", "songsByGenre", genre="rock", offset=10**15) == []
+    assert ann.songs("getSongsByGenre", "songsByGenre", genre="rock", offset=-3, count=1) == rock[:1]
     assert len(ann.songs("getSongsByGenre", "songsByGenre", genre="indie")) == 3  # the default count is 10
     assert ann.songs("getSongsByGenre", "songsByGenre", genre="no-such-genre") == []
     # A hidden tag asked for by name is shown (as its tag page does); the unlisted track never is.
@@ -211,6 +215,7 @@ def test_similar_songs(node, world: World) -> None:
     assert similar(ben, world.tr("Amber Road")) == expected  # the same for everyone, the artist too
     assert similar(ann, world.tr("Amber Road"), count=2) == expected[:2]
     assert similar(ann, world.tr("Amber Road"), count=0) == []
+    assert similar(ann, world.tr("Amber Road"), count=10**6) == expected
     # An album or an artist seeds with all their songs, none of which comes back.
     assert similar(ann, f"al-{world.album}") == expected[:3]
     assert similar(ann, world.ar("ann"), "getSimilarSongs2") == expected[:3]
@@ -354,6 +359,8 @@ def test_search_deprecated(node, world: World) -> None:
     assert search(album="cobalt tapes") == (0, 1, ["Cobalt Tape"])
     assert search(any="ANN AMBER", count=1)[1] == 3
     assert search(title="100%") == (0, 0, [])  # LIKE's wildcards are plain characters
+    assert search(title="basalt", count=-1, offset=-1) == (0, 3, [])
+    assert search(title="basalt", offset=10**15) == (10**9, 3, [])
     _, total, titles = search(count=500)
     assert total == len(TRACKS) - len(HIDDEN) and set(titles) == set(TRACKS) - HIDDEN
     assert search(title="secret") == (0, 0, []) and search(title="dee") == (0, 0, [])
