@@ -292,7 +292,8 @@ def album(row: sqlite3.Row) -> dict[str, Any]:
     Its artist is the album artist its songs' tags name, else the uploader; its year the tags' year, else the
     year it was made."""
     did = row["artist_did"]
-    artist = row["tag_album_artist"] or _person(row)
+    release = not row["sid"].startswith("al-singles-")  # Singles gather releases: no one album artist or id
+    artist = (row["tag_album_artist"] if release else None) or _person(row)
     genres = _album_genres(row)
     entry: dict[str, Any] = {
         "id": row["sid"],
@@ -314,9 +315,9 @@ def album(row: sqlite3.Row) -> dict[str, Any]:
         "genres": [{"name": g} for g in genres],
         "artists": [{"id": f"ar-{did}", "name": artist}],
         "displayArtist": artist,
-        "musicBrainzId": row["mb_album_id"],
-        "sortName": row["album_sort"],
-        "isCompilation": bool(row["compilation"]),
+        "musicBrainzId": row["mb_album_id"] if release else None,
+        "sortName": row["album_sort"] if release else None,
+        "isCompilation": bool(row["compilation"]) and release,
     }
     return entry
 
