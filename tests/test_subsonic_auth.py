@@ -18,7 +18,7 @@ import libsonic
 import pytest
 from browsing import DESKTOP, Session
 from conftest import clean_env, node_fixture
-from helpers import Person, anonymous, person, records, upload, wait_for
+from helpers import Person, anonymous, db_rows, person, records, upload, wait_for
 
 # Behind a (pretend) proxy, so the throttle tests can speak from addresses of their own with X-Forwarded-For.
 node = node_fixture("subsonic-auth", PLYRD_SERVER_BEHIND_PROXY="true")
@@ -266,8 +266,6 @@ def test_failures_for_one_account_are_throttled(node, pds) -> None:
     assert r.status_code == 429
 
 
-@pytest.mark.xfail(strict=True, reason="needs plyrd/web/subsonic/__init__.py to pass client=client_address() to "
-                                       "authenticate (the lead's file)")
 def test_failures_from_one_address_are_throttled(node, pds) -> None:
     dave = person(node, pds, "sadave")
     password = new_password(dave)
@@ -276,3 +274,19 @@ def test_failures_from_one_address_are_throttled(node, pds) -> None:
         assert failed(rest(node, "ping", address=address, u=f"spray{i}.test", p="wrong")) == 40
     assert failed(rest(node, "ping", address=address, u=dave.handle, p=password)) == 0
     assert rest(node, "ping", address="203.0.113.8", u=dave.handle, p=password)["status"] == "ok"
+
+
+def test_deleting_the_account_ends_its_subsonic_password_and_app_state(node, pds, tmp_path) -> None:
+    erin = person(node, pds, "saerin")
+    password = new_password(erin)
+    assert rest(node, "ping", u=erin.handle, t=token(password, "erinsalt"), s="erinsalt")["status"] == "ok"
+    song = upload(erin, tmp_path, "erin", seconds=1.0, frequency=440.0)["id"]
+    auth = {"u": erin.handle, "t": token(password, "erinsalt2"), "s": "erinsalt2"}
+    assert rest(node, "createBookmark", id=f"tr-{song}", position="1000", **auth)["status"] == "ok"
+    r = erin.me.http.request("DELETE", "/account/", json={"confirmation": erin.handle},
+                             headers={"X-CSRF-Token": erin.me.csrf})
+    assert r.status_code == 200, r.text
+    assert failed(rest(node, "ping", u=erin.handle, t=token(password, "erinsalt3"), s="erinsalt3")) == 40
+    assert failed(rest(node, "ping", u=erin.did, p=password)) == 40
+    for table in ("subsonic_passwords", "subsonic_bookmarks"):
+        assert db_rows(node, f"SELECT count(*) FROM {table} WHERE did = ?", (erin.did,)) == [(0,)], table

@@ -30,6 +30,11 @@ OWNED_TABLES: tuple[tuple[str, str], ...] = (
     ("queue_state", "did"),
     ("playlists", "owner_did"),
     ("albums", "artist_did"),
+    # Subsonic apps' state on this node: bookmarks, stars of albums and artists, the last queue save.
+    ("subsonic_bookmarks", "did"),
+    ("subsonic_starred_albums", "did"),
+    ("subsonic_starred_artists", "did"),
+    ("subsonic_queue_saves", "did"),
 )
 
 
@@ -110,6 +115,8 @@ async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, in
         for table, column in owned:
             cur = await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (did,))
             counts[table] = counts.get(table, 0) + cur.rowcount
+        # Credentials are not exported, but go with the account: a Subsonic password must not outlive it.
+        await conn.execute("DELETE FROM subsonic_passwords WHERE did = ?", (did,))
         cur = await conn.execute("DELETE FROM auth_sessions WHERE did = ?", (did,))
         counts["sessions"] = cur.rowcount
         counts["queued_writes"] = await forget_account(conn, did)

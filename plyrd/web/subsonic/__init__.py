@@ -28,6 +28,7 @@ from ...subsonic.envelope import (
 )
 from ..bodies import form_fields
 from ..context import node
+from ..limits import client_address
 from ..viewer import anonymous_cross_site
 from . import browsing, discovery, files, listening, lyrics, playlists, system  # noqa: F401  (registering methods)
 from .call import METHODS, Call
@@ -75,7 +76,7 @@ async def rest(name: str) -> Response:
         if handler is None:
             raise SubsonicError(NOT_FOUND, f"Unknown or unsupported method: {name}")
         n = node()
-        session = await authenticate(n.auth, params)
+        session = await authenticate(n.auth, params, client=client_address())
         result = await handler(Call(params, session, n))
     except SubsonicError as e:
         return _render(params, failed(e.code, e.message))
