@@ -303,6 +303,9 @@ def test_scrobble_counts_plays_and_star_likes(node, alice: Listener, bob: Listen
     bob.call("scrobble", id=f"tr-{track}")  # the same listener within the dedup window: counted once
     assert plays() == before + 1
     assert bob.error("scrobble", id="tr-999999") == 70
+    # One unknown id among several: refused before any play is counted.
+    assert alice.error("scrobble", id=[f"tr-{track}", "tr-999999"]) == 70
+    assert plays() == before + 1
 
     frequent = bob.call("getAlbumList2", type="frequent")["albumList2"]["album"]
     assert frequent[0]["id"] == f"al-{library['album']}"

@@ -182,6 +182,14 @@ def test_a_named_album_groups_its_tracks(node, alice: Listener, bob: Listener, l
                                                       "id": f"al-{alice.artist.did}~4E4F5045"})
     assert missing.json()["subsonic-response"]["error"]["code"] == 70
 
+    # A named album and Singles can be starred like a node album, and unstarred.
+    for album_id in (one["albumId"], f"al-singles-{alice.artist.did}"):
+        bob.call("star", albumId=album_id)
+        starred = bob.call("getStarred2")["starred2"]["album"]
+        assert album_id in [a["id"] for a in starred] and bob.call("getAlbum", id=album_id)["album"]["starred"]
+        bob.call("unstar", albumId=album_id)
+        assert album_id not in [a["id"] for a in bob.call("getStarred2")["starred2"]["album"]]
+
 
 def test_lyrics_from_tags_synced_and_plain(bob: Listener, library: dict[str, int]) -> None:
     synced = bob.call("getLyricsBySongId", id=f"tr-{library['one']}")["lyricsList"]["structuredLyrics"]

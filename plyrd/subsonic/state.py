@@ -104,27 +104,17 @@ async def bookmarks(db: Database, audience: Audience) -> list[tuple[sqlite3.Row,
 # ---- starred albums and artists ---------------------------------------------------------------------------------
 
 
-def _album_key(sid: str) -> tuple[str | None, str | None]:
-    """(album_id, singles_of) for an album id: a real album's UUID, or the artist whose Singles it is."""
-    if sid.startswith("al-singles-"):
-        return None, sc.artist_did_of("ar-" + sid.removeprefix("al-singles-"))
-    return sc.uuid_of(sid, "al-", "album"), None
-
-
-_ALBUM_SID = "coalesce('al-' || s.album_id, 'al-singles-' || s.singles_of)"
-
-
 async def star_albums(db: Database, did: str, sids: Sequence[str]) -> None:
     """Star albums the caller has been shown (check them with sc.get_album first); starring again is a no-op."""
-    keys = [_album_key(s) for s in sids]
+    rows = [(did, sid, sc.node_album_uuid(sid)) for sid in sids]
     async with db.write() as conn:
-        await conn.executemany("INSERT OR IGNORE INTO subsonic_starred_albums(did, album_id, singles_of)"
-                               " VALUES (?, ?, ?)", [(did, a, s) for a, s in keys])
+        await conn.executemany("INSERT OR IGNORE INTO subsonic_starred_albums(did, sid, album_id) VALUES (?, ?, ?)",
+                               rows)
 
 
 async def unstar_albums(db: Database, did: str, sids: Sequence[str]) -> None:
     async with db.write() as conn:
-        await conn.executemany(f"DELETE FROM subsonic_starred_albums AS s WHERE s.did = ? AND {_ALBUM_SID} = ?",
+        await conn.executemany("DELETE FROM subsonic_starred_albums WHERE did = ? AND sid = ?",
                                [(did, sid) for sid in sids])
 
 
@@ -143,7 +133,7 @@ async def unstar_artists(db: Database, did: str, artist_dids: Sequence[str]) -> 
 async def starred_albums(db: Database, audience: Audience) -> list[tuple[sqlite3.Row, float]]:
     """(album row, when starred) of the caller's starred albums they may still see, the latest starred first."""
     stars = {r["sid"]: r["created_at"] for r in await db.fetchall(
-        f"SELECT {_ALBUM_SID} AS sid, s.created_at FROM subsonic_starred_albums s WHERE s.did = ?", (audience.did,))}
+        "SELECT sid, created_at FROM subsonic_starred_albums WHERE did = ?", (audience.did,))}
     if not stars:
         return []
     sql, params = sc.album_select(audience)
@@ -170,7 +160,7 @@ def marked(entry: dict[str, Any], stars: dict[str, float]) -> dict[str, Any]:
 async def album_stars(db: Database, did: str) -> dict[str, float]:
     """When the caller starred each album they starred, by Subsonic album id (for `starred` on album entries)."""
     return {r["sid"]: r["created_at"] for r in await db.fetchall(
-        f"SELECT {_ALBUM_SID} AS sid, s.created_at FROM subsonic_starred_albums s WHERE s.did = ?", (did,))}
+        "SELECT sid, created_at FROM subsonic_starred_albums WHERE did = ?", (did,))}
 
 
 async def artist_stars(db: Database, did: str) -> dict[str, float]:

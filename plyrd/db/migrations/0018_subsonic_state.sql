@@ -13,16 +13,16 @@ CREATE TABLE subsonic_bookmarks (
     PRIMARY KEY (did, track_id)
 ) STRICT;
 
--- Starred albums: a real album, or an artist's tracks outside any album (Subsonic's "Singles", al-singles-<did>).
+-- Starred albums by their Subsonic id (`sid`): a node album (al-<uuid>, which album_id also names so the star goes
+-- with the album), an album the tracks' tags name (al-<did>~<name>), or an artist's Singles (al-singles-<did>).
+-- A star whose album no longer has songs the caller may see is simply not listed.
 CREATE TABLE subsonic_starred_albums (
     did          TEXT NOT NULL,
+    sid          TEXT NOT NULL CHECK (length(sid) <= 2100),
     album_id     TEXT REFERENCES albums(id) ON DELETE CASCADE,
-    singles_of   TEXT,
     created_at   REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
-    CHECK ((album_id IS NULL) != (singles_of IS NULL))
+    PRIMARY KEY (did, sid)
 ) STRICT;
-
-CREATE UNIQUE INDEX subsonic_starred_albums_key ON subsonic_starred_albums(did, coalesce(album_id, singles_of));
 
 CREATE TABLE subsonic_starred_artists (
     did          TEXT NOT NULL,

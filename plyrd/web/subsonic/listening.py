@@ -37,9 +37,12 @@ async def scrobble(call: Call) -> dict[str, Any]:
                                  teal_granted=call.session.teal_granted, public_url=n.config.public_url,
                                  player=state.client_of(call.params.get("c")))
         return {}
+    # Only songs the caller may see count (error 70 otherwise, before any play is counted): a known id of an
+    # unlisted track plays, one of a track hidden from the caller does not.
+    track_ids = await state.require_songs(n.db, ids, call.audience)
     listener = plays.Listener.signed_in(call.did, teal_granted=call.session.teal_granted)
-    for raw in ids:
-        await plays.count_play(n.db, track_id=sc.track_id_of(raw), listener=listener, public_url=n.config.public_url)
+    for track_id in track_ids:
+        await plays.count_play(n.db, track_id=track_id, listener=listener, public_url=n.config.public_url)
     return {}
 
 
