@@ -1,10 +1,13 @@
 """Subsonic `stream` transcoding against a real node with real audio: FLAC to MP3 and Opus at a bitrate, timeOffset,
 first bytes before the encode ends, the cache (second play a file read with ranges, freed with its track, nothing
 left by a listener who leaves), stored files sent unchanged when they already fit, HEAD and estimateContentLength,
-download never transcoding, and py-sonic's `stream`."""
+download never transcoding, the bound on concurrent transcodes, and py-sonic's `stream`. The cache's size bound and
+two concurrent first plays of one key run against a real database and blob store."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 import time
 from dataclasses import dataclass
@@ -20,7 +23,13 @@ from audio_samples import make_audio
 from conftest import node_fixture
 from helpers import Artist, db_rows, sign_in, stored_files
 
-node = node_fixture("subsonic-transcode")
+from plyrd.db import Database
+from plyrd.storage import BlobStore
+from plyrd.subsonic.streaming import Transcode
+from plyrd.subsonic.transcode_cache import TranscodeCache
+
+# Two transcoding slots, so the refusal past the bound is quick to reach.
+node = node_fixture("subsonic-transcode", PLYRD_SUBSONIC_MAX_TRANSCODES="2")
 
 
 @dataclass
@@ -250,3 +259,91 @@ def test_py_sonic_streams_a_transcode(node, alice: Listener, library: dict[str, 
     codec, seconds, _ = _decoded(data)
     assert codec.startswith("mp3") and abs(seconds - 20.0) < 0.2
     assert abs(len(data) * 8 / seconds / 1000 - 128) < 4
+
+
+def test_transcodes_past_the_bound_wait_then_are_refused(node, alice: Listener, library: dict[str, Any]) -> None:
+    track = library["ids"]["long"]
+    with httpx.Client(base_url=node.url, timeout=30) as c:
+        held = []
+        for offset in (10, 20):  # an offset: never cached, always a live encode holding a slot
+            r = c.send(c.build_request("GET", "/rest/stream", params=alice.params(
+                id=f"tr-{track}", format="mp3", maxBitRate=128, timeOffset=offset)), stream=True)
+            assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+            held.append(r)
+        began = time.monotonic()
+        refused = alice.stream(track, format="mp3", maxBitRate=128, timeOffset=30)
+        waited = time.monotonic() - began
+        error = refused.json()["subsonic-response"]["error"]
+        assert error["code"] == 0 and "transcoding slots" in error["message"], error
+        assert waited >= 2.5  # it waited for a slot before giving up
+        # A stored file needs no slot.
+        assert alice.stream(library["ids"]["mp3"]).content == library["files"]["mp3"].read_bytes()
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while (r := alice.stream(track, format="mp3", maxBitRate=128, timeOffset=30)).headers[
+                "content-type"] != "audio/mpeg":
+            assert time.monotonic() < deadline, r.text
+        assert abs(_decoded(r.content)[1] - 570) < 0.5
+        for r in held:
+            r.close()
+
+
+async def _source_blob(store: BlobStore, db: Database, data: bytes) -> str:
+    blob = await store.put_bytes(data, "audio/flac")
+    async with db.write() as conn:
+        await store.incref(conn, blob.sha256)  # as a track holds its original
+    return blob.sha256
+
+
+async def _keep(cache: TranscodeCache, t: Transcode, data: bytes) -> str | None:
+    writer = await cache.open_writer()
+    await writer.write(data)
+    return await cache.keep(t, writer)
+
+
+async def test_cache_evicts_the_least_recently_used(db: Database, tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp", db)
+    cache = TranscodeCache(db, store, max_bytes=1_000_000)
+    sources = [await _source_blob(store, db, f"source {i}".encode()) for i in range(3)]
+    kept = []
+    for i, source in enumerate(sources):
+        kept.append(await _keep(cache, Transcode(source, "mp3", 128), bytes([i]) * 400_000))
+        await db.execute("UPDATE transcodes SET last_used_at = ? WHERE blob_sha256 = ?", (1000.0 + i, kept[-1]))
+    # 1.2 MB in a 1 MB cache: the first, least recently used, went, and its file with it.
+    rows = await db.fetchall("SELECT blob_sha256 FROM transcodes ORDER BY last_used_at")
+    assert [r[0] for r in rows] == kept[1:]
+    assert not store.path_for(kept[0]).exists() and store.path_for(kept[1]).exists()
+    # Played again, the second becomes the most recent: the next one evicts the third instead.
+    await db.execute("UPDATE transcodes SET last_used_at = 0 WHERE blob_sha256 = ?", (kept[1],))
+    assert await cache.lookup(Transcode(sources[1], "mp3", 128)) == kept[1]
+    await _keep(cache, Transcode(sources[0], "opus", 64), b"\x07" * 400_000)
+    assert await cache.lookup(Transcode(sources[2], "mp3", 128)) is None
+    assert await cache.lookup(Transcode(sources[1], "mp3", 128)) == kept[1]
+    # Bigger than the whole cache: streamed, never kept.
+    writer = await cache.open_writer()
+    with pytest.raises(Exception, match="larger than"):
+        await writer.write(b"x" * 1_000_001)
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+async def test_two_first_plays_of_one_key(db: Database, tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp", db)
+    cache = TranscodeCache(db, store, max_bytes=10_000_000)
+    source = await _source_blob(store, db, b"a flac")
+    t = Transcode(source, "mp3", 128)
+    same = await asyncio.gather(_keep(cache, t, b"encoded" * 1000), _keep(cache, t, b"encoded" * 1000))
+    assert sum(kept is not None for kept in same) == 1  # both encoded and committed; one row took the bytes
+    different = await _keep(cache, t, b"other bytes")  # a later encode of a key already kept: dropped
+    assert different is None
+    rows = await db.fetchall("SELECT blob_sha256 FROM transcodes")
+    assert len(rows) == 1 and store.path_for(rows[0][0]).read_bytes() == b"encoded" * 1000
+    assert (await db.fetchone("SELECT refcount FROM blobs WHERE sha256 = ?", (rows[0][0],)))[0] == 1
+    assert not await db.fetchall("SELECT 1 FROM blobs WHERE sha256 = ?",
+                                 (hashlib.sha256(b"other bytes").hexdigest(),))
+    assert not list((tmp_path / "tmp").iterdir())
+    # The source freed (its track deleted): its transcodes go with it, rows and files.
+    async with db.write() as conn:
+        await store.decref(conn, source)
+    await store.remove_unreferenced([source])
+    assert not await db.fetchall("SELECT 1 FROM transcodes")
+    assert not store.path_for(rows[0][0]).exists()
