@@ -278,6 +278,42 @@ def print_side_by_side(plan: list[tuple[str, str, int, float]], a: dict[str, lis
                 print(f"  {r['kind']}: error: {err}")
 
 
+# --- where the time goes ------------------------------------------------------------------------------------------
+
+
+def analyse(db_path: Path, meta: dict[str, Any], albums: list[str]) -> None:
+    """The SQL plyrd.subsonic.catalog runs for each request (captured with bench/catalog.py's recording stub, so no
+    copy of it here) and its cost in sqlite3 alone, median of 5: what one request costs before any Python."""
+    from plyrd.catalog.tracks import Audience
+    from plyrd.subsonic import catalog as sc
+
+    audience = Audience(meta["listeners"][0], is_admin=False)
+    real = next((a for a in albums if not a.startswith("al-singles-")), albums[0])
+    single = next((a for a in albums if a.startswith("al-singles-")), albums[0])
+    cases: dict[str, Any] = {
+        f"getAlbumList2 {t}": (lambda db, t=t: sc.album_list(db, {"type": t, "size": "50"}, audience))
+        for t in LIST_TYPES.values()}
+    # The stub answers no album row, so only that first statement is captured (the songs' query comes after it).
+    cases["getAlbum, its row (an album)"] = lambda db: sc.get_album(db, real, audience)
+    cases["getAlbum, its row (Singles)"] = lambda db: sc.get_album(db, single, audience)
+    cases["search3 (substring part)"] = lambda db: sc.search(db, {"query": "night"}, audience, None)
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    print("\nwhere the time goes: each request's SQL in sqlite3 alone (ms, median of 5; this tree's code)")
+    try:
+        for name, make in cases.items():
+            try:
+                calls = cat.captured(make)
+            except TypeError as e:  # the code's signature changed: say so rather than fail the run
+                print(f"  {name}: not captured ({e})")
+                continue
+            costs = [cat.median_ms(lambda sql=sql, ps=ps: conn.execute(sql, ps).fetchall(), runs=5)
+                     for sql, ps in calls]
+            detail = " + ".join(f"{c:.1f}" for c in costs)
+            print(f"  {name:34} {sum(costs):7.1f} ms in {len(calls)} statement(s): {detail}")
+    finally:
+        conn.close()
+
+
 # --- main ---------------------------------------------------------------------------------------------------------
 
 
@@ -332,6 +368,7 @@ def side_by_side(args: argparse.Namespace) -> None:
               f" A {server_rss[old.label]:.0f} MB, B {server_rss[this.label]:.0f} MB")
         print("  req/s and p50/p99 ms pooled over the rounds; B/A: req/s above 1 and p50/p99 below 1 mean B is faster")
         print_side_by_side(plan, runs[old.label], runs[this.label])
+        analyse(datas[1] / "plyrd.db", meta, albums[this.label])
 
 
 def main() -> None:
@@ -386,6 +423,7 @@ def main() -> None:
               f" Singles: {len(albums):,} albums listed), {meta['users']:,} artists; closed-loop clients on loopback;"
               f" {os.cpu_count()} cores shared by client and server; server RSS {server_rss:.0f} MB")
         print_single(plan, results)
+        analyse(data / "plyrd.db", meta, albums)
         if args.data:
             print(f"\nkept {data} (node log: {log})")
     finally:
