@@ -13,9 +13,11 @@ before the encode is done.
 Each encode runs in a thread of its own (PyAV and ctypes release the GIL, so threads encode in parallel), bounded by
 `LiveTranscoder`'s slots: a transcode paced by its listener lasts as long as the track, so a pool of core-count
 threads would let two listeners hold the node; the bound is on how many run at once, and a request past it waits
-a little, then is refused with `Busy`. The thread runs at most `ahead` chunks ahead of the consumer (backpressure:
-a slow or paused client does not make the node encode the whole track into memory), and stops at its next packet
-once the consumer goes away; it never touches the file system beyond reading the source.
+a little, then is refused with `Busy`. Encoding threads take turns, one per core (see `LiveTranscoder`). The thread
+runs at most `ahead` chunks ahead of the consumer (backpressure: a slow or paused client does not make the node
+encode the whole track into memory) and within a pace (LEAD, SPEED: socket buffers would otherwise hide a paused
+client), and stops at its next packet once the consumer goes away; it never touches the file system beyond reading
+the source.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,12 @@ OPUS_RATE = 48000  # the only rate Opus really runs at
 FIRST_CHUNK = 8 * 1024  # the first bytes go out as soon as there are this many: a quick start for the listener
 CHUNK = 64 * 1024
 AHEAD = 6  # chunks encoded ahead of the consumer: about 24 s at 128 kbit/s
+# Pacing: the encode stays within LEAD seconds of audio plus SPEED times the time since it began. The consumer's
+# backpressure alone does not bound it: the kernel's socket buffers (and a reverse proxy's) take megabytes, and a
+# paused listener on loopback had 5.4 MB (339 s at 128 kbit/s) encoded for them within 3 s. Paced, a player still
+# gets a quick start (its buffer fills at once) and an app saving a song for offline play gets it at 16x realtime.
+LEAD = 30.0
+SPEED = 16.0
 _MAX_BAD_PACKETS = 16
 _MONO, _JOINT_STEREO = 3, 1  # LAME's MPEG_mode values
 _lame_init = threading.Lock()  # LAME fills shared tables on its first init
@@ -339,6 +348,8 @@ class LiveStream:
         self._stop = threading.Event()
         self.started = False
         self.finished = False
+        self._began = 0.0
+        self._made = 0  # bytes handed out
 
     def _give_back(self) -> None:
         release, self._release = self._release, None
@@ -358,8 +369,17 @@ class LiveStream:
             self._turn = False
             self._turns.release()
 
+    def _pace(self) -> None:
+        """Hold the encode while it is further ahead of the clock than LEAD + SPEED x elapsed seconds of audio."""
+        audio = self._made * 8 / (self.req.kbps * 1000)
+        while (early := (audio - LEAD) / SPEED - (time.monotonic() - self._began)) > 0:
+            if self._stop.wait(min(early, 0.5)):
+                raise Cancelled("the listener went away")
+
     def _emit(self, chunk: bytes) -> None:
         self._give_turn()
+        self._made += len(chunk)
+        self._pace()
         self._wait(self._room)
         self._loop.call_soon_threadsafe(self._chunks.put_nowait, chunk)
         self._wait(self._turns)
@@ -381,6 +401,7 @@ class LiveStream:
         if self.started:
             return
         self.started = True
+        self._began = time.monotonic()
         try:
             threading.Thread(target=self._run, name="plyrd-live-transcode", daemon=True).start()
         except BaseException:

@@ -16,4 +16,3 @@ CREATE TABLE transcodes (
 ) STRICT;
 
 CREATE INDEX transcodes_lru ON transcodes(last_used_at);
-CREATE INDEX transcodes_blob ON transcodes(blob_sha256);
