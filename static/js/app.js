@@ -22,6 +22,7 @@ const PAGES = {
   playlist: () => import('./pages/playlist.js'),
   settings: () => import('./pages/settings.js'),
   portal: () => import('./pages/portal.js'),
+  'library-admin': () => import('./pages/library-admin.js'),
 };
 let cleanup = null;
 const trackMenu = startTrackMenu(player);
