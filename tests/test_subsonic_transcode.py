@@ -25,7 +25,8 @@ from helpers import Artist, db_rows, sign_in, stored_files
 
 from plyrd.db import Database
 from plyrd.storage import BlobStore
-from plyrd.subsonic.streaming import Transcode
+from plyrd.subsonic.envelope import SubsonicError
+from plyrd.subsonic.streaming import Stored, Transcode, announced, choose
 from plyrd.subsonic.transcode_cache import TranscodeCache
 
 # Two transcoding slots, so the refusal past the bound is quick to reach.
@@ -353,3 +354,53 @@ async def test_two_first_plays_of_one_key(db: Database, tmp_path: Path) -> None:
     await store.remove_unreferenced([source])
     assert not await db.fetchall("SELECT 1 FROM transcodes")
     assert not store.path_for(rows[0][0]).exists()
+
+
+def _row(ext: str, codec: str, kbps: int, web: bool) -> dict[str, Any]:
+    return {"original_sha": "o" * 64, "original_mime": f"audio/{ext}", "original_ext": ext, "codec": codec,
+            "bitrate": kbps * 1000, "web_sha": "w" * 64 if web else None, "source": "upload"}
+
+
+@pytest.mark.parametrize(("row", "params", "sent"), [
+    # Nothing asked, or raw: the stream file as stored (the rendition when there is one).
+    (_row("flac", "flac", 900, False), {}, "original"),
+    (_row("aiff", "pcm_s16be", 1411, True), {}, "rendition"),
+    (_row("aiff", "pcm_s16be", 1411, True), {"format": "raw", "maxBitRate": "64", "timeOffset": "9"}, "rendition"),
+    (_row("flac", "flac", 900, False), {"maxBitRate": "0"}, "original"),
+    # A stored file within the limit, in the asked format (or any, when none is asked), is sent unchanged.
+    (_row("mp3", "mp3", 128, False), {"maxBitRate": "320"}, "original"),
+    (_row("mp3", "mp3", 128, False), {"format": "mp3", "maxBitRate": "128"}, "original"),
+    (_row("flac", "flac", 900, False), {"maxBitRate": "1000"}, "original"),
+    (_row("aiff", "pcm_s16be", 1411, True), {"maxBitRate": "320"}, "rendition"),
+    (_row("aiff", "pcm_s16be", 1411, True), {"format": "mp3"}, "rendition"),
+    (_row("flac", "flac", 900, False), {"format": "flac"}, "original"),
+    (_row("flac", "flac", 900, False), {"format": "aac"}, "original"),  # a format plyrd cannot make: as stored
+    # Otherwise a transcode of the original, snapped to a bitrate the encoder takes.
+    (_row("flac", "flac", 900, False), {"format": "mp3", "maxBitRate": "128"}, ("mp3", 128, 0.0)),
+    (_row("flac", "flac", 900, False), {"format": "mp3"}, ("mp3", 192, 0.0)),
+    (_row("flac", "flac", 900, False), {"maxBitRate": "150"}, ("mp3", 128, 0.0)),
+    (_row("flac", "flac", 900, False), {"maxBitRate": "999", "format": "mp3"}, ("mp3", 320, 0.0)),
+    (_row("mp3", "mp3", 320, False), {"maxBitRate": "20"}, ("mp3", 32, 0.0)),
+    (_row("flac", "flac", 900, False), {"format": "opus"}, ("opus", 128, 0.0)),
+    (_row("flac", "flac", 900, False), {"format": "ogg", "maxBitRate": "96"}, ("opus", 96, 0.0)),
+    (_row("aiff", "pcm_s16be", 1411, True), {"maxBitRate": "128"}, ("mp3", 128, 0.0)),
+    (_row("mp3", "mp3", 128, False), {"maxBitRate": "320", "timeOffset": "30"}, ("mp3", 320, 30.0)),
+    (_row("flac", "flac", 900, False), {"timeOffset": "12.5"}, ("mp3", 192, 12.5)),
+])
+def test_what_stream_sends(row: dict[str, Any], params: dict[str, str], sent: Any) -> None:
+    choice = choose(row, params.get("format"), params.get("maxBitRate"), params.get("timeOffset"))  # type: ignore[arg-type]
+    if sent == "original":
+        assert choice == Stored(row["original_sha"], row["original_mime"])
+    elif sent == "rendition":
+        assert choice == Stored(row["web_sha"], "audio/mpeg")
+    else:
+        assert choice == Transcode(row["original_sha"], *sent)
+
+
+def test_malformed_limits_are_refused() -> None:
+    row = _row("flac", "flac", 900, False)
+    for params in ({"maxBitRate": "-1"}, {"maxBitRate": "12k"}, {"timeOffset": "nan"}, {"timeOffset": "1e9"}):
+        with pytest.raises(SubsonicError):
+            choose(row, params.get("format"), params.get("maxBitRate"), params.get("timeOffset"))  # type: ignore[arg-type]
+    assert announced(row) is None  # type: ignore[arg-type]
+    assert announced(_row("aiff", "pcm_s16be", 1411, True)) == ("mp3", "audio/mpeg")  # type: ignore[arg-type]
