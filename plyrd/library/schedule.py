@@ -32,6 +32,11 @@ class Scanner(Protocol):
 
     async def folders(self) -> Sequence[Any]: ...
 
+    @property
+    def scanning(self) -> bool: ...
+
+    on_scanned: list[Callable[[Any], None]]
+
     async def status(self) -> Mapping[str, Any]: ...
 
 
@@ -53,18 +58,14 @@ class LibraryTasks:
         self.watcher = FolderWatcher(self.folder_paths, self._scan_changed)
         self._requested: str | None = None
         self._request = asyncio.Event()
-        self._scanning = 0
         self.last_error: str | None = None
+        library.on_scanned.append(lambda _report: analysis.wake())  # every scan, whoever asked for it
 
     def start(self, workers: Workers) -> None:
         workers.start("library-schedule", self.schedule)
         workers.start("library-analysis", self.analysis.run)
         if self.watch:
             workers.start("library-watch", self.watcher.run)
-
-    @property
-    def scanning(self) -> bool:
-        return self._scanning > 0
 
     async def status(self) -> dict[str, Any]:
         """The library's status (folders, running scan, last scan, counts) with the watch and the analysis."""
@@ -84,16 +85,12 @@ class LibraryTasks:
         self._request.set()
 
     async def _run_scan(self, trigger: str, only: list[Path] | None = None) -> None:
-        self._scanning += 1
         try:
             await self.library.scan(trigger=trigger, only=only)
             self.last_error = None
         except Exception as e:  # recorded by the service as a failed scan; the schedule goes on
             self.last_error = f"{type(e).__name__}: {e}"
-            log.exception("library scan failed", extra={"fields": {"trigger": trigger}})
-        finally:
-            self._scanning -= 1
-        self.analysis.wake()
+            log.warning("library scan failed", extra={"fields": {"trigger": trigger, "error": self.last_error}})
 
     async def _scan_changed(self, paths: list[Path]) -> None:
         await self._run_scan("watch", paths)

@@ -115,7 +115,11 @@ class FolderWatcher:
         self._changed.clear()
         alive = {r for r in roots if _identity(r) is not None}
         batch = sorted(r for r in whole if r in alive)
-        batch += [p for p in pending if (r := self._root_of(p, roots)) in alive and r not in whole]
+        kept: set[Path] = set(batch)
+        for p in sorted(pending, key=lambda p: len(p.parts)):  # a directory before what is inside it
+            if self._root_of(p, roots) in alive and not any(a in kept for a in p.parents) and p not in kept:
+                kept.add(p)
+                batch.append(p)
         return batch
 
     # ---- the worker

@@ -47,7 +47,13 @@ function lastView(last) {
     `last scan (${last.trigger || 'scan'}${last.state && last.state !== 'done' ? `, ${last.state}` : ''}): `,
     `${plural(Number(last.seen || 0), 'file')} seen${parts.length ? `; ${parts.join(', ')}` : ''}`,
     elapsed != null ? ` in ${seconds(elapsed)}` : '', last.finished_at ? `, ${when(last.finished_at)}` : '',
-    last.detail ? h('span', { class: 'quiet' }, ` (${last.detail})`) : null);
+    ...noteList(last.detail));
+}
+
+// The scan's notes (a folder left alone because it is missing...) and its error, each on a line of its own.
+function noteList(detail) {
+  const notes = [...(detail?.notes || []), ...(detail?.error ? [`failed: ${detail.error}`] : [])];
+  return notes.map((n) => h('span', { class: 'quiet' }, h('br'), String(n)));
 }
 
 export function init(main) {
