@@ -32,11 +32,13 @@ from ..catalog.tracks import (
 )
 from ..db import Database
 from .envelope import GENERIC, MISSING_PARAMETER, NOT_FOUND, SubsonicError
+from .streaming import announced
 
 MAX_SIZE = 500
 SINGLES = "Singles"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]+")
+EVERYWHERE = Where()  # no music folder asked: every folder the caller may see
 
 
 
@@ -45,24 +47,34 @@ def songs(audience: Audience) -> Where:
     return visible(audience) & playable()
 
 
-def members(audience: Audience) -> tuple[str, list[Any]]:
+def members(audience: Audience, folder: Where = EVERYWHERE) -> tuple[str, list[Any]]:
     """`WITH members, alb`: every album's songs for this caller, keyed by the Subsonic album id, and each album's
     totals. Albums are the node's albums (`al-<uuid>`); then, for listed tracks on none, the album their `album`
     text names (imports; uploads whose file's tags name one: `al-<did>~<name key>`, see `named_album_id`), else
     the artist's "Singles" (`al-singles-<did>`). The album lists, artists, genres and search read through it;
     the parameters go first. A named album's name is its members' text (the least: "Blue" before "blue"). Year,
-    album artist, MusicBrainz id and genres come from the members' file tags where they have them."""
-    in_album, single = songs(audience), listed(audience)
+    album artist, MusicBrainz id and genres come from the members' file tags where they have them.
+
+    An album's artist (`artist_did`) is its uploader, or for the music folder's tracks the artist their tags name
+    (`library_artist_key`: the library album's album artist; a track on no album, its album artist else its
+    artist), `artist_name` that name as tagged (NULL for the node's accounts). `folder` narrows to one music
+    folder (plyrd.subsonic.folders)."""
+    in_album, single = songs(audience) & folder, listed(audience) & folder
     sql = f"""
-WITH members(sid, album_uuid, track_id, artist_did) AS (
-  SELECT 'al-' || x.album_id, x.album_id, t.id, t.artist_did
-    FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
+WITH placed(album_uuid, track_id, artist_did, lib_name, named_key) AS (
+  SELECT x.album_id, t.id, t.artist_did, CASE WHEN t.source = 'library' THEN {LIB_ALBUM_ARTIST} END, NULL
+    FROM album_tracks x JOIN tracks t ON t.id = x.track_id JOIN albums a ON a.id = x.album_id WHERE {in_album.sql}
   UNION ALL
-  SELECT CASE WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did
-              ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END, NULL, t.id, t.artist_did FROM tracks t
+  SELECT NULL, t.id, t.artist_did, CASE WHEN t.source = 'library' THEN {LIB_SINGLE_ARTIST} END,
+         CASE WHEN t.source = 'library' THEN '' ELSE {_NAMED_KEY} END FROM tracks t
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
+), members(sid, album_uuid, track_id, artist_did, artist_name) AS (
+  SELECT CASE WHEN album_uuid IS NOT NULL THEN 'al-' || album_uuid WHEN named_key = '' THEN 'al-singles-' || k
+              ELSE 'al-' || k || '~' || named_key END, album_uuid, track_id, k, lib_name
+    FROM (SELECT p.*, CASE WHEN lib_name IS NULL THEN artist_did ELSE 'lib~' || hex(lower(lib_name)) END AS k
+            FROM placed p)
 ), alb AS (
-  SELECT m.sid, m.artist_did,
+  SELECT m.sid, m.artist_did, min(m.artist_name) AS artist_name,
          coalesce(max(a.title), CASE WHEN m.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE min(trim(t.album)) END)
            AS name,
          coalesce(max(a.created_at), max(t.created_at)) AS created_at, count(*) AS song_count,
@@ -82,6 +94,80 @@ WITH members(sid, album_uuid, track_id, artist_did) AS (
     return sql, [*in_album.params, *single.params]
 
 
+# ---- the music folder's artists ---------------------------------------------------------------------------------
+# Library tracks all belong to LIBRARY_DID; Subsonic shows the artists their tags name instead, each with an id
+# made from the name (`ar-lib~<hex of its SQLite-folded bytes>`): stable across rescans, and never a DID, so it
+# cannot be mistaken for a node's account. A name no tag gives is the unknown artist (`ar-lib~`).
+
+LIB_PREFIX = "lib~"
+UNKNOWN_ARTIST = "[Unknown Artist]"
+VARIOUS_ARTISTS = "Various Artists"
+
+# The names as SQL (on tracks t, albums a), trimmed of spaces, '' for none: a track's own artist (else its album
+# artist), the artist of a track on no album (album artist, else artist), and a library album's (its album_artist,
+# which the scanner sets, "Various Artists" for compilations).
+LIB_TRACK_ARTIST = ("coalesce(nullif(trim(t.file_tags ->> '$.artist'), ''),"
+                    " nullif(trim(t.file_tags ->> '$.album_artist'), ''), '')")
+LIB_SINGLE_ARTIST = ("coalesce(nullif(trim(t.file_tags ->> '$.album_artist'), ''),"
+                     " nullif(trim(t.file_tags ->> '$.artist'), ''), '')")
+LIB_ALBUM_ARTIST = f"coalesce(nullif(trim(a.album_artist), ''), {LIB_SINGLE_ARTIST})"
+# The same for a track alone: its album's artist when it is on one, else its own album artist, else its artist.
+_LIB_TRACK_ALBUM_ARTIST = ("coalesce((SELECT nullif(trim(a2.album_artist), '') FROM album_tracks x2"
+                           f" JOIN albums a2 ON a2.id = x2.album_id WHERE x2.track_id = t.id), {LIB_SINGLE_ARTIST})")
+_LIB_KEY = re.compile(r"lib~((?:[0-9A-F]{2}){0,1024})")
+
+
+def _folded_hex(name: str) -> str:
+    """hex(lower(name)) as SQLite computes it (its lower() folds ASCII only)."""
+    return "".join(c.lower() if c.isascii() else c for c in name).encode("utf-8").hex().upper()
+
+
+def library_artist_key(name: str | None) -> str:
+    """The artist key (what `ar-` prefixes) of a name a library track's tags give; the SQL's `'lib~' || hex(...)`."""
+    return LIB_PREFIX + _folded_hex((name or "").strip(" "))
+
+
+def is_library_key(key: str) -> bool:
+    return key.startswith(LIB_PREFIX)
+
+
+def _first_name(*values: Any) -> str:
+    """The first of these tag values with text, trimmed of spaces as SQLite's trim() does ('' for none)."""
+    for value in values:
+        if isinstance(value, str) and value.strip(" "):
+            return value.strip(" ")
+    return ""
+
+
+def shown_name(name: str | None) -> str:
+    return name or UNKNOWN_ARTIST
+
+
+def artist_tracks(keys: Sequence[str]) -> Where:
+    """Tracks by any of these artists: the node's accounts by DID; a library artist's are the library tracks that
+    name them as their artist or as their album's artist (a compilation's songs are Various Artists' too)."""
+    dids = [k for k in keys if not is_library_key(k)]
+    names = [k.removeprefix(LIB_PREFIX) for k in keys if is_library_key(k)]
+    terms: list[str] = []
+    params: list[Any] = []
+    if dids:
+        terms.append("t.artist_did IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(dids))
+    if names:
+        terms.append(f"t.source = 'library' AND (hex(lower({LIB_TRACK_ARTIST})) IN (SELECT value FROM json_each(?))"
+                     f" OR hex(lower({_LIB_TRACK_ALBUM_ARTIST})) IN (SELECT value FROM json_each(?)))")
+        params += [json.dumps(names), json.dumps(names)]
+    return Where.of(" OR ".join(f"({t})" for t in terms) or "0", *params)
+
+
+def song_artist_key(row: sqlite3.Row) -> str:
+    """The artist a song row is by (its `artistId` without `ar-`)."""
+    if row["source"] != "library":
+        return str(row["artist_did"])
+    tags = file_tags(row)
+    return library_artist_key(_first_name(tags.get("artist"), tags.get("album_artist")))
+
+
 # The key of the album a track's `album` text names: its bytes in hex, after SQLite's trim and (ASCII) lower, so
 # "Blue", "blue" and " Blue " are one album. '' when it names none. `named_album_id` computes the same in Python.
 _NAMED_KEY = "hex(lower(trim(coalesce(t.album, ''))))"
@@ -97,19 +183,40 @@ def named_album_id(did: str, album: str | None) -> str | None:
     return f"al-{did}~{folded.encode('utf-8').hex().upper()}"
 
 
-def album_select(audience: Audience) -> tuple[str, list[Any]]:
+# The name of the artist a grouped `members` row is by: the account's display name, or the name the library's tags
+# give (`artist_name` is NULL for accounts).
+def _artist_name_sql(lib_name: str) -> str:
+    return (f"CASE WHEN {lib_name} IS NULL THEN u.display_name WHEN {lib_name} = '' THEN '{UNKNOWN_ARTIST}'"
+            f" ELSE {lib_name} END")
+
+
+def album_select(audience: Audience, folder: Where = EVERYWHERE) -> tuple[str, list[Any]]:
     """Albums (`AlbumID3` rows) as this caller sees them; add WHERE/ORDER on `alb`, parameters after these."""
-    cte, params = members(audience)
-    return cte + """
-SELECT alb.*, u.handle AS artist_handle, u.display_name AS artist_display_name
-FROM alb JOIN users u ON u.did = alb.artist_did
+    cte, params = members(audience, folder)
+    return cte + f"""
+SELECT alb.*, u.handle AS artist_handle, {_artist_name_sql("alb.artist_name")} AS artist_display_name
+FROM alb LEFT JOIN users u ON u.did = alb.artist_did
 """, params
+
+
+# A song row: TRACK_ALBUM_SELECT with where a library track's file is (its music folder and path in it) and its
+# library album's artist.
+_SONG_SELECT = TRACK_ALBUM_SELECT.replace(
+    "SELECT t.*,", "SELECT t.*, lf.folder_id AS library_folder_id, lf.rel_path AS library_path,"
+    " a.album_artist AS library_album_artist,", 1) + " LEFT JOIN library_files lf ON lf.track_id = t.id"
 
 
 async def song_rows(db: Database, where: Where, tail: str = "", tail_params: Sequence[Any] = (),
                     join: str = "") -> list[sqlite3.Row]:
     """Tracks with their album and file size (what `song` shapes) that meet `where`, then `tail` (ORDER BY, LIMIT)."""
-    return await db.fetchall(f"{TRACK_ALBUM_SELECT} {join} WHERE {where.sql} {tail}", [*where.params, *tail_params])
+    return await db.fetchall(f"{_SONG_SELECT} {join} WHERE {where.sql} {tail}", [*where.params, *tail_params])
+
+
+# What a song's artist is called, for substring searches on a song row (u: its users row): the account's display
+# name and handle; a library track's artist and album artist tags (never the library account's name).
+ARTIST_TEXT = ("CASE WHEN t.source = 'library' THEN coalesce(t.file_tags ->> '$.artist', '') || char(10) ||"
+               " coalesce(t.file_tags ->> '$.album_artist', '')"
+               " ELSE coalesce(u.display_name, '') || char(10) || coalesce(u.handle, '') END")
 
 
 # ---- ids --------------------------------------------------------------------------------------------------------
@@ -128,8 +235,9 @@ def track_id_of(raw: str) -> int:
 
 
 def artist_did_of(raw: str) -> str:
+    """The artist key an `ar-` id names: an account's DID, or a library artist's `lib~<hex>`."""
     did = raw.removeprefix("ar-")
-    if not raw.startswith("ar-") or not _DID.fullmatch(did):
+    if not raw.startswith("ar-") or not (_DID.fullmatch(did) or _LIB_KEY.fullmatch(did)):
         raise not_found("artist")
     return did
 
@@ -139,6 +247,33 @@ def uuid_of(raw: str, prefix: str, what: str) -> str:
     if not raw.startswith(prefix) or not _UUID.fullmatch(value):
         raise not_found(what)
     return value
+
+
+def directory_id(folder_id: int, rel_dir: str) -> str:
+    """A library directory's id: its folder (library_folders.id) and its '/'-separated path there ('' for the
+    folder itself), so it stays the same across rescans and needs no table."""
+    return f"dir-{folder_id}" + (f"-{rel_dir.encode('utf-8').hex()}" if rel_dir else "")
+
+
+_DIR_ID = re.compile(r"dir-([1-9][0-9]{0,17})(?:-((?:[0-9a-f]{2}){1,4096}))?")
+
+
+def directory_of(raw: str) -> tuple[int, str]:
+    """(library folder id, path in it) a `directory_id` names; 70 for anything else."""
+    if not (m := _DIR_ID.fullmatch(raw.lower() if raw.startswith("dir-") else raw)):
+        raise not_found("directory")
+    try:
+        rel = bytes.fromhex(m.group(2) or "").decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_found("directory") from None
+    return int(m.group(1)), rel
+
+
+def path_range(rel_dir: str) -> tuple[str, str]:
+    """The `rel_path`s under a directory as a range the (folder_id, rel_path) index answers: [low, high)."""
+    if not rel_dir:
+        return "", "\U0010ffff"
+    return rel_dir + "/", rel_dir + "0"  # '0' sorts right after '/'
 
 
 def node_album_uuid(raw_id: str) -> str | None:
@@ -190,7 +325,27 @@ def album_id_of(row: sqlite3.Row) -> str:
     """The Subsonic album a song row is on (see `members`)."""
     if row["album_uuid"]:
         return f"al-{row['album_uuid']}"
+    if row["source"] == "library":
+        tags = file_tags(row)
+        return "al-singles-" + library_artist_key(_first_name(tags.get("album_artist"), tags.get("artist")))
     return named_album_id(row["artist_did"], row["album"]) or f"al-singles-{row['artist_did']}"
+
+
+def _library_place(row: sqlite3.Row) -> tuple[int, str] | None:
+    """(library folder id, path in it) of a library song row, None for uploads (or rows without them)."""
+    keys = row.keys()
+    if "library_path" not in keys or row["library_path"] is None:
+        return None
+    return row["library_folder_id"], row["library_path"]
+
+
+def _library_people(row: sqlite3.Row, tags: dict[str, Any]) -> tuple[str, str]:
+    """(track artist, album artist) of a library song as `members` groups it ('' for unknown)."""
+    album_artist = ""
+    if row["album_uuid"] and "library_album_artist" in row.keys():
+        album_artist = _first_name(row["library_album_artist"])
+    return (_first_name(tags.get("artist"), tags.get("album_artist")),
+            album_artist or _first_name(tags.get("album_artist"), tags.get("artist")))
 
 
 def replay_gain(row: sqlite3.Row, tags: dict[str, Any]) -> dict[str, float] | None:
@@ -225,16 +380,25 @@ def song(row: sqlite3.Row, liked: Liked = frozenset()) -> dict[str, Any]:
     genres = json.loads(row["tags"] or "[]")
     duration = round(float(row["duration"] or 0))
     size = row["original_size"]
-    person = artist_name(row)
-    artist = _text(tags, "artist") or person
-    album_artist = _text(tags, "album_artist") or person
     track_id = row["id"]
+    artist_id = album_artist_id = f"ar-{did}"
+    place = _library_place(row)
+    if row["source"] == "library":  # the people the tags name, never the library's account
+        track_artist, lib_album_artist = _library_people(row, tags)
+        artist_id = "ar-" + library_artist_key(track_artist)
+        album_artist_id = "ar-" + library_artist_key(lib_album_artist)
+        artist, album_artist = shown_name(track_artist), shown_name(lib_album_artist)
+    else:
+        person = artist_name(row)
+        artist = _text(tags, "artist") or person
+        album_artist = _text(tags, "album_artist") or person
     starred = None
     if track_id in liked:
         starred = _iso(liked[track_id]) if isinstance(liked, Mapping) else _iso(row["created_at"])
     entry: dict[str, Any] = {
         "id": f"tr-{track_id}",
-        "parent": album_id,
+        # A library song's parent is the directory its file is in (getMusicDirectory walks the real tree).
+        "parent": album_id if place is None else directory_id(place[0], place[1].rpartition("/")[0]),
         "isDir": False,
         "title": row["title"],
         "album": album,
@@ -252,12 +416,13 @@ def song(row: sqlite3.Row, liked: Liked = frozenset()) -> dict[str, Any]:
         "bitDepth": row["bit_depth"] or None,
         "samplingRate": row["sample_rate"] or None,
         "channelCount": row["channels"] or None,
-        "path": f"{artist}/{album}/{row['title']}.{row['original_ext']}".replace("\\", "_"),
+        "path": (place[1] if place is not None
+                 else f"{artist}/{album}/{row['title']}.{row['original_ext']}".replace("\\", "_")),
         "playCount": row["play_count"],
         "created": _iso(row["created_at"]),
         "starred": starred,
         "albumId": album_id,
-        "artistId": f"ar-{did}",
+        "artistId": artist_id,
         "type": "music",
         "isVideo": False,
         # OpenSubsonic additions
@@ -265,15 +430,14 @@ def song(row: sqlite3.Row, liked: Liked = frozenset()) -> dict[str, Any]:
         "sortName": _text(tags, "title_sort"),
         "musicBrainzId": _text(tags, "mb_track_id"),
         "genres": [{"name": t} for t in genres],
-        "artists": [{"id": f"ar-{did}", "name": artist}],
+        "artists": [{"id": artist_id, "name": artist}],
         "displayArtist": artist,
-        "albumArtists": [{"id": f"ar-{did}", "name": album_artist}],
+        "albumArtists": [{"id": album_artist_id, "name": album_artist}],
         "displayAlbumArtist": album_artist,
         "replayGain": replay_gain(row, tags),
     }
-    if row["web_sha"]:
-        entry["transcodedContentType"] = "audio/mpeg"
-        entry["transcodedSuffix"] = "mp3"
+    if (sent := announced(row)) is not None:  # what a plain stream sends instead (plyrd.subsonic.streaming)
+        entry["transcodedSuffix"], entry["transcodedContentType"] = sent
     return entry
 
 
@@ -293,7 +457,8 @@ def album(row: sqlite3.Row) -> dict[str, Any]:
     year it was made."""
     did = row["artist_did"]
     release = not row["sid"].startswith("al-singles-")  # Singles gather releases: no one album artist or id
-    artist = (row["tag_album_artist"] if release else None) or _person(row)
+    library = is_library_key(did)  # its artist is the one `members` grouped it under
+    artist = (row["tag_album_artist"] if release and not library else None) or _person(row)
     genres = _album_genres(row)
     entry: dict[str, Any] = {
         "id": row["sid"],
@@ -373,21 +538,27 @@ async def song_count(db: Database, audience: Audience) -> int:
     return row["n"] if row else 0
 
 
-_ARTISTS = """
-    SELECT m.artist_did, u.handle AS artist_handle, u.display_name AS artist_display_name,
+_ARTISTS = f"""
+    SELECT m.artist_did, u.handle AS artist_handle, {_artist_name_sql("min(m.artist_name)")} AS artist_display_name,
            count(DISTINCT m.sid) AS album_count
-    FROM members m JOIN users u ON u.did = m.artist_did"""
+    FROM members m LEFT JOIN users u ON u.did = m.artist_did"""
 
 
-async def artists(db: Database, audience: Audience) -> list[sqlite3.Row]:
-    cte, params = members(audience)
+async def artists(db: Database, audience: Audience, folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    """The artists with albums the caller may see (a library artist: an album artist of the music folder)."""
+    cte, params = members(audience, folder)
     return await db.fetchall(cte + _ARTISTS + " GROUP BY m.artist_did", params)
 
 
 def index(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
     """Artists grouped by the first letter of their name ('#' for anything else), as getArtists answers."""
+    return index_entries([artist(r) for r in rows])
+
+
+def index_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries with a name (artists, directories) grouped by its first letter ('#' for anything else)."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for entry in sorted((artist(r) for r in rows), key=lambda a: a["name"].casefold()):
+    for entry in sorted(entries, key=lambda a: (a["name"].casefold(), a["id"])):
         first = entry["name"][:1].upper()
         groups.setdefault(first if first.isalpha() else "#", []).append(entry)
     return [{"name": k, "artist": v} for k, v in sorted(groups.items())]
@@ -399,10 +570,22 @@ async def get_artist(db: Database, raw_id: str, audience: Audience) -> tuple[dic
     albums = await db.fetchall(sql + " WHERE alb.artist_did = ? ORDER BY alb.name = ? , lower(alb.name)",
                                [*params, did, SINGLES])
     if not albums:
+        if is_library_key(did) and (name := await _library_artist_name(db, did, audience)) is not None:
+            # An artist only on others' albums (a compilation's track artist): their songs' artistId still opens.
+            return {"id": f"ar-{did}", "name": name, "coverArt": f"ar-{did}", "albumCount": 0}, []
         raise not_found("artist")
     first = albums[0]
     entry = {"id": f"ar-{did}", "name": _person(first), "coverArt": f"ar-{did}", "albumCount": len(albums)}
     return entry, albums
+
+
+async def _library_artist_name(db: Database, key: str, audience: Audience) -> str | None:
+    """The name of a library artist that some song the caller may see names as its artist, else None."""
+    where = songs(audience) & Where.of(f"t.source = 'library' AND hex(lower({LIB_TRACK_ARTIST})) = ?",
+                                       key.removeprefix(LIB_PREFIX))
+    row = await db.fetchone(f"SELECT min({LIB_TRACK_ARTIST}) AS name FROM tracks t WHERE {where.sql}"
+                            " HAVING count(*) > 0", where.params)
+    return None if row is None else shown_name(row["name"])
 
 
 async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
@@ -410,6 +593,10 @@ async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqli
     row = await db.fetchone(sql + " WHERE alb.sid = ?", [*params, raw_id])
     if row is None:
         raise not_found("album")
+    if raw_id.startswith("al-singles-") and is_library_key(row["artist_did"]):
+        where = (listed(audience) & Where.of("x.album_id IS NULL") & Where.of(
+            f"t.source = 'library' AND hex(lower({LIB_SINGLE_ARTIST})) = ?", row["artist_did"][len(LIB_PREFIX):]))
+        return row, await song_rows(db, where, "ORDER BY lf.folder_id, lf.rel_path, t.id")
     if raw_id.startswith("al-singles-"):
         where = (Where.of("t.artist_did = ?", row["artist_did"]) & listed(audience) & Where.of("x.album_id IS NULL")
                  & Where.of(f"{_NAMED_KEY} = ''"))
@@ -431,7 +618,8 @@ LIST_TYPES = ("random", "newest", "alphabeticalByName", "alphabeticalByArtist", 
               "highest", "byYear", "byGenre")
 
 
-async def album_list(db: Database, params: dict[str, str], audience: Audience) -> list[sqlite3.Row]:
+async def album_list(db: Database, params: dict[str, str], audience: Audience,
+                     folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
     """getAlbumList(2): `type` picks the order; frequent = the node's play counts, recent = the caller's plays."""
     kind = params.get("type")
     if not kind:
@@ -450,7 +638,8 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience) -
     elif kind == "alphabeticalByName":
         order = "lower(alb.name), alb.sid"
     elif kind == "alphabeticalByArtist":
-        order = "lower(coalesce(u.display_name, u.handle, alb.artist_did)), lower(alb.name), alb.sid"
+        order = ("lower(coalesce(u.display_name, u.handle, alb.artist_name, alb.artist_did)), lower(alb.name),"
+                 " alb.sid")
     elif kind == "frequent":
         where, order = " WHERE alb.play_count > 0", "alb.play_count DESC, alb.sid"
     elif kind == "recent":
@@ -479,7 +668,7 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience) -
         args, order = [genre.strip().lower()], "lower(alb.name), alb.sid"
     else:
         raise SubsonicError(GENERIC, f"unknown album list type {kind!r}; one of {', '.join(LIST_TYPES)}")
-    sql, cte_params = album_select(audience)
+    sql, cte_params = album_select(audience, folder)
     return await db.fetchall(sql + where + f" ORDER BY {order} LIMIT ? OFFSET ?", [*cte_params, *args, size, offset])
 
 
@@ -488,9 +677,10 @@ _SONG_YEAR = ("coalesce(CAST(json_extract(t.file_tags, '$.year') AS INTEGER),"
               " CAST(strftime('%Y', t.created_at, 'unixepoch') AS INTEGER))")
 
 
-async def random_songs(db: Database, params: dict[str, str], audience: Audience) -> list[sqlite3.Row]:
+async def random_songs(db: Database, params: dict[str, str], audience: Audience,
+                       folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
     size = bounded(params.get("size"), default=10)
-    where = listed(audience)
+    where = listed(audience) & folder
     if genre := params.get("genre"):
         where &= tagged(genre.strip().lower())
     if params.get("fromYear"):
@@ -521,7 +711,7 @@ async def starred(db: Database, audience: Audience) -> list[sqlite3.Row]:
 
 
 async def search(db: Database, params: dict[str, str], audience: Audience,
-                 ranked_song_ids: list[int] | None = None) -> dict[str, Any]:
+                 ranked_song_ids: list[int] | None = None, folder: Where = EVERYWHERE) -> dict[str, Any]:
     """search3 by substring (an empty query lists everything, which is how some clients sync a library). With
     `ranked_song_ids` (the node's search index's answer, best first, offset already applied) the songs are those."""
     query = (params.get("query") or "").strip().strip('"')
@@ -531,25 +721,26 @@ async def search(db: Database, params: dict[str, str], audience: Audience,
         return (bounded(params.get(f"{name}Count"), default=default),
                 bounded(params.get(f"{name}Offset"), default=0, maximum=10**9, name=f"{name}Offset"))
 
-    cte, cte_params = members(audience)
+    cte, cte_params = members(audience, folder)
     n, off = page("artist", 20)
     artist_rows = await db.fetchall(cte + _ARTISTS + """
         WHERE coalesce(u.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u.handle, '') LIKE ? ESCAPE '\\'
-        GROUP BY m.artist_did ORDER BY lower(coalesce(u.display_name, u.handle, m.artist_did)) LIMIT ? OFFSET ?""",
-                                    [*cte_params, like, like, n, off])
+           OR coalesce(m.artist_name, '') LIKE ? ESCAPE '\\'
+        GROUP BY m.artist_did ORDER BY lower(coalesce(artist_display_name, u.handle, m.artist_did)) LIMIT ? OFFSET ?""",
+                                    [*cte_params, like, like, like, n, off])
     n, off = page("album", 20)
-    sql, album_params = album_select(audience)
+    sql, album_params = album_select(audience, folder)
     album_rows = await db.fetchall(sql + " WHERE alb.name LIKE ? ESCAPE '\\' ORDER BY lower(alb.name), alb.sid"
                                    " LIMIT ? OFFSET ?", [*album_params, like, n, off])
     n, off = page("song", 20)
-    shown = listed(audience) & without_tags(await hidden_tags(db, audience))
+    shown = listed(audience) & without_tags(await hidden_tags(db, audience)) & folder
     if ranked_song_ids is not None:
         where = Where.of("t.id IN (SELECT value FROM json_each(?))", json.dumps(ranked_song_ids)) & shown
         found = {r["id"]: r for r in await song_rows(db, where)}
         matched = [found[i] for i in ranked_song_ids if i in found][:n]
     else:
         where = shown & Where.of(
-            "t.title LIKE ? ESCAPE '\\' OR coalesce(u.display_name, u.handle, '') LIKE ? ESCAPE '\\'"
+            f"t.title LIKE ? ESCAPE '\\' OR {ARTIST_TEXT} LIKE ? ESCAPE '\\'"
             " OR coalesce(a.title, t.album, '') LIKE ? ESCAPE '\\'", like, like, like)
         matched = await song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?", [n, off])
     liked = await liked_ids(db, audience.did)
@@ -609,6 +800,8 @@ def stream_file(row: sqlite3.Row) -> File:
 
 
 def original(row: sqlite3.Row) -> File:
+    if (place := _library_place(row)) is not None:  # a file of the music folder: under its own name
+        return File(row["original_sha"], row["original_mime"], place[1].rpartition("/")[2])
     name = re.sub(r'[\x00-\x1f/\\:*?"<>|]+', " ", f"{artist_name(row)} - {row['title']}").strip()
     return File(row["original_sha"], row["original_mime"], f"{name}.{row['original_ext']}")
 
@@ -645,6 +838,19 @@ async def cover_art(db: Database, raw_id: str, size: int | None, audience: Audie
         where = (Where.of("t.artist_did = ?", named.group(1)) & listed(audience) & Where.of(f"{_NAMED_KEY} = ?",
                  named.group(2)) & Where.of("NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)"))
         rows = await _first_art(db, where, _NAMED_ORDER)
+    elif raw_id.startswith("ar-") and is_library_key(key := artist_did_of(raw_id)):
+        # A library artist's image: their first album's cover (getArtist's order), else their songs' artwork.
+        _, albums = await get_artist(db, raw_id, audience)
+        for album_row in albums:
+            try:
+                return await cover_art(db, album_row["sid"], size, audience)
+            except SubsonicError:
+                continue
+        rows = await _first_art(db, artist_tracks([key]) & listed(audience), "ORDER BY t.id")
+    elif raw_id.startswith("al-singles-lib~"):
+        _, singles = await get_album(db, raw_id, audience)
+        rows = await _first_art(db, Where.of("t.id IN (SELECT value FROM json_each(?))",
+                                             json.dumps([r["id"] for r in singles])), "ORDER BY t.id")
     elif raw_id.startswith(("ar-", "al-singles-")):
         did = raw_id.removeprefix("al-singles-") if raw_id.startswith("al-singles-") else artist_did_of(raw_id)
         rows = await _first_art(db, Where.of("t.artist_did = ?", did) & listed(audience), "ORDER BY t.created_at DESC")
@@ -654,6 +860,19 @@ async def cover_art(db: Database, raw_id: str, size: int | None, audience: Audie
                                  (album_id,))
         rows += await _first_art(db, Where.of("x.album_id = ?", album_id) & visible(audience), "ORDER BY x.position",
                                  join="JOIN album_tracks x ON x.track_id = t.id")
+    elif raw_id.startswith("dir-"):
+        # A library directory's: the artwork of its first song (by path) that has any, its album's cover first.
+        folder_id, rel = directory_of(raw_id)
+        low, high = path_range(rel)
+        where = songs(audience) & Where.of("lf.folder_id = ? AND lf.rel_path >= ? AND lf.rel_path < ?",
+                                           folder_id, low, high) & Where.of(
+            "t.display_sha IS NOT NULL OR (SELECT a.display_sha FROM albums a WHERE a.id = x.album_id) IS NOT NULL")
+        first = await db.fetchone("SELECT t.id, x.album_id FROM library_files lf JOIN tracks t ON t.id = lf.track_id"
+                                  f" LEFT JOIN album_tracks x ON x.track_id = t.id WHERE {where.sql}"
+                                  " ORDER BY lf.rel_path LIMIT 1", where.params)
+        if first is not None:
+            return await cover_art(db, f"al-{first['album_id']}" if first["album_id"] else f"tr-{first['id']}",
+                                   size, audience)
     elif raw_id.startswith("pl-"):
         row, _ = await get_playlist(db, raw_id, audience)
         rows = [row]

@@ -23,7 +23,9 @@ from typing import Any
 
 from ..catalog.tracks import TRACK_ALBUM_SELECT, Audience, Where, hidden_tags, listed, tagged, without_tags
 from ..db import Database
+from ..library import LIBRARY_DID
 from . import catalog as sc
+from . import folders
 from .envelope import MISSING_PARAMETER, NOT_FOUND, SubsonicError
 
 MAX_OFFSET = 10**9
@@ -63,15 +65,17 @@ async def songs_by_genre(db: Database, params: Mapping[str, str], audience: Audi
     genre = _required(params, "genre").lower()
     count, offset = _count(params, 10), _offset(params)
     where = await discovery(db, audience, asked=[genre]) & tagged(genre)
+    where &= (await folders.scope(db, audience, params.get("musicFolderId"))).where
     return await sc.song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?", [count, offset])
 
 
 async def artist_dids(db: Database, name: str) -> list[str]:
     """The artists a client means by a name: as Subsonic shows them (display name, any case), their handle (with or
-    without @), or their DID. Two people may share a display name; both are meant."""
-    rows = await db.fetchall("SELECT did FROM users WHERE display_name = ? COLLATE NOCASE OR handle = ? OR did = ?"
-                             " ORDER BY did", (name, name.lower().lstrip("@"), name))
-    return [r["did"] for r in rows]
+    without @), or their DID; and the music folder's artist of that name (`ar-lib~...`, matched by its songs). Two
+    people may share a display name; both are meant. Never the library's own account."""
+    rows = await db.fetchall("SELECT did FROM users WHERE (display_name = ? COLLATE NOCASE OR handle = ? OR did = ?)"
+                             " AND did != ? ORDER BY did", (name, name.lower().lstrip("@"), name, LIBRARY_DID))
+    return [r["did"] for r in rows] + [sc.library_artist_key(name)]
 
 
 async def top_songs(db: Database, params: Mapping[str, str], audience: Audience) -> list[sqlite3.Row]:
@@ -84,7 +88,7 @@ async def top_songs(db: Database, params: Mapping[str, str], audience: Audience)
         dids = await artist_dids(db, _required(params, "artist"))
     if not dids or count == 0:
         return []
-    where = await discovery(db, audience) & Where.of(f"t.artist_did IN {_ANY}", json.dumps(dids))
+    where = await discovery(db, audience) & sc.artist_tracks(dids)
     return await sc.song_rows(db, where, "ORDER BY t.play_count DESC, t.created_at DESC, t.id DESC LIMIT ?", [count])
 
 
@@ -111,7 +115,7 @@ def _seed_of(rows: Iterable[sqlite3.Row], *, song: bool = False) -> Seed:
 async def _artist_songs(db: Database, raw_id: str, audience: Audience, *, limit: int = -1) -> list[sqlite3.Row]:
     """An artist's songs (id, artist_did, tags) for the caller; 70 when they have none (an unknown artist). Cheaper
     than catalog.get_artist, which builds their albums."""
-    where = Where.of("t.artist_did = ?", sc.artist_did_of(raw_id)) & sc.songs(audience)
+    where = sc.artist_tracks([sc.artist_did_of(raw_id)]) & sc.songs(audience)
     rows = await db.fetchall(f"SELECT t.id, t.artist_did, t.tags FROM tracks t WHERE {where.sql} LIMIT ?",
                              [*where.params, limit])
     if not rows:
@@ -158,11 +162,12 @@ async def artist_of(db: Database, raw_id: str, audience: Audience) -> str:
     """The artist an artist, album or song id names (getArtistInfo takes any of the three); 70 when the caller may
     not open it."""
     if raw_id.startswith("ar-"):
-        return str((await _artist_songs(db, raw_id, audience, limit=1))[0]["artist_did"])
+        await _artist_songs(db, raw_id, audience, limit=1)
+        return sc.artist_did_of(raw_id)
     if raw_id.startswith("al-"):
         row, _ = await sc.get_album(db, raw_id, audience)
         return str(row["artist_did"])
-    return str((await sc.get_song(db, raw_id, audience))["artist_did"])
+    return sc.song_artist_key(await sc.get_song(db, raw_id, audience))
 
 
 async def similar_artists(db: Database, did: str, count: int, audience: Audience) -> list[sqlite3.Row]:
@@ -171,7 +176,7 @@ async def similar_artists(db: Database, did: str, count: int, audience: Audience
     if count == 0:
         return []
     shown = await discovery(db, audience)
-    own = shown & Where.of("t.artist_did = ?", did)
+    own = shown & sc.artist_tracks([did])
     tags = [r["tag"] for r in await db.fetchall(
         f"SELECT DISTINCT g.tag FROM track_tags g JOIN tracks t ON t.id = g.track_id WHERE {own.sql}", own.params)]
     if not tags:
@@ -195,7 +200,13 @@ async def artist_info(db: Database, params: Mapping[str, str], audience: Audienc
     """getArtistInfo(2): the artist's profile and the artists most like them. Every artist plyrd names is in its
     library, so `includeNotPresent` changes nothing."""
     did = await artist_of(db, _required(params, "id"), audience)
-    profile = await db.fetchone("SELECT did, handle, display_name, bio, avatar_url FROM users WHERE did = ?", (did,))
+    if sc.is_library_key(did):  # an artist of the music folder has no profile: their name, no bio or picture
+        entry, _ = await sc.get_artist(db, f"ar-{did}", audience)
+        profile = await db.fetchone("SELECT ? AS did, NULL AS handle, ? AS display_name, NULL AS bio,"
+                                    " NULL AS avatar_url", (did, entry["name"]))
+    else:
+        profile = await db.fetchone("SELECT did, handle, display_name, bio, avatar_url FROM users WHERE did = ?",
+                                    (did,))
     if profile is None:
         raise sc.not_found("artist")
     return ArtistInfo(profile, await similar_artists(db, did, _count(params, 20), audience))
@@ -264,18 +275,18 @@ async def search_v1(db: Database, params: Mapping[str, str], audience: Audience)
     all criteria together, added after `newerThan` (milliseconds) if given; newest first, `count` from `offset`, and
     how many match in all. No criterion lists every song, as search3's empty query does."""
     count, offset = _count(params, 20), _offset(params)
-    artist = "(coalesce(u.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u.handle, '') LIKE ? ESCAPE '\\')"
+    artist = f"({sc.ARTIST_TEXT} LIKE ? ESCAPE '\\')"
     album = "coalesce(a.title, t.album, '') LIKE ? ESCAPE '\\'"
     title = "t.title LIKE ? ESCAPE '\\'"
     where = await discovery(db, audience)
     if value := (params.get("artist") or "").strip():
-        where &= Where.of(artist, _like(value), _like(value))
+        where &= Where.of(artist, _like(value))
     if value := (params.get("album") or "").strip():
         where &= Where.of(album, _like(value))
     if value := (params.get("title") or "").strip():
         where &= Where.of(title, _like(value))
     if value := (params.get("any") or "").strip():
-        where &= Where.of(f"{title} OR {artist} OR {album}", *[_like(value)] * 4)
+        where &= Where.of(f"{title} OR {artist} OR {album}", *[_like(value)] * 3)
     if params.get("newerThan"):
         millis = sc.bounded(params.get("newerThan"), default=0, maximum=2**53, name="newerThan")
         where &= Where.of("t.created_at > ?", millis / 1000)

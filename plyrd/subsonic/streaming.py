@@ -124,6 +124,18 @@ def default_file(row: sqlite3.Row) -> Stored:
     return Stored(row["original_sha"], row["original_mime"])
 
 
+# What every player takes as stored: the formats browsers play (plyrd.media.probe's web_playable), by container
+# (the original's extension) and codec.
+_EVERYWHERE = {("mp3", "mp3"), ("m4a", "aac"), ("flac", "flac")}
+
+
+def needs_live(row: sqlite3.Row) -> bool:
+    """A music folder's file that players may not take as it is (ALAC, AIFF, Ogg, WMA...): the library keeps no MP3
+    rendition of it (files are read in place, never converted ahead), so a plain `stream` transcodes it live."""
+    return (row["source"] == "library" and not row["web_sha"] and row["original_ext"] != "wav"
+            and (row["original_ext"], row["codec"]) not in _EVERYWHERE)
+
+
 def choose(row: sqlite3.Row, format: str | None, max_bit_rate: str | None, time_offset: str | None) -> Choice:
     """What `stream` sends for this song and these parameters (see the module docstring). Raises SubsonicError for a
     malformed maxBitRate or timeOffset."""
@@ -132,6 +144,11 @@ def choose(row: sqlite3.Row, format: str | None, max_bit_rate: str | None, time_
     offset = _offset(time_offset)
     if fmt == "raw":
         return default_file(row)
+    if needs_live(row) and not (fmt and _is(row, fmt)):
+        # What an upload's MP3 rendition would be (320k), lower when a limit asks, Opus when asked.
+        target: TranscodeFormat = _ALIASES.get(fmt) or "mp3"
+        kbps = limit if limit else (RENDITION_KBPS if target == "mp3" else DEFAULT_BITRATE[target])
+        return Transcode(row["original_sha"], target, snap(target, kbps), offset)
     wanted = _ALIASES.get(fmt)
     if not limit and offset == 0 and (not fmt or (wanted is None) or _is(row, fmt)):
         # Nothing asked, a format plyrd cannot make (served as stored, like raw), or the format the original is.
@@ -147,7 +164,7 @@ def choose(row: sqlite3.Row, format: str | None, max_bit_rate: str | None, time_
                 return Stored(row["web_sha"], "audio/mpeg")
         if fmt == "mp3" and row["web_sha"] and (not limit or RENDITION_KBPS <= limit):
             return Stored(row["web_sha"], "audio/mpeg")
-    target: TranscodeFormat = wanted or "mp3"
+    target = wanted or "mp3"
     kbps = snap(target, limit if limit else DEFAULT_BITRATE[target])
     return Transcode(row["original_sha"], target, kbps, offset)
 
@@ -155,6 +172,8 @@ def choose(row: sqlite3.Row, format: str | None, max_bit_rate: str | None, time_
 def announced(row: sqlite3.Row) -> tuple[str, str] | None:
     """(transcodedSuffix, transcodedContentType) a song entry announces: what a plain `stream` sends when that is
     not the original (the MP3 rendition), else None (the entry's own suffix and contentType already say it)."""
+    if needs_live(row):
+        return "mp3", MIME["mp3"]
     sent = default_file(row)
     if sent.sha256 == row["original_sha"]:
         return None

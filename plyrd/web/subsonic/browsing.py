@@ -6,16 +6,23 @@ from typing import Any
 
 from ...errors import PlyrdError
 from ...subsonic import catalog as sc
-from ...subsonic import state
+from ...subsonic import folders, state
 from .call import Call, method
 
 SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
 
 
+async def _scope(call: Call) -> folders.Scope:
+    """The music folder `musicFolderId` narrows to (every folder the caller may see without it)."""
+    return await folders.scope(call.node.db, call.audience, call.params.get("musicFolderId"))
+
+
 async def _index(call: Call) -> list[dict[str, Any]]:
-    """The artists by letter, those the caller starred marked (plyrd.subsonic.state)."""
+    """The artists by letter (tag artists for the music folder), those the caller starred marked
+    (plyrd.subsonic.state)."""
     stars = await state.artist_stars(call.node.db, call.did)
-    index = sc.index(await sc.artists(call.node.db, call.audience))
+    scope = await _scope(call)
+    index = sc.index(await sc.artists(call.node.db, call.audience, scope.where))
     return [{**group, "artist": [state.marked(a, stars) for a in group["artist"]]} for group in index]
 
 
@@ -31,7 +38,24 @@ async def get_artists(call: Call) -> dict[str, Any]:
 
 @method("getIndexes")
 async def get_indexes(call: Call) -> dict[str, Any]:
-    return {"indexes": {"ignoredArticles": "", "lastModified": 0, "index": await _index(call)}}
+    """Folder-style: the uploads' artists (then albums, songs) beside each library folder's top directories, by
+    letter, and the songs right at a library folder's top as `child`."""
+    db, audience = call.node.db, call.audience
+    scope = await _scope(call)
+    stars = await state.artist_stars(db, call.did)
+    entries = []
+    if scope.uploads:
+        entries = [state.marked(sc.artist(r), stars)
+                   for r in await sc.artists(db, audience, folders.Scope(uploads=True, library=False).where)]
+    children: list[dict[str, Any]] = []
+    liked = await sc.liked_ids(db, call.did)
+    for top in await folders.tops(db, audience, scope):
+        entries += [folders.index_entry(sub) for sub in top.subdirectories]
+        children += [sc.song(s, liked) for s in top.songs]
+    indexes: dict[str, Any] = {"ignoredArticles": "", "lastModified": 0, "index": sc.index_entries(entries)}
+    if children:
+        indexes["child"] = children
+    return {"indexes": indexes}
 
 
 @method("getArtist")
@@ -54,6 +78,15 @@ async def get_music_directory(call: Call) -> dict[str, Any]:
     """Folder-style browsing: an artist's directory holds their albums, an album's holds its songs."""
     raw = call.required("id")
     db = call.node.db
+    if raw.startswith("dir-"):  # a library directory: its subdirectories, then its songs
+        found = await folders.directory(db, call.audience, raw)
+        liked = await sc.liked_ids(db, call.did)
+        entry: dict[str, Any] = {"id": found.id, "name": found.name}
+        if found.parent:
+            entry["parent"] = found.parent
+        entry["child"] = ([folders.subdirectory_entry(found.id, sub) for sub in found.subdirectories]
+                          + [sc.song(s, liked) for s in found.songs])
+        return {"directory": entry}
     if raw.startswith("ar-"):
         entry, albums = await sc.get_artist(db, raw, call.audience)
         return {"directory": {"id": raw, "name": entry["name"], "child": await _albums(call, albums)}}
@@ -71,19 +104,19 @@ async def get_song(call: Call) -> dict[str, Any]:
 
 @method("getAlbumList2")
 async def get_album_list2(call: Call) -> dict[str, Any]:
-    rows = await sc.album_list(call.node.db, call.one(), call.audience)
+    rows = await sc.album_list(call.node.db, call.one(), call.audience, (await _scope(call)).where)
     return {"albumList2": {"album": await _albums(call, rows)}}
 
 
 @method("getAlbumList")
 async def get_album_list(call: Call) -> dict[str, Any]:
-    rows = await sc.album_list(call.node.db, call.one(), call.audience)
+    rows = await sc.album_list(call.node.db, call.one(), call.audience, (await _scope(call)).where)
     return {"albumList": {"album": await _albums(call, rows)}}
 
 
 @method("getRandomSongs")
 async def get_random_songs(call: Call) -> dict[str, Any]:
-    rows = await sc.random_songs(call.node.db, call.one(), call.audience)
+    rows = await sc.random_songs(call.node.db, call.one(), call.audience, (await _scope(call)).where)
     liked = await sc.liked_ids(call.node.db, call.did)
     return {"randomSongs": {"song": [sc.song(r, liked) for r in rows]}}
 
@@ -99,6 +132,7 @@ async def search3(call: Call) -> dict[str, Any]:
     to 100 characters whose page lies within the index's first 50 answers. Otherwise, and for artists and albums,
     substring matching (an empty query lists everything, as clients syncing a library expect)."""
     params = call.one()
+    scope = await _scope(call)
     ranked = None
     query = (params.get("query") or "").strip().strip('"')
     try:
@@ -106,14 +140,15 @@ async def search3(call: Call) -> dict[str, Any]:
         offset = int(params.get("songOffset") or 0)
     except ValueError:
         count, offset = 0, 0  # sc.search reports the bad number in Subsonic's words
-    if 2 <= len(query) <= 100 and 0 < count and offset >= 0 and offset + count <= SEARCH_INDEX_MAX:
+    if (2 <= len(query) <= 100 and 0 < count and offset >= 0 and offset + count <= SEARCH_INDEX_MAX
+            and scope == folders.EVERY_FOLDER):  # the index knows no folders: narrowed searches match substrings
         try:
             found = await call.node.search.search(query, "tracks", str(offset + count), call.audience)
         except PlyrdError:
             found = None  # the index is rebuilding or refuses this query: substring matching still answers
         if found is not None:
             ranked = [int(t["id"]) for t in found["groups"]["tracks"]][offset:]
-    return {"searchResult3": await sc.search(call.node.db, params, call.audience, ranked)}
+    return {"searchResult3": await sc.search(call.node.db, params, call.audience, ranked, scope.where)}
 
 
 @method("getStarred2")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...subsonic import catalog as sc
+from ...subsonic import folders
 from ...subsonic.envelope import NOT_AUTHORIZED, SubsonicError
 from .call import METHODS, Call, method
 
@@ -21,7 +22,8 @@ async def get_license(call: Call) -> dict[str, Any]:
 
 @method("getMusicFolders")
 async def get_music_folders(call: Call) -> dict[str, Any]:
-    return {"musicFolders": {"musicFolder": [{"id": 1, "name": "plyrd"}]}}
+    """The uploads (1, "plyrd") and each library folder the caller may see (plyrd.subsonic.folders)."""
+    return {"musicFolders": {"musicFolder": await folders.music_folders(call.node.db, call.audience)}}
 
 
 @method("getOpenSubsonicExtensions")
@@ -57,7 +59,8 @@ async def get_user(call: Call) -> dict[str, Any]:
     return {"user": {"username": _username(call), "scrobblingEnabled": True, "adminRole": is_admin,
                      "settingsRole": False, "downloadRole": True, "uploadRole": False, "playlistRole": True,
                      "coverArtRole": False, "commentRole": False, "podcastRole": False, "streamRole": True,
-                     "jukeboxRole": False, "shareRole": False, "videoConversionRole": False, "folder": [1]}}
+                     "jukeboxRole": False, "shareRole": False, "videoConversionRole": False,
+                     "folder": [f["id"] for f in await folders.music_folders(call.node.db, call.audience)]}}
 
 
 @method("getScanStatus")
