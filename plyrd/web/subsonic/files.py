@@ -62,7 +62,8 @@ async def stream(call: Call) -> Response:
     parts = transcoding(call.node)
     if (cached := await parts.cache.lookup(choice)) is not None:
         try:
-            return await serve_file(call.node.blobs.path_for(cached), mime=choice.mime, etag=cached)
+            # Revalidated, not immutable: the same call names another transcode once the track's audio is replaced.
+            return await serve_file(call.node.blobs.path_for(cached), mime=choice.mime, etag=cached, immutable=False)
         except errors.NotFound:
             pass  # evicted between the lookup and the open: encode it again
     size = choice.estimated_size(row["duration"]) if call.params.get("estimateContentLength") == "true" else None
