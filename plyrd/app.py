@@ -30,6 +30,7 @@ from .web import (
     upload_stream,
     viewer,
 )
+from .web import library as library_web
 from .web import search as search_web
 from .web import social as social_web
 from .web import subsonic as subsonic_web
@@ -99,6 +100,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(search_web.bp)
     app.register_blueprint(subsonic_web.bp)
     app.register_blueprint(subsonic_password.bp)
+    app.register_blueprint(library_web.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(portal_bp)
     upload_stream.install(app)
