@@ -275,7 +275,7 @@ def main() -> None:
         t0 = time.perf_counter()
         tracks, token = build(work / "data", args.tracks, args.minutes)
         print(f"built {args.tracks} FLAC tracks of {args.minutes:g} min in {time.perf_counter() - t0:.1f} s "
-              f"({os.cpu_count()} cores)")
+              f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}: other work shares this machine)")
         port = free_port()
         server = start_server(work / "data", port, work / "node.log", args.slots)
         pid = server.pid
@@ -321,6 +321,7 @@ def main() -> None:
         warm_cache(port, token, tracks)
         print(f"cache warmed (one full play of each track): RSS {rss_mb(pid):.0f} MB")
         phase_ttfb("first byte, cached", cached=True)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
