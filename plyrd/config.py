@@ -136,6 +136,9 @@ OPTIONS: tuple[Option, ...] = (
            "Who may upload: [\"*\"] for everyone who signs in, or a list of DIDs and handles (a small label).\n"
            "Everyone may listen without signing in.", _uploaders),
     Option("auth", "session_days", int, 30, "Days a browser session lasts without use before it ends.", _positive),
+    Option("auth", "library_listeners", list, [],
+           "Who may see and play the music folder's tracks (library.folders): [] for everyone who signs in, or a\n"
+           "list of DIDs and handles. Admins always may; visitors who are not signed in never do."),
     # [atproto]
     Option("atproto", "plc_url", str, "https://plc.directory",
            "The DID PLC directory used to resolve did:plc identities.", _http_url),
