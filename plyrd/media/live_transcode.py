@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import Unprocessable
 from .probe import Tags, open_audio, pick_audio_stream, read_tags
-from .transcode import id3v2_tag, lame_library
+from .transcode import _ffmpeg_tags, id3v2_tag, lame_library
 
 Format = Literal["mp3", "opus"]
 MP3_RATE = 44100
@@ -219,13 +219,6 @@ class _PyAVStream:
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._container.close()
-
-
-def _ffmpeg_tags(tags: Tags) -> dict[str, str]:
-    pairs = {"title": tags.title, "artist": tags.artist, "album": tags.album, "album_artist": tags.album_artist,
-             "genre": tags.genre, "track": str(tags.track_number) if tags.track_number else None,
-             "date": str(tags.year) if tags.year else None}
-    return {k: v for k, v in pairs.items() if v}
 
 
 def _trim(frame: av.AudioFrame, skip: int) -> av.AudioFrame:
