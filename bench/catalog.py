@@ -635,7 +635,7 @@ def aiosqlite_cost(db_path: Path, meta: dict[str, Any]) -> None:
     at a time on an idle event loop, counting the round trips to aiosqlite's threads."""
     from plyrd.catalog import likes
     from plyrd.catalog.social import tracks_json
-    from plyrd.catalog.tracks import ANONYMOUS, open_track
+    from plyrd.catalog.tracks import ANONYMOUS, Audience, open_track
     from plyrd.db import Database
 
     hops = 0
@@ -665,10 +665,11 @@ def aiosqlite_cost(db_path: Path, meta: dict[str, Any]) -> None:
                 await tracks_json(db, [await open_track(db, t, ANONYMOUS)], did, "http://127.0.0.1")
 
             async def like(t: int) -> None:
-                await likes.like(db, did=did, track_id=t)
+                await likes.like(db, did=did, track_id=t, audience=Audience(did))
 
             async def unlike(t: int) -> None:
-                await likes.unlike(db, did=did, track_id=t)  # sends nothing: the put had not reached the PDS
+                # sends nothing: the put had not reached the PDS
+                await likes.unlike(db, did=did, track_id=t, audience=Audience(did))
 
             for _ in range(40):
                 t = rnd.randint(1, meta["tracks"])

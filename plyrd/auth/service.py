@@ -40,6 +40,7 @@ from ..atproto.oauth import (
     parse_scopes,
 )
 from ..atproto.xrpc import OAuthSession, PasswordSession, PasswordTokens, PDSSession
+from ..catalog.tracks import ANONYMOUS, Audience
 from ..config import Config
 from ..db import Database
 from ..errors import (
@@ -275,6 +276,16 @@ class AuthService:
     def can_upload(self, did: str, handle: str | None) -> bool:
         uploaders = self.config["auth.uploaders"]
         return uploaders == ["*"] or self.is_admin(did, handle) or self._listed(uploaders, did, handle)
+
+    def audience(self, did: str | None, handle: str | None) -> Audience:
+        """A caller as the catalog's visibility rules see them (the one place an Audience is made from a session):
+        nobody signed in (`did` None) sees no library track; admins always do; other signed-in people do when
+        auth.library_listeners is empty or lists them."""
+        if did is None:
+            return ANONYMOUS
+        admin = self.is_admin(did, handle)
+        listeners = self.config["auth.library_listeners"]
+        return Audience(did, is_admin=admin, library=admin or not listeners or self._listed(listeners, did, handle))
 
     # ---- sessions
 

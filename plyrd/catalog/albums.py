@@ -6,6 +6,10 @@ catches up. An album without tracks is a shell (plyr.fm's multi-track upload cre
 exist): it gets its record when its first track arrives, so an upload that fails entirely leaves no fake release.
 
 Also here, because playlists share them: id parsing, times and covers (their records: plyrd.catalog.lists).
+
+The node's library albums (the music folder's, plyrd.library.catalog writes them: `library_key` set, artist the
+library) are read here too, by those who may see the library (plyrd.catalog.tracks `album_visible`): never
+published, never anyone's to change, their artist the tags' album artist.
 """
 
 from __future__ import annotations
@@ -30,7 +34,18 @@ from .artwork import Artwork, set_artwork
 from .downloads import track_refusal
 from .lists import LIST_COLLECTION, MAX_ITEMS, publish_album
 from .social import tracks_json
-from .tracks import TRACK_SELECT, Audience, Where, artist_name, delete_track, playable, visible
+from .tracks import (
+    ANONYMOUS,
+    TRACK_SELECT,
+    Audience,
+    Where,
+    album_visible,
+    artist_name,
+    artist_shown,
+    delete_track,
+    playable,
+    visible,
+)
 
 if TYPE_CHECKING:
     from .uploads import StoredFile, Uploads
@@ -73,14 +88,16 @@ def cover_urls(row: sqlite3.Row, public_url: str) -> dict[str, str | None]:
     }
 
 
-async def cover_mime(db: Database, sha: str) -> str:
-    """The type of an album or playlist cover blob; NotFound for anything else (the store holds audio too)."""
+async def cover_mime(db: Database, sha: str, audience: Audience = ANONYMOUS) -> str:
+    """The type of an album or playlist cover blob (of an album `audience` may see); NotFound for anything else
+    (the store holds audio too)."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise NotFound("no such image")
-    for table in ("albums", "playlists"):
+    seen = album_visible(audience, "c")
+    for table, where in (("albums", seen), ("playlists", Where())):
         row = await db.fetchone(
-            f"SELECT image_sha, image_mime FROM {table} WHERE image_sha = ? OR thumb_sha = ? OR display_sha = ?"
-            " LIMIT 1", (sha, sha, sha))
+            f"SELECT image_sha, image_mime FROM {table} c WHERE (image_sha = ? OR thumb_sha = ? OR display_sha = ?)"
+            f" AND {where.sql} LIMIT 1", (sha, sha, sha, *where.params))
         if row is not None:
             return row["image_mime"] if row["image_sha"] == sha else "image/webp"
     raise NotFound("no such image")
@@ -173,14 +190,20 @@ def _track_ids(value: Any) -> list[int]:
 
 
 def album_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
-    """An album's metadata in plyr.fm's field names (list_uri is its fm.plyr.list record)."""
+    """An album's metadata in plyr.fm's field names (list_uri is its fm.plyr.list record). A library album's
+    artist is its tagged album artist."""
+    handle = row["artist_handle"]
+    if row["library_key"] is not None:  # its address is /u/{the library's DID}/album/{slug}
+        artist, handle = row["album_artist"] or "Unknown artist", row["artist_did"]
+    else:
+        artist = row["artist_display_name"] or row["artist_handle"] or row["artist_did"]
     return {
         "id": row["id"],
         "title": row["title"],
         "slug": row["slug"],
         "description": row["description"],
-        "artist": row["artist_display_name"] or row["artist_handle"] or row["artist_did"],
-        "artist_handle": row["artist_handle"],
+        "artist": artist,
+        "artist_handle": handle,
         "artist_did": row["artist_did"],
         "track_count": row["track_count"],
         "total_plays": row["total_plays"],
@@ -193,8 +216,11 @@ def album_json(row: sqlite3.Row, public_url: str) -> dict[str, Any]:
     }
 
 
-async def get_album(db: Database, album_id: str) -> sqlite3.Row:
-    row = await db.fetchone(ALBUM_SELECT + " WHERE a.id = ?", (parse_uuid(album_id, "album"),))
+async def get_album(db: Database, album_id: str, audience: Audience = ANONYMOUS) -> sqlite3.Row:
+    """An album by id that `audience` may see (nobody's own album is a library album: the default suits owners)."""
+    seen = album_visible(audience)
+    row = await db.fetchone(f"{ALBUM_SELECT} WHERE a.id = ? AND {seen.sql}",
+                            (parse_uuid(album_id, "album"), *seen.params))
     if row is None:
         raise NotFound("album not found")
     return row
@@ -428,21 +454,26 @@ async def delete_album(db: Database, store: BlobStore, album_id: str, did: str, 
 # ---- reading ----------------------------------------------------------------------------------------------------
 
 
-async def _artist_did(db: Database, handle: str) -> str:
-    """The artist behind a handle (or a DID, which artist pages accept too)."""
+async def _artist_did(db: Database, handle: str, *, library: bool = False) -> str:
+    """The artist behind a handle (or a DID, which artist pages accept too); the node's library only when
+    `library` (its albums are found by its DID; it is no artist to list)."""
+    shown = Where() if library else artist_shown()
     if handle.startswith("did:"):
-        row = await db.fetchone("SELECT did FROM users WHERE did = ?", (handle,))
+        row = await db.fetchone(f"SELECT did FROM users u WHERE did = ? AND {shown.sql}", (handle,))
     else:
-        row = await db.fetchone("SELECT did FROM users WHERE handle = ?", (handle.lower().lstrip("@"),))
+        row = await db.fetchone(f"SELECT did FROM users u WHERE handle = ? AND {shown.sql}",
+                                (handle.lower().lstrip("@"),))
     if row is None:
         raise NotFound("artist not found")
     return row["did"]
 
 
-async def find_album(db: Database, handle: str, slug: str) -> sqlite3.Row:
-    """An album by its artist's handle (or DID) and its slug."""
-    did = await _artist_did(db, handle)
-    album = await db.fetchone(ALBUM_SELECT + " WHERE a.artist_did = ? AND a.slug = ?", (did, slug))
+async def find_album(db: Database, handle: str, slug: str, audience: Audience) -> sqlite3.Row:
+    """An album by its artist's handle (or DID) and its slug, if `audience` may see it."""
+    did = await _artist_did(db, handle, library=audience.library)
+    seen = album_visible(audience)
+    album = await db.fetchone(f"{ALBUM_SELECT} WHERE a.artist_did = ? AND a.slug = ? AND {seen.sql}",
+                              (did, slug, *seen.params))
     if album is None:
         raise NotFound("album not found")
     return album
@@ -456,7 +487,7 @@ async def album_tracks(db: Database, album_id: str, where: Where) -> list[sqlite
 
 async def album_detail(db: Database, handle: str, slug: str, public_url: str, audience: Audience) -> dict[str, Any]:
     """An album with the tracks `audience` may see in order, as plyr.fm's GET /albums/{handle}/{slug} answers."""
-    album = await find_album(db, handle, slug)
+    album = await find_album(db, handle, slug, audience)
     tracks = await album_tracks(db, album["id"], visible(audience))
     return {"metadata": album_json(album, public_url),
             "tracks": await tracks_json(db, tracks, audience.did, public_url)}
@@ -473,7 +504,7 @@ async def album_zip(db: Database, store: BlobStore, handle: str, slug: str,
     downloaded by them (401 when signing in would open one)."""
     from .zips import ZipNames, safe_name, stream_zip
 
-    album = await find_album(db, handle, slug)
+    album = await find_album(db, handle, slug, audience)
     ready = await album_tracks(db, album["id"], visible(audience) & playable())
     if not ready:
         raise NotFound("this album has no tracks to download yet")
@@ -493,25 +524,29 @@ async def album_zip(db: Database, store: BlobStore, handle: str, slug: str,
     return safe_name(f"{artist} - {title}") + ".zip", stream_zip(files)
 
 
-async def album_metadata(db: Database, album_id: str, public_url: str) -> dict[str, Any]:
-    return album_json(await get_album(db, album_id), public_url)
+async def album_metadata(db: Database, album_id: str, public_url: str,
+                         audience: Audience = ANONYMOUS) -> dict[str, Any]:
+    return album_json(await get_album(db, album_id, audience), public_url)
 
 
-async def list_albums(db: Database, public_url: str) -> list[dict[str, Any]]:
-    """Every album with at least one track (empty shells are drafts of an upload in progress)."""
-    rows = await db.fetchall(ALBUM_SELECT + " WHERE EXISTS (SELECT 1 FROM album_tracks x WHERE x.album_id = a.id)"
-                             " ORDER BY lower(a.title), a.id")
+async def list_albums(db: Database, public_url: str, audience: Audience = ANONYMOUS) -> list[dict[str, Any]]:
+    """Every album `audience` may see with at least one track (empty shells are drafts of an upload in progress)."""
+    seen = album_visible(audience)
+    rows = await db.fetchall(f"{ALBUM_SELECT} WHERE EXISTS (SELECT 1 FROM album_tracks x WHERE x.album_id = a.id)"
+                             f" AND {seen.sql} ORDER BY lower(a.title), a.id", seen.params)
     return [album_json(r, public_url) for r in rows]
 
 
-async def library_albums(db: Database, did: str, public_url: str) -> list[dict[str, Any]]:
+async def library_albums(db: Database, did: str, public_url: str,
+                         audience: Audience = ANONYMOUS) -> list[dict[str, Any]]:
     """The library hub's albums: the viewer's own (drafts included), then albums holding a track they liked, most
-    recently liked first."""
+    recently liked first (those `audience`, the viewer, may see)."""
+    seen = album_visible(audience)
     rows = await db.fetchall(
-        ALBUM_SELECT + """ LEFT JOIN (SELECT x.album_id, max(l.created_at) AS liked_at FROM likes l
+        ALBUM_SELECT + f""" LEFT JOIN (SELECT x.album_id, max(l.created_at) AS liked_at FROM likes l
                                       JOIN album_tracks x ON x.track_id = l.track_id WHERE l.did = ?1
                                       GROUP BY x.album_id) k ON k.album_id = a.id
-        WHERE a.artist_did = ?1 OR k.liked_at IS NOT NULL
+        WHERE (a.artist_did = ?1 OR k.liked_at IS NOT NULL) AND {seen.sql}
         ORDER BY a.artist_did = ?1 DESC, k.liked_at DESC, lower(a.title), a.id""", (did,))
     return [{**album_json(r, public_url), "is_own": r["artist_did"] == did} for r in rows]
 

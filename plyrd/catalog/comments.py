@@ -21,7 +21,7 @@ from ..db.queries import fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
 from . import preferences
 from .social import iso, person_json, track_for_update, track_ref, utc
-from .tracks import get_track_row
+from .tracks import ANONYMOUS, Audience, open_track
 
 COLLECTION = "fm.plyr.comment"
 MAX_COMMENTS_PER_TRACK = 20
@@ -75,9 +75,10 @@ def comment_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-async def list_comments(db: Database, track_id: int) -> dict[str, Any]:
-    """All comments ordered by position, and whether the artist takes comments (plyr.fm shows none when off)."""
-    track = await get_track_row(db, track_id)
+async def list_comments(db: Database, track_id: int, audience: Audience) -> dict[str, Any]:
+    """All comments ordered by position, and whether the artist takes comments (plyr.fm shows none when off), of a
+    track `audience` may see. Library tracks take none (the library, their "artist", never turns comments on)."""
+    track = await open_track(db, track_id, audience)
     async with db.read() as conn:
         enabled = (await preferences.load(conn, track["artist_did"]))["allow_comments"]
     found = [] if not enabled else await db.fetchall(
@@ -94,12 +95,12 @@ def _record(track: sqlite3.Row, text: str, timestamp_ms: int, created_at: float,
                           utc(updated_at) if updated_at is not None else None)
 
 
-async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_ms: Any,
+async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_ms: Any, audience: Audience,
                  now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     text = clean_text(text)
     async with db.write() as conn:
-        track = await track_for_update(conn, track_id)
+        track = await track_for_update(conn, track_id, audience)
         timestamp_ms = clean_timestamp(timestamp_ms, track["duration"])
         if not (await preferences.load(conn, track["artist_did"]))["allow_comments"]:
             raise Forbidden("the artist has not turned on comments for their tracks")
@@ -135,7 +136,8 @@ async def edit(db: Database, *, did: str, comment_id: int, text: Any, now: float
     text = clean_text(text)
     async with db.write() as conn:
         comment = await _own_comment(conn, did, comment_id, "edit")
-        track = await track_for_update(conn, comment["track_id"])
+        # a comment is a record pointing at a published track's record: on a track anyone may see
+        track = await track_for_update(conn, comment["track_id"], ANONYMOUS)
         await conn.execute("UPDATE comments SET text = ?, updated_at = ? WHERE id = ?", (text, now, comment_id))
         await enqueue_put(conn, did=did, collection=COLLECTION, rkey=comment["rkey"],
                           record=_record(track, text, comment["timestamp_ms"], comment["created_at"], now))

@@ -19,7 +19,18 @@ from typing import Any
 from ..db import Database
 from ..errors import InvalidInput, NotFound
 from ..inputs import INT64_MAX
-from .tracks import TRACK_SELECT, Audience, Where, hidden_tags, listed, playable, tagged, visible, without_tags
+from .tracks import (
+    TRACK_SELECT,
+    Audience,
+    Where,
+    artist_shown,
+    hidden_tags,
+    listed,
+    playable,
+    tagged,
+    visible,
+    without_tags,
+)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -85,7 +96,8 @@ async def latest(
 ) -> Page:
     """Newest first, one page at a time; the cursor is the (created_at, id) of the last row seen."""
     if artist_did:
-        where = visible(audience) & playable() & Where.of("t.artist_did = ?", artist_did)
+        # an artist's tracks; the node's library is no artist (its tracks are found by discovery, albums, search)
+        where = visible(audience) & playable() & Where.of("t.artist_did = ?", artist_did) & artist_shown("t.artist_did")
     else:
         where = listed(audience)
     if tag:

@@ -2,6 +2,9 @@
 
 The local row and the outbox entry commit in one transaction, so the API answers from the database at once and the
 PDS write happens (with retries) afterwards; an unlike before the like reached the PDS sends nothing.
+
+A like of a library track (the node's music folder, never published) stays on the node: a likes row (its rkey a TID
+no record ever gets), no fm.plyr.like record, and the liked list's record names only published tracks.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from ..atproto.records import like_record, list_record
 from ..atproto.tids import new_tid
 from ..db import Database
 from ..db.queries import fetchall, fetchone
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unprocessable
+from ..errors import Conflict, Forbidden, InvalidInput, Unprocessable
 from . import preferences
 from .lists import LIST_COLLECTION
 from .social import find_person, iso, person_json, track_for_update, track_ref, tracks_json, utc
-from .tracks import TRACK_SELECT, Audience, Where, open_track, visible
+from .tracks import TRACK_SELECT, Audience, Where, is_library, open_track, visible
 
 COLLECTION = "fm.plyr.like"
 LIKED_LIST_NAME = "Liked Tracks"
@@ -31,17 +34,21 @@ async def _like_count(conn: Any, track_id: int) -> int:
     return count["n"] if count else 0
 
 
-async def like(db: Database, *, did: str, track_id: int, now: float | None = None) -> dict[str, Any]:
-    """Like a track, idempotently as plyr.fm: liking it again answers the same and changes nothing. A track whose
-    record is not on its artist's PDS yet has nothing for a like record to point at (422, as plyr.fm's
-    missing_atproto_record)."""
+async def like(db: Database, *, did: str, track_id: int, audience: Audience,
+               now: float | None = None) -> dict[str, Any]:
+    """Like a track `audience` (the liker) may see, idempotently as plyr.fm: liking it again answers the same and
+    changes nothing. A track whose record is not on its artist's PDS yet has nothing for a like record to point at
+    (422, as plyr.fm's missing_atproto_record); a library track's like stays on the node (no record at all)."""
     now = time.time() if now is None else now
     async with db.write() as conn:
-        track = await track_for_update(conn, track_id)
-        try:
-            uri, cid = track_ref(track, "liked")
-        except Conflict as e:
-            raise Unprocessable(f"missing_atproto_record: {e.detail}") from None
+        track = await track_for_update(conn, track_id, audience)
+        local = is_library(track)
+        uri = cid = ""
+        if not local:
+            try:
+                uri, cid = track_ref(track, "liked")
+            except Conflict as e:
+                raise Unprocessable(f"missing_atproto_record: {e.detail}") from None
         if await fetchone(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
             return {"liked": True, "like_count": await _like_count(conn, track_id)}
         rkey = new_tid()
@@ -51,24 +58,25 @@ async def like(db: Database, *, did: str, track_id: int, now: float | None = Non
             " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
             (did, track_id, rkey, did, now),
         )
-        await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
-                          record=like_record(uri, cid, utc(now)))
-        await sync_liked_list(conn, did, now)
+        if not local:
+            await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
+                              record=like_record(uri, cid, utc(now)))
+            await sync_liked_list(conn, did, now)
         return {"liked": True, "like_count": await _like_count(conn, track_id)}
 
 
-async def unlike(db: Database, *, did: str, track_id: int) -> dict[str, Any]:
+async def unlike(db: Database, *, did: str, track_id: int, audience: Audience) -> dict[str, Any]:
     """Stop liking a track, idempotently as plyr.fm: unliking a track you do not like answers the same (404 only
-    for a track that does not exist)."""
+    for a track that does not exist, or that `audience`, the liker, may not see)."""
     async with db.write() as conn:
+        track = await track_for_update(conn, track_id, audience)
         row = await fetchone(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
         if row is None:
-            if await fetchone(conn, "SELECT 1 FROM tracks WHERE id = ?", (track_id,)) is None:
-                raise NotFound(f"track {track_id} not found")
             return {"liked": False, "like_count": await _like_count(conn, track_id)}
         await conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
-        await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
-        await sync_liked_list(conn, did)
+        if not is_library(track):  # a library track's like never had a record
+            await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
+            await sync_liked_list(conn, did)
         return {"liked": False, "like_count": await _like_count(conn, track_id)}
 
 

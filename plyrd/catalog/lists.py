@@ -58,9 +58,11 @@ async def put_list_record(conn: aiosqlite.Connection, table: str, row: sqlite3.R
 async def publish_album(conn: aiosqlite.Connection, album_id: str) -> None:
     """Rewrite the album's list record from its current tracks, in order (not before it has any), inside the
     caller's transaction: after any change to the album, and from track code after a member track was removed or
-    its record's CID changed (the album's strongRefs name the old version until then)."""
+    its record's CID changed (the album's strongRefs name the old version until then). Library albums have none."""
     album = await fetchone(conn, "SELECT * FROM albums WHERE id = ?", (album_id,))
     assert album is not None
+    if album["library_key"] is not None:
+        return  # the node's library album (the music folder's): never published, its rkey stays NULL
     rows = await fetchall(
         conn,
         "SELECT t.record_uri, t.record_cid FROM album_tracks x JOIN tracks t ON t.id = x.track_id"

@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..db import Database
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from . import preferences
 from .plays import scrobble
-from .tracks import artist_name, get_track_row
+from .tracks import Audience, artist_name, open_track
 
 TTL_SECONDS = 300.0
 MAX_ENTRIES = 10_000
@@ -82,7 +82,7 @@ def _int(name: str, value: Any, *, required: bool) -> int | None:
 
 
 async def report(db: Database, store: NowPlaying, *, did: str, body: Any, teal_granted: bool, public_url: str,
-                 now: float | None = None, player: str | None = None) -> None:
+                 audience: Audience, now: float | None = None, player: str | None = None) -> None:
     """POST /now-playing/: `track_id` and `progress_ms` (and `is_playing`, default true). The other fields
     plyr.fm's player sends (names, file id, duration) are accepted and ignored: the track row is the truth.
     Subsonic's scrobble(submission=false) reports through here too, naming its client as `player`."""
@@ -96,7 +96,7 @@ async def report(db: Database, store: NowPlaying, *, did: str, body: Any, teal_g
         raise InvalidInput("is_playing must be true or false")
     assert track_id is not None and progress_ms is not None
     # A read: the player reports every 10 s, and most reports write nothing.
-    track = await get_track_row(db, track_id)
+    track = await open_track(db, track_id, audience)  # `audience`: the listener; what they may not see is 404
     previous = store.get(did, now)
     entry = Playing(
         track_id=track_id,
@@ -122,6 +122,20 @@ async def report(db: Database, store: NowPlaying, *, did: str, body: Any, teal_g
                 await scrobble(conn, did, track, now - entry.progress_ms / 1000, public_url, now=now, play=False)
             entry = replace(entry, status_track_id=track_id, status_at=now)
     store.put(did, entry)
+
+
+async def shown(db: Database, store: NowPlaying, did: str, audience: Audience,
+                now: float | None = None) -> Playing | None:
+    """What `did` is playing as `audience` sees it: None when nothing plays, or when it is a track they may not see
+    (a library track, to anyone outside the library's listeners)."""
+    entry = store.get(did, now)
+    if entry is None or not entry.is_playing:
+        return None
+    try:
+        await open_track(db, entry.track_id, audience)
+    except NotFound:
+        return None
+    return entry
 
 
 def public_json(entry: Playing, public_url: str, now: float | None = None) -> dict[str, Any]:

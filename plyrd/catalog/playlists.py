@@ -8,6 +8,11 @@ so its existence does not leak.
 Items are the strongRefs they were added with (a record pins one version of a track); `track_id` follows the local
 track while it exists, and an item whose track was deleted stays until its owner removes it, like the published
 record that still names it.
+
+A library track (the node's music folder) has no record: its item is the node's own, named `plyrd:library:{id}`
+(`library_item_uri`, with an empty cid), never in the playlist's record, shown only to those who may see the library,
+and gone with its track (plyrd.catalog.tracks `remove_track`). A playlist mixing both publishes only its published
+items.
 """
 
 from __future__ import annotations
@@ -34,12 +39,25 @@ from .albums import (
 from .artwork import set_artwork
 from .lists import LIST_COLLECTION, MAX_ITEMS, RECORD_NAME_BYTES, RECORD_NAME_GRAPHEMES, grapheme_len, put_list_record
 from .social import tracks_json
-from .tracks import TRACK_SELECT, Audience, Where, visible
+from .tracks import ANONYMOUS, TRACK_SELECT, Audience, Where, is_library, visible
 
 if TYPE_CHECKING:
     from .uploads import StoredFile, Uploads
 
 _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
+
+LIBRARY_ITEM = "plyrd:library:"  # a library track's item: no record to name, so the node's own name for it
+
+
+def library_item_uri(track_id: int) -> str:
+    return f"{LIBRARY_ITEM}{track_id}"
+
+
+def published_items(items: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The strongRefs a playlist's record holds: its items less the library tracks' (which have no record)."""
+    return [{"uri": i["track_uri"], "cid": i["track_cid"]} for i in items
+            if not i["track_uri"].startswith(LIBRARY_ITEM)]
+
 
 PLAYLIST_SELECT = """
 SELECT p.*, u.handle AS owner_handle,
@@ -127,7 +145,7 @@ async def _publish(conn: aiosqlite.Connection, playlist_id: str) -> None:
     assert row is not None
     if row["is_private"]:
         return
-    items = [{"uri": i["track_uri"], "cid": i["track_cid"]} for i in await _items(conn, playlist_id)]
+    items = published_items(await _items(conn, playlist_id))
     await put_list_record(conn, "playlists", row, list_type="playlist", name=row["name"], items=items,
                           did=row["owner_did"])
 
@@ -141,8 +159,10 @@ async def _write_items(conn: aiosqlite.Connection, playlist_id: str, items: list
     await conn.execute(f"UPDATE playlists SET updated_at = {_NOW_SQL} WHERE id = ?", (playlist_id,))
 
 
-async def create_playlist(db: Database, did: str, body: dict[str, Any], *, track_ids: Sequence[int] = ()) -> str:
-    """A new playlist; `track_ids` (Subsonic's createPlaylist) are its first items, published in its first record."""
+async def create_playlist(db: Database, did: str, body: dict[str, Any], *, track_ids: Sequence[int] = (),
+                          audience: Audience = ANONYMOUS) -> str:
+    """A new playlist; `track_ids` (Subsonic's createPlaylist), tracks `audience` (its owner) may see, are its first
+    items, published in its first record."""
     name = _name(body.get("name"))
     private = _flag("is_private", body.get("is_private", False))
     show = _flag("show_on_profile", body.get("show_on_profile", False))
@@ -151,20 +171,20 @@ async def create_playlist(db: Database, did: str, body: dict[str, Any], *, track
         await conn.execute("INSERT INTO playlists(id, owner_did, name, is_private, show_on_profile)"
                            " VALUES (?, ?, ?, ?, ?)", (playlist_id, did, name, int(private), int(show)))
         if track_ids:
-            await _edit_items(conn, playlist_id, [], track_ids)
+            await _edit_items(conn, playlist_id, [], track_ids, audience)
         await _publish(conn, playlist_id)
     return playlist_id
 
 
 async def _edit_items(conn: aiosqlite.Connection, playlist_id: str, kept: list[sqlite3.Row],
-                      add: Sequence[int]) -> None:
+                      add: Sequence[int], audience: Audience) -> None:
     """Write the items as `kept` (current item rows, in order) then the tracks `add` names, by id. A track already
     in the playlist is not added twice (a list holds each record once)."""
     items = [(i["track_id"], i["track_uri"], i["track_cid"], i["added_at"]) for i in kept]
     present = {i[1] for i in items}
     now = time.time()
     for track_id in add:
-        found, uri, cid = await _resolve_track(conn, {"track_id": track_id})
+        found, uri, cid = await _resolve_track(conn, {"track_id": track_id}, audience)
         if uri not in present:
             present.add(uri)
             items.append((found, uri, cid, now))
@@ -175,10 +195,11 @@ async def _edit_items(conn: aiosqlite.Connection, playlist_id: str, kept: list[s
 
 async def update_playlist(db: Database, playlist_id: str, did: str, changes: dict[str, Any], *,
                           remove_tracks: Collection[int] = (), add_tracks: Sequence[int] = (),
-                          replace_items: bool = False) -> None:
+                          replace_items: bool = False, audience: Audience = ANONYMOUS) -> None:
     """Name, show_on_profile and is_private. Going private deletes the record; going public publishes one.
     Subsonic's updatePlaylist and createPlaylist(playlistId) change the items in the same write, one record for
-    all: the items whose track is in `remove_tracks` (or all, `replace_items`) go, then `add_tracks` are appended."""
+    all: the items whose track is in `remove_tracks` (or all, `replace_items`) go, then `add_tracks` (tracks
+    `audience`, the owner, may see) are appended."""
     unknown = set(changes) - {"name", "show_on_profile", "is_private"}
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}; a playlist has name, show_on_profile and"
@@ -201,7 +222,7 @@ async def update_playlist(db: Database, playlist_id: str, did: str, changes: dic
         if edit:
             kept = [] if replace_items else [i for i in await _items(conn, row["id"])
                                              if i["track_id"] not in remove_tracks]
-            await _edit_items(conn, row["id"], kept, add_tracks)
+            await _edit_items(conn, row["id"], kept, add_tracks, audience)
         # A new name or a playlist going public changes what the PDS should hold; show_on_profile is local.
         if not private and (name != row["name"] or row["is_private"] or edit):
             await _publish(conn, row["id"])
@@ -217,8 +238,10 @@ async def delete_playlist(db: Database, store: BlobStore, playlist_id: str, did:
     await store.remove_unreferenced(released)
 
 
-async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any]) -> tuple[int, str, str]:
-    """(track id, uri, cid) of the track to add: by `track_uri` (+ `track_cid`, plyr.fm's body) or by `track_id`."""
+async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any],
+                         audience: Audience) -> tuple[int, str, str]:
+    """(track id, uri, cid) of the track to add, one `audience` may see: by `track_uri` (+ `track_cid`, plyr.fm's
+    body) or by `track_id`. A library track's item is the node's own (`library_item_uri`, no cid)."""
     uri, cid, track_id = body.get("track_uri"), body.get("track_cid"), body.get("track_id")
     if uri is not None:
         if not isinstance(uri, str) or not lexicon.is_at_uri(uri):
@@ -229,9 +252,13 @@ async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any]) -> tu
     elif track_id is not None:
         if not isinstance(track_id, int) or isinstance(track_id, bool):
             raise InvalidInput("track_id must be a track id (an integer)")
-        track = await fetchone(conn, "SELECT id, record_uri, record_cid FROM tracks WHERE id = ?", (track_id,))
+        seen = Where.of("t.id = ?", track_id) & visible(audience)
+        track = await fetchone(conn, "SELECT t.id, t.source, t.record_uri, t.record_cid FROM tracks t"
+                               f" WHERE {seen.sql}", seen.params)
         if track is None:
             raise NotFound(f"track {track_id} not found")
+        if is_library(track):
+            return track["id"], library_item_uri(track["id"]), ""
         if not track["record_uri"] or not track["record_cid"]:
             raise InvalidInput(f"track {track_id} has no ATProto record yet; try again once it is published")
     else:
@@ -243,12 +270,12 @@ async def _resolve_track(conn: aiosqlite.Connection, body: dict[str, Any]) -> tu
     return track["id"], track["record_uri"], cid
 
 
-async def add_item(db: Database, playlist_id: str, did: str, body: dict[str, Any]) -> None:
-    """Append a track (any track with a record) to the playlist."""
+async def add_item(db: Database, playlist_id: str, did: str, body: dict[str, Any], audience: Audience) -> None:
+    """Append a track (any track with a record, or a library track) that `audience`, the owner, may see."""
     async with db.write() as conn:
         row = await _owned(conn, playlist_id, did)
         items = await _items(conn, row["id"])
-        track_id, uri, cid = await _resolve_track(conn, body)
+        track_id, uri, cid = await _resolve_track(conn, body, audience)
         if any(i["track_uri"] == uri for i in items):
             raise InvalidInput("track already in playlist")
         if len(items) >= MAX_ITEMS:
@@ -316,10 +343,12 @@ async def playlist_tracks(db: Database, playlist_id: str, where: Where) -> list[
                              f" AND {where.sql} ORDER BY i.position", [playlist_id, *where.params])
 
 
-async def playlist_items(db: Database, playlist_id: str) -> list[dict[str, Any]]:
-    """The items as the strongRefs they were added with, and the local track each follows (None once deleted)."""
+async def playlist_items(db: Database, playlist_id: str, audience: Audience) -> list[dict[str, Any]]:
+    """The items as the strongRefs they were added with, and the local track each follows (None once deleted);
+    library tracks' items only for an audience that may see the library."""
     items = await db.fetchall("SELECT * FROM playlist_items WHERE playlist_id = ? ORDER BY position", (playlist_id,))
-    return [{"uri": i["track_uri"], "cid": i["track_cid"], "track_id": i["track_id"]} for i in items]
+    return [{"uri": i["track_uri"], "cid": i["track_cid"], "track_id": i["track_id"]} for i in items
+            if audience.library or not i["track_uri"].startswith(LIBRARY_ITEM)]
 
 
 async def playlist_detail(db: Database, row: sqlite3.Row, public_url: str, audience: Audience) -> dict[str, Any]:
@@ -328,7 +357,7 @@ async def playlist_detail(db: Database, row: sqlite3.Row, public_url: str, audie
     return {
         **playlist_json(row, public_url),
         "tracks": await tracks_json(db, tracks, audience.did, public_url),
-        "items": await playlist_items(db, row["id"]),
+        "items": await playlist_items(db, row["id"], audience),
     }
 
 

@@ -23,7 +23,7 @@ from ..db.queries import fetchone
 from ..errors import InvalidInput
 from . import preferences
 from .social import track_for_update, utc
-from .tracks import ANONYMOUS, Audience, Where, artist_name, playable, visible
+from .tracks import ANONYMOUS, Audience, Where, artist_name, is_library, playable, visible
 
 TEAL_PLAY = "fm.teal.feed.play"
 TEAL_STATUS = "fm.teal.actor.status"
@@ -73,7 +73,8 @@ def _listened_ms(value: Any, duration: float) -> int | None:
 
 
 def teal_play(track: sqlite3.Row, played_at: float, public_url: str) -> dict[str, Any]:
-    """The fm.teal.feed.play record of one listening (shapes in plyrfm-inventory 2.10)."""
+    """The fm.teal.feed.play record of one listening (shapes in plyrfm-inventory 2.10). A library track's has no
+    origin: its page is for the node's listeners only (the listener chose to scrobble what they hear)."""
     return teal_play_record(
         track_name=track["title"],
         artists=[artist_name(track)],
@@ -81,7 +82,7 @@ def teal_play(track: sqlite3.Row, played_at: float, public_url: str) -> dict[str
         music_service_uri=public_url,
         duration=track["duration"] or None,
         release_name=track["album"],
-        origin_uri=f"{public_url}/track/{track['id']}",
+        origin_uri=None if is_library(track) else f"{public_url}/track/{track['id']}",
     )
 
 
@@ -97,12 +98,13 @@ async def scrobble(conn: aiosqlite.Connection, did: str, track: sqlite3.Row, pla
                       record=teal_status_record(item=record, time=utc(now), expiry=utc(now + STATUS_SECONDS)))
 
 
-async def count_play(db: Database, *, track_id: int, listener: Listener, listened_ms: Any = None,
-                     public_url: str, now: float | None = None) -> dict[str, Any]:
-    """POST /tracks/{id}/play: count the play unless it repeats one inside the dedup window."""
+async def count_play(db: Database, *, track_id: int, listener: Listener, audience: Audience,
+                     listened_ms: Any = None, public_url: str, now: float | None = None) -> dict[str, Any]:
+    """POST /tracks/{id}/play: count the play of a track `audience` (the listener) may see, unless it repeats one
+    inside the dedup window."""
     now = time.time() if now is None else now
     async with db.write() as conn:
-        track = await track_for_update(conn, track_id)
+        track = await track_for_update(conn, track_id, audience)
         duration = float(track["duration"] or 0)
         listened = _listened_ms(listened_ms, duration)
         since = now - dedup_window(duration)

@@ -19,7 +19,7 @@ from ..errors import InvalidInput, NotFound
 from ..urls import check_url, safe_url_or_none
 from . import preferences
 from .social import iso
-from .tracks import ANONYMOUS, Where, listed
+from .tracks import ANONYMOUS, Where, artist_shown, listed
 
 COLLECTION = "fm.plyr.actor.profile"
 RKEY = "self"
@@ -57,7 +57,8 @@ def profile_json(row: Any, track_count: int | None = None) -> dict[str, Any]:
 async def get_profile(db: Database, handle_or_did: str) -> dict[str, Any]:
     key = handle_or_did.strip().lstrip("@").lower() if not handle_or_did.startswith("did:") else handle_or_did
     column = "did" if key.startswith("did:") else "handle"
-    row = await db.fetchone(f"{PROFILE_SELECT} WHERE u.{column} = ?", (key,))
+    shown = artist_shown()  # the node's library holds the music folder's tracks but is nobody's profile
+    row = await db.fetchone(f"{PROFILE_SELECT} WHERE u.{column} = ? AND {shown.sql}", (key, *shown.params))
     if row is None:
         raise NotFound(f"no artist {handle_or_did} on this node")
     # The public count: the tracks of theirs discovery shows anyone.
@@ -74,7 +75,9 @@ async def profiles(db: Database, body: Any) -> dict[str, dict[str, Any]]:
         raise InvalidInput(f"send a JSON array of at most {MAX_DIDS} DIDs")
     if not dids:
         return {}
-    rows = await db.fetchall(f"{PROFILE_SELECT} WHERE u.did IN (SELECT value FROM json_each(?))", (json.dumps(dids),))
+    shown = artist_shown()
+    rows = await db.fetchall(f"{PROFILE_SELECT} WHERE u.did IN (SELECT value FROM json_each(?)) AND {shown.sql}",
+                             (json.dumps(dids), *shown.params))
     return {r["did"]: profile_json(r) for r in rows}
 
 

@@ -34,14 +34,15 @@ PDS_BLOB_MIME = {
 
 
 async def publish_track(conn: Any, track_id: int, config: Config) -> None:
-    """Queue the track's current record (inside the caller's transaction); a track still processing waits."""
+    """Queue the track's current record (inside the caller's transaction); a track still processing waits, and a
+    library track never has one."""
     async with conn.execute(
         "SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name FROM tracks t"
         " JOIN users u ON u.did = t.artist_did WHERE t.id = ?", (track_id,)
     ) as cur:
         row = await cur.fetchone()
-    if row is None or row["status"] != "ready":
-        return
+    if row is None or row["status"] != "ready" or row["source"] == "library":
+        return  # a library track (the node's music folder) is nobody's published work: it never gets a record
     sha = row["web_sha"] or row["original_sha"]
     file_type = "mp3" if row["web_sha"] else row["original_ext"]
     mime = "audio/mpeg" if row["web_sha"] else PDS_BLOB_MIME.get(row["container"], row["original_mime"])

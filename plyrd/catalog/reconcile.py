@@ -14,6 +14,10 @@ likes, comments and playlists are adopted, so those find the imported tracks in 
 
 Anything still waiting in the outbox is left alone: it has not reached the PDS, so its absence there means nothing.
 Playlists (fm.plyr.list records of listType playlist) are reconciled the same way, edits included.
+
+What never had a record is the node's own and is never removed here: likes of library tracks (the node's music
+folder), and a playlist's library items, which keep their place after the published item they followed when the
+playlist's record is replaced by one edited elsewhere.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..storage import BlobStore
 from .artwork import set_artwork
+from .playlists import LIBRARY_ITEM
 from .profiles import reconcile_profile
 
 if TYPE_CHECKING:
     from .track_import import TrackImporter
 
 log = logging.getLogger("plyrd.reconcile")
+_NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
 
 @dataclass
 class ReconcileReport:
@@ -86,7 +92,10 @@ def _valid(collection: str, rec: dict[str, Any], report: ReconcileReport) -> boo
 async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
     collection = "fm.plyr.like"
     synced, pending = await _synced_and_pending(db, did, collection)
-    local = {r["rkey"]: r["id"] for r in await db.fetchall("SELECT id, rkey FROM likes WHERE did = ?", (did,))}
+    # likes of library tracks never had a record: nothing on the PDS speaks for or against them
+    local = {r["rkey"]: r["id"] for r in await db.fetchall(
+        "SELECT l.id, l.rkey FROM likes l JOIN tracks t ON t.id = l.track_id WHERE l.did = ? AND t.source = 'upload'",
+        (did,))}
     gone = [rk for rk in local if rk not in remote and rk in synced and rk not in pending]
     adopted = removed = 0
     async with db.write() as conn:
@@ -182,20 +191,46 @@ async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lis
                 await conn.execute("UPDATE playlists SET name = ?, record_cid = ? WHERE id = ?",
                                    ((value.get("name") or "untitled")[:64], rec["cid"], playlist_id))
                 updated += 1
+            async with conn.execute("SELECT * FROM playlist_items WHERE playlist_id = ? ORDER BY position",
+                                    (playlist_id,)) as cur:
+                before = list(await cur.fetchall())
             await conn.execute("DELETE FROM playlist_items WHERE playlist_id = ?", (playlist_id,))
-            for position, item in enumerate(value.get("items", [])[:500]):
+            remote_items: list[tuple[Any, ...]] = []
+            for item in value.get("items", [])[:500]:
                 subject = item["subject"]
                 track = await _track_by_uri(conn, subject["uri"])
+                remote_items.append((track["id"] if track else None, subject["uri"], subject["cid"], None))
+            for position, (track_id, uri, cid, added_at) in enumerate(_with_library_items(before, remote_items)):
                 await conn.execute(
-                    "INSERT INTO playlist_items(playlist_id, position, track_id, track_uri, track_cid)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (playlist_id, position, track["id"] if track else None, subject["uri"], subject["cid"]),
+                    "INSERT INTO playlist_items(playlist_id, position, track_id, track_uri, track_cid, added_at)"
+                    f" VALUES (?, ?, ?, ?, ?, coalesce(?, {_NOW_SQL}))",
+                    (playlist_id, position, track_id, uri, cid, added_at),
                 )
             await _remember(conn, did, collection, rkey, rec)
     if store is not None:
         await store.remove_unreferenced(released)
     report.adopted["playlists"], report.removed["playlists"] = adopted, removed
     report.adopted["playlists_updated"] = updated
+
+
+def _with_library_items(before: list[Any], remote: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The remote record's items with the playlist's library items put back (they are in no record): each after
+    the published item it followed before (at the front when none did; at the end when that item is gone)."""
+    after: dict[str | None, list[tuple[Any, ...]]] = {}
+    anchor: str | None = None
+    for item in before:
+        if item["track_uri"].startswith(LIBRARY_ITEM):
+            after.setdefault(anchor, []).append((item["track_id"], item["track_uri"], item["track_cid"],
+                                                 item["added_at"]))
+        else:
+            anchor = item["track_uri"]
+    merged = list(after.pop(None, []))
+    for entry in remote:
+        if entry[1].startswith(LIBRARY_ITEM):
+            continue  # another client copied a name only this node gives: not a track
+        merged.append(entry)
+        merged += after.pop(entry[1], [])
+    return merged + [entry for rest in after.values() for entry in rest]
 
 
 async def reconcile(db: Database, session: PDSSession, store: BlobStore | None = None,

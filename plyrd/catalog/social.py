@@ -13,7 +13,7 @@ import aiosqlite
 from ..db import Database
 from ..db.queries import fetchone
 from ..errors import Conflict, NotFound
-from .tracks import TRACK_SELECT, track_json
+from .tracks import TRACK_SELECT, Audience, Where, track_json, visible
 
 
 def iso(ts: float | None) -> str | None:
@@ -25,9 +25,11 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-async def track_for_update(conn: aiosqlite.Connection, track_id: int) -> sqlite3.Row:
-    """The track row (with its artist's names) read inside a write transaction, or NotFound."""
-    row = await fetchone(conn, TRACK_SELECT + " WHERE t.id = ?", (track_id,))
+async def track_for_update(conn: aiosqlite.Connection, track_id: int, audience: Audience) -> sqlite3.Row:
+    """The track row (with its artist's names) read inside a write transaction, if `audience` may see it (a like,
+    a comment or a play acts for someone); NotFound otherwise, as when it does not exist."""
+    where = Where.of("t.id = ?", track_id) & visible(audience)
+    row = await fetchone(conn, f"{TRACK_SELECT} WHERE {where.sql}", where.params)
     if row is None:
         raise NotFound(f"track {track_id} not found")
     return row

@@ -14,8 +14,11 @@ playlists, likes, the queue, search and Subsonic all take it from here:
 - the viewer's hidden tags (`hidden_tags`, default ["ai"]) and the filter that leaves out tracks carrying them
   (`without_tags`), which discovery applies.
 
-A new kind of track (a private library file, a taken-down track, another node's track) is a clause in `visible`
-for who may open it, and in `listed` if discovery treats it differently, plus a row in tests/test_visibility.py.
+A new kind of track (a taken-down track, another node's track) is a clause in `visible` for who may open it, and
+in `listed` if discovery treats it differently, plus a row in tests/test_visibility.py. Library tracks (files of the
+node's music folder, `source = 'library'`, plyrd.library) are the first: only an audience with `library` (signed-in
+people allowed by auth.library_listeners, and admins; plyrd.auth.service `AuthService.audience`) sees them, and
+nobody else can tell they exist. What is shared outside the node (embeds, oEmbed, OG tags) is read as `ANONYMOUS`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from ..atproto.outbox import synced_field_sql
 from ..db import Database
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..library import LIBRARY_DID
 from ..storage import BlobStore
 from .artwork import Artwork
 from .downloads import downloadable, effective_policy
@@ -83,13 +87,20 @@ LEFT JOIN blobs ob ON ob.sha256 = t.original_sha
 
 @dataclass(frozen=True)
 class Audience:
-    """Who is looking at tracks: nobody signed in (`ANONYMOUS`), or a signed-in person, perhaps an admin."""
+    """Who is looking at tracks: nobody signed in (`ANONYMOUS`), or a signed-in person, perhaps an admin.
+    `library`: they may see the node's library tracks (made only by plyrd.auth.service `AuthService.audience`)."""
 
     did: str | None = None
     is_admin: bool = False
+    library: bool = False
 
 
 ANONYMOUS = Audience()
+# Everything any listener of the node may discover: what the search index holds (each search applies the
+# searcher's own audience again when it reads the results).
+NODE_LISTENERS = Audience(library=True)
+
+LIBRARY_SOURCE = "library"
 
 
 @dataclass(frozen=True)
@@ -115,9 +126,27 @@ class Where:
 
 def visible(audience: Audience, t: str = "t") -> Where:
     """Tracks `audience` may open by id, and see in the lists that name tracks (an artist's page, an album, a
-    playlist, a liked list, the queue). Today that is every track, whatever its state; a kind of track that only
-    some may open (its owner `{t}.artist_did = audience.did`, admins, signed-in people) adds its clause here."""
-    return Where()
+    playlist, a liked list, the queue): every track, whatever its state, except library tracks for an audience
+    without `library`. A kind of track that only some may open (its owner `{t}.artist_did = audience.did`, admins,
+    signed-in people) adds its clause here. The clauses are literal SQL (no parameters for these), so the search
+    index can use them as text."""
+    if audience.library:
+        return Where()
+    return Where.of(f"{t}.source = 'upload'")
+
+
+def album_visible(audience: Audience, a: str = "a") -> Where:
+    """Albums `audience` may open: the same rule as `visible` for the albums of the node's library (grouped from
+    the music folder's tags, `library_key` set), which exist only for an audience with `library`."""
+    if audience.library:
+        return Where()
+    return Where.of(f"{a}.library_key IS NULL")
+
+
+def artist_shown(did_column: str = "u.did") -> Where:
+    """People who may be shown as artists (profiles, artist lists, search's artists): anyone but the node's library,
+    which holds the music folder's tracks but made none of them (their artists are in the files' tags)."""
+    return Where.of(f"{did_column} != '{LIBRARY_DID}'")
 
 
 def playable(t: str = "t") -> Where:
@@ -205,8 +234,17 @@ async def open_track_by_uri(db: Database, uri: str, audience: Audience) -> sqlit
     return row
 
 
+def is_library(row: sqlite3.Row) -> bool:
+    """A track of the node's music folder (plyrd.library): never published, seen only by `Audience.library`."""
+    return bool(row["source"] == LIBRARY_SOURCE)
+
+
 def artist_name(row: sqlite3.Row) -> str:
+    """Who made the track as people read it: the artist's name, or a library track's tagged artist (its artist_did
+    is the node's library, which made nothing)."""
     tags = json.loads(row["file_tags"] or "{}")
+    if is_library(row):
+        return tags.get("artist") or tags.get("album_artist") or "Unknown artist"
     return row["artist_display_name"] or row["artist_handle"] or tags.get("artist") or row["artist_did"]
 
 
@@ -244,6 +282,10 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
     tests/test_plyrfm_shapes.py compares them), plus plyrd's own fields. `viewer_did` is who is asking (None:
     nobody signed in), which `downloadable` depends on. The like and comment counts and `is_liked` come from
     plyrd.catalog.social.tracks_json, which every API answer goes through.
+
+    A library track (`source` "library", plyrd's field) is shown by its file's tags: `artist` is the tagged artist,
+    `artist_handle` the library's DID (a string, as plyr.fm's clients need; pages link no profile for it), `album`
+    its library album.
 
     plyr.fm's fields plyrd has no use for hold their "nothing here" values: `gated` false and `support_gate` null
     (no supporter gating), the copyright fields null (not scanned), `operator_labels` empty. `audio_storage` is
@@ -313,33 +355,50 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
         "copyright_match": None,
         "copyright_song_uri": None,
         "copyright_recording_uri": None,
+        "source": row["source"],
     }
 
 
-async def audio_file(db: Database, file_id: str) -> AudioFile:
-    """The audio blob behind a file id (a track's original or its web rendition); NotFound for anything else."""
+async def audio_file(db: Database, file_id: str, audience: Audience) -> AudioFile:
+    """The audio blob behind a file id (a track's original or its web rendition) of a track `audience` may see;
+    NotFound for anything else, exactly as for a file that does not exist (a library file's bytes are the
+    library's: nobody without `Audience.library` gets them)."""
     if not re.fullmatch(r"[0-9a-f]{64}", file_id):
         raise NotFound("no such audio file")
-    row = await db.fetchone(TRACK_SELECT + " WHERE t.web_sha = ? LIMIT 1", (file_id,))
+    seen = visible(audience)
+    row = await db.fetchone(f"{TRACK_SELECT} WHERE t.web_sha = ? AND {seen.sql} LIMIT 1", (file_id, *seen.params))
     if row is not None:
         return AudioFile(file_id, "audio/mpeg", "mp3", row)
-    row = await db.fetchone(TRACK_SELECT + " WHERE t.original_sha = ? LIMIT 1", (file_id,))
+    row = await db.fetchone(f"{TRACK_SELECT} WHERE t.original_sha = ? AND {seen.sql} LIMIT 1",
+                            (file_id, *seen.params))
     if row is not None:
         return AudioFile(file_id, row["original_mime"], row["original_ext"], row)
     raise NotFound("no such audio file")
 
 
-async def image_mime(db: Database, sha: str) -> str:
-    """The type of an artwork blob; NotFound for blobs that are not track artwork."""
+@dataclass(frozen=True)
+class ImageFile:
+    """An artwork blob /images can serve: its type, and whether only the library's tracks use it (then no shared
+    cache may keep it: it is for the node's listeners only)."""
+
+    mime: str
+    library_only: bool
+
+
+async def image_file(db: Database, sha: str, audience: Audience) -> ImageFile:
+    """The artwork blob of a track `audience` may see; NotFound for anything else."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise NotFound("no such image")
+    seen = visible(audience)
     row = await db.fetchone(
-        "SELECT image_sha, image_mime FROM tracks WHERE image_sha = ? OR thumb_sha = ? OR display_sha = ? LIMIT 1",
-        (sha, sha, sha),
+        "SELECT t.image_sha, t.image_mime, t.source FROM tracks t"
+        f" WHERE (t.image_sha = ? OR t.thumb_sha = ? OR t.display_sha = ?) AND {seen.sql}"
+        f" ORDER BY t.source = '{LIBRARY_SOURCE}' LIMIT 1",
+        (sha, sha, sha, *seen.params),
     )
     if row is None:
         raise NotFound("no such image")
-    return row["image_mime"] if row["image_sha"] == sha else "image/webp"
+    return ImageFile(row["image_mime"] if row["image_sha"] == sha else "image/webp", is_library(row))
 
 
 async def owned_track_for_update(conn: Any, track_id: int, did: str, verb: str) -> sqlite3.Row:
@@ -369,6 +428,8 @@ async def remove_track(conn: Any, store: BlobStore, row: sqlite3.Row, *, unpubli
     transaction has committed."""
     if unpublish:
         await unpublish_track(conn, row)
+    if is_library(row):  # its playlist items are the node's own (no record names it): they go with it, as likes do
+        await conn.execute("DELETE FROM playlist_items WHERE track_id = ?", (row["id"],))
     albums = await album_ids_of_track(conn, row["id"])
     released = await drop_revisions(conn, store, row["id"])
     await conn.execute("DELETE FROM tracks WHERE id = ?", (row["id"],))

@@ -11,29 +11,37 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..catalog.tracks import ANONYMOUS, listed
+from ..catalog.tracks import NODE_LISTENERS, artist_shown, listed
 from .index import Doc
 from .text import fold_many, handle_forms
 
-# The index holds what discovery may show anyone (the read model's rule, without parameters for an anonymous
-# audience); each search applies the searcher's own rule again when it reads the results (plyrd.search.service).
-VISIBLE_TRACK = listed(ANONYMOUS).sql
+# The index holds what discovery may show any listener of the node, library tracks included (the read model's rule,
+# without parameters for that audience); each search applies the searcher's own rule again when it reads the results
+# (plyrd.search.service), so anonymous visitors never see a library track. The node's library is no artist.
+VISIBLE_TRACK = listed(NODE_LISTENERS).sql
+ARTIST_SHOWN = artist_shown("u.did").sql
+# A library track's artist is its file's tagged artist (its artist_did is the node's library, which made nothing).
+TRACK_ARTIST = "CASE WHEN t.source = 'library' THEN coalesce(t.file_tags ->> '$.artist', t.file_tags ->> " \
+               "'$.album_artist') ELSE u.display_name END"
 
 # Each query takes the keys to read as a JSON array (one bound parameter, whatever the count), or reads everything
 # after a key when paging through a rebuild: {where} is replaced by one of the two.
 SQL: dict[str, str] = {
     "tracks": f"""
-        SELECT t.id AS key, t.artist_did, t.title, t.album, t.tags, t.features, u.handle, u.display_name,
+        SELECT t.id AS key, t.artist_did, t.title, t.album, t.tags, t.features, u.handle,
+               {TRACK_ARTIST} AS display_name,
                (SELECT json_group_array(json_array(a.id, a.title))
                   FROM album_tracks x JOIN albums a ON a.id = x.album_id WHERE x.track_id = t.id) AS albums
         FROM tracks t JOIN users u ON u.did = t.artist_did
         WHERE {VISIBLE_TRACK} AND {{where}} ORDER BY t.id""",
     "artists": f"""
         SELECT u.did AS key, u.handle, u.display_name FROM users u
-        WHERE EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = u.did AND {VISIBLE_TRACK}) AND {{where}}
+        WHERE EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = u.did AND {VISIBLE_TRACK}) AND {ARTIST_SHOWN}
+          AND {{where}}
         ORDER BY u.did""",
     "albums": f"""
-        SELECT a.id AS key, a.artist_did, a.title, u.handle, u.display_name
+        SELECT a.id AS key, a.artist_did, a.title, u.handle,
+               CASE WHEN a.library_key IS NULL THEN u.display_name ELSE a.album_artist END AS display_name
         FROM albums a JOIN users u ON u.did = a.artist_did
         WHERE EXISTS (SELECT 1 FROM album_tracks x JOIN tracks t ON t.id = x.track_id
                       WHERE x.album_id = a.id AND {VISIBLE_TRACK}) AND {{where}}

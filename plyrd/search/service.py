@@ -34,6 +34,7 @@ from ..catalog.tracks import (
     Where,
     album_summary,
     artist_name,
+    artist_shown,
     hidden_tags,
     listed,
     open_track,
@@ -326,15 +327,17 @@ def _hydrate_query(kind: str, keys: list[str], audience: Audience, hide: Sequenc
     shown = listed(audience)
     keys_json = json.dumps(keys)
     if kind == "artists":
+        person = artist_shown("u.did")  # the node's library holds tracks but is nobody's artist
         return f"""
         SELECT u.did AS key, u.handle, u.display_name, u.avatar_url,
                (SELECT count(*) FROM tracks t WHERE t.artist_did = u.did AND {shown.sql}) AS track_count
-        FROM users u WHERE u.did IN (SELECT value FROM json_each(?)) AND
+        FROM users u WHERE u.did IN (SELECT value FROM json_each(?)) AND {person.sql} AND
               EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = u.did AND {shown.sql})""", \
-            [*shown.params, keys_json, *shown.params]
+            [*shown.params, keys_json, *person.params, *shown.params]
     if kind == "albums":
         return f"""
-        SELECT a.id AS key, a.title, a.slug, a.artist_did, a.display_sha, a.thumb_sha, u.handle, u.display_name,
+        SELECT a.id AS key, a.title, a.slug, a.artist_did, a.display_sha, a.thumb_sha, u.handle,
+               CASE WHEN a.library_key IS NULL THEN u.display_name ELSE a.album_artist END AS display_name,
                (SELECT count(*) FROM album_tracks x JOIN tracks t ON t.id = x.track_id
                  WHERE x.album_id = a.id AND {shown.sql}) AS track_count
         FROM albums a JOIN users u ON u.did = a.artist_did

@@ -51,7 +51,7 @@ def _cover_answer(row: Any, public_url: str) -> dict[str, Any]:
 @albums_bp.get("/albums/")
 async def list_albums() -> Response:
     n = node()
-    return jsonify({"albums": await albums.list_albums(n.db, n.config.public_url)})
+    return jsonify({"albums": await albums.list_albums(n.db, n.config.public_url, current_audience())})
 
 
 @albums_bp.post("/albums/")
@@ -259,7 +259,7 @@ async def delete_playlist(playlist_id: str) -> Response:
 @lists_bp.post("/lists/playlists/<playlist_id>/tracks")
 async def playlist_add(playlist_id: str) -> Response:
     viewer = require_viewer()
-    await playlists.add_item(node().db, playlist_id, viewer.did, await json_body())
+    await playlists.add_item(node().db, playlist_id, viewer.did, await json_body(), current_audience())
     return await _answer(playlist_id, viewer.did)
 
 
@@ -301,5 +301,5 @@ async def playlist_cover_delete(playlist_id: str) -> Response:
 async def cover(sha: str) -> Response:
     """Album and playlist covers (track artwork is under /images/)."""
     n = node()
-    mime = await albums.cover_mime(n.db, sha)
+    mime = await albums.cover_mime(n.db, sha, current_audience())
     return await serve_file(n.blobs.path_for(sha), mime=mime, etag=sha)

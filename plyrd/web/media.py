@@ -1,4 +1,7 @@
-"""Serving audio and artwork: immutable, content-addressed, with Range support (plyrd.web.streaming)."""
+"""Serving audio and artwork: immutable, content-addressed, with Range support (plyrd.web.streaming).
+
+A file is served when it belongs to a track the caller may see (plyrd.catalog.tracks `visible`): a library file,
+or its artwork, is 404 to anyone who may not see the library, as if it did not exist."""
 
 from __future__ import annotations
 
@@ -7,19 +10,29 @@ import re
 from quart import Blueprint, Response
 
 from ..catalog.downloads import check_download
-from ..catalog.tracks import artist_name, audio_file, image_mime
+from ..catalog.tracks import artist_name, audio_file, image_file, is_library
 from .context import node
 from .streaming import serve_file
-from .viewer import current_viewer
+from .viewer import current_audience, current_viewer
 
 bp = Blueprint("media", __name__)
+
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _private_if(library: bool, response: Response) -> Response:
+    """A library file is for the node's listeners only: browsers may keep it, shared caches (a proxy) may not."""
+    if library:
+        response.headers["Cache-Control"] = PRIVATE_IMMUTABLE
+    return response
 
 
 @bp.route("/audio/<file_id>", methods=["GET", "HEAD"])
 async def audio(file_id: str) -> Response:
     n = node()
-    f = await audio_file(n.db, file_id)
-    return await serve_file(n.blobs.path_for(f.sha256), mime=f.mime, etag=f.sha256)
+    f = await audio_file(n.db, file_id, current_audience())
+    return _private_if(is_library(f.track),
+                       await serve_file(n.blobs.path_for(f.sha256), mime=f.mime, etag=f.sha256))
 
 
 @bp.route("/audio/<file_id>/download", methods=["GET", "HEAD"])
@@ -27,17 +40,18 @@ async def download(file_id: str) -> Response:
     """An attachment named `artist - title.ext`, preferring the original over a rendition; only for whom the
     track's download policy allows (streaming, above, is for everyone)."""
     n = node()
-    f = await audio_file(n.db, file_id)
+    f = await audio_file(n.db, file_id, current_audience())
     track = f.track
     viewer = current_viewer()
     check_download(track, viewer.did if viewer else None)
     sha, mime, ext = track["original_sha"], track["original_mime"], track["original_ext"]
     name = re.sub(r'[\x00-\x1f/\\:*?"<>|]+', " ", f"{artist_name(track)} - {track['title']}").strip()
-    return await serve_file(n.blobs.path_for(sha), mime=mime, etag=sha, download_name=f"{name}.{ext}")
+    return _private_if(is_library(track), await serve_file(n.blobs.path_for(sha), mime=mime, etag=sha,
+                                                           download_name=f"{name}.{ext}"))
 
 
 @bp.route("/images/<sha>", methods=["GET", "HEAD"])
 async def image(sha: str) -> Response:
     n = node()
-    mime = await image_mime(n.db, sha)
-    return await serve_file(n.blobs.path_for(sha), mime=mime, etag=sha)
+    f = await image_file(n.db, sha, current_audience())
+    return _private_if(f.library_only, await serve_file(n.blobs.path_for(sha), mime=f.mime, etag=sha))

@@ -19,7 +19,7 @@ from ..auth.service import safe_return_path
 from ..catalog import albums, comments, feeds, likes, playlists, preferences
 from ..catalog.profiles import get_profile
 from ..catalog.social import tracks_json
-from ..catalog.tracks import ANONYMOUS, hidden_tags, open_track, playable, track_json, visible
+from ..catalog.tracks import ANONYMOUS, hidden_tags, is_library, open_track, playable, track_json, visible
 from ..errors import InvalidInput, NotFound, PlyrdError
 from .auth import set_session_cookies
 from .context import node
@@ -165,16 +165,18 @@ async def track_page(track_id: int) -> Response:
     audience = current_audience()
     row = await open_track(n.db, track_id, audience)
     track = (await page_tracks([row], peaks=True))[0]
-    found = await comments.list_comments(n.db, track_id)
+    found = await comments.list_comments(n.db, track_id, audience)
     liked_by = await likes.likers(n.db, track_id, audience)
     mine = []
     if (viewer := current_viewer()) is not None:
         mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
     page_url = f"{n.config.public_url}/track/{track_id}"
+    # A library track is the node's own: no link preview, player card or embed offers it to other sites.
+    shared = {} if is_library(row) else _embed_links(page_url, f"/embed/track/{track_id}", EMBED_HEIGHT)
     return await render("track.html", track=track, comments=found["comments"],
                         comments_enabled=found["comments_enabled"], likers=liked_by["users"], playlists=mine,
                         page_url=page_url, start_at=start_at(request.args.get("t"), track["duration"]),
-                        **_embed_links(page_url, f"/embed/track/{track_id}", EMBED_HEIGHT))
+                        private=is_library(row), **shared)
 
 
 @bp.get("/u/<handle>")
@@ -193,12 +195,14 @@ async def artist_page(handle: str) -> Response:
 @bp.get("/u/<handle>/album/<slug>")
 async def album_page(handle: str, slug: str) -> Response:
     n = node()
-    album = await albums.find_album(n.db, handle, slug)
-    rows = await albums.album_tracks(n.db, album["id"], visible(current_audience()))
+    audience = current_audience()
+    album = await albums.find_album(n.db, handle, slug, audience)
+    rows = await albums.album_tracks(n.db, album["id"], visible(audience))
     page_url = f"{n.config.public_url}/u/{handle}/album/{slug}"
+    private = album["library_key"] is not None  # the node's library album: nothing offers it to other sites
+    shared = {} if private else _embed_links(page_url, f"/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT)
     return await render("album.html", album=albums.album_json(album, n.config.public_url),
-                        tracks=await page_tracks(rows), page_url=page_url,
-                        **_embed_links(page_url, f"/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT))
+                        tracks=await page_tracks(rows), page_url=page_url, private=private, **shared)
 
 
 # ---- signing in ------------------------------------------------------------------------------------------------
@@ -251,7 +255,7 @@ async def library_page() -> Response:
     n = node()
     liked = await likes.liked_tracks(n.db, viewer.did, audience=current_audience(), public_url=n.config.public_url)
     mine = await playlists.own_playlists(n.db, viewer.did, n.config.public_url)
-    shelf = await albums.library_albums(n.db, viewer.did, n.config.public_url)
+    shelf = await albums.library_albums(n.db, viewer.did, n.config.public_url, current_audience())
     return await render("library.html", tracks=liked, playlists=mine, albums=shelf)
 
 
@@ -260,7 +264,7 @@ async def playlist_page(playlist_id: str) -> Response:
     n = node()
     audience = current_audience()
     row = await playlists.get_playlist(n.db, playlist_id, audience.did)
-    items = await playlists.playlist_items(n.db, row["id"])
+    items = await playlists.playlist_items(n.db, row["id"], audience)
     uris = {i["track_id"]: i["uri"] for i in items}
     tracks = [{**t, "item_uri": uris.get(t["id"])}
               for t in await page_tracks(await playlists.playlist_tracks(n.db, row["id"], visible(audience)))]
@@ -327,7 +331,7 @@ async def embed_playlist(playlist_id: str) -> Response:
 @bp.get("/embed/album/<handle>/<slug>")
 async def embed_album(handle: str, slug: str) -> Response:
     n = node()
-    row = await albums.find_album(n.db, handle, slug)
+    row = await albums.find_album(n.db, handle, slug, ANONYMOUS)  # an embed is the same for everyone
     album = albums.album_json(row, n.config.public_url)
     return await _list_embed(title=album["title"], by=album["artist"], image_url=album["image_url"],
                              rows=await albums.album_tracks(n.db, row["id"], EMBED_TRACKS),
@@ -362,7 +366,7 @@ async def oembed() -> Response:
         src, height, thumbnail = f"{base}/embed/playlist/{playlist['id']}", LIST_EMBED_HEIGHT, playlist["image_url"]
     elif match := _ALBUM_PATH.match(path):
         handle, slug = match.group(1) or match.group(2), match.group(3)
-        album = albums.album_json(await albums.find_album(n.db, handle, slug), base)
+        album = albums.album_json(await albums.find_album(n.db, handle, slug, ANONYMOUS), base)
         title, author, author_url = album["title"], album["artist"], f"{base}/u/{album['artist_handle']}"
         src, height, thumbnail = f"{base}/embed/album/{handle}/{slug}", LIST_EMBED_HEIGHT, album["image_url"]
     else:

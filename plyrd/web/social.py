@@ -47,13 +47,13 @@ def _public_url() -> str:
 @bp.post("/tracks/<int:track_id>/like")
 async def like(track_id: int) -> Response:
     viewer = require_viewer()
-    return jsonify(await likes.like(node().db, did=viewer.did, track_id=track_id))
+    return jsonify(await likes.like(node().db, did=viewer.did, track_id=track_id, audience=current_audience()))
 
 
 @bp.delete("/tracks/<int:track_id>/like")
 async def unlike(track_id: int) -> Response:
     viewer = require_viewer()
-    return jsonify(await likes.unlike(node().db, did=viewer.did, track_id=track_id))
+    return jsonify(await likes.unlike(node().db, did=viewer.did, track_id=track_id, audience=current_audience()))
 
 
 @bp.get("/tracks/<int:track_id>/likes")
@@ -86,7 +86,7 @@ async def user_likes(handle: str) -> Response:
 
 @bp.get("/tracks/<int:track_id>/comments")
 async def track_comments(track_id: int) -> Response:
-    return jsonify(await comments.list_comments(node().db, track_id))
+    return jsonify(await comments.list_comments(node().db, track_id, current_audience()))
 
 
 @bp.post("/tracks/<int:track_id>/comments")
@@ -94,7 +94,7 @@ async def add_comment(track_id: int) -> Response:
     viewer = require_viewer()
     body = await json_body()
     return jsonify(await comments.create(node().db, did=viewer.did, track_id=track_id, text=body.get("text"),
-                                         timestamp_ms=body.get("timestamp_ms")))
+                                         timestamp_ms=body.get("timestamp_ms"), audience=current_audience()))
 
 
 @bp.patch("/tracks/comments/<int:comment_id>")
@@ -128,7 +128,7 @@ async def play(track_id: int) -> Response:
         if not _PLAY_ID.fullmatch(play_id):
             play_id = new_cookie = secrets.token_urlsafe(18)
         listener = plays.Listener.anonymous(play_id)
-    result = await plays.count_play(node().db, track_id=track_id, listener=listener,
+    result = await plays.count_play(node().db, track_id=track_id, listener=listener, audience=current_audience(),
                                     listened_ms=body.get("listened_ms"), public_url=_public_url())
     response = jsonify(result)
     if new_cookie:
@@ -156,7 +156,8 @@ async def stats() -> Response:
 async def report_now_playing() -> Response:
     viewer = require_viewer()
     await now_playing.report(node().db, _now_playing(), did=viewer.did, body=await json_body(),
-                             teal_granted=viewer.session.teal_granted, public_url=_public_url())
+                             teal_granted=viewer.session.teal_granted, public_url=_public_url(),
+                             audience=current_audience())
     return jsonify({"status": "ok"})
 
 
@@ -168,9 +169,9 @@ async def clear_now_playing() -> Response:
     return jsonify({"status": "ok"})
 
 
-def _now_playing_answer(did: str) -> Response | tuple[str, int]:
-    entry = _now_playing().get(did)
-    if entry is None or not entry.is_playing:
+async def _now_playing_answer(did: str) -> Response | tuple[str, int]:
+    entry = await now_playing.shown(node().db, _now_playing(), did, current_audience())
+    if entry is None:
         return "", 204  # nothing playing, as Spotify answers (what Piper expects)
     return jsonify(now_playing.public_json(entry, _public_url()))
 
@@ -178,13 +179,13 @@ def _now_playing_answer(did: str) -> Response | tuple[str, int]:
 @bp.get("/now-playing/by-did/<did>")
 @bp.get("/now-playing/<did>")  # the short form issue 13 asks for (plyr.fm has only by-did and by-handle)
 async def now_playing_by_did(did: str) -> Response | tuple[str, int]:
-    return _now_playing_answer(did)
+    return await _now_playing_answer(did)
 
 
 @bp.get("/now-playing/by-handle/<handle>")
 async def now_playing_by_handle(handle: str) -> Response | tuple[str, int]:
     person = await find_person(node().db, handle)
-    return _now_playing_answer(person["did"])
+    return await _now_playing_answer(person["did"])
 
 
 # ---- preferences

@@ -136,4 +136,4 @@ def current_audience() -> Audience:
     viewer = g.get("viewer")
     if viewer is None:
         return ANONYMOUS
-    return Audience(viewer.did, is_admin=node().auth.is_admin(viewer.did, viewer.session.handle))
+    return node().auth.audience(viewer.did, viewer.session.handle)

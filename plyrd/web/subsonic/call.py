@@ -33,7 +33,7 @@ class Call:
     @property
     def audience(self) -> Audience:
         """The caller as the catalog's visibility rules see them."""
-        return Audience(self.did, is_admin=self.node.auth.is_admin(self.did, self.session.handle))
+        return self.node.auth.audience(self.did, self.session.handle)
 
     def one(self) -> dict[str, str]:
         return {k: v for k, v in self.params.items()}

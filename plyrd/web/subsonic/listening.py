@@ -35,14 +35,15 @@ async def scrobble(call: Call) -> dict[str, Any]:
         row = await sc.get_song(n.db, ids[-1], call.audience)  # the last named is the one playing
         await now_playing.report(n.db, _now_playing_store(), did=call.did, body={"track_id": row["id"]},
                                  teal_granted=call.session.teal_granted, public_url=n.config.public_url,
-                                 player=state.client_of(call.params.get("c")))
+                                 audience=call.audience, player=state.client_of(call.params.get("c")))
         return {}
     # Only songs the caller may see count (error 70 otherwise, before any play is counted): a known id of an
     # unlisted track plays, one of a track hidden from the caller does not.
     track_ids = await state.require_songs(n.db, ids, call.audience)
     listener = plays.Listener.signed_in(call.did, teal_granted=call.session.teal_granted)
     for track_id in track_ids:
-        await plays.count_play(n.db, track_id=track_id, listener=listener, public_url=n.config.public_url)
+        await plays.count_play(n.db, track_id=track_id, listener=listener, audience=call.audience,
+                               public_url=n.config.public_url)
     return {}
 
 
@@ -89,7 +90,7 @@ async def star(call: Call) -> dict[str, Any]:
     track_ids, albums, artists = await _targets(call)
     for track_id in track_ids:
         try:
-            await likes.like(call.node.db, did=call.did, track_id=track_id)
+            await likes.like(call.node.db, did=call.did, track_id=track_id, audience=call.audience)
         except Conflict:
             pass
     await state.star_albums(call.node.db, call.did, albums)
@@ -103,7 +104,7 @@ async def unstar(call: Call) -> dict[str, Any]:
     track_ids, albums, artists = await _targets(call)  # an unknown id is error 70; an unstarred one is a no-op
     for track_id in track_ids:
         try:
-            await likes.unlike(db, did=call.did, track_id=track_id)
+            await likes.unlike(db, did=call.did, track_id=track_id, audience=call.audience)
         except NotFound:
             pass
     await state.unstar_albums(db, call.did, albums)

@@ -55,11 +55,13 @@ async def create_playlist(call: Call) -> dict[str, Any]:
     if raw_id:
         playlist_id = sc.uuid_of(raw_id, "pl-", "playlist")
         changes = {**({"name": name} if name else {}), **_public(call)}
-        await playlists.update_playlist(db, playlist_id, did, changes, add_tracks=track_ids, replace_items=True)
+        await playlists.update_playlist(db, playlist_id, did, changes, add_tracks=track_ids, replace_items=True,
+                                        audience=call.audience)
     elif not name:
         raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: name (or playlistId)")
     else:
-        playlist_id = await playlists.create_playlist(db, did, {"name": name, **_public(call)}, track_ids=track_ids)
+        playlist_id = await playlists.create_playlist(db, did, {"name": name, **_public(call)}, track_ids=track_ids,
+                                                      audience=call.audience)
     return {"playlist": await _with_songs(call, f"pl-{playlist_id}")}
 
 
@@ -83,7 +85,8 @@ async def update_playlist(call: Call) -> dict[str, Any]:
             raise sc.not_found(f"song at index {index}")
         remove.add(shown[index]["id"])
     add = await state.require_songs(db, call.params.getlist("songIdToAdd"), call.audience)
-    await playlists.update_playlist(db, playlist_id, did, changes, remove_tracks=remove, add_tracks=add)
+    await playlists.update_playlist(db, playlist_id, did, changes, remove_tracks=remove, add_tracks=add,
+                                    audience=call.audience)
     if raw_comment is not None:
         await state.set_playlist_comment(db, playlist_id, comment)
     return {}
