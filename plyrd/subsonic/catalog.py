@@ -22,6 +22,7 @@ from ..catalog.tracks import (
     TRACK_ALBUM_SELECT,
     Audience,
     Where,
+    album_visible,
     artist_name,
     hidden_tags,
     listed,
@@ -856,8 +857,9 @@ async def cover_art(db: Database, raw_id: str, size: int | None, audience: Audie
         rows = await _first_art(db, Where.of("t.artist_did = ?", did) & listed(audience), "ORDER BY t.created_at DESC")
     elif raw_id.startswith("al-"):
         album_id = uuid_of(raw_id, "al-", "album")
-        rows = await db.fetchall("SELECT display_sha, thumb_sha, image_sha, image_mime FROM albums WHERE id = ?",
-                                 (album_id,))
+        shown = Where.of("a.id = ?", album_id) & album_visible(audience)
+        rows = await db.fetchall("SELECT display_sha, thumb_sha, image_sha, image_mime FROM albums a"
+                                 f" WHERE {shown.sql}", shown.params)
         rows += await _first_art(db, Where.of("x.album_id = ?", album_id) & visible(audience), "ORDER BY x.position",
                                  join="JOIN album_tracks x ON x.track_id = t.id")
     elif raw_id.startswith("dir-"):
