@@ -27,6 +27,7 @@ import watchfiles
 from ..workers import sleep_or_stop
 
 log = logging.getLogger("plyrd.library.watch")
+logging.getLogger("watchfiles.main").setLevel(logging.WARNING)  # "N changes detected" at every event: ours say more
 
 # Hidden files, editors' and downloaders' partial files: the finished file arrives under its own name (a rename),
 # which is a change of its own.
@@ -137,8 +138,9 @@ class FolderWatcher:
                         w.cancel()
                 if stop.is_set():
                     return
-                if watcher.done():
-                    watcher.result()  # a crash of the watch loop: let plyrd.workers log it and restart us
+                if watcher.done():  # the watch loop crashed (or ended early): plyrd.workers logs and restarts us
+                    watcher.result()
+                    raise RuntimeError("the library watch loop ended")
                 if await self._settle(stop):
                     return
                 batch = self._take(self.watching or [])
