@@ -3,11 +3,14 @@
 One artist ("owner") has a track of each kind that exists: ready and listed (public), carrying a hidden tag ("ai",
 hidden by default), unlisted, unlisted inside an album, still processing and failed (both inside that album: the
 states a track is in before it can play). Another artist ("other") has one listed track, likes every track, and
-keeps a public playlist of all of them. Each API is asked as nobody signed in, as the other artist and as the owner,
+keeps a public playlist of all of them. The node's music folder holds one file, scanned into a library track
+("library"): the node's own, seen by signed-in people (auth.library_listeners is unset here) and never by anonymous
+visitors, embeds or link previews. Each API is asked as nobody signed in, as the other artist and as the owner,
 and must show exactly the tracks the visibility rule gives: discovery (feeds, top, tags, search, similar, Subsonic's
 lists) only listed, playable tracks without a hidden tag (a tag's page keeps the hidden tag); an artist's page their
 playable tracks, unlisted ones too; a track, album, playlist, liked list or queue asked for by id every track it
-names; Subsonic only what can stream. A new kind of track is a new row here.
+names; Subsonic only what can stream. A new kind of track is a new row here (tests/test_library_visibility.py
+asks more of library tracks).
 """
 
 from __future__ import annotations
@@ -23,20 +26,36 @@ from urllib.parse import quote
 import httpx
 import pytest
 from audio_samples import make_audio
-from conftest import ServedNode, node_fixture
+from conftest import ServedNode, node_env, start_node
 from helpers import Artist, sign_in
+from library_support import scan_library
 
-node = node_fixture("visibility")
-
-KINDS = ("public", "hidden", "unlisted", "album_unlisted", "processing", "failed", "others")
+KINDS = ("public", "hidden", "unlisted", "album_unlisted", "processing", "failed", "others", "library")
 EVERY = set(KINDS)
 PLAYABLE = EVERY - {"processing", "failed"}
-DISCOVERY = {"public", "others"}  # listed, playable, no hidden tag
+DISCOVERY = {"public", "others", "library"}  # listed, playable, no hidden tag
 TAG_PAGE = DISCOVERY | {"hidden"}  # a tag's page shows what carries it, whatever the viewer hides
 OWNER_PAGE = {"public", "hidden", "unlisted", "album_unlisted"}  # the owner's playable tracks, unlisted too
 ALBUM = {"album_unlisted", "processing", "failed"}
-OWNER = EVERY - {"others"}
+OWNER = EVERY - {"others", "library"}
 WORD = "zorblax"  # in every title, and in nothing else on this node
+
+
+def seen(who: str, kinds: set[str]) -> set[str]:
+    """What of `kinds` this viewer may see at all: a library track only when signed in."""
+    return kinds - {"library"} if who == "anonymous" else kinds
+
+
+@pytest.fixture(scope="module")
+def node(pds, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The node, with a music folder holding one tagged file (scanned in the `world` fixture)."""
+    music = tmp_path_factory.mktemp("visibility-music")
+    make_audio(music / "library.flac", "flac", seconds=1.5, frequency=940.0,
+               tags={"title": f"{WORD.title()} library", "artist": "Folder Artist", "genre": "vistag"})
+    served = start_node([], cwd=tmp_path_factory.mktemp("visibility"),
+                        env=node_env(pds, PLYRD_LIBRARY_FOLDERS=str(music), PLYRD_LIBRARY_WATCH="false"))
+    yield served
+    served.stop()
 
 
 @dataclass
@@ -97,12 +116,24 @@ def set_status(node: ServedNode, track_id: int, status: str) -> None:
         conn.close()
 
 
+def library_track(node: ServedNode) -> int:
+    """The node's scanner over its music folder; the id of the library track it made."""
+    scan_library(node, added=1)
+    conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
+    try:
+        return conn.execute("SELECT id FROM tracks WHERE source = 'library'").fetchone()[0]
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def world(node, pds, tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("visibility-audio")
     owner, other = person(node, pds.create_account("visowner")), person(node, pds.create_account("visother"))
-    ids: dict[str, int] = {}
+    ids: dict[str, int] = {"library": library_track(node)}
     for n, kind in enumerate(KINDS):
+        if kind == "library":
+            continue
         who = other if kind == "others" else owner
         src = make_audio(tmp / f"{kind}.mp3", "mp3", seconds=1.5, frequency=300.0 + 40 * n)
         fields = {"title": f"{WORD.title()} {kind}", "tags": json.dumps(["vistag", "ai"] if kind == "hidden"
@@ -154,21 +185,27 @@ def test_json_feeds_and_lists(node, world: World, who: str) -> None:
         body = ok(http.get(path, params=params))
         return world.kinds(t["id"] for t in (body[key] if key else body))
 
-    assert shown("/tracks/", limit=100) == DISCOVERY, "the latest feed"
-    assert shown("/tracks/", limit=100, filter_hidden_tags="false") == DISCOVERY | {"hidden"}, "feed, nothing hidden"
-    assert shown("/tracks/top", None, limit=50) == DISCOVERY, "top tracks"  # plyr.fm's bare array
-    assert shown("/tracks/tags/vistag", limit=100) == TAG_PAGE, "a tag's tracks"
+    discovery = seen(who, DISCOVERY)
+    assert shown("/tracks/", limit=100) == discovery, "the latest feed"
+    assert shown("/tracks/", limit=100, filter_hidden_tags="false") == discovery | {"hidden"}, "feed, nothing hidden"
+    assert shown("/tracks/top", None, limit=50) == discovery, "top tracks"  # plyr.fm's bare array
+    assert shown("/tracks/tags/vistag", limit=100) == seen(who, TAG_PAGE), "a tag's tracks"
     assert shown("/tracks/", artist_did=owner_did, limit=100) == OWNER_PAGE, "an artist's tracks"
     tags = {t["name"]: t["track_count"] for t in ok(http.get("/tracks/tags", params={"q": "vis"}))}
-    assert tags == {"vistag": len(TAG_PAGE)}, "tag counts count what discovery lists"
+    assert tags == {"vistag": len(seen(who, TAG_PAGE))}, "tag counts count what discovery lists"
     assert ok(http.get(f"/artists/{owner_did}"))["track_count"] == len({"public", "hidden"}), "the public count"
-    assert ok(http.get("/stats"))["total_tracks"] == len(PLAYABLE), "the node's totals count what can play"
+    total = ok(http.get("/stats"))["total_tracks"]
+    assert total == len(PLAYABLE - {"library"}), "the node's public totals count what can play, for anyone"
 
     album = ok(http.get(f"/albums/{world.handle}/{WORD}-album"))
     assert world.kinds(t["id"] for t in album["tracks"]) == ALBUM, "an album names all its tracks"
     playlist = ok(http.get(f"/lists/playlists/{world.playlist_id}"))
-    assert world.kinds(t["id"] for t in playlist["tracks"]) == EVERY, "a playlist names all its tracks"
+    assert world.kinds(t["id"] for t in playlist["tracks"]) == seen(who, EVERY), "a playlist names all its tracks"
     for kind, track_id in world.ids.items():
+        if kind not in seen(who, EVERY):  # as if it did not exist
+            assert http.get(f"/tracks/{track_id}").status_code == 404, kind
+            assert http.get(f"/tracks/{track_id}/likes").status_code == 404, kind
+            continue
         track = ok(http.get(f"/tracks/{track_id}"))
         assert track["id"] == track_id and track["playable"] == (kind in PLAYABLE), kind
         assert ok(http.get(f"/tracks/{track_id}/likes"))["count"] == 1, kind
@@ -177,7 +214,7 @@ def test_json_feeds_and_lists(node, world: World, who: str) -> None:
         for path in ("/tracks/liked", "/tracks/me", "/queue/"):
             assert http.get(path).status_code == 401, path
         return
-    mine = OWNER if who == "owner" else {"others"}
+    mine = OWNER if who == "owner" else {"others"}  # the library's track is nobody's own
     assert shown("/tracks/me", limit=100) == mine, "your own tracks, in every state"
     assert shown("/tracks/liked") == (EVERY if who == "other" else set()), "your liked tracks"
     csrf = {"X-CSRF-Token": (world.owner if who == "owner" else world.other).artist.csrf}
@@ -194,7 +231,7 @@ def test_search_and_similar(node, world: World, who: str) -> None:
     def found(q: str, kind: str = "tracks") -> list[dict[str, Any]]:
         return ok(http.get("/search/", params={"q": q, "type": kind, "limit": 50}))["groups"][kind]
 
-    assert world.kinds(h["id"] for h in found(WORD)) == DISCOVERY, "search"
+    assert world.kinds(h["id"] for h in found(WORD)) == seen(who, DISCOVERY), "search"
     assert world.kinds(h["id"] for h in found("ai")) == {"hidden"}, "a hidden tag asked for by name"
     for name, did, listed in (("visowner", world.owner.artist.did, {"public", "hidden"}),
                               ("visother", world.other.artist.did, {"others"})):
@@ -205,8 +242,8 @@ def test_search_and_similar(node, world: World, who: str) -> None:
     def similar(kind: str) -> set[str]:
         return world.kinds(t["id"] for t in ok(http.get(f"/tracks/{world.ids[kind]}/similar"))["tracks"])
 
-    assert similar("public") == {"others"}, "more like a listed track"
-    assert similar("hidden") == DISCOVERY, "more like a track carrying a hidden tag: that tag is not hidden"
+    assert similar("public") == seen(who, {"others", "library"}), "more like a listed track"
+    assert similar("hidden") == seen(who, DISCOVERY), "more like a track carrying a hidden tag: it is not hidden"
     for kind in ("unlisted", "processing"):  # they open by id, but discovery never indexed them
         assert similar(kind) == set(), kind
 
@@ -215,7 +252,7 @@ def test_playlist_recommendations(node, world: World) -> None:
     """Discovery too: a playlist's recommendations (its owner's to ask for) are the listed tracks like its own,
     without a hidden tag unless one of its tracks carries it."""
     o, csrf = world.owner.artist, {"X-CSRF-Token": world.owner.artist.csrf}
-    for seed, expected in (("public", {"others"}), ("hidden", DISCOVERY)):
+    for seed, expected in (("public", {"others", "library"}), ("hidden", DISCOVERY)):
         playlist = ok(o.http.post("/lists/playlists", json={"name": f"more like {seed}"}, headers=csrf))
         ok(o.http.post(f"/lists/playlists/{playlist['id']}/tracks", json={"track_id": world.ids[seed]}, headers=csrf))
         recs = ok(o.http.get(f"/lists/playlists/{playlist['id']}/recommendations", params={"limit": 10}))
@@ -231,16 +268,23 @@ def test_pages_embeds_and_link_previews(node, world: World, who: str) -> None:
         assert r.status_code == 200, (path, r.status_code)
         return r.text
 
-    assert world.kinds(track_rows(page("/"))) == DISCOVERY, "the home page (latest and top)"
-    assert world.kinds(track_rows(page("/tag/vistag"))) == TAG_PAGE, "a tag's page"
+    assert world.kinds(track_rows(page("/"))) == seen(who, DISCOVERY), "the home page (latest and top)"
+    assert world.kinds(track_rows(page("/tag/vistag"))) == seen(who, TAG_PAGE), "a tag's page"
     assert world.kinds(track_rows(page(f"/u/{world.handle}"))) == OWNER_PAGE, "an artist's page"
     assert world.kinds(track_rows(page(f"/u/{world.handle}/album/{WORD}-album"))) == ALBUM, "an album's page"
-    assert world.kinds(track_rows(page(f"/playlist/{world.playlist_id}"))) == EVERY, "a playlist's page"
-    # Embeds are the same for everyone and list what can play.
+    assert world.kinds(track_rows(page(f"/playlist/{world.playlist_id}"))) == seen(who, EVERY), "a playlist's page"
+    # Embeds are the same for everyone and list what can play (never a library track: they are for other sites).
     assert world.kinds(track_rows(page(f"/embed/album/{world.handle}/{WORD}-album"))) == ALBUM & PLAYABLE
-    assert world.kinds(track_rows(page(f"/embed/playlist/{world.playlist_id}"))) == PLAYABLE
+    assert world.kinds(track_rows(page(f"/embed/playlist/{world.playlist_id}"))) == PLAYABLE - {"library"}
     for kind, track_id in world.ids.items():
         title = f"{WORD.title()} {kind}"
+        if kind == "library":  # its page for those who may see it, with no preview; never an embed
+            assert http.get(f"/track/{track_id}").status_code == (404 if who == "anonymous" else 200)
+            if who != "anonymous":
+                assert "og:title" not in page(f"/track/{track_id}")
+            assert http.get(f"/embed/track/{track_id}").status_code == 404
+            assert http.get("/oembed", params={"url": f"{node.url}/track/{track_id}"}).status_code == 404
+            continue
         html = page(f"/track/{track_id}")
         assert f'<meta property="og:title" content="{title}">' in html, kind
         assert world.kinds(track_rows(page(f"/embed/track/{track_id}"))) == {kind}
@@ -263,7 +307,9 @@ def test_subsonic(node, world: World, who: str) -> None:
         return songs(me.rest("getAlbum", id=album_id)["album"].get("song", []))
 
     albums = {a["id"] for a in me.rest("getAlbumList2", type="newest", size=500)["albumList2"]["album"]}
-    assert albums == {f"al-{world.album_id}", f"al-singles-{owner_did}", f"al-singles-{other_did}"}
+    library_albums = {a for a in albums if songs(me.rest("getAlbum", id=a)["album"].get("song", [])) == {"library"}}
+    assert len(library_albums) == 1, albums  # the library track's album, which Subsonic shows signed-in people
+    assert albums - library_albums == {f"al-{world.album_id}", f"al-singles-{owner_did}", f"al-singles-{other_did}"}
     assert album_songs(f"al-{world.album_id}") == ALBUM & PLAYABLE, "an album: what streams, unlisted too"
     assert album_songs(f"al-singles-{owner_did}") == {"public", "hidden"}, "Singles: listed tracks"
     assert album_songs(f"al-singles-{other_did}") == {"others"}

@@ -23,7 +23,7 @@ from ..db.queries import fetchone
 from ..errors import InvalidInput
 from . import preferences
 from .social import track_for_update, utc
-from .tracks import ANONYMOUS, Audience, Where, artist_name, is_library, playable, visible
+from .tracks import ANONYMOUS, Audience, Where, artist_name, artist_shown, is_library, playable, visible
 
 TEAL_PLAY = "fm.teal.feed.play"
 TEAL_STATUS = "fm.teal.actor.status"
@@ -166,10 +166,12 @@ async def public_analytics(db: Database, did: str, audience: Audience) -> dict[s
     """GET /artists/{did}/analytics: plyr.fm's public totals for any artist, over the tracks `audience` may see
     (zeros for an artist the node does not know), and `rank`: their place (1-10) among the node's ten most played
     artists, null outside them."""
-    totals = await _totals(db, Where.of("t.artist_did = ?", did) & visible(audience), top_needs_plays=False)
+    artist = artist_shown("artist_did")  # the node's library is no artist: no totals, no rank
+    totals = await _totals(db, Where.of("t.artist_did = ?", did) & visible(audience) & artist_shown("t.artist_did"),
+                           top_needs_plays=False)
     ranked = await db.fetchall(
-        "SELECT artist_did FROM tracks GROUP BY artist_did HAVING sum(play_count) > 0"
-        " ORDER BY sum(play_count) DESC, artist_did LIMIT ?", (RANKED_ARTISTS,))
+        f"SELECT artist_did FROM tracks WHERE {artist.sql} GROUP BY artist_did HAVING sum(play_count) > 0"
+        " ORDER BY sum(play_count) DESC, artist_did LIMIT ?", (*artist.params, RANKED_ARTISTS))
     rank = next((i + 1 for i, r in enumerate(ranked) if r["artist_did"] == did), None)
     return {**totals, "rank": rank}
 

@@ -101,6 +101,7 @@ async def track_detail(track_id: int) -> Response:
 async def track_delete(track_id: int) -> tuple[str, int]:
     viewer = require_viewer()
     n = node()
+    await open_track(n.db, track_id, current_audience())  # one they may not see is 404, not "not yours" (403)
     await delete_track(n.db, n.blobs, track_id, did=viewer.did)
     return "", 204
 
@@ -191,7 +192,7 @@ async def edit_track(track_id: int) -> Response:
     `image`; or remove_image), url-encoded (what its SDK sends without an image), or no body (nothing changes)."""
     viewer = require_viewer()
     n = node()
-    row = await get_track_row(n.db, track_id)
+    row = await open_track(n.db, track_id, current_audience())  # one they may not see is 404, not 403
     if row["artist_did"] != viewer.did:
         raise Forbidden("only the artist can edit this track")
     form = await upload_stream.read_form(request, store=n.blobs, max_file_bytes=n.config["media.max_image_mb"]
