@@ -29,7 +29,7 @@ import libsonic
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_env, start_node
-from helpers import Artist, db_rows, sign_in
+from helpers import Artist, db_rows, sign_in, wait_for
 from subsonic_contract import same_content, validate_json
 
 LIBRARY_DID = "did:plyrd:library"
@@ -113,6 +113,7 @@ class World:
     music: Path
     alice: Listener  # in auth.library_listeners
     bob: Listener  # signed in, but not in auth.library_listeners
+    carol: Listener  # an admin: admins always see the library
     upload_id: int  # alice's own upload (music folder 1)
 
 
@@ -162,12 +163,14 @@ def scan(node: Any, music: Path) -> None:
 
 @pytest.fixture(scope="module")
 def world(pds: Any, music: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    alice_account, bob_account = pds.create_account("sslalice"), pds.create_account("sslbob")
+    accounts = [pds.create_account(name) for name in ("sslalice", "sslbob", "sslcarol")]
     node = start_node([], cwd=tmp_path_factory.mktemp("subsonic_library"),
                       env=node_env(pds, PLYRD_LIBRARY_FOLDERS=str(music), PLYRD_LIBRARY_WATCH="false",
-                                   PLYRD_AUTH_LIBRARY_LISTENERS=alice_account.handle))
+                                   PLYRD_LIBRARY_SCAN_INTERVAL_MINUTES="0",
+                                   PLYRD_AUTH_LIBRARY_LISTENERS=accounts[0].handle,
+                                   PLYRD_AUTH_ADMINS=accounts[2].handle))
     try:
-        alice, bob = _listener(node.url, alice_account), _listener(node.url, bob_account)
+        alice, bob, carol = (_listener(node.url, a) for a in accounts)
         scan(node, music)
         assert db_rows(node, "SELECT count(*) FROM tracks WHERE source = 'library'") == [(7,)]
         tone = make_audio(tmp_path_factory.mktemp("upload") / "mine.mp3", "mp3", seconds=1.0, frequency=800.0)
@@ -175,7 +178,7 @@ def world(pds: Any, music: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         assert r.status_code == 200, r.text
         events = alice.artist.wait(r.json()["upload_id"])
         assert events[-1]["status"] == "completed", events
-        yield World(node, music, alice, bob, events[-1]["track_id"])
+        yield World(node, music, alice, bob, carol, events[-1]["track_id"])
     finally:
         node.stop()
 
@@ -424,3 +427,27 @@ def test_python_clients_browse_the_folder(world: World) -> None:
     assert [c.title for c in band.child] == ["First Light", "Live"]
     album = conn.get_album(_album_id(world.alice, "Summer Mix"))
     assert album.artist == "Various Artists" and [s.artist for s in album.song] == ["Sun Singer", "Sea Crew"]
+
+
+def test_scan_status_and_an_admin_starting_a_scan(world: World) -> None:
+    alice, bob, carol = world.alice, world.bob, world.carol
+    assert alice.call("getScanStatus")["scanStatus"]["count"] == 8  # 7 files of the folder and her upload
+    assert bob.call("getScanStatus")["scanStatus"]["count"] == 1
+    assert alice.error("startScan") == 50
+    before = db_rows(world.node, "SELECT count(*) FROM library_scans")[0][0]
+    assert carol.call("startScan")["scanStatus"]["scanning"] is True
+    wait_for(lambda: db_rows(world.node, "SELECT count(*) FROM library_scans WHERE state = 'done'")[0][0] > before)
+    assert _names(carol.call("getArtists", musicFolderId=2)["artists"]["index"]) == \
+        _names(alice.call("getArtists", musicFolderId=2)["artists"]["index"])
+
+
+def test_artist_info_and_top_songs_of_a_tag_artist(world: World) -> None:
+    alice = world.alice
+    info = alice.call("getArtistInfo2", id=_lib_key("Alpha Band"))["artistInfo2"]
+    assert "biography" not in info or info["biography"] is None
+    top = alice.call("getTopSongs", artist="Alpha Band", count=10)["topSongs"]["song"]
+    assert {s["title"] for s in top} == {"Opening", "Second Wind", "Encore"}
+    top = alice.call("getTopSongs", artist="Various Artists", count=10)["topSongs"]["song"]
+    assert {s["title"] for s in top} == {"Sun", "Sea"}
+    assert not world.bob.call("getTopSongs", artist="Alpha Band")["topSongs"].get("song")
+    assert world.bob.error("getArtistInfo2", id=_lib_key("Alpha Band")) == 70

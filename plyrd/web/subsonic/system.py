@@ -1,4 +1,5 @@
-"""Subsonic's system methods: ping, license, folders, extensions, the user and whose API key it is, scan status."""
+"""Subsonic's system methods: ping, license, folders, extensions, the user and whose API key it is, the music
+folder's scan (status; started by an admin)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,26 @@ async def get_user(call: Call) -> dict[str, Any]:
                      "folder": [f["id"] for f in await folders.music_folders(call.node.db, call.audience)]}}
 
 
+def _scanning(call: Call) -> bool:
+    """Whether the music folder is being scanned (plyrd.library); a node without the library service never is."""
+    node = call.node
+    return type(node).library.built(node) and node.library.scanning
+
+
 @method("getScanStatus")
 async def get_scan_status(call: Call) -> dict[str, Any]:
-    return {"scanStatus": {"scanning": False, "count": await sc.song_count(call.node.db, call.audience)}}
+    return {"scanStatus": {"scanning": _scanning(call), "count": await sc.song_count(call.node.db, call.audience)}}
+
+
+@method("startScan")
+async def start_scan(call: Call) -> dict[str, Any]:
+    """An admin's app asks for a scan of the music folder (run in the background, as the admin page's button does;
+    a running scan is joined). Anyone else: error 50, as Navidrome answers."""
+    node = call.node
+    if not node.auth.is_admin(call.did, call.session.handle):
+        raise SubsonicError(NOT_AUTHORIZED, "Only admins may start a scan")
+    requested = type(node).library_tasks.built(node)
+    if requested:
+        node.library_tasks.request_scan("admin")
+    return {"scanStatus": {"scanning": requested or _scanning(call),
+                           "count": await sc.song_count(node.db, call.audience)}}
