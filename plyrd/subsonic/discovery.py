@@ -26,7 +26,7 @@ from ..db import Database
 from ..library import LIBRARY_DID
 from . import catalog as sc
 from . import folders
-from .envelope import MISSING_PARAMETER, NOT_FOUND, SubsonicError
+from .envelope import MISSING_PARAMETER, NOT_FOUND, SubsonicError, Text
 
 MAX_OFFSET = 10**9
 _ANY = "(SELECT value FROM json_each(?))"  # a JSON array parameter as a set SQL can test with IN
@@ -212,8 +212,13 @@ async def artist_info(db: Database, params: Mapping[str, str], audience: Audienc
     return ArtistInfo(profile, await similar_artists(db, did, _count(params, 20), audience))
 
 
+def _text(value: str | None) -> Text | None:
+    return None if value is None else Text(value)
+
+
 def images(small: str | None, medium: str | None, large: str | None) -> dict[str, str | None]:
-    return {"smallImageUrl": small, "mediumImageUrl": medium, "largeImageUrl": large}
+    # Elements in XML, as Subsonic servers write them and clients read them (<smallImageUrl>...</smallImageUrl>).
+    return {"smallImageUrl": _text(small), "mediumImageUrl": _text(medium), "largeImageUrl": _text(large)}
 
 
 FOLDER_ARTIST = ("id", "name", "artistImageUrl", "starred", "userRating", "averageRating")  # `Artist`'s fields
@@ -229,7 +234,7 @@ def artist_info_entry(info: ArtistInfo, *, id3: bool) -> dict[str, Any]:
     one picture a profile has, so it is every size. No MusicBrainz id or Last.fm page: plyrd knows neither."""
     avatar = info.profile["avatar_url"]  # an https URL: plyrd.urls.check_url held it to that when stored
     similar = [sc.artist(r) for r in info.similar]
-    return {"biography": info.profile["bio"] or None, **images(avatar, avatar, avatar),
+    return {"biography": _text(info.profile["bio"] or None), **images(avatar, avatar, avatar),
             "similarArtist": similar if id3 else [folder_artist(a) for a in similar]}
 
 
@@ -257,7 +262,7 @@ async def album_info(db: Database, params: Mapping[str, str], audience: Audience
             continue
         # Album covers are served under /lists/covers/, track artwork under /images/.
         urls.append(f"{public_url}/lists/covers/{sha}" if sha in covers else f"{public_url}/images/{sha}")
-    return {"notes": (album["description"] if album else None) or None, **images(*urls)}
+    return {"notes": _text((album["description"] if album else None) or None), **images(*urls)}
 
 
 # ---- search (deprecated) ----------------------------------------------------------------------------------------

@@ -29,6 +29,12 @@ NOT_AUTHORIZED = 50
 NOT_FOUND = 70
 
 
+class Text(str):
+    """A string Subsonic's XML carries as a child element's text, not an attribute: `<biography>...</biography>`
+    (artistInfo's biography, musicBrainzId, lastFmUrl and image URLs; albumInfo's notes). JSON carries it as a plain
+    string field either way."""
+
+
 class SubsonicError(Exception):
     """An error a Subsonic client understands: answered with HTTP 200 and status="failed"."""
 
@@ -69,6 +75,8 @@ def _fill(element: ET.Element, tree: dict[str, Any]) -> None:
             continue
         if key == "value":
             element.text = _text(value)
+        elif isinstance(value, Text):
+            ET.SubElement(element, key).text = _text(value)
         elif isinstance(value, dict):
             _fill(ET.SubElement(element, key), value)
         elif isinstance(value, list):
