@@ -284,6 +284,24 @@ def test_subsonic_and_the_queue(world: World, who: str) -> None:
         assert r.status_code == 400 and "no such track" in r.text, r.text
 
 
+def test_now_playing(world: World) -> None:
+    """The public now-playing read shows a library track only to those who may see it."""
+    me = world.people["listener"]
+    opening = world.library["Qwixl Opening"]
+    r = me.artist.http.post("/now-playing/", json={"track_id": opening, "progress_ms": 500}, headers=me.csrf)
+    assert r.status_code == 200, r.text
+    outsider = world.people["outsider"]
+    assert outsider.artist.http.post("/now-playing/", json={"track_id": opening, "progress_ms": 0},
+                                     headers=outsider.csrf).status_code == 404
+    for who in WHO:
+        shown = world.http(who).get(f"/now-playing/by-did/{me.artist.did}")
+        if SEES_LIBRARY[who]:
+            assert ok(shown)["track_name"] == "Qwixl Opening" and ok(shown)["artist_name"] == "Tagged Band"
+        else:
+            assert shown.status_code == 204, (who, shown.text)
+    ok(me.artist.http.delete("/now-playing/", headers=me.csrf))
+
+
 def _published(pds, did: str, collection: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while len(found := records(pds, did, collection)) < count:
@@ -323,6 +341,14 @@ def test_likes_and_playlists_stay_on_the_node(world: World, pds) -> None:
     lists = {r["value"]["name"]: r["value"] for r in records(pds, did, "fm.plyr.list")}
     assert [i["subject"]["uri"] for i in lists["Liked Tracks"]["items"]] == [upload_uri]
     assert [i["subject"]["uri"] for i in lists["mixed"]["items"]] == [upload_uri], "only the published item"
+    # plyr.fm reorders a liked list by its record's strongRefs: the library track, in none, keeps its place
+    order = [t["id"] for t in ok(http.get("/tracks/liked"))["tracks"]]
+    liked_rkey = next(r["uri"] for r in records(pds, did, "fm.plyr.list")
+                      if r["value"]["name"] == "Liked Tracks").rsplit("/", 1)[1]
+    upload_cid = records(pds, did, "fm.plyr.track")[0]["cid"]
+    ok(http.put(f"/lists/{liked_rkey}/reorder", json={"items": [{"uri": upload_uri, "cid": upload_cid}]},
+                headers=me.csrf))
+    assert [t["id"] for t in ok(http.get("/tracks/liked"))["tracks"]] == order
 
     detail = ok(http.get(f"/lists/playlists/{playlist['id']}"))
     assert [t["id"] for t in detail["tracks"]] == [opening, world.upload, single]

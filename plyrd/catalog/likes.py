@@ -124,8 +124,10 @@ def _item_key(item: Any) -> tuple[str, Any]:
 
 async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
     """Put the caller's liked list in the order given. The items must be exactly the liked tracks, each once;
-    anything else changes nothing. Answers the new order (`track_ids`) and, as plyr.fm, the list record's `uri`
-    and `cid` (null when no liked track has a record to list)."""
+    anything else changes nothing. An order given only as strongRefs (plyr.fm's, from the list record) names the
+    liked tracks that have a record; library tracks, which have none, keep their places among them. Answers the new
+    order (`track_ids`) and, as plyr.fm, the list record's `uri` and `cid` (null when no liked track has a record
+    to list)."""
     if not isinstance(items, list):
         raise InvalidInput("items must be a list of the liked tracks in their new order")
     if len(items) > MAX_LIST:
@@ -133,9 +135,10 @@ async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
     keys = [_item_key(item) for item in items]
     async with db.write() as conn:
         liked = await fetchall(conn, "SELECT l.track_id, t.record_uri FROM likes l JOIN tracks t ON t.id = l.track_id"
-                                 " WHERE l.did = ?", (did,))
+                                 " WHERE l.did = ? ORDER BY l.position, l.id DESC", (did,))
         by_uri = {r["record_uri"]: r["track_id"] for r in liked if r["record_uri"]}
-        liked_ids = {r["track_id"] for r in liked}
+        by_refs = bool(keys) and all(kind == "uri" for kind, _ in keys)
+        liked_ids = set(by_uri.values()) if by_refs else {r["track_id"] for r in liked}
         order: list[int] = []
         for kind, value in keys:
             track_id = value if kind == "id" else by_uri.get(value)
@@ -147,6 +150,9 @@ async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
         if len(order) != len(liked_ids):
             missing = sorted(liked_ids - set(order))
             raise InvalidInput(f"the new order must name every liked track; missing: {missing}")
+        if by_refs:  # the tracks without a record stay where they were, the named ones fill the other places
+            named = iter(order)
+            order = [next(named) if r["track_id"] in liked_ids else r["track_id"] for r in liked]
         for position, track_id in enumerate(order):
             await conn.execute("UPDATE likes SET position = ? WHERE did = ? AND track_id = ?",
                                (position, did, track_id))
