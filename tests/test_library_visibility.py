@@ -361,6 +361,21 @@ def test_likes_and_playlists_stay_on_the_node(world: World, pds) -> None:
     after = ok(http.get(f"/lists/playlists/{playlist['id']}"))
     assert [t["id"] for t in after["tracks"]] == [opening, world.upload, single], "reconcile keeps library items"
 
+    # Another client renames the playlist on the PDS: its record replaces the published items, the library's stay.
+    account = world.accounts["listener"]
+    session = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                         json={"identifier": account.handle, "password": account.password}).json()
+    mixed = next(r for r in records(pds, did, "fm.plyr.list") if r["value"]["name"] == "mixed")
+    r = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.repo.putRecord",
+                   headers={"Authorization": f"Bearer {session['accessJwt']}"},
+                   json={"repo": did, "collection": "fm.plyr.list", "rkey": mixed["uri"].rsplit("/", 1)[1],
+                         "record": {**mixed["value"], "name": "mixed elsewhere"}})
+    assert r.status_code == 200, r.text
+    ok(http.post("/sync/reconcile", headers=me.csrf))
+    edited = ok(http.get(f"/lists/playlists/{playlist['id']}"))
+    assert edited["name"] == "mixed elsewhere"
+    assert [t["id"] for t in edited["tracks"]] == [opening, world.upload, single], "library items keep their places"
+
     assert ok(http.delete(f"/tracks/{opening}/like", headers=me.csrf))["liked"] is False
     _outbox_empty(world, did)
     assert [r["value"]["subject"]["uri"] for r in records(pds, did, "fm.plyr.like")] == [upload_uri]
