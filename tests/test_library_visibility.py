@@ -180,6 +180,7 @@ def test_feeds_track_pages_and_files(world: World, who: str) -> None:
                                                                / "01 Qwixl Opening.mp3").read_bytes()
         assert audio.headers["cache-control"].startswith("private"), "no shared cache keeps a library file"
         assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
+        assert image.headers["cache-control"].startswith("private"), "nor its artwork"
     else:
         assert audio.status_code == 404 and image.status_code == 404
         assert http.get(f"/audio/{original}/download").status_code == 404

@@ -38,6 +38,7 @@ from .tracks import (
     ANONYMOUS,
     TRACK_SELECT,
     Audience,
+    ImageFile,
     Where,
     album_visible,
     artist_name,
@@ -88,18 +89,19 @@ def cover_urls(row: sqlite3.Row, public_url: str) -> dict[str, str | None]:
     }
 
 
-async def cover_mime(db: Database, sha: str, audience: Audience = ANONYMOUS) -> str:
-    """The type of an album or playlist cover blob (of an album `audience` may see); NotFound for anything else
-    (the store holds audio too)."""
+async def cover_file(db: Database, sha: str, audience: Audience = ANONYMOUS) -> ImageFile:
+    """An album or playlist cover blob (of an album `audience` may see): its type, and whether only library albums
+    use it (no shared cache may keep it then); NotFound for anything else (the store holds audio too)."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise NotFound("no such image")
     seen = album_visible(audience, "c")
-    for table, where in (("albums", seen), ("playlists", Where())):
+    for table, where, library in (("albums", seen, "c.library_key IS NOT NULL"), ("playlists", Where(), "0")):
         row = await db.fetchone(
-            f"SELECT image_sha, image_mime FROM {table} c WHERE (image_sha = ? OR thumb_sha = ? OR display_sha = ?)"
-            f" AND {where.sql} LIMIT 1", (sha, sha, sha, *where.params))
+            f"SELECT image_sha, image_mime, {library} AS library FROM {table} c"
+            f" WHERE (image_sha = ? OR thumb_sha = ? OR display_sha = ?) AND {where.sql} ORDER BY library LIMIT 1",
+            (sha, sha, sha, *where.params))
         if row is not None:
-            return row["image_mime"] if row["image_sha"] == sha else "image/webp"
+            return ImageFile(row["image_mime"] if row["image_sha"] == sha else "image/webp", bool(row["library"]))
     raise NotFound("no such image")
 
 

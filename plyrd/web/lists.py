@@ -16,6 +16,7 @@ from ..errors import InvalidInput
 from . import upload_stream
 from .bodies import form_fields, json_body, query_int
 from .context import node
+from .media import PRIVATE_IMMUTABLE
 from .streaming import serve_file
 from .viewer import current_audience, current_viewer, require_uploader, require_viewer
 
@@ -301,5 +302,8 @@ async def playlist_cover_delete(playlist_id: str) -> Response:
 async def cover(sha: str) -> Response:
     """Album and playlist covers (track artwork is under /images/)."""
     n = node()
-    mime = await albums.cover_mime(n.db, sha, current_audience())
-    return await serve_file(n.blobs.path_for(sha), mime=mime, etag=sha)
+    f = await albums.cover_file(n.db, sha, current_audience())
+    response = await serve_file(n.blobs.path_for(sha), mime=f.mime, etag=sha)
+    if f.library_only:  # a library album's cover is for the node's listeners: no shared cache keeps it
+        response.headers["Cache-Control"] = PRIVATE_IMMUTABLE
+    return response
