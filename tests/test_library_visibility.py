@@ -164,6 +164,8 @@ def test_feeds_track_pages_and_files(world: World, who: str) -> None:
     if sees:
         track = ok(http.get(f"/tracks/{opening}"))
         assert track["artist"] == "Tagged Band" and track["album"]["title"] == "Qwixl Album", track
+        art = http.get(track["thumbnail_url"].removeprefix(world.node.url))  # the embedded picture, as artwork
+        assert art.status_code == 200 and art.headers["content-type"] == "image/webp"
         html = http.get(f"/track/{opening}").text
         assert "Tagged Band" in html and 'href="/u/did:plyrd:library"' not in html
         assert "og:title" not in html and "/embed/track/" not in html and "/oembed?" not in html, "no previews"

@@ -276,6 +276,16 @@ def record_url(row: sqlite3.Row) -> str | None:
             f"?repo={row['artist_did']}&collection=fm.plyr.track&rkey={row['rkey']}")
 
 
+def artwork_urls(row: sqlite3.Row, public_url: str) -> dict[str, str | None]:
+    """The track's artwork; a library track without its own shows its album's cover (the embedded picture or the
+    cover image beside the files, which the scan gives the album)."""
+    if not row["display_sha"] and is_library(row) and row["album_display_sha"]:
+        return {"image_url": f"{public_url}/lists/covers/{row['album_display_sha']}",
+                "thumbnail_url": f"{public_url}/lists/covers/{row['album_thumb_sha'] or row['album_display_sha']}"}
+    return {"image_url": f"{public_url}/images/{row['display_sha']}" if row["display_sha"] else None,
+            "thumbnail_url": f"{public_url}/images/{row['thumb_sha']}" if row["thumb_sha"] else None}
+
+
 def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_did: str | None = None
                ) -> dict[str, Any]:
     """A TRACK_SELECT row as plyr.fm's TrackResponse (every field its clients read, with its name and type:
@@ -327,8 +337,7 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
         "atproto_record_uri": row["record_uri"],
         "atproto_record_cid": row["record_cid"],
         "atproto_record_url": record_url(row),
-        "image_url": f"{public_url}/images/{row['display_sha']}" if row["display_sha"] else None,
-        "thumbnail_url": f"{public_url}/images/{row['thumb_sha']}" if row["thumb_sha"] else None,
+        **artwork_urls(row, public_url),
         "duration": row["duration"],
         "codec": row["codec"],
         "sample_rate": row["sample_rate"],

@@ -511,7 +511,9 @@ export class Player {
     title.href = `/track/${encodeURIComponent(t.id)}`;
     const artist = this.$('artist');
     artist.textContent = t.artist;
-    artist.href = `/u/${encodeURIComponent(t.artist_handle || t.artist_did)}`;
+    // A library track's artist is its file's tag, nobody's profile: no link.
+    if (t.source === 'library') artist.removeAttribute('href');
+    else artist.href = `/u/${encodeURIComponent(t.artist_handle || t.artist_did)}`;
     const art = this.root.querySelector('.p-art');
     setUrl(art, 'src', t.thumbnail_url, '/static/img/cover.svg');
     art.classList.toggle('sensitive', Boolean(t.sensitive));
