@@ -251,6 +251,7 @@ def test_library_albums_and_compilations(world: World) -> None:
 
     mix = alice.call("getAlbum", id=_album_id(alice, "Summer Mix"))["album"]
     assert mix["artist"] == "Various Artists" and mix["artistId"] == _lib_key("Various Artists")
+    assert mix["isCompilation"] is True and album["isCompilation"] is False
     assert [(s["title"], s["artist"], s["artistId"]) for s in mix["song"]] == [
         ("Sun", "Sun Singer", _lib_key("Sun Singer")), ("Sea", "Sea Crew", _lib_key("Sea Crew"))]
     assert all(s["displayAlbumArtist"] == "Various Artists" for s in mix["song"])
