@@ -5,6 +5,9 @@ writes), checked with `PRAGMA integrity_check`, then moved into place. Blobs are
 written before the rows that name them and never change, so every blob the snapshot refers to is already on disk,
 and files already in the backup are skipped, which makes repeated backups into one directory incremental.
 
+External blobs (the music folder's files, plyrd.library) are symbolic links in blobs/: the backup holds the link as
+it is (pointing at the same file), never a copy of the collection, which is the owner's to back up.
+
 A backup holds the node's secrets: what it writes is its user's alone (files 0600, directories 0700).
 """
 
@@ -36,6 +39,7 @@ class BackupReport:
     blobs_skipped: int
     blob_bytes: int
     seconds: float
+    links: int = 0  # external blobs (music folder files) kept as links, not copied
 
 
 def _copy_db(src_path: Path, dest_path: Path) -> int:
@@ -75,6 +79,20 @@ def _copy_file(src: Path, dst: Path) -> None:
         raise
 
 
+def _copy_link(src: Path, dst: Path) -> None:
+    """The same symbolic link at `dst` (replacing one that points elsewhere)."""
+    target = os.readlink(src)
+    try:
+        if os.readlink(dst) == target:
+            return
+    except OSError:
+        pass
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, dst)
+
+
 def _mkdirs_private(root: Path, rel: Path) -> None:
     """root/rel's directories, each created 0700 (existing ones are left as they are)."""
     d = root
@@ -96,12 +114,19 @@ def backup(config: Config, dest: Path) -> BackupReport:
 
     db_bytes = _copy_db(src_db, dest / "plyrd.db")
 
-    copied = skipped = blob_bytes = 0
+    copied = skipped = blob_bytes = links = 0
     if config.blobs_dir.is_dir():
         for src in config.blobs_dir.rglob("*"):
-            if not src.is_file() or src.name.startswith("."):
+            if src.name.startswith("."):
                 continue
             target = dest / "blobs" / src.relative_to(config.blobs_dir)
+            if src.is_symlink():  # an external blob: the link itself, never the file it names
+                _mkdirs_private(dest / "blobs", target.parent.relative_to(dest / "blobs"))
+                _copy_link(src, target)
+                links += 1
+                continue
+            if not src.is_file():
+                continue
             size = src.stat().st_size
             # Blobs are named by their hash and never change: same name and size means same bytes.
             if target.is_file() and target.stat().st_size == size:
@@ -119,4 +144,4 @@ def backup(config: Config, dest: Path) -> BackupReport:
     if config.source and config.source.is_file() and config.source.parent != config.data_dir:
         _copy_file(config.source, dest / CONFIG_FILENAME)
 
-    return BackupReport(dest, db_bytes, copied, skipped, blob_bytes, time.monotonic() - started)
+    return BackupReport(dest, db_bytes, copied, skipped, blob_bytes, time.monotonic() - started, links)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .catalog.revisions import AudioReplacements
     from .catalog.track_import import TrackImporter
     from .catalog.uploads import Uploads
+    from .library.schedule import LibraryTasks
+    from .library.service import Library
     from .search import Search
     from .storage import BlobStore
 
@@ -39,8 +41,8 @@ HOUSEKEEPING_INTERVAL = 3600.0
 
 # The files the node keeps at the top of its data directory (with SQLite's -wal, -shm and -journal beside the
 # databases; search.db.new is `plyrd reindex`'s file in the making) and the directories whose whole tree is its own.
-OWN_FILES = frozenset({"plyrd.db", "search.db", "search.db.new", "search.lock", keys.SECRETS_FILENAME,
-                       CONFIG_FILENAME})
+OWN_FILES = frozenset({"plyrd.db", "search.db", "search.db.new", "search.lock", "library.lock",
+                       keys.SECRETS_FILENAME, CONFIG_FILENAME})
 OWN_DIRS = ("blobs", "tmp")
 _SQLITE_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -141,6 +143,8 @@ class Node:
     track_importer: Service[TrackImporter] = Service()
     outbox: Service[Outbox] = Service()
     search: Service[Search] = Service()
+    library_tasks: Service[LibraryTasks] = Service()
+    library: Service[Library] = Service()
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -168,9 +172,22 @@ class Node:
         self._start_auth()
         await self.auth.purge_expired()
         self._start_media()
+        await self._start_library()
         self._start_outbox()
         self._start_search()
         self.workers.start("housekeeping", self._housekeeping)
+        self._start_library_tasks()
+
+    def _start_library_tasks(self) -> None:
+        from .library.analysis import LibraryAnalysis
+        from .library.schedule import LibraryTasks
+
+        # Scans at start-up (after serving begins), on a schedule, on request and on changes the watcher sees; then
+        # waveforms and loudness in the background, at the lowest priority.
+        analysis = LibraryAnalysis(self.db, self.blobs.path_for, self.uploads.slots, lambda: self.library.scanning)
+        self.library_tasks = LibraryTasks(self.library, analysis, watch=self.config["library.watch"],
+                                          interval_minutes=self.config["library.scan_interval_minutes"])
+        self.library_tasks.start(self.workers)
 
     def _start_outbox(self) -> None:
         from .atproto.outbox import Outbox
@@ -236,6 +253,13 @@ class Node:
             await runner.run(stop)
 
         self.workers.start("jobs", run_jobs)
+
+    async def _start_library(self) -> None:
+        from .library.service import Library
+
+        # The music folder's scans share the media thread slots with uploads: one CPU budget for the node.
+        self.library = Library(self.db, self.blobs, self.config, slots=self.uploads.slots)
+        await self.library.start()
 
     def _start_auth(self) -> None:
         from .atproto.identity import IdentityResolver

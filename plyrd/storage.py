@@ -23,6 +23,12 @@ collected cannot lose its file. plyrd runs one process per data directory, so an
 
 Every blob file is 0600 and every directory of the store 0700, whatever the umask and whoever made the file that is
 ingested (see `_place`).
+
+External blobs (`blobs.external = 1`, plyrd.library): a file of the music folder, read in place. Its row is named by
+the file's fingerprint (plyrd.library.fingerprint), not a hash of its bytes, and its name in the store is a symbolic
+link to the file (`link_external`). It is served like any blob; freeing it unlinks the link, never the file; garbage
+collection and backups look at the link itself (never following it to delete or copy a target), and nothing hashes
+it to check it.
 """
 
 from __future__ import annotations
@@ -326,7 +332,7 @@ class BlobStore:
         return Blob(sha256=sha256, size=row["size"], mime=row["mime"], path=dest)
 
     def _place(self, src: Path, dest: Path) -> None:
-        if dest.exists():
+        if dest.exists() and not dest.is_symlink():
             src.unlink()  # identical bytes already stored (perhaps an orphan of a crash, adopted by the row)
             return
         self._make_dirs(dest.parent)
@@ -356,6 +362,50 @@ class BlobStore:
                 pass
         for d in created:
             _fsync_dir(d.parent)
+
+    # --- external blobs (files of the music folder, linked) --------------------------------------------------------
+
+    def exclusive(self) -> asyncio.Lock:
+        """The lock that orders placing files against collecting them. A writer linking external blobs inside its
+        own transaction holds it around that transaction (`async with store.exclusive(): async with db.write()`),
+        so a collection cannot unlink a link it has just made; it must not call remove_unreferenced inside."""
+        return self._lock
+
+    async def link_external(self, conn: aiosqlite.Connection, path: Path, sha256: str, size: int,
+                            mime: str = DEFAULT_MIME) -> Blob:
+        """Store the file at `path` (absolute, left where it is) as external blob `sha256` (its fingerprint), inside
+        the caller's transaction: the link at `path_for(sha256)` first (made under a temporary name, then renamed over
+        any old one, so the name always is a whole link), then the row (external = 1, unreferenced until the caller's
+        incref). Linking the same fingerprint again points the link at this path (the file moved). Refuses a sha that
+        names an ordinary blob."""
+        dest = self.path_for(sha256)
+        if not path.is_absolute():
+            raise ValueError("an external blob's path must be absolute")
+        row = await fetchone(conn, "SELECT external FROM blobs WHERE sha256 = ?", (sha256,))
+        if row is not None and not row["external"]:
+            raise errors.Conflict(f"blob {sha256} is stored here as a file, not a link")
+        await asyncio.to_thread(self._place_link, path, dest)
+        await conn.execute(
+            f"INSERT INTO blobs(sha256, size, mime, external) VALUES (?, ?, ?, 1) "
+            f"ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, mime = excluded.mime, touched_at = {_NOW_SQL}",
+            (sha256, size, mime))
+        return Blob(sha256=sha256, size=size, mime=mime, path=dest)
+
+    def _place_link(self, target: Path, dest: Path) -> None:
+        with contextlib.suppress(OSError):
+            if os.readlink(dest) == str(target):
+                return  # already this file's link
+        self._make_dirs(dest.parent)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.rename(tmp, dest)  # atomic: readers see the old link or the new one, never no link
+        _fsync_dir(dest.parent)
+
+    def is_external(self, sha256: str) -> bool:
+        """Whether the blob's name in the store is a link (an external blob), from the file system alone."""
+        return self.path_for(sha256).is_symlink()
 
     # --- references --------------------------------------------------------------------------------------------
 
@@ -493,7 +543,10 @@ class BlobStore:
                     continue
                 for f in os.scandir(b.path):
                     try:
-                        if f.is_file() and f.stat().st_mtime < cutoff:
+                        # A link (an external blob) is looked at itself, never followed: a dangling one is still
+                        # a name in the store, and removing it unlinks the link, never its target.
+                        if (f.is_file(follow_symlinks=False) or f.is_symlink()) and \
+                                f.stat(follow_symlinks=False).st_mtime < cutoff:
                             yield f.name, Path(f.path)
                     except FileNotFoundError:
                         continue
@@ -524,13 +577,13 @@ class BlobStore:
             last = rows[-1]["sha256"]
             absent = await asyncio.to_thread(
                 lambda rows=rows: [(r["sha256"], r["refcount"]) for r in rows
-                                   if not self.path_for(r["sha256"]).exists()])
+                                   if not os.path.lexists(self.path_for(r["sha256"]))])
             if not absent:
                 continue
             async with self._lock:
                 # Checked again under the lock: the same bytes may have been stored again since the scan.
                 absent = await asyncio.to_thread(
-                    lambda absent=absent: [(s, n) for s, n in absent if not self.path_for(s).exists()])
+                    lambda absent=absent: [(s, n) for s, n in absent if not os.path.lexists(self.path_for(s))])
                 async with self.db.write() as conn:
                     for sha, refcount in absent:
                         if refcount == 0:

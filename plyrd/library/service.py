@@ -1,0 +1,519 @@
+"""The music folder as a node service (`node.library`): folders, scans, their progress and what could not be read.
+
+A scan walks the folders (plyrd.library.scan), reads new and changed files in worker threads (fingerprint, then
+PyAV: tags, duration, stream facts and the embedded picture, with a bounded decode check at the start and near the
+end), resolves each album's cover once, and writes a few hundred files per transaction through
+plyrd.library.catalog. Unchanged files are never opened. Files that are gone lose their tracks at the end, after
+checking once more that they are really gone; a folder that looks empty or missing (an unmounted disk) is left as
+it is rather than emptied.
+
+One scan at a time, across processes too (`plyrd library scan` beside a running node): a lock file in the data
+directory; in one process a second full scan joins the running one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..catalog.artwork import Artwork, store_rendered
+from ..config import Config
+from ..db import Database
+from ..db.queries import fetchone
+from ..errors import InvalidInput, PlyrdError
+from ..storage import BlobStore
+from ..threads import ThreadSlots
+from .catalog import FileRead, LibraryCatalog, album_dir, album_key
+from .fingerprint import fingerprint
+from .scan import Change, Known, count_known, diff
+
+if TYPE_CHECKING:
+    from ..media.probe import Cover
+
+log = logging.getLogger("plyrd.library")
+
+LOCK_FILE = "library.lock"
+BATCH = 250  # files per write transaction: big enough to be fast, short enough to keep the node responsive
+PROGRESS_EVERY = 0.25  # seconds between progress callbacks
+COVER_NAMES = ("cover", "folder", "front", "album", "albumart")
+COVER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+_CACHE = 512  # albums and directories whose cover is remembered during a scan (files come a directory at a time)
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    seen: int
+    total_estimate: int
+    per_second: float
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """A finished scan. seen = added + updated + moved + unchanged + files newly found unreadable; `errors` counts
+    every seen file that is not a track (found now or before); `removed` the tracks whose file went."""
+
+    seen: int
+    added: int
+    updated: int
+    moved: int
+    removed: int
+    unchanged: int
+    errors: int
+    elapsed: float
+    scan_id: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    path: str
+    from_config: bool
+
+
+@dataclass
+class _Scan:
+    """One scan's running state."""
+
+    trigger: str
+    started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+    total: int = 0
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+    progress: Callable[[ScanProgress], None] | None = None
+    last_progress: float = 0.0
+    stored: list[str] = field(default_factory=list)  # covers stored for this scan (released if left unused)
+    album_art: OrderedDict[str, Artwork | None] = field(default_factory=OrderedDict)
+    dir_cover: OrderedDict[str, Artwork | None] = field(default_factory=OrderedDict)
+    art_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def snapshot(self) -> ScanProgress:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.seen / elapsed
+        total = max(self.total, self.seen)
+        eta = (total - self.seen) / rate if rate > 0 else None
+        return ScanProgress(self.seen, total, round(rate, 1), None if eta is None else round(eta, 1))
+
+    def tick(self, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self.last_progress >= PROGRESS_EVERY:
+            self.last_progress = now
+            self.progress(self.snapshot())
+
+    def report(self, scan_id: int | None) -> ScanReport:
+        return ScanReport(self.seen, self.added, self.updated, self.moved, self.removed, self.unchanged, self.errors,
+                          round(time.monotonic() - self.started, 3), scan_id, tuple(self.notes))
+
+
+def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _CACHE:
+        cache.popitem(last=False)
+
+
+def read_file(path: Path) -> tuple[str | None, Any, str | None]:
+    """(fingerprint, AudioInfo, None) for an audio file, or (fingerprint or None, None, why not). Runs in a thread."""
+    from ..media.probe import probe
+
+    try:
+        fp = fingerprint(path)
+    except OSError as e:
+        return None, None, f"The file cannot be read: {e.strerror or e}."
+    try:
+        return fp, probe(path, max_duration=None), None
+    except PlyrdError as e:
+        return fp, None, e.detail
+    except OSError as e:
+        return fp, None, f"The file cannot be read: {e.strerror or e}."
+    except Exception as e:  # a demuxer's surprise must not stop the scan
+        return fp, None, f"The file could not be read: {type(e).__name__}: {e}"
+
+
+def _find_cover(directory: Path) -> Path | None:
+    """cover/folder/front/album(art).(jpg|png|webp) in `directory`, any case, in that order of names."""
+    found: dict[str, Path] = {}
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                stem, ext = os.path.splitext(entry.name.lower())
+                if stem in COVER_NAMES and ext in COVER_EXTENSIONS and stem not in found and entry.is_file():
+                    found[stem] = Path(entry.path)
+    except OSError:
+        return None
+    return next((found[n] for n in COVER_NAMES if n in found), None)
+
+
+class Library:
+    def __init__(self, db: Database, store: BlobStore, config: Config, *, slots: ThreadSlots | None = None) -> None:
+        self.db = db
+        self.store = store
+        self.config = config
+        self.slots = slots or ThreadSlots(config["media.workers"])
+        self.max_image_bytes = config["media.max_image_mb"] * 1024 * 1024
+        self._lock = asyncio.Lock()
+        self._current: _Scan | None = None
+        self._full: asyncio.Task[ScanReport] | None = None  # a running full scan, which a second caller joins
+        self.on_scanned: list[Callable[[ScanReport], None]] = []  # e.g. waking the background analysis
+
+    @property
+    def scanning(self) -> bool:
+        return self._current is not None
+
+    # ---- folders ---------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """At node start: the configured folders recorded (and folders no longer configured forgotten), scans
+        that a crash interrupted marked failed (unless another process is scanning right now)."""
+        await self.sync_config()
+        lock = await asyncio.to_thread(self._try_lock)
+        if lock is not None:
+            try:
+                await self.db.execute(
+                    "UPDATE library_scans SET state = 'failed', detail = 'interrupted',"
+                    " finished_at = coalesce(finished_at, started_at) WHERE state = 'running'")
+            finally:
+                os.close(lock)
+
+    async def sync_config(self) -> None:
+        configured = [self._resolve(p) for p in self.config["library.folders"]]
+        for path in configured:
+            await self.db.execute(
+                "INSERT INTO library_folders(path, from_config) VALUES (?, 1)"
+                " ON CONFLICT(path) DO UPDATE SET from_config = 1", (str(path),))
+        for row in await self.db.fetchall("SELECT id, path FROM library_folders WHERE from_config = 1"):
+            if row["path"] not in {str(p) for p in configured}:
+                log.info("library folder no longer configured: its tracks go", extra={"fields": {"path": row["path"]}})
+                await self._forget_folder(row["id"])
+
+    def _resolve(self, path: str | Path) -> Path:
+        return Path(path).expanduser().resolve()
+
+    async def add_folder(self, path: str | Path) -> int:
+        """Add a folder to scan (`plyrd library add PATH`); returns its id. It must be an existing directory outside
+        the data directory, neither inside nor around a folder already scanned (its files would be tracks twice)."""
+        folder = self._resolve(path)
+        if not folder.is_dir():
+            raise InvalidInput(f"{folder} is not a directory")
+        data = self.config.data_dir.resolve()
+        if folder == data or data in folder.parents or folder in data.parents:
+            raise InvalidInput(f"{folder} holds or is inside the node's data directory")
+        for f in await self.folders():
+            other = Path(f.path)
+            if other == folder:
+                return f.id
+            if other in folder.parents or folder in other.parents:
+                raise InvalidInput(f"{folder} overlaps the library folder {other}")
+        async with self.db.write() as conn:
+            row = await fetchone(conn, "INSERT INTO library_folders(path) VALUES (?) RETURNING id", (str(folder),))
+        assert row is not None
+        return int(row[0])
+
+    async def folders(self) -> list[Folder]:
+        return [Folder(r["id"], r["path"], bool(r["from_config"]))
+                for r in await self.db.fetchall("SELECT id, path, from_config FROM library_folders ORDER BY path")]
+
+    async def _forget_folder(self, folder_id: int) -> None:
+        catalog = LibraryCatalog(self.store)
+        while True:
+            rows = await self.db.fetchall(
+                "SELECT id, rel_path, size, mtime_ns, fingerprint, track_id, error FROM library_files"
+                " WHERE folder_id = ? LIMIT ?", (folder_id, BATCH))
+            if not rows:
+                break
+            released: list[str] = []
+            async with self.store.exclusive():
+                async with self.db.write() as conn:
+                    for r in rows:
+                        released += (await catalog.forget(conn, r["id"]))[1]
+            await self.store.remove_unreferenced(released)
+        await self.db.execute("DELETE FROM library_folders WHERE id = ?", (folder_id,))
+
+    # ---- scanning --------------------------------------------------------------------------------------------------
+
+    async def scan(self, *, trigger: str, only: Sequence[Path] | None = None,
+                   progress: Callable[[ScanProgress], None] | None = None) -> ScanReport:
+        """Scan every folder (or only these files and directories, for the watcher) and bring the catalog in step.
+        One at a time: a full scan asked for while one runs joins it; anything else waits its turn."""
+        if only is None and self._full is not None and not self._full.done():
+            return await asyncio.shield(self._full)
+        task = asyncio.ensure_future(self._scan_locked(trigger, only, progress))
+        if only is None:
+            self._full = task
+        return await asyncio.shield(task) if only is None else await task
+
+    async def _scan_locked(self, trigger: str, only: Sequence[Path] | None,
+                           progress: Callable[[ScanProgress], None] | None) -> ScanReport:
+        async with self._lock:
+            lock = await asyncio.to_thread(self._wait_lock)
+            try:
+                return await self._scan(trigger, only, progress)
+            finally:
+                os.close(lock)
+
+    def _lock_path(self) -> Path:
+        return self.config.data_dir / LOCK_FILE
+
+    def _wait_lock(self) -> int:
+        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def _try_lock(self) -> int | None:
+        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    async def _scopes(self, only: Sequence[Path] | None) -> list[tuple[Folder, str]]:
+        folders = await self.folders()
+        if only is None:
+            return [(f, "") for f in folders]
+        scopes: list[tuple[Folder, str]] = []
+        for p in await asyncio.to_thread(lambda: [Path(x).absolute() for x in only]):
+            for f in folders:
+                root = Path(f.path)
+                if p == root or root in p.parents:
+                    scopes.append((f, p.relative_to(root).as_posix() if p != root else ""))
+                    break
+        return scopes
+
+    async def _scan(self, trigger: str, only: Sequence[Path] | None,
+                    progress: Callable[[ScanProgress], None] | None) -> ScanReport:
+        async with self.db.write() as conn:
+            row = await fetchone(conn, "INSERT INTO library_scans(trigger) VALUES (?) RETURNING id", (trigger,))
+        assert row is not None
+        scan_id = int(row[0])
+        ctx = _Scan(trigger, progress=progress)
+        self._current = ctx
+        state, failure = "failed", None
+        try:
+            async with self.store.releasing() as stored:
+                ctx.stored = stored
+                scopes = await self._scopes(only)
+                for folder, prefix in scopes:
+                    ctx.total += await count_known(self.db, folder.id, prefix)
+                for folder, prefix in scopes:
+                    await self._scan_scope(ctx, folder, prefix)
+            state = "done"
+        except asyncio.CancelledError:
+            failure = "interrupted"
+            raise
+        except Exception as e:
+            failure = f"{type(e).__name__}: {e}"
+            log.exception("library scan failed", extra={"fields": {"scan_id": scan_id}})
+            raise
+        finally:
+            self._current = None
+            report = ctx.report(scan_id)
+            detail = {"notes": ctx.notes, **({"error": failure} if failure else {})}
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.db.execute(
+                    "UPDATE library_scans SET finished_at = ?, state = ?, seen = ?, added = ?, updated = ?, moved = ?,"
+                    " removed = ?, unchanged = ?, errors = ?, detail = ? WHERE id = ?",
+                    (time.time(), state, report.seen, report.added, report.updated, report.moved, report.removed,
+                     report.unchanged, report.errors, json.dumps(detail), scan_id)))
+        ctx.tick(force=True)
+        log.info("library scanned", extra={"fields": {k: v for k, v in asdict(report).items() if k != "notes"}})
+        for hook in self.on_scanned:
+            hook(report)
+        return report
+
+    async def _scan_scope(self, ctx: _Scan, folder: Folder, prefix: str) -> None:
+        root = Path(folder.path)
+        if not await asyncio.to_thread(root.is_dir):
+            ctx.notes.append(f"{root} is not available (missing or not a directory): left as it was")
+            return
+        catalog = LibraryCatalog(self.store)
+        catalog.root(folder.id, root)
+        parallel = self.slots.size
+        inflight: set[asyncio.Task[FileRead]] = set()
+        ready: list[FileRead] = []
+        gone: list[Known] = []
+        found = 0
+        try:
+            async for d in diff(self.db, folder.id, root, prefix):
+                if d.change is not None:
+                    found += 1
+                    while len(inflight) >= parallel * 2:
+                        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                        ready += [t.result() for t in done]
+                    inflight.add(asyncio.create_task(self._read(ctx, folder.id, root, d.change)))
+                    if len(ready) >= BATCH:
+                        await self._write(ctx, catalog, folder.id, ready)
+                        ready = []
+                elif d.gone is not None:
+                    gone.append(d.gone)
+                else:
+                    found += d.unchanged
+                    ctx.seen += d.unchanged
+                    ctx.unchanged += d.unchanged
+                    ctx.errors += d.unchanged_errors
+                ctx.tick()
+            if inflight:
+                done, _ = await asyncio.wait(inflight)
+                ready += [t.result() for t in done]
+                inflight = set()
+            if ready:
+                await self._write(ctx, catalog, folder.id, ready)
+        finally:
+            for t in inflight:
+                t.cancel()
+        if gone and found == 0 and not prefix:
+            # Every file gone at once is far more often a disk not mounted than a collection deleted.
+            ctx.notes.append(f"{root} has no files now: its {len(gone)} known files were kept (is it mounted?)")
+            return
+        for i in range(0, len(gone), BATCH):
+            released: list[str] = []
+            async with self.store.exclusive():
+                async with self.db.write() as conn:
+                    for known in gone[i:i + BATCH]:
+                        removed, freed = await catalog.remove_gone(conn, known, folder.id)
+                        ctx.removed += removed
+                        released += freed
+            await self.store.remove_unreferenced(released)
+            ctx.tick()
+
+    async def _read(self, ctx: _Scan, folder_id: int, root: Path, change: Change) -> FileRead:
+        r = FileRead(change.seen, change.known)
+        fp, info, error = await self.slots.run(read_file, root / change.seen.rel)
+        r.fingerprint = fp
+        if info is None:
+            r.error = error
+            return r
+        cover = info.cover
+        r.info = dataclasses.replace(info, cover=None)  # the picture's bytes are not kept past this point
+        r.album = album_key(folder_id, change.seen.rel, info.tags)
+        try:
+            r.artwork = await self._artwork(ctx, root, r, cover)
+        except Exception:  # a cover that cannot be stored leaves the track without one, nothing more
+            log.exception("library cover failed", extra={"fields": {"file": str(root / change.seen.rel)}})
+        return r
+
+    async def _write(self, ctx: _Scan, catalog: LibraryCatalog, folder_id: int, reads: list[FileRead]) -> None:
+        async with self.store.exclusive():
+            async with self.db.write() as conn:
+                result = await catalog.write(conn, folder_id, reads)
+        await self.store.remove_unreferenced(result.released)
+        ctx.seen += len(reads)
+        ctx.added += result.added
+        ctx.updated += result.updated
+        ctx.moved += result.moved
+        ctx.errors += result.errors
+        ctx.tick()
+
+    # ---- covers ----------------------------------------------------------------------------------------------------
+
+    async def _artwork(self, ctx: _Scan, root: Path, r: FileRead, cover: Cover | None) -> Artwork | None:
+        """The cover a track shows: its album's (found once per album: an embedded picture, else a cover image in
+        the album's directory), or for a track on no album its own picture, else its directory's image."""
+        rel_dir = os.path.dirname(r.seen.rel)
+        if r.album is None:
+            return await self._image(ctx, cover.data) if cover else await self._dir_cover(ctx, root, rel_dir)
+        lock = ctx.art_locks.setdefault(r.album, asyncio.Lock())
+        async with lock:
+            art = ctx.album_art.get(r.album, _MISSING)
+            if art is _MISSING:
+                row = await self.db.fetchone("SELECT image_sha, image_mime, thumb_sha, display_sha FROM albums"
+                                             " WHERE library_key = ?", (r.album,))
+                art = Artwork.of(row)
+            if art is None and cover is not None:
+                art = await self._image(ctx, cover.data)
+            if art is None:
+                art = await self._dir_cover(ctx, root, album_dir(r.seen.rel))
+                if art is None and album_dir(r.seen.rel) != rel_dir:
+                    art = await self._dir_cover(ctx, root, rel_dir)
+            _remember(ctx.album_art, r.album, art)
+        if len(ctx.art_locks) > _CACHE * 4:
+            ctx.art_locks = {k: v for k, v in ctx.art_locks.items() if v.locked()}
+        return art  # type: ignore[return-value]
+
+    async def _dir_cover(self, ctx: _Scan, root: Path, rel_dir: str) -> Artwork | None:
+        if rel_dir in ctx.dir_cover:
+            return ctx.dir_cover[rel_dir]
+        path = await asyncio.to_thread(_find_cover, root / rel_dir if rel_dir else root)
+        art = None
+        if path is not None:
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+                art = await self._image(ctx, data)
+            except OSError:
+                art = None
+        _remember(ctx.dir_cover, rel_dir, art)
+        return art
+
+    async def _image(self, ctx: _Scan, data: bytes) -> Artwork | None:
+        from ..media.artwork import process_image
+
+        try:
+            image = await self.slots.run(process_image, data, max_bytes=self.max_image_bytes)
+        except PlyrdError:
+            return None  # not an image, too big or broken: the track simply has no cover
+        art = await store_rendered(self.store, image)
+        ctx.stored += art.blobs()
+        return art
+
+    # ---- reading the state -----------------------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """The running scan with its progress (this process's, or another's as recorded), the last finished scan,
+        the folders and counts."""
+        running: dict[str, Any] | None = None
+        if self._current is not None:
+            p = self._current.snapshot()
+            running = {"trigger": self._current.trigger, "started_at": self._current.started_at, **asdict(p)}
+        else:
+            row = await self.db.fetchone("SELECT * FROM library_scans WHERE state = 'running' ORDER BY id DESC LIMIT 1")
+            if row is not None:
+                running = {"trigger": row["trigger"], "started_at": row["started_at"], "seen": row["seen"],
+                           "total_estimate": None, "per_second": None, "eta_seconds": None}
+        last = await self.db.fetchone("SELECT * FROM library_scans WHERE state != 'running' ORDER BY id DESC LIMIT 1")
+        counts = await self.db.fetchone(
+            "SELECT (SELECT count(*) FROM library_files) AS files,"
+            " (SELECT count(*) FROM tracks WHERE source = 'library') AS tracks,"
+            " (SELECT count(*) FROM albums WHERE library_key IS NOT NULL) AS albums,"
+            " (SELECT count(*) FROM library_files WHERE error IS NOT NULL) AS errors")
+        assert counts is not None
+        return {
+            "running": running,
+            "last": None if last is None else {
+                **{k: last[k] for k in ("id", "trigger", "started_at", "finished_at", "state", "seen", "added",
+                                        "updated", "moved", "removed", "unchanged", "errors")},
+                "detail": json.loads(last["detail"] or "{}")},
+            "folders": [asdict(f) for f in await self.folders()],
+            "counts": dict(counts),
+        }
+
+    async def errors(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Files that are not tracks, and why: {file (absolute), folder, path (relative), why, scanned_at}."""
+        rows = await self.db.fetchall(
+            "SELECT d.path AS folder, f.rel_path, f.error, f.scanned_at FROM library_files f"
+            " JOIN library_folders d ON d.id = f.folder_id WHERE f.error IS NOT NULL"
+            " ORDER BY d.path, f.rel_path LIMIT ? OFFSET ?", (max(0, limit), max(0, offset)))
+        return [{"file": str(Path(r["folder"]) / r["rel_path"]), "folder": r["folder"], "path": r["rel_path"],
+                 "why": r["error"], "scanned_at": r["scanned_at"]} for r in rows]
