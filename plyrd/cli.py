@@ -35,6 +35,7 @@ examples:
   plyrd serve --config /etc/plyrd.toml
   plyrd backup /mnt/usb/plyrd-backup  copy the database and blobs while the node runs
   plyrd subsonic-password alice.example.com   a Subsonic app password for alice (shown once)
+  plyrd library add /srv/music        add a folder of music you own; then: plyrd library scan
 
 README.md documents reverse proxies, TLS, containers and every option (config.example.toml).
 """
@@ -110,6 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     _common(subsonic)
     subsonic.add_argument("user", metavar="HANDLE_OR_DID", help="the user (who must have signed in here once)")
     subsonic.add_argument("--revoke", action="store_true", help="delete the user's password instead")
+
+    library = sub.add_parser("library", help="your music folder: add folders, scan them, see what was found",
+                             formatter_class=fmt, description=(
+                                 "The node's library: music you already own, read in place from folders on this\n"
+                                 "machine (library.folders in config.toml, or `plyrd library add PATH`), never\n"
+                                 "copied, modified or deleted. Library tracks are visible to the node's signed-in\n"
+                                 "listeners only and never published. Safe to run while the node runs; a scan\n"
+                                 "waits for one the node is running."))
+    lib_sub = library.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+    lib_add = lib_sub.add_parser("add", help="add a folder to the library (then scan it)")
+    _common(lib_add)
+    lib_add.add_argument("path", type=Path, metavar="PATH", help="a directory of music files")
+    lib_scan = lib_sub.add_parser("scan", help="scan the folders now (unchanged files are skipped)",
+                                  description="Scan every library folder, or only the files and directories given,\n"
+                                  "with a progress bar on a terminal (files, files/s, ETA) and a summary line.",
+                                  formatter_class=fmt)
+    _common(lib_scan)
+    lib_scan.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="only these files or directories")
+    lib_status = lib_sub.add_parser("status", help="the last scan, the library's counts and the unreadable files")
+    _common(lib_status)
+    lib_status.add_argument("--all", action="store_true", help="list every unreadable file (default: the first 50)")
     return parser
 
 
@@ -277,8 +299,125 @@ def cmd_subsonic_password(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _progress_bar(p: Any, width: int = 30) -> str:
+    total = max(p.total_estimate, p.seen, 1)
+    filled = min(width, round(width * p.seen / total))
+    return (f"\r[{'#' * filled}{'.' * (width - filled)}] {p.seen}/{p.total_estimate} files"
+            f"  {p.per_second:.0f} files/s  ETA {_fmt_seconds(p.eta_seconds)} ")
+
+
+def cmd_library(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .db import Database
+    from .errors import PlyrdError
+    from .library.service import Library
+    from .node import make_private
+    from .storage import BlobStore
+
+    config = _load(args)
+    make_private(config.data_dir)
+    for d in (config.blobs_dir, config.tmp_dir):
+        d.mkdir(mode=0o700, exist_ok=True)
+
+    async def run() -> int:
+        db = Database(config.db_path, busy_timeout_ms=config["database.busy_timeout_ms"], read_connections=1)
+        await db.open()
+        try:
+            library = Library(db, BlobStore(config.blobs_dir, config.tmp_dir, db), config)
+            # Only adds the configured folders: this command's environment may not be the running node's.
+            await library.sync_config(forget=False)
+            if args.library_command == "add":
+                try:
+                    folder_id = await library.add_folder(args.path)
+                except PlyrdError as e:
+                    print(f"plyrd: {e.detail}", file=sys.stderr)
+                    return 2
+                print(f"library folder {folder_id}: {args.path.expanduser().resolve()}; "
+                      "scan it with `plyrd library scan` (a running node also scans it at its next scheduled scan)")
+                return 0
+            if args.library_command == "scan":
+                return await _library_scan(library, args.paths)
+            return await _library_status(library, args.all)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+async def _library_scan(library: Any, paths: list[Path]) -> int:
+    if not await library.folders():
+        print("plyrd: no library folders: add one with `plyrd library add PATH` or library.folders in config.toml",
+              file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty()
+
+    def progress(p: Any) -> None:
+        sys.stderr.write(_progress_bar(p))
+        sys.stderr.flush()
+
+    only = [p.expanduser().absolute() for p in paths] or None
+    report = await library.scan(trigger="cli", only=only, progress=progress if tty else None)
+    if tty:
+        sys.stderr.write("\n")
+    rate = report.seen / report.elapsed if report.elapsed > 0 else 0.0
+    print(f"scanned {report.seen} files in {report.elapsed:.1f} s ({rate:.0f} files/s): {report.added} added, "
+          f"{report.updated} updated, {report.moved} moved, {report.removed} removed, {report.unchanged} unchanged, "
+          f"{report.errors} unreadable")
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.errors:
+        print("see them with `plyrd library status`")
+    return 0
+
+
+async def _library_status(library: Any, everything: bool) -> int:
+    from datetime import UTC, datetime
+
+    def when(ts: float | None) -> str:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "?"
+
+    status = await library.status()
+    folders = status["folders"]
+    print("folders:" if folders else "folders: none (plyrd library add PATH, or library.folders in config.toml)")
+    for f in folders:
+        print(f"  {f['path']}{' (config)' if f['from_config'] else ''}")
+    if (running := status["running"]) is not None:
+        print(f"scanning now ({running['trigger']}, since {when(running['started_at'])}): {running['seen']} files")
+    last = status["last"]
+    if last is None:
+        print("last scan: never")
+    else:
+        took = (last["finished_at"] or last["started_at"]) - last["started_at"]
+        print(f"last scan: {last['state']} ({last['trigger']}), {when(last['started_at'])}, {last['seen']} files in "
+              f"{took:.1f} s: {last['added']} added, {last['updated']} updated, {last['moved']} moved, "
+              f"{last['removed']} removed, {last['unchanged']} unchanged, {last['errors']} unreadable")
+        for note in last["detail"].get("notes", []):
+            print(f"  note: {note}")
+        if last["detail"].get("error"):
+            print(f"  failed: {last['detail']['error']}")
+    c = status["counts"]
+    print(f"library: {c['tracks']} tracks, {c['albums']} albums, {c['files']} files, {c['errors']} unreadable")
+    limit = c["errors"] if everything else 50
+    errors = await library.errors(limit=limit) if c["errors"] else []
+    if errors:
+        print("unreadable files:")
+        for e in errors:
+            print(f"  {e['file']}: {e['why']}")
+        if len(errors) < c["errors"]:
+            print(f"  ... and {c['errors'] - len(errors)} more (--all lists them all)")
+    return 0
+
+
 COMMANDS = {"serve": cmd_serve, "init": cmd_init, "migrate": cmd_migrate, "backup": cmd_backup,
-            "reindex": cmd_reindex, "subsonic-password": cmd_subsonic_password}
+            "reindex": cmd_reindex, "subsonic-password": cmd_subsonic_password, "library": cmd_library}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

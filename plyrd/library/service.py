@@ -36,7 +36,7 @@ from ..storage import BlobStore
 from ..threads import ThreadSlots
 from .catalog import FileRead, LibraryCatalog, album_dir, album_key
 from .fingerprint import fingerprint
-from .scan import Change, Known, count_known, diff
+from .scan import Change, Known, count_known, diff, walk
 
 if TYPE_CHECKING:
     from ..media.probe import Cover
@@ -152,6 +152,10 @@ def read_file(path: Path) -> tuple[str | None, Any, str | None]:
         return fp, None, f"The file could not be read: {type(e).__name__}: {e}"
 
 
+def _count_files(root: Path, prefix: str) -> int:
+    return sum(1 for _ in walk(root, prefix))
+
+
 def _find_cover(directory: Path) -> Path | None:
     """cover/folder/front/album(art).(jpg|png|webp) in `directory`, any case, in that order of names."""
     found: dict[str, Path] = {}
@@ -197,12 +201,17 @@ class Library:
             finally:
                 os.close(lock)
 
-    async def sync_config(self) -> None:
+    async def sync_config(self, *, forget: bool = True) -> None:
+        """Record the configured folders; with `forget`, a folder that was configured and no longer is leaves the
+        library (its tracks go; its files stay). The node does that at start; a command-line run, whose environment
+        may not be the node's, only adds."""
         configured = [self._resolve(p) for p in self.config["library.folders"]]
         for path in configured:
             await self.db.execute(
                 "INSERT INTO library_folders(path, from_config) VALUES (?, 1)"
                 " ON CONFLICT(path) DO UPDATE SET from_config = 1", (str(path),))
+        if not forget:
+            return
         for row in await self.db.fetchall("SELECT id, path FROM library_folders WHERE from_config = 1"):
             if row["path"] not in {str(p) for p in configured}:
                 log.info("library folder no longer configured: its tracks go", extra={"fields": {"path": row["path"]}})
@@ -317,7 +326,9 @@ class Library:
                 ctx.stored = stored
                 scopes = await self._scopes(only)
                 for folder, prefix in scopes:
-                    ctx.total += await count_known(self.db, folder.id, prefix)
+                    known = await count_known(self.db, folder.id, prefix)
+                    # A first scan has no rows to count: the walk alone (no file opened) estimates the work.
+                    ctx.total += known or await asyncio.to_thread(_count_files, Path(folder.path), prefix)
                 for folder, prefix in scopes:
                     await self._scan_scope(ctx, folder, prefix)
             state = "done"
