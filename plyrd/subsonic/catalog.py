@@ -170,6 +170,10 @@ def artist_tracks(keys: Sequence[str]) -> Where:
     return Where.of(" OR ".join(f"({t})" for t in terms) or "0", *params)
 
 
+# `song_artist_key` in SQL, on tracks t.
+SONG_ARTIST_KEY = f"CASE WHEN {_IS_LIB} THEN 'lib~' || hex(lower({LIB_TRACK_ARTIST})) ELSE t.artist_did END"
+
+
 def song_artist_key(row: sqlite3.Row) -> str:
     """The artist a song row is by (its `artistId` without `ar-`)."""
     if row["source"] != "library":

@@ -109,14 +109,16 @@ class Seed:
 def _seed_of(rows: Iterable[sqlite3.Row], *, song: bool = False) -> Seed:
     rows = list(rows)
     tags = sorted({tag for r in rows for tag in json.loads(r["tags"] or "[]")})
-    return Seed(sorted({r["id"] for r in rows}), sorted({r["artist_did"] for r in rows}), tags, tags if song else [])
+    return Seed(sorted({r["id"] for r in rows}), sorted({sc.song_artist_key(r) for r in rows}), tags,
+                tags if song else [])
 
 
 async def _artist_songs(db: Database, raw_id: str, audience: Audience, *, limit: int = -1) -> list[sqlite3.Row]:
     """An artist's songs (id, artist_did, tags) for the caller; 70 when they have none (an unknown artist). Cheaper
     than catalog.get_artist, which builds their albums."""
     where = sc.artist_tracks([sc.artist_did_of(raw_id)]) & sc.songs(audience)
-    rows = await db.fetchall(f"SELECT t.id, t.artist_did, t.tags FROM tracks t WHERE {where.sql} LIMIT ?",
+    rows = await db.fetchall(f"SELECT t.id, t.artist_did, t.source, t.file_tags, t.tags FROM tracks t"
+                             f" WHERE {where.sql} LIMIT ?",
                              [*where.params, limit])
     if not rows:
         raise sc.not_found("artist")
@@ -148,7 +150,7 @@ async def similar_songs(db: Database, params: Mapping[str, str], audience: Audie
         SELECT t.id FROM (SELECT s.track_id, count(*) AS shared FROM track_tags s WHERE s.tag IN {_ANY}
                           GROUP BY s.track_id) sim
         JOIN tracks t ON t.id = sim.track_id WHERE {where.sql}
-        ORDER BY t.artist_did IN {_ANY}, sim.shared DESC, t.play_count DESC, t.id LIMIT ?""",
+        ORDER BY {sc.SONG_ARTIST_KEY} IN {_ANY}, sim.shared DESC, t.play_count DESC, t.id LIMIT ?""",
                                [json.dumps(found.tags), *where.params, json.dumps(found.artist_dids), count])
     ids = [r["id"] for r in ranked]
     rows = {r["id"]: r for r in await sc.song_rows(db, Where.of(f"t.id IN {_ANY}", json.dumps(ids)))}
