@@ -104,7 +104,16 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "title": "Cave", "artist": "Beta"})
     make_audio(root / "Wanderer.mp3", "mp3", seconds=1.0, frequency=700.0, tags={
         "title": "Wanderer", "artist": "Loose Walker"})
+    # A second library folder (music folder 3), with one file.
+    more = root.parent / "more" / "Far Away"
+    more.mkdir(parents=True)
+    make_audio(more / "Far.mp3", "mp3", seconds=1.0, frequency=750.0, tags={
+        "title": "Far", "artist": "Far Artist", "album": "Distance", "genre": "Rock"})
     return root
+
+
+def folders_of(music: Path) -> list[Path]:
+    return [music, music.parent / "more"]
 
 
 @dataclass
@@ -125,7 +134,7 @@ _SCAN = textwrap.dedent("""
     from plyrd.library.service import Library
     from plyrd.storage import BlobStore
 
-    config = load_config(env={}, overrides={"storage.data_dir": sys.argv[1], "library.folders": [sys.argv[2]],
+    config = load_config(env={}, overrides={"storage.data_dir": sys.argv[1], "library.folders": sys.argv[2].split(","),
                                             "library.watch": False})
 
     async def main():
@@ -145,7 +154,8 @@ _SCAN = textwrap.dedent("""
 
 def scan(node: Any, music: Path) -> None:
     """A scan of the node's music folder by plyrd's scanner, as `plyrd library scan` runs one beside the node."""
-    done = subprocess.run([sys.executable, "-c", _SCAN, str(node.data), str(music), str(REPO)],
+    done = subprocess.run([sys.executable, "-c", _SCAN, str(node.data), ",".join(map(str, folders_of(music))),
+                           str(REPO)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -154,14 +164,17 @@ def scan(node: Any, music: Path) -> None:
 def world(pds: Any, music: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     accounts = [pds.create_account(name) for name in ("sslalice", "sslbob", "sslcarol")]
     node = start_node([], cwd=tmp_path_factory.mktemp("subsonic_library"),
-                      env=node_env(pds, PLYRD_LIBRARY_FOLDERS=str(music), PLYRD_LIBRARY_WATCH="false",
+                      env=node_env(pds, PLYRD_LIBRARY_FOLDERS=",".join(map(str, folders_of(music))),
+                                   PLYRD_LIBRARY_WATCH="false",
                                    PLYRD_LIBRARY_SCAN_INTERVAL_MINUTES="0",
                                    PLYRD_AUTH_LIBRARY_LISTENERS=accounts[0].handle,
                                    PLYRD_AUTH_ADMINS=accounts[2].handle))
     try:
         alice, bob, carol = (_listener(node.url, a) for a in accounts)
         scan(node, music)
-        assert db_rows(node, "SELECT count(*) FROM tracks WHERE source = 'library'") == [(7,)]
+        assert db_rows(node, "SELECT count(*) FROM tracks WHERE source = 'library'") == [(8,)]
+        assert db_rows(node, "SELECT id, path FROM library_folders ORDER BY id") == \
+            [(1, str(music)), (2, str(music.parent / "more"))]
         tone = make_audio(tmp_path_factory.mktemp("upload") / "mine.mp3", "mp3", seconds=1.0, frequency=800.0)
         r = alice.artist.upload(tone, title="Alice Original", tags='["rock"]')
         assert r.status_code == 200, r.text
@@ -267,8 +280,8 @@ def test_library_albums_and_compilations(world: World) -> None:
 def test_music_folders_narrow_the_lists(world: World) -> None:
     alice = world.alice
     folders = alice.call("getMusicFolders")["musicFolders"]["musicFolder"]
-    assert folders == [{"id": 1, "name": "plyrd"}, {"id": 2, "name": "music"}]
-    assert alice.call("getUser", username=alice.artist.did)["user"]["folder"] == [1, 2]
+    assert folders == [{"id": 1, "name": "plyrd"}, {"id": 2, "name": "music"}, {"id": 3, "name": "more"}]
+    assert alice.call("getUser", username=alice.artist.did)["user"]["folder"] == [1, 2, 3]
 
     uploads = _names(alice.call("getArtists", musicFolderId=1)["artists"]["index"])
     library = _names(alice.call("getArtists", musicFolderId=2)["artists"]["index"])
@@ -285,6 +298,17 @@ def test_music_folders_narrow_the_lists(world: World) -> None:
     assert [s["title"] for s in songs] == ["Alice Original"]
     songs = alice.call("getRandomSongs", size=50, musicFolderId=2)["randomSongs"]["song"]
     assert len(songs) == 7 and all(s["artistId"].startswith("ar-lib~") for s in songs)
+    assert [s["title"] for s in alice.call("getRandomSongs", size=50, musicFolderId=3)["randomSongs"]["song"]] == \
+        ["Far"]
+    assert _names(alice.call("getArtists", musicFolderId=3)["artists"]["index"]) == ["Far Artist"]
+    assert "Far Artist" not in library and "Far Artist" in _names(alice.call("getArtists")["artists"]["index"])
+    assert [a["name"] for a in alice.call("getAlbumList2", type="newest", musicFolderId=3)["albumList2"]["album"]] \
+        == ["Distance"]
+    assert [s["title"] for s in alice.call("getSongsByGenre", genre="rock", musicFolderId=3)
+            ["songsByGenre"]["song"]] == ["Far"]
+    assert [s["title"] for s in alice.call("search3", query="Far", musicFolderId=3)["searchResult3"]["song"]] == \
+        ["Far"]
+    assert not alice.call("search3", query="Far", musicFolderId=2)["searchResult3"].get("song")
     assert {s["title"] for s in alice.call("getSongsByGenre", genre="rock", count=50, musicFolderId=2)
             ["songsByGenre"]["song"]} == {"Opening", "Second Wind", "Sun"}
     assert [s["title"] for s in alice.call("getSongsByGenre", genre="rock", musicFolderId=1)
@@ -294,7 +318,7 @@ def test_music_folders_narrow_the_lists(world: World) -> None:
     found = alice.call("search3", query="Sea", musicFolderId=2)["searchResult3"]
     assert [s["title"] for s in found["song"]] == ["Sea"]
 
-    assert alice.error("getArtists", musicFolderId=3) == 70
+    assert alice.error("getArtists", musicFolderId=4) == 70
     assert alice.error("getAlbumList2", type="newest", musicFolderId="x") == 70
 
 
@@ -336,7 +360,7 @@ def test_indexes_and_directories_follow_the_real_tree(world: World) -> None:
     everything = alice.call("getIndexes")["indexes"]
     names = _names(everything["index"])
     assert {"Alpha Band", "Beta", "Compilations"} <= set(names) and "library" not in names
-    assert len(names) == 4
+    assert len(names) == 5 and "Far Away" in names  # the second folder's top directory too
     uploads = alice.call("getIndexes", musicFolderId=1)["indexes"]
     assert len(_names(uploads["index"])) == 1 and "child" not in uploads
 
@@ -404,7 +428,7 @@ def test_python_clients_browse_the_folder(world: World) -> None:
     sonic = libsonic.Connection(f"{url.scheme}://{url.hostname}", world.alice.artist.did, world.alice.token,
                                 port=url.port, legacyAuth=True)
     folders = sonic.getMusicFolders()["musicFolders"]["musicFolder"]
-    assert [(f["id"], f["name"]) for f in folders] == [(1, "plyrd"), (2, "music")]
+    assert [(f["id"], f["name"]) for f in folders] == [(1, "plyrd"), (2, "music"), (3, "more")]
     assert {a["name"] for i in sonic.getIndexes(musicFolderId=2)["indexes"]["index"] for a in i["artist"]} == \
         {"Alpha Band", "Beta", "Compilations"}
     conn = libopensonic.Connection(f"{url.scheme}://{url.hostname}", api_key=world.alice.token, port=url.port)
@@ -421,7 +445,7 @@ def test_python_clients_browse_the_folder(world: World) -> None:
 
 def test_scan_status_and_an_admin_starting_a_scan(world: World) -> None:
     alice, bob, carol = world.alice, world.bob, world.carol
-    assert alice.call("getScanStatus")["scanStatus"]["count"] == 8  # 7 files of the folder and her upload
+    assert alice.call("getScanStatus")["scanStatus"]["count"] == 9  # 8 files of the folders and her upload
     assert bob.call("getScanStatus")["scanStatus"]["count"] == 1
     assert alice.error("startScan") == 50
     before = db_rows(world.node, "SELECT count(*) FROM library_scans")[0][0]
@@ -445,4 +469,5 @@ def test_artist_info_and_top_songs_of_a_tag_artist(world: World) -> None:
     opening = next(s for s in alice.call("getRandomSongs", size=50, musicFolderId=2)["randomSongs"]["song"]
                    if s["title"] == "Opening")
     similar = alice.call("getSimilarSongs2", id=opening["id"])["similarSongs2"]["song"]
-    assert [s["title"] for s in similar] == ["Sun", "Alice Original", "Second Wind"]
+    assert {s["title"] for s in similar[:3]} == {"Sun", "Far", "Alice Original"}
+    assert [s["title"] for s in similar[3:]] == ["Second Wind"]

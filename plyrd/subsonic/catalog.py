@@ -44,7 +44,7 @@ EVERYWHERE = Where()  # no music folder asked: every folder the caller may see
 # A library track, told by its owner (the node's library): artist_did is near the start of a row, `source` (added
 # last) at its end, past the waveform and tags, which every upload row in an album list would then be read through
 # (getAlbumList2 on 10,000 tracks: 10-30% slower).
-_IS_LIB = f"t.artist_did = '{LIBRARY_DID}'"
+LIBRARY_TRACK = f"t.artist_did = '{LIBRARY_DID}'"
 
 
 
@@ -72,15 +72,15 @@ def members(audience: Audience, folder: Where = EVERYWHERE) -> tuple[str, list[A
     sql = f"""
 WITH members(sid, album_uuid, track_id, artist_did, artist_name) AS (
   SELECT 'al-' || x.album_id, x.album_id, t.id,
-         CASE WHEN {_IS_LIB} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,
-         CASE WHEN {_IS_LIB} THEN {album_artist} END
+         CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,
+         CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END
     FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
   UNION ALL
-  SELECT CASE WHEN {_IS_LIB} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))
+  SELECT CASE WHEN {LIBRARY_TRACK} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))
               WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did
               ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END, NULL, t.id,
-         CASE WHEN {_IS_LIB} THEN 'lib~' || hex(lower({LIB_SINGLE_ARTIST})) ELSE t.artist_did END,
-         CASE WHEN {_IS_LIB} THEN {LIB_SINGLE_ARTIST} END
+         CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({LIB_SINGLE_ARTIST})) ELSE t.artist_did END,
+         CASE WHEN {LIBRARY_TRACK} THEN {LIB_SINGLE_ARTIST} END
     FROM tracks t
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
 ), alb AS (
@@ -164,14 +164,14 @@ def artist_tracks(keys: Sequence[str]) -> Where:
         terms.append("t.artist_did IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(dids))
     if names:
-        terms.append(f"{_IS_LIB} AND (hex(lower({LIB_TRACK_ARTIST})) IN (SELECT value FROM json_each(?))"
+        terms.append(f"{LIBRARY_TRACK} AND (hex(lower({LIB_TRACK_ARTIST})) IN (SELECT value FROM json_each(?))"
                      f" OR hex(lower({_LIB_TRACK_ALBUM_ARTIST})) IN (SELECT value FROM json_each(?)))")
         params += [json.dumps(names), json.dumps(names)]
     return Where.of(" OR ".join(f"({t})" for t in terms) or "0", *params)
 
 
 # `song_artist_key` in SQL, on tracks t.
-SONG_ARTIST_KEY = f"CASE WHEN {_IS_LIB} THEN 'lib~' || hex(lower({LIB_TRACK_ARTIST})) ELSE t.artist_did END"
+SONG_ARTIST_KEY = f"CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({LIB_TRACK_ARTIST})) ELSE t.artist_did END"
 
 
 def song_artist_key(row: sqlite3.Row) -> str:
@@ -228,7 +228,7 @@ async def song_rows(db: Database, where: Where, tail: str = "", tail_params: Seq
 
 # What a song's artist is called, for substring searches on a song row (u: its users row): the account's display
 # name and handle; a library track's artist and album artist tags (never the library account's name).
-ARTIST_TEXT = (f"CASE WHEN {_IS_LIB} THEN coalesce(t.file_tags ->> '$.artist', '') || char(10) ||"
+ARTIST_TEXT = (f"CASE WHEN {LIBRARY_TRACK} THEN coalesce(t.file_tags ->> '$.artist', '') || char(10) ||"
                " coalesce(t.file_tags ->> '$.album_artist', '')"
                " ELSE coalesce(u.display_name, '') || char(10) || coalesce(u.handle, '') END")
 
@@ -596,7 +596,7 @@ async def get_artist(db: Database, raw_id: str, audience: Audience) -> tuple[dic
 
 async def _library_artist_name(db: Database, key: str, audience: Audience) -> str | None:
     """The name of a library artist that some song the caller may see names as its artist, else None."""
-    where = songs(audience) & Where.of(f"{_IS_LIB} AND hex(lower({LIB_TRACK_ARTIST})) = ?",
+    where = songs(audience) & Where.of(f"{LIBRARY_TRACK} AND hex(lower({LIB_TRACK_ARTIST})) = ?",
                                        key.removeprefix(LIB_PREFIX))
     row = await db.fetchone(f"SELECT min({LIB_TRACK_ARTIST}) AS name FROM tracks t WHERE {where.sql}"
                             " HAVING count(*) > 0", where.params)
@@ -610,7 +610,7 @@ async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqli
         raise not_found("album")
     if raw_id.startswith("al-singles-") and is_library_key(row["artist_did"]):
         where = (listed(audience) & Where.of("x.album_id IS NULL") & Where.of(
-            f"{_IS_LIB} AND hex(lower({LIB_SINGLE_ARTIST})) = ?", row["artist_did"][len(LIB_PREFIX):]))
+            f"{LIBRARY_TRACK} AND hex(lower({LIB_SINGLE_ARTIST})) = ?", row["artist_did"][len(LIB_PREFIX):]))
         return row, await song_rows(db, where, "ORDER BY lf.folder_id, lf.rel_path, t.id")
     if raw_id.startswith("al-singles-"):
         where = (Where.of("t.artist_did = ?", row["artist_did"]) & listed(audience) & Where.of("x.album_id IS NULL")

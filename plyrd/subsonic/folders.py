@@ -63,11 +63,12 @@ class Scope:
         """The tracks in this scope (on top of the caller's visibility, never instead of it)."""
         if self.uploads and self.library:
             return sc.EVERYWHERE
+        # Library tracks told by their owner, as plyrd.subsonic.catalog does (an early column of a row).
         if self.uploads:
-            return Where.of("t.source = 'upload'")
+            return Where.of(f"NOT ({sc.LIBRARY_TRACK})")
         if self.library_folder is None:
-            return Where.of("t.source = 'library'")
-        return Where.of("t.source = 'library' AND EXISTS (SELECT 1 FROM library_files lf0"
+            return Where.of(sc.LIBRARY_TRACK)
+        return Where.of(f"{sc.LIBRARY_TRACK} AND EXISTS (SELECT 1 FROM library_files lf0"
                         " WHERE lf0.track_id = t.id AND lf0.folder_id = ?)", self.library_folder)
 
 
@@ -83,8 +84,10 @@ async def scope(db: Database, audience: Audience, raw: str | None) -> Scope:
         if int(value) == UPLOADS:
             return Scope(uploads=True, library=False)
         wanted = int(value) - 1
-        if any(r["id"] == wanted for r in await _library_folders(db, audience)):
-            return Scope(uploads=False, library_folder=wanted)
+        library = await _library_folders(db, audience)
+        if any(r["id"] == wanted for r in library):
+            # The only folder is the whole library: no need to look up each track's file.
+            return Scope(uploads=False, library_folder=wanted if len(library) > 1 else None)
     raise sc.not_found("music folder")
 
 
