@@ -233,9 +233,11 @@ def test_head_and_estimated_length(node, alice: Listener, library: dict[str, Any
     head = alice.rest.head("/rest/stream", params=params)
     assert head.status_code == 200 and head.headers["content-type"] == "audio/mpeg" and head.content == b""
     assert not _cached(node, track, "mp3", 112)  # nothing was encoded
+    head = alice.rest.head("/rest/stream", params={**params, "estimateContentLength": "true"})
+    assert head.status_code == 200 and head.content == b""
     r = alice.rest.get("/rest/stream", params={**params, "estimateContentLength": "true"})
     assert r.status_code == 200
-    assert int(r.headers["content-length"]) == len(r.content)
+    assert int(r.headers["content-length"]) == len(r.content) == int(head.headers["content-length"])
     assert len(r.content) == 20 * 112_000 // 8
     _, seconds, _ = _decoded(r.content, cut=True)
     assert abs(seconds - 20.0) < 0.3
