@@ -108,7 +108,7 @@ def world(pds, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                                    PLYRD_AUTH_LIBRARY_LISTENERS=accounts["listener"].handle,
                                                    PLYRD_LIBRARY_WATCH="false"))
     try:
-        scan_library(node, added=3)
+        scan_library(node, tracks=3)
         people = {who: Person(sign_in(node.url, a), developer_token(node, a)) for who, a in accounts.items()}
         listener = people["listener"].artist
         src = make_audio(tmp_path_factory.mktemp("upload") / "up.mp3", "mp3", seconds=1.5, frequency=700.0)

@@ -118,7 +118,7 @@ def set_status(node: ServedNode, track_id: int, status: str) -> None:
 
 def library_track(node: ServedNode) -> int:
     """The node's scanner over its music folder; the id of the library track it made."""
-    scan_library(node, added=1)
+    scan_library(node, tracks=1)
     conn = sqlite3.connect(node.data / "plyrd.db", timeout=10)
     try:
         return conn.execute("SELECT id FROM tracks WHERE source = 'library'").fetchone()[0]
