@@ -242,6 +242,8 @@ def test_stream_download_and_cover_art(node, alice: Listener, library: dict[str,
                        headers={"Range": "bytes=100-199"})
     assert r.status_code == 206 and r.content == original[100:200]
     assert r.headers["content-range"] == f"bytes 100-199/{len(original)}"
+    # /rest names songs by id, whose file changes when the audio is replaced: revalidated, private, never immutable.
+    assert r.headers["cache-control"] == "private, no-cache" and r.headers["etag"]
 
     # A file browsers do not all play streams as its MP3 rendition, the bytes /audio serves; download is the original.
     detail = alice.artist.http.get(f"/tracks/{ids['single']}").json()

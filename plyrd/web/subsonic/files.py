@@ -46,9 +46,17 @@ def transcoding(node: Node) -> _Transcoding:
     return found
 
 
+PRIVATE_REVALIDATE = "private, no-cache"
+
+
 async def _serve(call: Call, file: sc.File) -> Response:
-    return await serve_file(call.node.blobs.path_for(file.sha256), mime=file.mime, etag=file.sha256,
-                            download_name=file.download_name)
+    # Revalidated, never immutable: /rest URLs name a song, album or artist, whose file changes when the audio or
+    # the artwork is replaced (the ETag, the file's sha256, tells a client when).
+    # Private: the answer depends on the credentials in the request (library files, private playlists' art).
+    response = await serve_file(call.node.blobs.path_for(file.sha256), mime=file.mime, etag=file.sha256,
+                                download_name=file.download_name, immutable=False)
+    response.headers["Cache-Control"] = PRIVATE_REVALIDATE
+    return response
 
 
 @method("stream")
@@ -62,8 +70,7 @@ async def stream(call: Call) -> Response:
     parts = transcoding(call.node)
     if (cached := await parts.cache.lookup(choice)) is not None:
         try:
-            # Revalidated, not immutable: the same call names another transcode once the track's audio is replaced.
-            return await serve_file(call.node.blobs.path_for(cached), mime=choice.mime, etag=cached, immutable=False)
+            return await _serve(call, sc.File(cached, choice.mime))
         except errors.NotFound:
             pass  # evicted between the lookup and the open: encode it again
     size = choice.estimated_size(row["duration"]) if call.params.get("estimateContentLength") == "true" else None
