@@ -37,16 +37,19 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiosqlite
 
@@ -289,6 +292,67 @@ class BlobStore:
         self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)  # mode 0600
 
+    async def put_bytes_many(self, items: Sequence[tuple[bytes, str]]) -> list[Blob]:
+        """`put_bytes` for a few small files at once (a cover and its renditions): written to tmp/ and fsynced side
+        by side in one thread hop, then placed and recorded in one transaction. Unreferenced, as from put_bytes."""
+        staged: list[tuple[Path, str, int, str]] = []
+        try:
+            staged = await asyncio.to_thread(self._stage, items)
+            finalizing = asyncio.ensure_future(self._finalize_many(staged))
+            return await asyncio.shield(finalizing)
+        except BaseException:
+            for path, *_ in staged:
+                _unlink_quietly(path)
+            raise
+
+    def _stage(self, items: Sequence[tuple[bytes, str]]) -> list[tuple[Path, str, int, str]]:
+        staged: list[tuple[Path, str, int, str]] = []
+        fds: list[int] = []
+        try:
+            for data, mime in items:
+                fd, name = self._mkstemp()
+                fds.append(fd)
+                staged.append((Path(name), hashlib.sha256(data).hexdigest(), len(data), mime))
+                _write_all(fd, data)
+            _in_parallel(os.fsync, fds)
+        except BaseException:
+            for path, *_ in staged:
+                _unlink_quietly(path)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return staged
+
+    async def _finalize_many(self, staged: list[tuple[Path, str, int, str]]) -> list[Blob]:
+        async with self._lock:
+            await asyncio.to_thread(self._place_many, staged)
+            async with self.db.write() as conn:
+                await conn.executemany(
+                    f"INSERT INTO blobs(sha256, size, mime) VALUES (?, ?, ?) "
+                    f"ON CONFLICT(sha256) DO UPDATE SET touched_at = {_NOW_SQL}",
+                    [(sha, size, mime) for _, sha, size, mime in staged])
+        return [Blob(sha256=sha, size=size, mime=mime, path=self.path_for(sha)) for _, sha, size, mime in staged]
+
+    def _place_many(self, staged: list[tuple[Path, str, int, str]]) -> None:
+        """`_place` for several files, their directories synced side by side."""
+        changed: set[Path] = set()
+        for src, sha, _, _ in staged:
+            dest = self.path_for(sha)
+            if dest.exists() and not dest.is_symlink():
+                src.unlink()
+                continue
+            changed.update(d.parent for d in self._make_dirs_unsynced(dest.parent))
+            os.chmod(src, 0o600)
+            try:
+                os.rename(src, dest)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                self._place(src, dest)  # tmp/ on another file system: copied, then renamed beside the destination
+            changed.add(dest.parent)
+        _fsync_dirs(changed)
+
     async def put_bytes(self, data: bytes, mime: str = DEFAULT_MIME) -> Blob:
         async with await self.open_writer() as writer:
             await writer.write(data)
@@ -352,6 +416,11 @@ class BlobStore:
 
     def _make_dirs(self, shard: Path) -> None:
         """Create blobs/ab/cd (mode 0700), fsyncing each parent whose entries changed so they survive a crash."""
+        for d in self._make_dirs_unsynced(shard):
+            _fsync_dir(d.parent)
+
+    def _make_dirs_unsynced(self, shard: Path) -> list[Path]:
+        """`_make_dirs` without the fsyncs: returns the directories created (their parents need one)."""
         created: list[Path] = []
         for d in (self.root, shard.parent, shard):
             try:
@@ -360,8 +429,7 @@ class BlobStore:
                 created.append(d)
             except FileExistsError:
                 pass
-        for d in created:
-            _fsync_dir(d.parent)
+        return created
 
     # --- external blobs (files of the music folder, linked) --------------------------------------------------------
 
@@ -377,31 +445,49 @@ class BlobStore:
         the caller's transaction: the link at `path_for(sha256)` first (made under a temporary name, then renamed over
         any old one, so the name always is a whole link), then the row (external = 1, unreferenced until the caller's
         incref). Linking the same fingerprint again points the link at this path (the file moved). Refuses a sha that
-        names an ordinary blob."""
-        dest = self.path_for(sha256)
-        if not path.is_absolute():
-            raise ValueError("an external blob's path must be absolute")
-        row = await fetchone(conn, "SELECT external FROM blobs WHERE sha256 = ?", (sha256,))
-        if row is not None and not row["external"]:
+        names an ordinary blob (errors.Conflict)."""
+        refused = await self.link_external_many(conn, [(path, sha256, size, mime)])
+        if refused:
             raise errors.Conflict(f"blob {sha256} is stored here as a file, not a link")
-        await asyncio.to_thread(self._place_link, path, dest)
-        await conn.execute(
+        return Blob(sha256=sha256, size=size, mime=mime, path=self.path_for(sha256))
+
+    async def link_external_many(self, conn: aiosqlite.Connection,
+                                 files: Sequence[tuple[Path, str, int, str]]) -> set[str]:
+        """`link_external` for many (path, sha256, size, mime) at once (a scan's batch): the links made in one thread
+        hop, each directory synced once, the rows in one statement. Returns the shas refused because they name
+        ordinary blobs (those files get no link and no row)."""
+        for path, sha, _, _ in files:
+            self.path_for(sha)  # validates the digest's form
+            if not path.is_absolute():
+                raise ValueError("an external blob's path must be absolute")
+        shas = sorted({sha for _, sha, _, _ in files})
+        refused = {r[0] for r in await fetchall(
+            conn, "SELECT sha256 FROM blobs WHERE external = 0 AND sha256 IN (SELECT value FROM json_each(?))",
+            (json.dumps(shas),))}
+        todo = [f for f in files if f[1] not in refused]
+        if not todo:
+            return refused
+        await asyncio.to_thread(self._place_links, [(path, self.path_for(sha)) for path, sha, _, _ in todo])
+        await conn.executemany(
             f"INSERT INTO blobs(sha256, size, mime, external) VALUES (?, ?, ?, 1) "
             f"ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, mime = excluded.mime, touched_at = {_NOW_SQL}",
-            (sha256, size, mime))
-        return Blob(sha256=sha256, size=size, mime=mime, path=dest)
+            [(sha, size, mime) for _, sha, size, mime in todo])
+        return refused
 
-    def _place_link(self, target: Path, dest: Path) -> None:
-        with contextlib.suppress(OSError):
-            if os.readlink(dest) == str(target):
-                return  # already this file's link
-        self._make_dirs(dest.parent)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(target, tmp)
-        os.rename(tmp, dest)  # atomic: readers see the old link or the new one, never no link
-        _fsync_dir(dest.parent)
+    def _place_links(self, links: list[tuple[Path, Path]]) -> None:
+        changed: set[Path] = set()
+        for target, dest in links:
+            with contextlib.suppress(OSError):
+                if os.readlink(dest) == str(target):
+                    continue  # already this file's link
+            changed.update(d.parent for d in self._make_dirs_unsynced(dest.parent))
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.symlink(target, tmp)
+            os.rename(tmp, dest)  # atomic: readers see the old link or the new one, never no link
+            changed.add(dest.parent)
+        _fsync_dirs(changed)  # durable before the rows that name them commit
 
     def is_external(self, sha256: str) -> bool:
         """Whether the blob's name in the store is a link (an external blob), from the file system alone."""
@@ -419,6 +505,23 @@ class BlobStore:
         if row is None:
             raise errors.NotFound(f"blob {sha256} is not stored")
         return int(row[0])
+
+    async def incref_many(self, conn: aiosqlite.Connection, shas: Sequence[str]) -> None:
+        """`incref` once per item (a sha listed twice gains two references), in one statement; every blob must be
+        stored (errors.NotFound otherwise, and the caller's transaction rolls back)."""
+        counts: dict[str, int] = {}
+        for sha in shas:
+            counts[sha] = counts.get(sha, 0) + 1
+        if not counts:
+            return
+        rows = await fetchall(
+            conn,
+            f"UPDATE blobs SET refcount = refcount + j.value ->> '$[1]', touched_at = {_NOW_SQL}"
+            " FROM json_each(?) j WHERE blobs.sha256 = j.value ->> '$[0]' RETURNING blobs.sha256",
+            (json.dumps(list(counts.items())),))
+        if len(rows) != len(counts):
+            missing = sorted(set(counts) - {r[0] for r in rows})
+            raise errors.NotFound(f"blob {missing[0]} is not stored")
 
     async def decref(self, conn: aiosqlite.Connection, sha256: str) -> int:
         """Drop a reference inside the caller's transaction; at 0 the blob becomes collectable after the grace."""
@@ -615,6 +718,23 @@ def _copy_private(src: Path, dest: Path) -> None:
         shutil.copyfileobj(inp, out, FLUSH_BYTES)
         out.flush()
         os.fsync(out.fileno())
+
+
+def _fsync_dirs(dirs: set[Path]) -> None:
+    """fsync many directories: side by side, since each one waits for a journal commit that the others can share
+    (ext4: 250 in a row take ~0.5 s, in 16 threads ~0.05 s)."""
+    _in_parallel(_fsync_dir, list(dirs))
+
+
+def _in_parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
+    """fn over items in up to 16 threads (for fsyncs, which mostly wait); the first error is raised."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="plyrd-fsync") as pool:
+        for _ in pool.map(fn, items):
+            pass
 
 
 def _fsync_path(path: Path) -> None:

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from ..catalog.albums import slugify
-from ..catalog.artwork import Artwork, set_artwork
-from ..catalog.tracks import remove_track, set_track_tags
+from ..catalog.artwork import Artwork, column_values, set_artwork
+from ..catalog.lists import MAX_ITEMS as MAX_ALBUM_TRACKS
+from ..catalog.tracks import remove_track
 from ..db.queries import fetchall, fetchone
 from ..storage import BlobStore
 from . import LIBRARY_DID
@@ -113,9 +114,40 @@ class BatchResult:
     released: list[str] = field(default_factory=list)  # blobs nothing references any more, to remove after commit
 
 
+@dataclass
+class _Planned:
+    """A file that becomes (or stays) a track, as the batch writes it."""
+
+    read: FileRead
+    track_id: int | None = None  # None: a new track
+    file_id: int | None = None  # its library_files row, None: a new row
+    kind: str = "added"  # added, updated, moved
+    old: sqlite3.Row | None = None  # the track's row before (original_sha and artwork columns)
+
+
+def _ids_json(values: Iterable[Any]) -> str:
+    return json.dumps(list(values))
+
+
+_TRACK_COLUMNS = ("title", "album", "tags", "original_sha", "original_ext", "original_mime", "container", "codec",
+                  "duration", "sample_rate", "channels", "bit_depth", "bitrate", "lossless", "file_tags", "lyrics",
+                  "image_sha", "image_mime", "thumb_sha", "display_sha")
+
+
+def _track_values(r: FileRead) -> tuple[Any, ...]:
+    info = r.info
+    assert info is not None
+    tags = info.tags
+    return (title_of(r.seen.rel, tags), tags.album, json.dumps(genres_of(tags)), r.fingerprint, info.extension,
+            info.mime, info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
+            info.bitrate, int(info.lossless), json.dumps(tags.stored()), tags.lyrics, *column_values(r.artwork))
+
+
 class LibraryCatalog:
     """Writes for one scan (folder paths resolved once); every method runs inside the caller's write transaction,
-    taken under `store.exclusive()` (external links are made inside it)."""
+    taken under `store.exclusive()` (external links are made inside it). A batch is written set by set (a statement
+    per kind of row for the whole batch, not one per file): a first scan of a large collection is bound by reading
+    the files, not by the database."""
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
@@ -135,114 +167,134 @@ class LibraryCatalog:
 
     async def write(self, conn: aiosqlite.Connection, folder_id: int, reads: Iterable[FileRead]) -> BatchResult:
         result = BatchResult()
-        albums: set[str] = set()
-        for r in reads:
-            if r.info is None:
-                await self._write_error(conn, folder_id, r)
-                result.errors += 1
-                continue
-            kind = await self._write_track(conn, folder_id, r, albums, result.released)
-            if kind == "added":
-                result.added += 1
-            elif kind == "moved":
-                result.moved += 1
-            else:
-                result.updated += 1
-        for album_id in albums:
-            result.released += await self.refresh_album(conn, album_id)
+        root = await self._root_of(conn, folder_id)
+        reads = list(reads)
+        audio = [r for r in reads if r.info is not None]
+        refused = await self.store.link_external_many(
+            conn, [(root / r.seen.rel, r.fingerprint, r.seen.size, r.info.mime) for r in audio
+                   if r.fingerprint is not None and r.info is not None])
+        for r in audio:
+            if r.fingerprint in refused:  # not expected: a fingerprint equal to some other file's content hash
+                r.info, r.error = None, "The file's fingerprint collides with a stored file; it was left out."
+        await self._write_errors(conn, folder_id, [r for r in reads if r.info is None])
+        result.errors = sum(1 for r in reads if r.info is None)
+        planned = await self._plan(conn, [r for r in reads if r.info is not None])
+        result.released += await self._write_tracks(conn, folder_id, planned)
+        result.released += await self._write_albums(conn, planned)
+        for p in planned:
+            setattr(result, p.kind, getattr(result, p.kind) + 1)
         return result
 
-    async def _write_error(self, conn: aiosqlite.Connection, folder_id: int, r: FileRead) -> None:
-        """A file that is not a track (not audio, broken, unreadable). A track it was stays (its likes with it) until
+    async def _write_errors(self, conn: aiosqlite.Connection, folder_id: int, reads: list[FileRead]) -> None:
+        """Files that are not tracks (not audio, broken, unreadable). A track one was stays (its likes with it) until
         the file is readable again or goes: a file caught halfway through a copy must not cost anyone their likes."""
-        if r.known is not None:
-            await conn.execute(
-                f"UPDATE library_files SET size = ?, mtime_ns = ?, fingerprint = ?, error = ?, scanned_at = {_NOW_SQL}"
-                " WHERE id = ?", (r.seen.size, r.seen.mtime_ns, r.fingerprint, r.error, r.known.id))
-        else:
-            await conn.execute(
-                "INSERT INTO library_files(folder_id, rel_path, size, mtime_ns, fingerprint, error)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (folder_id, r.seen.rel, r.seen.size, r.seen.mtime_ns, r.fingerprint, r.error))
+        await conn.executemany(
+            f"UPDATE library_files SET size = ?, mtime_ns = ?, fingerprint = ?, error = ?, scanned_at = {_NOW_SQL}"
+            " WHERE id = ?", [(r.seen.size, r.seen.mtime_ns, r.fingerprint, r.error, r.known.id)
+                              for r in reads if r.known is not None])
+        await conn.executemany(
+            "INSERT INTO library_files(folder_id, rel_path, size, mtime_ns, fingerprint, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(folder_id, r.seen.rel, r.seen.size, r.seen.mtime_ns, r.fingerprint, r.error)
+             for r in reads if r.known is None])
 
-    async def _moved_from(self, conn: aiosqlite.Connection, fingerprint: str) -> sqlite3.Row | None:
-        """A track's file row with this fingerprint whose file is no longer where it was: the file moved here."""
-        for row in await fetchall(
-                conn, "SELECT f.id, f.folder_id, f.rel_path, f.track_id, d.path AS root FROM library_files f"
-                " JOIN library_folders d ON d.id = f.folder_id WHERE f.fingerprint = ? AND f.track_id IS NOT NULL",
-                (fingerprint,)):
-            if not await asyncio.to_thread(os.path.lexists, Path(row["root"]) / row["rel_path"]):
-                return row
-        return None
+    async def _plan(self, conn: aiosqlite.Connection, reads: list[FileRead]) -> list[_Planned]:
+        """Which track each file is: its own (a changed file), a vanished file's (the same fingerprint at a new
+        path: the file moved, its track follows with its likes, plays and playlist entries), or a new one."""
+        planned = [_Planned(r, r.known.track_id if r.known else None, r.known.id if r.known else None,
+                            "updated" if r.known and r.known.track_id else "added") for r in reads]
+        loose = [p for p in planned if p.track_id is None]
+        if loose:
+            rows = await fetchall(
+                conn, "SELECT f.id, f.rel_path, f.track_id, f.fingerprint, d.path AS root FROM library_files f"
+                " JOIN library_folders d ON d.id = f.folder_id"
+                " WHERE f.track_id IS NOT NULL AND f.fingerprint IN (SELECT value FROM json_each(?))",
+                (_ids_json({p.read.fingerprint for p in loose}),))
+            gone = await asyncio.to_thread(
+                lambda: [r for r in rows if not os.path.lexists(Path(r["root"]) / r["rel_path"])])
+            by_fp: dict[str, list[sqlite3.Row]] = {}
+            for row in gone:
+                by_fp.setdefault(row["fingerprint"], []).append(row)
+            superseded: list[int] = []
+            for p in loose:
+                if found := by_fp.get(p.read.fingerprint or ""):
+                    row = found.pop(0)
+                    if p.file_id is not None:
+                        superseded.append(p.file_id)  # this path's old row (an error) gives way to the moved one
+                    p.track_id, p.file_id, p.kind = row["track_id"], row["id"], "moved"
+            await conn.executemany("DELETE FROM library_files WHERE id = ?", [(i,) for i in superseded])
+        known = [p.track_id for p in planned if p.track_id is not None]
+        if known:
+            old = {r["id"]: r for r in await fetchall(
+                conn, "SELECT id, original_sha, image_sha, image_mime, thumb_sha, display_sha FROM tracks"
+                " WHERE id IN (SELECT value FROM json_each(?))", (_ids_json(known),))}
+            for p in planned:
+                if p.track_id is not None:
+                    p.old = old.get(p.track_id)
+                    if p.old is None:  # its track went meanwhile: a new one
+                        p.track_id, p.kind = None, "added"
+        return planned
 
-    async def _write_track(self, conn: aiosqlite.Connection, folder_id: int, r: FileRead, albums: set[str],
-                           released: list[str]) -> str:
-        info = r.info
-        assert info is not None and r.fingerprint is not None
-        tags = info.tags
-        path = await self._root_of(conn, folder_id) / r.seen.rel
-        await self.store.link_external(conn, path, r.fingerprint, r.seen.size, info.mime)
+    async def _write_tracks(self, conn: aiosqlite.Connection, folder_id: int, planned: list[_Planned]) -> list[str]:
+        released: list[str] = []
+        new = [p for p in planned if p.track_id is None]
+        if new:
+            row = await fetchone(conn, "SELECT coalesce(max(id), 0) FROM tracks")
+            # Ids chosen here, as SQLite would (max + 1), so a whole batch is one statement.
+            first = int(row[0]) + 1 if row else 1
+            for i, p in enumerate(new):
+                p.track_id = first + i
+            await conn.executemany(
+                f"INSERT INTO tracks(id, artist_did, source, status, {', '.join(_TRACK_COLUMNS)})"
+                f" VALUES (?, ?, 'library', 'ready', {', '.join('?' * len(_TRACK_COLUMNS))})",
+                [(p.track_id, LIBRARY_DID, *_track_values(p.read)) for p in new])
+        known = [p for p in planned if p.old is not None]
+        await conn.executemany(
+            f"UPDATE tracks SET {', '.join(f'{c} = ?' for c in _TRACK_COLUMNS)}, status = 'ready',"
+            f" updated_at = {_NOW_SQL} WHERE id = ?", [(*_track_values(p.read), p.track_id) for p in known])
+        # New bytes: the old analysis describes other audio (plyrd.library.analysis computes it again).
+        await conn.executemany(
+            "UPDATE tracks SET peaks = NULL, loudness_lufs = NULL, track_gain_db = NULL, sample_peak = NULL"
+            " WHERE id = ?", [(p.track_id,) for p in known if p.old and p.old["original_sha"] != p.read.fingerprint])
 
-        kind = "updated"
-        track_id = r.known.track_id if r.known is not None else None
-        file_id = r.known.id if r.known is not None else None
-        if track_id is None and (moved := await self._moved_from(conn, r.fingerprint)) is not None:
-            # The file of a track, found at a new path: the track (its likes, plays, playlist entries) follows.
-            if file_id is not None:
-                await conn.execute("DELETE FROM library_files WHERE id = ?", (file_id,))
-            file_id, track_id, kind = moved["id"], moved["track_id"], "moved"
+        # References: what each track holds now is taken before what it held is let go of (the same blob stays).
+        taken: list[str] = []
+        dropped: list[str] = []
+        for p in planned:
+            art = p.read.artwork.blobs() if p.read.artwork else []
+            if p.old is None:
+                taken += [p.read.fingerprint or "", *art]
+                continue
+            old_art = Artwork.of(p.old)
+            if p.old["original_sha"] != p.read.fingerprint:
+                taken.append(p.read.fingerprint or "")
+                dropped.append(p.old["original_sha"])
+            if old_art != p.read.artwork:
+                taken += art
+                dropped += old_art.blobs() if old_art else []
+        await self.store.incref_many(conn, taken)
+        for sha in dropped:
+            released += await self._drop(conn, sha)
 
-        genres = genres_of(tags)
-        values = (
-            title_of(r.seen.rel, tags), tags.album, json.dumps(genres), r.fingerprint, info.extension, info.mime,
-            info.container, info.codec, info.duration, info.sample_rate, info.channels, info.bit_depth,
-            info.bitrate, int(info.lossless), json.dumps(tags.stored()), tags.lyrics,
-        )
-        old: sqlite3.Row | None = None
-        if track_id is not None:
-            old = await fetchone(conn, "SELECT original_sha FROM tracks WHERE id = ?", (track_id,))
-        if old is None:
-            row = await fetchone(
-                conn,
-                "INSERT INTO tracks(artist_did, source, status, title, album, tags, original_sha, original_ext,"
-                " original_mime, container, codec, duration, sample_rate, channels, bit_depth, bitrate, lossless,"
-                " file_tags, lyrics) VALUES (?, 'library', 'ready', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING id", (LIBRARY_DID, *values))
-            assert row is not None
-            track_id, kind = int(row[0]), "added"
-            await self.store.incref(conn, r.fingerprint)
-        else:
-            same_audio = old["original_sha"] == r.fingerprint
-            await conn.execute(
-                "UPDATE tracks SET title = ?, album = ?, tags = ?, original_sha = ?, original_ext = ?,"
-                " original_mime = ?, container = ?, codec = ?, duration = ?, sample_rate = ?, channels = ?,"
-                " bit_depth = ?, bitrate = ?, lossless = ?, file_tags = ?, lyrics = ?, status = 'ready',"
-                f" updated_at = {_NOW_SQL} WHERE id = ?", (*values, track_id))
-            if not same_audio:
-                # New bytes: the old analysis describes other audio (plyrd.library.analysis computes it again).
-                await conn.execute("UPDATE tracks SET peaks = NULL, loudness_lufs = NULL, track_gain_db = NULL,"
-                                   " sample_peak = NULL WHERE id = ?", (track_id,))
-                await self.store.incref(conn, r.fingerprint)
-                released += await self._drop(conn, old["original_sha"])
-        await set_track_tags(conn, track_id, genres)
-
-        if file_id is None:
-            await conn.execute(
-                "INSERT INTO library_files(folder_id, rel_path, size, mtime_ns, fingerprint, track_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (folder_id, r.seen.rel, r.seen.size, r.seen.mtime_ns, r.fingerprint, track_id))
-        else:
-            await conn.execute(
-                "UPDATE library_files SET folder_id = ?, rel_path = ?, size = ?, mtime_ns = ?, fingerprint = ?,"
-                f" track_id = ?, error = NULL, scanned_at = {_NOW_SQL} WHERE id = ?",
-                (folder_id, r.seen.rel, r.seen.size, r.seen.mtime_ns, r.fingerprint, track_id, file_id))
-
-        released += await self._place_on_album(conn, track_id, r, albums)
-        return kind
+        await conn.executemany("DELETE FROM track_tags WHERE track_id = ?", [(p.track_id,) for p in known])
+        await conn.executemany("INSERT OR IGNORE INTO track_tags(tag, track_id) VALUES (?, ?)",
+                               [(g, p.track_id) for p in planned for g in genres_of(p.read.info.tags)
+                                if p.read.info is not None])
+        await conn.executemany(
+            "INSERT INTO library_files(folder_id, rel_path, size, mtime_ns, fingerprint, track_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(folder_id, p.read.seen.rel, p.read.seen.size, p.read.seen.mtime_ns, p.read.fingerprint, p.track_id)
+             for p in planned if p.file_id is None])
+        await conn.executemany(
+            "UPDATE library_files SET folder_id = ?, rel_path = ?, size = ?, mtime_ns = ?, fingerprint = ?,"
+            f" track_id = ?, error = NULL, scanned_at = {_NOW_SQL} WHERE id = ?",
+            [(folder_id, p.read.seen.rel, p.read.seen.size, p.read.seen.mtime_ns, p.read.fingerprint, p.track_id,
+              p.file_id) for p in planned if p.file_id is not None])
+        return released
 
     async def _drop(self, conn: aiosqlite.Connection, sha: str) -> list[str]:
-        """Drop a track's reference on an external blob; if another library file with the same fingerprint still
-        uses it, its link follows that file. Returns the blob when nothing references it."""
+        """Drop a track's reference on a blob; if it is external and another library file with the same fingerprint
+        still uses it, its link follows that file. Returns the blob when nothing references it."""
         if await self.store.decref(conn, sha) == 0:
             return [sha]
         await self.relink(conn, sha)
@@ -261,43 +313,63 @@ class LibraryCatalog:
 
     # ---- albums ---------------------------------------------------------------------------------------------------
 
-    async def _place_on_album(self, conn: aiosqlite.Connection, track_id: int, r: FileRead,
-                              albums: set[str]) -> list[str]:
-        """Put the track on its album (made if new) and give it its cover; returns artwork blobs let go of."""
+    async def _write_albums(self, conn: aiosqlite.Connection, planned: list[_Planned]) -> list[str]:
+        """Each track on its album (made when new, given a cover when it has none), each album touched put in
+        disc/track order again; a track whose tags no longer name its album leaves it."""
         released: list[str] = []
-        current = await fetchone(conn, "SELECT album_id FROM album_tracks WHERE track_id = ?", (track_id,))
-        album_id: str | None = None
-        if r.album is not None:
-            album_id = await self._album(conn, r)
-        if current is not None and current["album_id"] != album_id:
-            await conn.execute("DELETE FROM album_tracks WHERE track_id = ?", (track_id,))
-            albums.add(current["album_id"])
-        if album_id is not None:
-            if current is None or current["album_id"] != album_id:
-                await conn.execute(
-                    "INSERT INTO album_tracks(album_id, position, track_id) SELECT ?, coalesce(max(position) + 1, 0),"
-                    " ? FROM album_tracks WHERE album_id = ?", (album_id, track_id, album_id))
-            albums.add(album_id)
-        released += await set_artwork(conn, self.store, "tracks", track_id, r.artwork)
+        keys = {p.read.album for p in planned if p.read.album}
+        albums: dict[str, str] = {}
+        if keys:
+            rows = await fetchall(conn, "SELECT id, library_key, image_sha FROM albums"
+                                  " WHERE library_key IN (SELECT value FROM json_each(?))", (_ids_json(keys),))
+            bare = set()
+            for row in rows:
+                albums[row["library_key"]] = row["id"]
+                if row["image_sha"] is None:
+                    bare.add(row["library_key"])
+            for p in planned:
+                key, art = p.read.album, p.read.artwork
+                if key is None:
+                    continue
+                if key not in albums:
+                    albums[key] = await self._new_album(conn, p.read)
+                    if art is None:
+                        bare.add(key)
+                    else:
+                        await set_artwork(conn, self.store, "albums", albums[key], art)
+                elif key in bare and art is not None:
+                    released += await set_artwork(conn, self.store, "albums", albums[key], art)
+                    bare.discard(key)
+        current = {r["track_id"]: r["album_id"] for r in await fetchall(
+            conn, "SELECT track_id, album_id FROM album_tracks WHERE track_id IN (SELECT value FROM json_each(?))",
+            (_ids_json(p.track_id for p in planned),))}
+        leaving: list[int] = []
+        touched: dict[str, list[int]] = {}
+        for p in planned:
+            assert p.track_id is not None
+            target = albums.get(p.read.album or "")
+            was = current.get(p.track_id)
+            if was is not None and was != target:
+                leaving.append(p.track_id)
+                touched.setdefault(was, [])
+            if target is not None:
+                touched.setdefault(target, [])
+                if was != target:
+                    touched[target].append(p.track_id)
+        await conn.executemany("DELETE FROM album_tracks WHERE track_id = ?", [(i,) for i in leaving])
+        for album_id, joining in touched.items():
+            released += await self.refresh_album(conn, album_id, joining)
         return released
 
-    async def _album(self, conn: aiosqlite.Connection, r: FileRead) -> str:
-        """The album row of r.album (a library_key), made when new, with r's cover if it has none yet."""
-        assert r.info is not None and r.album is not None
-        row = await fetchone(conn, "SELECT id, image_sha FROM albums WHERE library_key = ?", (r.album,))
-        if row is None:
-            title = (r.info.tags.album or "").strip()[:MAX_TITLE_CHARS]
-            album_id = str(uuid.uuid4())
-            await conn.execute(
-                "INSERT INTO albums(id, artist_did, slug, title, library_key, album_artist) VALUES (?, ?, ?, ?, ?, ?)",
-                (album_id, LIBRARY_DID, await self._free_slug(conn, title, album_id), title, r.album,
-                 r.info.tags.album_artist or r.info.tags.artist))
-            if r.artwork is not None:
-                await set_artwork(conn, self.store, "albums", album_id, r.artwork)
-            return album_id
-        if row["image_sha"] is None and r.artwork is not None:
-            await set_artwork(conn, self.store, "albums", row["id"], r.artwork)
-        return str(row["id"])
+    async def _new_album(self, conn: aiosqlite.Connection, r: FileRead) -> str:
+        assert r.info is not None
+        title = (r.info.tags.album or "").strip()[:MAX_TITLE_CHARS]
+        album_id = str(uuid.uuid4())
+        await conn.execute(
+            "INSERT INTO albums(id, artist_did, slug, title, library_key, album_artist) VALUES (?, ?, ?, ?, ?, ?)",
+            (album_id, LIBRARY_DID, await self._free_slug(conn, title, album_id), title, r.album,
+             r.info.tags.album_artist or r.info.tags.artist))
+        return album_id
 
     async def _free_slug(self, conn: aiosqlite.Connection, title: str, album_id: str) -> str:
         base = slugify(title) or f"album-{album_id[:8]}"
@@ -311,12 +383,14 @@ class LibraryCatalog:
             n += 1
         return f"{base}-{n}"
 
-    async def refresh_album(self, conn: aiosqlite.Connection, album_id: str) -> list[str]:
-        """After its tracks changed: the album in disc/track order (then by path), its album artist from its tracks'
-        tags, or gone when it has no track left (its cover released). Returns the blobs let go of."""
+    async def refresh_album(self, conn: aiosqlite.Connection, album_id: str, joining: Iterable[int] = ()) -> list[str]:
+        """After its tracks changed (`joining` tracks added to it): the album in disc/track order (then by path),
+        its album artist from its tracks' tags, or gone when it has no track left (its cover released). Returns the
+        blobs let go of."""
         members = await fetchall(
-            conn, "SELECT t.id, t.file_tags, f.rel_path FROM album_tracks x JOIN tracks t ON t.id = x.track_id"
-            " LEFT JOIN library_files f ON f.track_id = t.id WHERE x.album_id = ?", (album_id,))
+            conn, "SELECT t.id, t.file_tags, f.rel_path FROM tracks t LEFT JOIN library_files f ON f.track_id = t.id"
+            " WHERE t.id IN (SELECT track_id FROM album_tracks WHERE album_id = ?)"
+            " OR t.id IN (SELECT value FROM json_each(?))", (album_id, _ids_json(joining)))
         if not members:
             released = await set_artwork(conn, self.store, "albums", album_id, None)
             await conn.execute("DELETE FROM albums WHERE id = ? AND library_key IS NOT NULL", (album_id,))
@@ -330,7 +404,7 @@ class LibraryCatalog:
         tagged.sort(key=order)
         await conn.execute("DELETE FROM album_tracks WHERE album_id = ?", (album_id,))
         await conn.executemany("INSERT INTO album_tracks(album_id, position, track_id) VALUES (?, ?, ?)",
-                               [(album_id, i, m["id"]) for i, (m, _) in enumerate(tagged)])
+                               [(album_id, i, m["id"]) for i, (m, _) in enumerate(tagged[:MAX_ALBUM_TRACKS])])
         await conn.execute(f"UPDATE albums SET album_artist = ?, updated_at = {_NOW_SQL} WHERE id = ?",
                            (album_artist_of([t for _, t in tagged]), album_id))
         return []

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalog.artwork import Artwork, store_rendered
+from ..catalog.artwork import Artwork
 from ..config import Config
 from ..db import Database
 from ..db.queries import fetchone
@@ -365,18 +365,21 @@ class Library:
         parallel = self.slots.size
         inflight: set[asyncio.Task[FileRead]] = set()
         ready: list[FileRead] = []
+        writing: asyncio.Task[None] | None = None  # the batch being written while the next one is read
         gone: list[Known] = []
         found = 0
         try:
             async for d in diff(self.db, folder.id, root, prefix):
                 if d.change is not None:
                     found += 1
-                    while len(inflight) >= parallel * 2:
+                    while len(inflight) >= parallel * 4:
                         done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                         ready += [t.result() for t in done]
                     inflight.add(asyncio.create_task(self._read(ctx, folder.id, root, d.change)))
                     if len(ready) >= BATCH:
-                        await self._write(ctx, catalog, folder.id, ready)
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.create_task(self._write(ctx, catalog, folder.id, ready))
                         ready = []
                 elif d.gone is not None:
                     gone.append(d.gone)
@@ -390,11 +393,17 @@ class Library:
                 done, _ = await asyncio.wait(inflight)
                 ready += [t.result() for t in done]
                 inflight = set()
+            if writing is not None:
+                await writing
+                writing = None
             if ready:
                 await self._write(ctx, catalog, folder.id, ready)
         finally:
             for t in inflight:
                 t.cancel()
+            if writing is not None and not writing.done():
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
         if gone and found == 0 and not prefix:
             # Every file gone at once is far more often a disk not mounted than a collection deleted.
             ctx.notes.append(f"{root} has no files now: its {len(gone)} known files were kept (is it mounted?)")
@@ -485,9 +494,11 @@ class Library:
             image = await self.slots.run(process_image, data, max_bytes=self.max_image_bytes)
         except PlyrdError:
             return None  # not an image, too big or broken: the track simply has no cover
-        art = await store_rendered(self.store, image)
-        ctx.stored += art.blobs()
-        return art
+        # One transaction for the three files (store_rendered's three would cost two more commits per album).
+        blobs = await self.store.put_bytes_many([(image.original_bytes, image.original_mime),
+                                                 (image.thumb_webp, "image/webp"), (image.display_webp, "image/webp")])
+        ctx.stored += [b.sha256 for b in blobs]
+        return Artwork(blobs[0].sha256, image.original_mime, blobs[1].sha256, blobs[2].sha256)
 
     # ---- reading the state -----------------------------------------------------------------------------------------
 
