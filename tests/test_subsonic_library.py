@@ -213,6 +213,11 @@ def test_artists_come_from_tags_never_the_library(world: World) -> None:
     ids = {a["name"]: a["id"] for g in artists for a in g["artist"]}
     assert ids["Alpha Band"] == _lib_key("Alpha Band") and ids["Various Artists"] == _lib_key("Various Artists")
     assert all(LIBRARY_DID not in a["id"] for g in artists for a in g["artist"])
+    # Asked for by its own id, the library is no artist anywhere.
+    for method in ("getArtist", "getArtistInfo2", "getCoverArt", "getSimilarSongs2"):
+        assert alice.error(method, id=f"ar-{LIBRARY_DID}") == 70, method
+    assert alice.error("getAlbum", id=f"al-singles-{LIBRARY_DID}") == 70
+    assert not alice.call("getTopSongs", artist="library")["topSongs"].get("song")
 
     band = alice.call("getArtist", id=ids["Alpha Band"])["artist"]
     assert band["name"] == "Alpha Band" and band["albumCount"] == 2

@@ -156,7 +156,7 @@ def shown_name(name: str | None) -> str:
 def artist_tracks(keys: Sequence[str]) -> Where:
     """Tracks by any of these artists: the node's accounts by DID; a library artist's are the library tracks that
     name them as their artist or as their album's artist (a compilation's songs are Various Artists' too)."""
-    dids = [k for k in keys if not is_library_key(k)]
+    dids = [k for k in keys if not is_library_key(k) and k != LIBRARY_DID]
     names = [k.removeprefix(LIB_PREFIX) for k in keys if is_library_key(k)]
     terms: list[str] = []
     params: list[Any] = []
@@ -251,8 +251,8 @@ def track_id_of(raw: str) -> int:
 def artist_did_of(raw: str) -> str:
     """The artist key an `ar-` id names: an account's DID, or a library artist's `lib~<hex>`."""
     did = raw.removeprefix("ar-")
-    if not raw.startswith("ar-") or not (_DID.fullmatch(did) or _LIB_KEY.fullmatch(did)):
-        raise not_found("artist")
+    if not raw.startswith("ar-") or not (_DID.fullmatch(did) or _LIB_KEY.fullmatch(did)) or did == LIBRARY_DID:
+        raise not_found("artist")  # the library holds the music folder's files; it is nobody's artist
     return did
 
 
@@ -867,7 +867,8 @@ async def cover_art(db: Database, raw_id: str, size: int | None, audience: Audie
         rows = await _first_art(db, Where.of("t.id IN (SELECT value FROM json_each(?))",
                                              json.dumps([r["id"] for r in singles])), "ORDER BY t.id")
     elif raw_id.startswith(("ar-", "al-singles-")):
-        did = raw_id.removeprefix("al-singles-") if raw_id.startswith("al-singles-") else artist_did_of(raw_id)
+        did = artist_did_of("ar-" + raw_id.removeprefix("al-singles-")) if raw_id.startswith("al-singles-") \
+            else artist_did_of(raw_id)
         rows = await _first_art(db, Where.of("t.artist_did = ?", did) & listed(audience), "ORDER BY t.created_at DESC")
     elif raw_id.startswith("al-"):
         album_id = uuid_of(raw_id, "al-", "album")
