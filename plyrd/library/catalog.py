@@ -179,8 +179,9 @@ class LibraryCatalog:
         await self._write_errors(conn, folder_id, [r for r in reads if r.info is None])
         result.errors = sum(1 for r in reads if r.info is None)
         planned = await self._plan(conn, [r for r in reads if r.info is not None])
+        albums, covered = await self._albums(conn, planned)
         result.released += await self._write_tracks(conn, folder_id, planned)
-        result.released += await self._write_albums(conn, planned)
+        result.released += await self._place(conn, planned, albums, covered)
         for p in planned:
             setattr(result, p.kind, getattr(result, p.kind) + 1)
         return result
@@ -313,33 +314,42 @@ class LibraryCatalog:
 
     # ---- albums ---------------------------------------------------------------------------------------------------
 
-    async def _write_albums(self, conn: aiosqlite.Connection, planned: list[_Planned]) -> list[str]:
-        """Each track on its album (made when new, given a cover when it has none), each album touched put in
-        disc/track order again; a track whose tags no longer name its album leaves it."""
-        released: list[str] = []
+    async def _albums(self, conn: aiosqlite.Connection, planned: list[_Planned]) -> tuple[dict[str, str], set[str]]:
+        """The album of each track (made when new), and the cover each track shows: its album's, which the first
+        track found with a cover gives to an album that has none. Returns (library_key -> album id, the albums that
+        got their cover in this batch)."""
         keys = {p.read.album for p in planned if p.read.album}
         albums: dict[str, str] = {}
-        if keys:
-            rows = await fetchall(conn, "SELECT id, library_key, image_sha FROM albums"
-                                  " WHERE library_key IN (SELECT value FROM json_each(?))", (_ids_json(keys),))
-            bare = set()
-            for row in rows:
-                albums[row["library_key"]] = row["id"]
-                if row["image_sha"] is None:
-                    bare.add(row["library_key"])
-            for p in planned:
-                key, art = p.read.album, p.read.artwork
-                if key is None:
-                    continue
-                if key not in albums:
-                    albums[key] = await self._new_album(conn, p.read)
-                    if art is None:
-                        bare.add(key)
-                    else:
-                        await set_artwork(conn, self.store, "albums", albums[key], art)
-                elif key in bare and art is not None:
-                    released += await set_artwork(conn, self.store, "albums", albums[key], art)
-                    bare.discard(key)
+        covers: dict[str, Artwork | None] = {}
+        covered: set[str] = set()
+        if not keys:
+            return albums, covered
+        for row in await fetchall(conn, "SELECT id, library_key, image_sha, image_mime, thumb_sha, display_sha"
+                                  " FROM albums WHERE library_key IN (SELECT value FROM json_each(?))",
+                                  (_ids_json(keys),)):
+            albums[row["library_key"]] = row["id"]
+            covers[row["library_key"]] = Artwork.of(row)
+        for p in planned:
+            key, art = p.read.album, p.read.artwork
+            if key is None:
+                continue
+            if key not in albums:
+                albums[key] = await self._new_album(conn, p.read)
+                covers[key] = None
+            if covers[key] is None and art is not None:
+                await set_artwork(conn, self.store, "albums", albums[key], art)  # had none: nothing released
+                covers[key] = art
+                covered.add(albums[key])
+        for p in planned:
+            if p.read.album is not None and covers[p.read.album] is not None:
+                p.read.artwork = covers[p.read.album]
+        return albums, covered
+
+    async def _place(self, conn: aiosqlite.Connection, planned: list[_Planned], albums: dict[str, str],
+                     covered: set[str]) -> list[str]:
+        """Each track on its album, each album touched put in disc/track order again; a track whose tags no longer
+        name its album leaves it. An album that just got its cover gives it to its earlier tracks too."""
+        released: list[str] = []
         current = {r["track_id"]: r["album_id"] for r in await fetchall(
             conn, "SELECT track_id, album_id FROM album_tracks WHERE track_id IN (SELECT value FROM json_each(?))",
             (_ids_json(p.track_id for p in planned),))}
@@ -359,6 +369,13 @@ class LibraryCatalog:
         await conn.executemany("DELETE FROM album_tracks WHERE track_id = ?", [(i,) for i in leaving])
         for album_id, joining in touched.items():
             released += await self.refresh_album(conn, album_id, joining)
+        in_batch = {p.track_id for p in planned}
+        for album_id in covered:
+            album = await fetchone(conn, "SELECT image_sha, image_mime, thumb_sha, display_sha FROM albums"
+                                   " WHERE id = ?", (album_id,))
+            for row in await fetchall(conn, "SELECT track_id FROM album_tracks WHERE album_id = ?", (album_id,)):
+                if row[0] not in in_batch:
+                    released += await set_artwork(conn, self.store, "tracks", row[0], Artwork.of(album))
         return released
 
     async def _new_album(self, conn: aiosqlite.Connection, r: FileRead) -> str:
