@@ -31,7 +31,8 @@ async def get_music_folders(call: Call) -> dict[str, Any]:
 async def get_extensions(call: Call) -> dict[str, Any]:
     # Only what the node implements. formPost: /rest reads form POSTs from any origin (the dispatcher lets them by
     # the cross-site check, since their credentials are in the form, not in cookies).
-    names = ["apiKeyAuthentication", "formPost"]
+    # transcodeOffset: stream's timeOffset (plyrd.subsonic.streaming); topSongsByArtistId: getTopSongs takes `id`.
+    names = ["apiKeyAuthentication", "formPost", "transcodeOffset", "topSongsByArtistId"]
     if "getlyricsbysongid" in METHODS:
         names.append("songLyrics")
     return {"openSubsonicExtensions": [{"name": name, "versions": [1]} for name in names]}
