@@ -16,6 +16,10 @@ ALTER TABLE blobs ADD COLUMN external INTEGER NOT NULL DEFAULT 0 CHECK (external
 
 ALTER TABLE tracks ADD COLUMN source TEXT NOT NULL DEFAULT 'upload' CHECK (source IN ('upload', 'library'));
 CREATE INDEX tracks_library ON tracks(source) WHERE source = 'library';
+-- The public feed (anonymous visitors: no library) walks this instead of skipping every newer library track: with
+-- 20,000 library files newer than the uploads the anonymous latest feed took 6 ms at p50 without it, 0.5 ms with.
+CREATE INDEX tracks_feed_public ON tracks(created_at DESC, id DESC)
+    WHERE unlisted = 0 AND status = 'ready' AND source = 'upload';
 
 INSERT OR IGNORE INTO users (did, handle, display_name) VALUES ('did:plyrd:library', NULL, 'library');
 
