@@ -404,6 +404,24 @@ async def test_a_folder_that_vanished_is_kept_and_a_scan_can_be_limited(lib: Lib
     assert sorted(t["title"] for t in await lib.rows("SELECT title FROM tracks")) == ["Kept", "New"]
 
 
+async def test_a_folder_no_longer_configured_leaves_the_library_its_files_stay(lib: Lib) -> None:
+    put(lib.music / "A" / "a.flac", "flac", tags={"title": "Was here", "album": "Gone"})
+    (lib.music / "A" / "cover.jpg").write_bytes(jpeg_bytes())
+    await lib.scan()
+    before = digest(lib.music)
+    unconfigured = lib.config.replace(library__folders=[])
+    # `plyrd library` runs with its own environment, which may not name the node's folders: it only adds.
+    await Library(lib.db, lib.store, unconfigured).sync_config(forget=False)
+    assert len(await lib.rows("SELECT * FROM tracks")) == 1
+    # The node started with the folder gone from its config: the folder's tracks, albums and links go.
+    await Library(lib.db, lib.store, unconfigured).start()
+    for table in ("tracks", "albums", "library_files", "library_folders"):
+        assert await lib.rows(f"SELECT * FROM {table}") == [], table
+    assert await lib.rows("SELECT * FROM blobs WHERE external = 1 OR refcount > 0") == []
+    assert not any(path.is_symlink() for path in lib.config.blobs_dir.rglob("*"))
+    assert digest(lib.music) == before
+
+
 async def test_one_scan_at_a_time_a_second_full_scan_joins_the_running_one(lib: Lib) -> None:
     for i in range(6):
         put(lib.music / f"{i}.mp3", "mp3", tags={"title": f"T{i}"})

@@ -89,6 +89,7 @@ class _Scan:
     """One scan's running state."""
 
     trigger: str
+    scan_id: int | None = None
     started: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
     total: int = 0
@@ -318,7 +319,7 @@ class Library:
             row = await fetchone(conn, "INSERT INTO library_scans(trigger) VALUES (?) RETURNING id", (trigger,))
         assert row is not None
         scan_id = int(row[0])
-        ctx = _Scan(trigger, progress=progress)
+        ctx = _Scan(trigger, scan_id, progress=progress)
         self._current = ctx
         state, failure = "failed", None
         try:
@@ -439,6 +440,9 @@ class Library:
         async with self.store.exclusive():
             async with self.db.write() as conn:
                 result = await catalog.write(conn, folder_id, reads)
+                if ctx.scan_id is not None:  # how far it got, for `plyrd library status` in another process
+                    await conn.execute("UPDATE library_scans SET seen = ? WHERE id = ?",
+                                       (ctx.seen + len(reads), ctx.scan_id))
         await self.store.remove_unreferenced(result.released)
         ctx.seen += len(reads)
         ctx.added += result.added
