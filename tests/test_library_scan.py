@@ -404,6 +404,40 @@ async def test_a_folder_that_vanished_is_kept_and_a_scan_can_be_limited(lib: Lib
     assert sorted(t["title"] for t in await lib.rows("SELECT title FROM tracks")) == ["Kept", "New"]
 
 
+async def test_two_copies_of_one_file_share_a_blob_and_the_survivor_keeps_the_link(lib: Lib) -> None:
+    put(lib.music / "first" / "song.mp3", "mp3", tags={"title": "Twice"})
+    (lib.music / "second").mkdir()
+    shutil.copy2(lib.music / "first" / "song.mp3", lib.music / "second" / "song.mp3")
+    assert (await lib.scan()).added == 2
+    sha = (await lib.one("SELECT DISTINCT original_sha FROM tracks"))["original_sha"]
+    assert (await lib.one("SELECT refcount FROM blobs WHERE sha256 = ?", (sha,)))["refcount"] == 2
+    target = Path(os.readlink(lib.store.path_for(sha)))
+    survivor = ({lib.music / "first" / "song.mp3", lib.music / "second" / "song.mp3"} - {target}).pop()
+    os.unlink(target)  # the copy the link names goes: the link now names the other one
+    assert (await lib.scan()).removed == 1
+    assert os.readlink(lib.store.path_for(sha)) == str(survivor)
+    await lib.check_refcounts()
+
+
+async def test_a_data_directory_inside_a_folder_is_never_scanned(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    put(music / "a.mp3", "mp3", tags={"title": "Music"})
+    config = load_config(env={}, overrides={"storage.data_dir": str(music / "plyrd-data"),
+                                            "library.folders": [str(music)]})
+    for d in (config.data_dir, config.blobs_dir, config.tmp_dir):
+        d.mkdir(mode=0o700, exist_ok=True)
+    db = Database(config.db_path)
+    await db.open()
+    try:
+        library = Library(db, BlobStore(config.blobs_dir, config.tmp_dir, db), config)
+        await library.start()
+        put(config.data_dir / "stray.mp3", "mp3", tags={"title": "Not music"})
+        assert (await library.scan(trigger="cli")).seen == 1
+        assert (await library.scan(trigger="cli")).seen == 1  # its own links and blobs are not files to scan
+    finally:
+        await db.close()
+
+
 async def test_a_folder_no_longer_configured_leaves_the_library_its_files_stay(lib: Lib) -> None:
     put(lib.music / "A" / "a.flac", "flac", tags={"title": "Was here", "album": "Gone"})
     (lib.music / "A" / "cover.jpg").write_bytes(jpeg_bytes())

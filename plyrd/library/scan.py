@@ -71,8 +71,9 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def walk(root: Path, prefix: str = "") -> Iterator[Seen]:
-    """Every file under root/prefix (a directory or one file; prefix '' is the whole folder), in rel_path order."""
+def walk(root: Path, prefix: str = "", *, skip: Path | None = None) -> Iterator[Seen]:
+    """Every file under root/prefix (a directory or one file; prefix '' is the whole folder), in rel_path order.
+    `skip`: a directory never entered (the node's data directory, should a folder hold it)."""
     start = root / prefix if prefix else root
     if prefix and any(part.startswith(".") for part in prefix.split("/")):
         return
@@ -87,6 +88,12 @@ def walk(root: Path, prefix: str = "") -> Iterator[Seen]:
     if not stat.S_ISDIR(st.st_mode):
         return
     visited = {(st.st_dev, st.st_ino)}
+    if skip is not None:
+        try:
+            other = os.stat(skip)
+            visited.add((other.st_dev, other.st_ino))
+        except OSError:
+            pass
     yield from _walk_dir(start, prefix, visited)
 
 
@@ -162,11 +169,11 @@ async def count_known(db: Database, folder_id: int, prefix: str = "") -> int:
     return int(row[0]) if row else 0
 
 
-async def walked(root: Path, prefix: str = "") -> AsyncIterator[list[Seen]]:
+async def walked(root: Path, prefix: str = "", *, skip: Path | None = None) -> AsyncIterator[list[Seen]]:
     """`walk` in a thread, a chunk of files per hop, so the event loop never waits on the disk."""
     import asyncio
 
-    chunks = _chunks(walk(root, prefix))
+    chunks = _chunks(walk(root, prefix, skip=skip))
     while True:
         chunk = await asyncio.to_thread(next, chunks, None)
         if chunk is None:
@@ -184,7 +191,8 @@ class Diff:
     gone: Known | None = None
 
 
-async def diff(db: Database, folder_id: int, root: Path, prefix: str = "") -> AsyncIterator[Diff]:
+async def diff(db: Database, folder_id: int, root: Path, prefix: str = "", *,
+               skip: Path | None = None) -> AsyncIterator[Diff]:
     """Merge the walk with library_files: new and changed files, unchanged ones (counted), rows not found on disk.
 
     A row is "gone" only as far as this walk saw (an unreadable directory hides its files): the caller checks again
@@ -192,7 +200,7 @@ async def diff(db: Database, folder_id: int, root: Path, prefix: str = "") -> As
     """
     rows = _known_rows(db, folder_id, prefix)
     known = await anext(rows, None)
-    async for chunk in walked(root, prefix):
+    async for chunk in walked(root, prefix, skip=skip):
         same = same_errors = 0
         for seen in chunk:
             while known is not None and known.rel < seen.rel:

@@ -153,8 +153,8 @@ def read_file(path: Path) -> tuple[str | None, Any, str | None]:
         return fp, None, f"The file could not be read: {type(e).__name__}: {e}"
 
 
-def _count_files(root: Path, prefix: str) -> int:
-    return sum(1 for _ in walk(root, prefix))
+def _count_files(root: Path, prefix: str, skip: Path) -> int:
+    return sum(1 for _ in walk(root, prefix, skip=skip))
 
 
 def _find_cover(directory: Path) -> Path | None:
@@ -329,7 +329,8 @@ class Library:
                 for folder, prefix in scopes:
                     known = await count_known(self.db, folder.id, prefix)
                     # A first scan has no rows to count: the walk alone (no file opened) estimates the work.
-                    ctx.total += known or await asyncio.to_thread(_count_files, Path(folder.path), prefix)
+                    ctx.total += known or await asyncio.to_thread(_count_files, Path(folder.path), prefix,
+                                                                      self.config.data_dir)
                 for folder, prefix in scopes:
                     await self._scan_scope(ctx, folder, prefix)
             state = "done"
@@ -370,7 +371,7 @@ class Library:
         gone: list[Known] = []
         found = 0
         try:
-            async for d in diff(self.db, folder.id, root, prefix):
+            async for d in diff(self.db, folder.id, root, prefix, skip=self.config.data_dir):
                 if d.change is not None:
                     found += 1
                     while len(inflight) >= parallel * 4:
