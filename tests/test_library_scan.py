@@ -404,6 +404,21 @@ async def test_a_folder_that_vanished_is_kept_and_a_scan_can_be_limited(lib: Lib
     assert sorted(t["title"] for t in await lib.rows("SELECT title FROM tracks")) == ["Kept", "New"]
 
 
+async def test_a_file_moved_to_another_library_folder_keeps_its_track(lib: Lib, tmp_path: Path) -> None:
+    # "other" sorts after "music": the file is missed in the first folder before it is found in the second.
+    other = tmp_path / "other"
+    other.mkdir()
+    await lib.library.add_folder(other)
+    put(lib.music / "a.mp3", "mp3", tags={"title": "Traveller"})
+    await lib.scan()
+    before = await lib.track("Traveller")
+    shutil.move(lib.music / "a.mp3", other / "a.mp3")
+    report = await lib.scan()
+    assert (report.moved, report.removed, report.added) == (1, 0, 0), report
+    assert (await lib.track("Traveller"))["id"] == before["id"]
+    assert os.readlink(lib.store.path_for(before["original_sha"])) == str(other / "a.mp3")
+
+
 async def test_two_copies_of_one_file_share_a_blob_and_the_survivor_keeps_the_link(lib: Lib) -> None:
     put(lib.music / "first" / "song.mp3", "mp3", tags={"title": "Twice"})
     (lib.music / "second").mkdir()

@@ -101,6 +101,7 @@ class _Scan:
     unchanged: int = 0
     errors: int = 0
     notes: list[str] = field(default_factory=list)
+    gone: list[tuple[int, Known]] = field(default_factory=list)  # (folder id, row) of files the walks missed
     progress: Callable[[ScanProgress], None] | None = None
     last_progress: float = 0.0
     stored: list[str] = field(default_factory=list)  # covers stored for this scan (released if left unused)
@@ -333,6 +334,7 @@ class Library:
                                                                       self.config.data_dir)
                 for folder, prefix in scopes:
                     await self._scan_scope(ctx, folder, prefix)
+                await self._forget_gone(ctx)
             state = "done"
         except asyncio.CancelledError:
             failure = "interrupted"
@@ -410,16 +412,23 @@ class Library:
             # Every file gone at once is far more often a disk not mounted than a collection deleted.
             ctx.notes.append(f"{root} has no files now: its {len(gone)} known files were kept (is it mounted?)")
             return
-        for i in range(0, len(gone), BATCH):
+        ctx.gone += [(folder.id, known) for known in gone]
+
+    async def _forget_gone(self, ctx: _Scan) -> None:
+        """After every folder was walked (a file moved from one folder to another is found in the second after it
+        was missed in the first): the files still missing lose their tracks."""
+        catalog = LibraryCatalog(self.store)
+        for i in range(0, len(ctx.gone), BATCH):
             released: list[str] = []
             async with self.store.exclusive():
                 async with self.db.write() as conn:
-                    for known in gone[i:i + BATCH]:
-                        removed, freed = await catalog.remove_gone(conn, known, folder.id)
+                    for folder_id, known in ctx.gone[i:i + BATCH]:
+                        removed, freed = await catalog.remove_gone(conn, known, folder_id)
                         ctx.removed += removed
                         released += freed
             await self.store.remove_unreferenced(released)
             ctx.tick()
+        ctx.gone = []
 
     async def _read(self, ctx: _Scan, folder_id: int, root: Path, change: Change) -> FileRead:
         r = FileRead(change.seen, change.known)
