@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
-from browsing import PHONE, Session
+from browsing import PHONE, SHOTS, Session
 from conftest import ServedNode, node_env, start_node
 from helpers import Person, anonymous, db, sign_in
 from hypothesis import HealthCheck, given, settings
@@ -207,6 +207,8 @@ def test_admin_page_in_a_browser(node: ServedNode, browser: Any, accounts: dict[
         page.wait_for_function("() => document.querySelector('[data-last]').textContent.includes('(admin')",
                                timeout=20_000)
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "library-admin-phone.png"), full_page=True)
         assert violations == [] and errors == [], (violations, errors)
     finally:
         context.close()
