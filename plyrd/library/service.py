@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("plyrd.library")
 
 LOCK_FILE = "library.lock"
+LOCK_POLL = 0.5  # seconds between tries while another process scans
 BATCH = 250  # files per write transaction: big enough to be fast, short enough to keep the node responsive
 PROGRESS_EVERY = 0.25  # seconds between progress callbacks
 COVER_NAMES = ("cover", "folder", "front", "album", "albumart")
@@ -278,7 +279,9 @@ class Library:
     async def _scan_locked(self, trigger: str, only: Sequence[Path] | None,
                            progress: Callable[[ScanProgress], None] | None) -> ScanReport:
         async with self._lock:
-            lock = await asyncio.to_thread(self._wait_lock)
+            # Polled, not a blocking flock in a thread: a thread still waiting when its scan is cancelled would take
+            # the lock later and keep it for good.
+            lock = await self._other_processes()
             try:
                 return await self._scan(trigger, only, progress)
             finally:
@@ -287,10 +290,13 @@ class Library:
     def _lock_path(self) -> Path:
         return self.config.data_dir / LOCK_FILE
 
-    def _wait_lock(self) -> int:
-        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
+    async def _other_processes(self) -> int:
+        """The lock file held (its descriptor), once no other process is scanning."""
+        while True:
+            lock = await asyncio.to_thread(self._try_lock)
+            if lock is not None:
+                return lock
+            await asyncio.sleep(LOCK_POLL)
 
     def _try_lock(self) -> int | None:
         fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
