@@ -481,6 +481,23 @@ async def test_one_scan_at_a_time_a_second_full_scan_joins_the_running_one(lib: 
     assert seen[-1] == 6 and len(await lib.rows("SELECT * FROM library_scans")) == 1
 
 
+async def test_a_scan_waits_while_another_process_scans(lib: Lib) -> None:
+    import asyncio
+    import fcntl
+
+    put(lib.music / "a.mp3", "mp3", tags={"title": "Waited"})
+    # Another process's scan holds the lock file (a lock of another open file, as `plyrd library scan` takes it).
+    other = os.open(lib.config.data_dir / "library.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        waiting = asyncio.ensure_future(lib.scan())
+        await asyncio.sleep(1.2)
+        assert not waiting.done() and await lib.rows("SELECT * FROM library_scans") == []
+    finally:
+        os.close(other)
+    assert (await asyncio.wait_for(waiting, 30)).added == 1
+
+
 # --- the command line -----------------------------------------------------------------------------------------------
 
 
