@@ -224,14 +224,15 @@ class Library:
         return Path(path).expanduser().resolve()
 
     async def add_folder(self, path: str | Path) -> int:
-        """Add a folder to scan (`plyrd library add PATH`); returns its id. It must be an existing directory outside
-        the data directory, neither inside nor around a folder already scanned (its files would be tracks twice)."""
+        """Add a folder to scan (`plyrd library add PATH`); returns its id. It must be an existing directory, not
+        inside the data directory (which scans never enter), neither inside nor around a folder already scanned (its
+        files would be tracks twice)."""
         folder = self._resolve(path)
         if not folder.is_dir():
             raise InvalidInput(f"{folder} is not a directory")
         data = self.config.data_dir.resolve()
-        if folder == data or data in folder.parents or folder in data.parents:
-            raise InvalidInput(f"{folder} holds or is inside the node's data directory")
+        if folder == data or data in folder.parents:
+            raise InvalidInput(f"{folder} is inside the node's data directory")
         for f in await self.folders():
             other = Path(f.path)
             if other == folder:
