@@ -40,8 +40,9 @@ function runningView(run) {
 
 function lastView(last) {
   if (!last) return h('p', { class: 'quiet small' }, 'no scan has finished yet.');
-  const parts = ['added', 'updated', 'moved', 'removed', 'unchanged', 'errors']
-    .filter((k) => last[k]).map((k) => `${last[k]} ${k}`);
+  const words = { added: 'added', updated: 'updated', moved: 'moved', removed: 'removed', unchanged: 'unchanged',
+    errors: 'not tracks' };
+  const parts = Object.keys(words).filter((k) => last[k]).map((k) => `${last[k]} ${words[k]}`);
   const elapsed = last.elapsed ?? (last.finished_at && last.started_at ? last.finished_at - last.started_at : null);
   return h('p', { class: 'small' },
     `last scan (${last.trigger || 'scan'}${last.state && last.state !== 'done' ? `, ${last.state}` : ''}): `,
