@@ -481,6 +481,33 @@ async def test_one_scan_at_a_time_a_second_full_scan_joins_the_running_one(lib: 
     assert seen[-1] == 6 and len(await lib.rows("SELECT * FROM library_scans")) == 1
 
 
+async def test_garbage_collection_unlinks_links_never_their_files(lib: Lib) -> None:
+    put(lib.music / "kept.mp3", "mp3", tags={"title": "Kept"})
+    put(lib.music / "gone.mp3", "mp3", tags={"title": "Gone before the scan"})
+    stray = put(lib.music / "stray.mp3", "mp3", tags={"title": "Stray"})
+    await lib.scan()
+    kept, early = await lib.track("Kept"), await lib.track("Gone before the scan")
+    # A link without a row (a crash between the link and its transaction), one that dangles, and a referenced
+    # link whose file was deleted before any rescan.
+    orphan = lib.config.blobs_dir / "aa" / "bb" / ("ab" * 32)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(stray, orphan)
+    dangling = lib.config.blobs_dir / "cc" / "dd" / ("cd" * 32)
+    dangling.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(lib.music / "never-there.mp3", dangling)
+    os.unlink(lib.music / "gone.mp3")
+
+    report = await lib.store.collect_garbage(grace=0)
+    assert report.orphan_files == 2 and report.missing_files == []
+    assert not linked(orphan) and not linked(dangling) and stray.is_file()
+    # The referenced links stay, even the dangling one: its track is the next scan's to remove.
+    assert lib.store.path_for(kept["original_sha"]).is_symlink()
+    assert lib.store.path_for(early["original_sha"]).is_symlink()
+    assert (await lib.scan()).removed == 1
+    assert not linked(lib.store.path_for(early["original_sha"]))
+    assert stray.is_file() and (lib.music / "kept.mp3").is_file()
+
+
 async def test_a_scan_waits_while_another_process_scans(lib: Lib) -> None:
     import asyncio
     import fcntl
