@@ -53,7 +53,57 @@ def songs(audience: Audience) -> Where:
     return visible(audience) & playable()
 
 
-def members(audience: Audience, folder: Where = EVERYWHERE) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class Only:
+    """Which tracks `members` groups: a condition on each of its arms (tracks on an album `x`/`t`, tracks on none
+    `t`), to build only some albums rather than all (one album, a page of them, an artist's). It only has to hold
+    for every member of the albums wanted (a superset is fine): whoever narrows still picks them by `sid`."""
+
+    albums: Where
+    singles: Where
+
+
+EVERY_ALBUM = Only(Where(), Where())
+_NONE = Where.of("0")
+
+
+def only_albums(sids: Sequence[str]) -> Only:
+    """The members of these Subsonic albums (and perhaps a few more): a node album by its id, an artist's Singles and
+    named albums by the artist, the music folder's Singles by their artist's key."""
+    uuids, dids, lib_keys = [], [], []
+    for sid in sids:
+        if sid.startswith("al-singles-"):
+            key = sid.removeprefix("al-singles-")
+            if is_library_key(key):
+                lib_keys.append(key.removeprefix(LIB_PREFIX))
+            else:
+                dids.append(key)
+        elif named := _NAMED_ID.fullmatch(sid):
+            dids.append(named.group(1))
+        elif sid.startswith("al-"):
+            uuids.append(sid.removeprefix("al-"))
+    each = "IN (SELECT value FROM json_each(?))"
+    albums = Where.of(f"x.album_id {each}", json.dumps(uuids)) if uuids else _NONE
+    terms, params = [], []
+    if dids:
+        terms.append(f"t.artist_did {each}")
+        params.append(json.dumps(sorted(set(dids))))
+    if lib_keys:
+        terms.append(f"{LIBRARY_TRACK} AND hex(lower({LIB_SINGLE_ARTIST})) {each}")
+        params.append(json.dumps(sorted(set(lib_keys))))
+    return Only(albums, Where.of(" OR ".join(f"({t})" for t in terms), *params) if terms else _NONE)
+
+
+def only_artist(key: str) -> Only:
+    """The members of an artist's albums (`artist_did_of`: an account's DID, or a library artist's `lib~<hex>`)."""
+    if is_library_key(key):
+        hexed = key.removeprefix(LIB_PREFIX)
+        return Only(Where.of(f"{LIBRARY_TRACK} AND hex(lower({_LIB_ALBUM_ARTIST_X})) = ?", hexed),
+                    Where.of(f"{LIBRARY_TRACK} AND hex(lower({LIB_SINGLE_ARTIST})) = ?", hexed))
+    return Only(Where.of("t.artist_did = ?", key), Where.of("t.artist_did = ?", key))
+
+
+def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_ALBUM) -> tuple[str, list[Any]]:
     """`WITH members, alb`: every album's songs for this caller, keyed by the Subsonic album id, and each album's
     totals. Albums are the node's albums (`al-<uuid>`); then, for listed tracks on none, the album their `album`
     text names (imports; uploads whose file's tags name one: `al-<did>~<name key>`, see `named_album_id`), else
@@ -65,40 +115,52 @@ def members(audience: Audience, folder: Where = EVERYWHERE) -> tuple[str, list[A
     (`library_artist_key`: the library album's album artist; a track on no album, its album artist else its
     artist), `artist_name` that name as tagged (NULL for the node's accounts). `folder` narrows to one music
     folder (plyrd.subsonic.folders)."""
-    in_album, single = songs(audience) & folder, listed(audience) & folder
+    in_album, single = songs(audience) & folder & only.albums, listed(audience) & folder & only.singles
     # Library tracks' names and keys are computed only for them (the CASEs): uploads cost what they did before.
-    album_artist = f"coalesce((SELECT nullif(trim(a.album_artist), '') FROM albums a WHERE a.id = x.album_id),"\
-                   f" {LIB_SINGLE_ARTIST})"
+    # `album`, `created_at`, `play_count`, `file_tags` ride along (all in tracks_albums, migration 0022, an index
+    # these arms read alone): `ranked` needs nothing else, and `alb` reads from the track rows only what precedes
+    # their waveform peaks (duration, tags), never the columns after them, which cost a walk of overflow pages.
+    album_artist = _LIB_ALBUM_ARTIST_X
+    # Every album: read the tracks from the index alone. Some: their few tracks by the indexes that find them.
+    every = "INDEXED BY tracks_albums" if only is EVERY_ALBUM else ""
     sql = f"""
-WITH members(sid, album_uuid, track_id, artist_did, artist_name) AS (
+WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags) AS (
   SELECT 'al-' || x.album_id, x.album_id, t.id,
          CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,
-         CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END
-    FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
+         CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, t.album, t.created_at, t.play_count, t.file_tags
+    FROM album_tracks x JOIN tracks t {every} ON t.id = x.track_id WHERE {in_album.sql}
   UNION ALL
   SELECT CASE WHEN {LIBRARY_TRACK} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))
               WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did
               ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END, NULL, t.id,
          CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({LIB_SINGLE_ARTIST})) ELSE t.artist_did END,
-         CASE WHEN {LIBRARY_TRACK} THEN {LIB_SINGLE_ARTIST} END
-    FROM tracks t
+         CASE WHEN {LIBRARY_TRACK} THEN {LIB_SINGLE_ARTIST} END, t.album, t.created_at, t.play_count, t.file_tags
+    FROM tracks t {every}
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
 ), alb AS (
   SELECT m.sid, m.artist_did, min(m.artist_name) AS artist_name,
-         coalesce(max(a.title), CASE WHEN m.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE min(trim(t.album)) END)
+         coalesce(max(a.title), CASE WHEN m.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE min(trim(m.album)) END)
            AS name,
-         coalesce(max(a.created_at), max(t.created_at)) AS created_at, count(*) AS song_count,
-         coalesce(sum(t.duration), 0) AS duration, coalesce(sum(t.play_count), 0) AS play_count,
-         coalesce(max(CAST(json_extract(t.file_tags, '$.year') AS INTEGER)),
-                  CAST(strftime('%Y', coalesce(max(a.created_at), max(t.created_at)), 'unixepoch') AS INTEGER))
+         coalesce(max(a.created_at), max(m.created_at)) AS created_at, count(*) AS song_count,
+         coalesce(sum(t.duration), 0) AS duration, coalesce(sum(m.play_count), 0) AS play_count,
+         coalesce(max(CAST(json_extract(m.file_tags, '$.year') AS INTEGER)),
+                  CAST(strftime('%Y', coalesce(max(a.created_at), max(m.created_at)), 'unixepoch') AS INTEGER))
            AS year,
-         max(json_extract(t.file_tags, '$.album_artist')) AS tag_album_artist,
-         max(json_extract(t.file_tags, '$.mb_album_id')) AS mb_album_id,
-         max(json_extract(t.file_tags, '$.album_sort')) AS album_sort,
-         max(json_extract(t.file_tags, '$.compilation')) AS compilation,
-         json_group_array(json(t.tags)) AS member_tags
+         max(json_extract(m.file_tags, '$.album_artist')) AS tag_album_artist,
+         max(json_extract(m.file_tags, '$.mb_album_id')) AS mb_album_id,
+         max(json_extract(m.file_tags, '$.album_sort')) AS album_sort,
+         max(json_extract(m.file_tags, '$.compilation')) AS compilation,
+         json_group_array(json_array(m.track_id, m.created_at, json(t.tags))) AS member_tags
     FROM members m JOIN tracks t ON t.id = m.track_id LEFT JOIN albums a ON a.id = m.album_uuid
    GROUP BY m.sid
+), ranked AS (
+  SELECT g.sid, g.artist_did, g.artist_name,
+         coalesce(a.title, CASE WHEN g.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE g.album END) AS name,
+         coalesce(a.created_at, g.created_at) AS created_at, g.play_count
+    FROM (SELECT m.sid, m.album_uuid, m.artist_did, min(m.artist_name) AS artist_name, min(trim(m.album)) AS album,
+                 max(m.created_at) AS created_at, coalesce(sum(m.play_count), 0) AS play_count
+            FROM members m GROUP BY m.sid) g
+    LEFT JOIN albums a ON a.id = g.album_uuid  -- one album per group: album_uuid is the sid's
 )
 """
     return sql, [*in_album.params, *single.params]
@@ -121,6 +183,9 @@ LIB_TRACK_ARTIST = ("coalesce(nullif(trim(t.file_tags ->> '$.artist'), ''),"
 LIB_SINGLE_ARTIST = ("coalesce(nullif(trim(t.file_tags ->> '$.album_artist'), ''),"
                      " nullif(trim(t.file_tags ->> '$.artist'), ''), '')")
 LIB_ALBUM_ARTIST = f"coalesce(nullif(trim(a.album_artist), ''), {LIB_SINGLE_ARTIST})"
+# The same for the album `album_tracks x` puts a track on.
+_LIB_ALBUM_ARTIST_X = (f"coalesce((SELECT nullif(trim(a.album_artist), '') FROM albums a WHERE a.id = x.album_id),"
+                       f" {LIB_SINGLE_ARTIST})")
 # The same for a track alone: its album's artist when it is on one, else its own album artist, else its artist.
 _LIB_TRACK_ALBUM_ARTIST = ("coalesce((SELECT nullif(trim(a2.album_artist), '') FROM album_tracks x2"
                            f" JOIN albums a2 ON a2.id = x2.album_id WHERE x2.track_id = t.id), {LIB_SINGLE_ARTIST})")
@@ -204,13 +269,35 @@ def _artist_name_sql(lib_name: str) -> str:
             f" ELSE {lib_name} END")
 
 
-def album_select(audience: Audience, folder: Where = EVERYWHERE) -> tuple[str, list[Any]]:
-    """Albums (`AlbumID3` rows) as this caller sees them; add WHERE/ORDER on `alb`, parameters after these."""
-    cte, params = members(audience, folder)
+def album_select(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_ALBUM) -> tuple[str, list[Any]]:
+    """Albums (`AlbumID3` rows) as this caller sees them; add WHERE/ORDER on `alb`, parameters after these. Every
+    album's row costs its members' file tags and genres: narrow with `only` (or `albums_by_id`) to the ones wanted."""
+    cte, params = members(audience, folder, only)
     return cte + f"""
 SELECT alb.*, u.handle AS artist_handle, {_artist_name_sql("alb.artist_name")} AS artist_display_name
 FROM alb LEFT JOIN users u ON u.did = alb.artist_did
 """, params
+
+
+async def albums_by_id(db: Database, audience: Audience, sids: Sequence[str],
+                       folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    """The rows (`album_select`) of these albums, in the order asked, leaving out those the caller may not see."""
+    if not sids:
+        return []
+    sql, params = album_select(audience, folder, only_albums(sids))
+    rows = await db.fetchall(sql + " WHERE alb.sid IN (SELECT value FROM json_each(?))", [*params, json.dumps(sids)])
+    by_sid = {r["sid"]: r for r in rows}
+    return [by_sid[sid] for sid in sids if sid in by_sid]
+
+
+async def _ranked_page(db: Database, audience: Audience, folder: Where, tail: str,
+                       args: Sequence[Any]) -> list[sqlite3.Row]:
+    """A page of albums picked on their cheap columns (`ranked`, aliased `alb`, with the artist's users row `u`):
+    `tail` is what follows FROM (joins, WHERE, ORDER BY, LIMIT), `args` its parameters; then their full rows."""
+    cte, params = members(audience, folder)
+    page = await db.fetchall(cte + f"SELECT alb.sid FROM ranked alb LEFT JOIN users u ON u.did = alb.artist_did {tail}",
+                             [*params, *args])
+    return await albums_by_id(db, audience, [r["sid"] for r in page], folder)
 
 
 # A song row: TRACK_ALBUM_SELECT with where a library track's file is (its music folder and path in it) and its
@@ -456,9 +543,15 @@ def song(row: sqlite3.Row, liked: Liked = frozenset()) -> dict[str, Any]:
 
 
 def _album_genres(row: sqlite3.Row) -> list[str]:
-    """The album's genres: its songs' tags, most used first (ties: first seen), at most ten."""
+    """The album's genres: its songs' tags, most used first (ties: first seen, the songs of a node's album taken
+    oldest track first, others newest first), at most ten."""
+    members = json.loads(row["member_tags"] or "[]")  # [track id, created_at, tags] of each song
+    if row["sid"].startswith("al-singles-") or _NAMED_ID.fullmatch(row["sid"]):
+        members.sort(key=lambda m: (-m[1], -m[0]))
+    else:
+        members.sort(key=lambda m: m[0])
     counts: dict[str, int] = {}
-    for tags in json.loads(row["member_tags"] or "[]"):
+    for _, _, tags in members:
         for tag in tags if isinstance(tags, list) else []:
             if isinstance(tag, str):
                 counts[tag] = counts.get(tag, 0) + 1
@@ -581,7 +674,7 @@ def index_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def get_artist(db: Database, raw_id: str, audience: Audience) -> tuple[dict[str, Any], list[sqlite3.Row]]:
     did = artist_did_of(raw_id)
-    sql, params = album_select(audience)
+    sql, params = album_select(audience, only=only_artist(did))
     albums = await db.fetchall(sql + " WHERE alb.artist_did = ? ORDER BY alb.name = ? , lower(alb.name)",
                                [*params, did, SINGLES])
     if not albums:
@@ -604,10 +697,10 @@ async def _library_artist_name(db: Database, key: str, audience: Audience) -> st
 
 
 async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
-    sql, params = album_select(audience)
-    row = await db.fetchone(sql + " WHERE alb.sid = ?", [*params, raw_id])
-    if row is None:
+    found = await albums_by_id(db, audience, [raw_id])
+    if not found:
         raise not_found("album")
+    row = found[0]
     if raw_id.startswith("al-singles-") and is_library_key(row["artist_did"]):
         where = (listed(audience) & Where.of("x.album_id IS NULL") & Where.of(
             f"{LIBRARY_TRACK} AND hex(lower({LIB_SINGLE_ARTIST})) = ?", row["artist_did"][len(LIB_PREFIX):]))
@@ -641,11 +734,9 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience,
         raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: type")
     size = bounded(params.get("size"), default=10)
     offset = bounded(params.get("offset"), default=0, maximum=10**9, name="offset")
-    where, args, order = "", [], ""
-    last_play = ("(SELECT max(e.played_at) FROM play_events e JOIN members m2 ON m2.track_id = e.track_id"
-                 " WHERE m2.sid = alb.sid AND e.listener = ?)")
-    likes = ("(SELECT count(*) FROM likes l JOIN members m2 ON m2.track_id = l.track_id WHERE m2.sid = alb.sid"
-             " {extra})")
+    # The page is picked on `ranked` (no file tags, no genres: its members come from the tracks_albums index alone),
+    # then only its albums are built in full (`albums_by_id`).
+    join, where, args, order = "", "", [], ""
     if kind == "random":
         order = "random()"
     elif kind == "newest":
@@ -657,34 +748,41 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience,
                  " alb.sid")
     elif kind == "frequent":
         where, order = " WHERE alb.play_count > 0", "alb.play_count DESC, alb.sid"
-    elif kind == "recent":
-        where, order = f" WHERE {last_play} IS NOT NULL", f"{last_play} DESC, alb.sid"
-        args = [audience.did, audience.did]
+    elif kind == "recent":  # the caller's last play of any of the album's songs
+        join = (" JOIN (SELECT m2.sid, max(e.played_at) AS at FROM play_events e JOIN members m2"
+                " ON m2.track_id = e.track_id WHERE e.listener = ? GROUP BY m2.sid) lp ON lp.sid = alb.sid")
+        args, order = [audience.did], "lp.at DESC, alb.sid"
     elif kind == "starred":
-        where, order = " WHERE " + likes.format(extra="AND l.did = ?") + " > 0", "lower(alb.name), alb.sid"
-        args = [audience.did]
-    elif kind == "highest":
-        where = " WHERE " + likes.format(extra="") + " > 0"
-        order = likes.format(extra="") + " DESC, alb.sid"
+        where = (" WHERE alb.sid IN (SELECT m2.sid FROM likes l JOIN members m2 ON m2.track_id = l.track_id"
+                 " WHERE l.did = ?)")
+        args, order = [audience.did], "lower(alb.name), alb.sid"
+    elif kind == "highest":  # likes of the album's songs, by anyone
+        join = (" JOIN (SELECT m2.sid, count(*) AS n FROM likes l JOIN members m2 ON m2.track_id = l.track_id"
+                " GROUP BY m2.sid) lk ON lk.sid = alb.sid")
+        order = "lk.n DESC, alb.sid"
     elif kind == "byYear":
         if not params.get("fromYear") or not params.get("toYear"):
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: fromYear and toYear")
         lo = bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear")
         hi = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
-        where = " WHERE alb.year BETWEEN ? AND ?"
+        # `alb`'s year: the members' tagged year, else the year it was made.
+        join = (" JOIN (SELECT m2.sid, max(CAST(json_extract(m2.file_tags, '$.year') AS INTEGER)) AS tagged"
+                " FROM members m2 GROUP BY m2.sid) y ON y.sid = alb.sid")
+        year = "coalesce(y.tagged, CAST(strftime('%Y', alb.created_at, 'unixepoch') AS INTEGER))"
+        where = f" WHERE {year} BETWEEN ? AND ?"
         args = [min(lo, hi), max(lo, hi)]
-        order = "alb.year" + (" DESC" if lo > hi else "") + ", alb.created_at, alb.sid"
+        order = year + (" DESC" if lo > hi else "") + ", alb.created_at, alb.sid"
     elif kind == "byGenre":
         genre = params.get("genre")
         if not genre:
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: genre")
-        where = (" WHERE EXISTS (SELECT 1 FROM members m2 JOIN track_tags g ON g.track_id = m2.track_id"
-                 " WHERE m2.sid = alb.sid AND g.tag = ?)")
+        where = (" WHERE alb.sid IN (SELECT m2.sid FROM track_tags g JOIN members m2 ON m2.track_id = g.track_id"
+                 " WHERE g.tag = ?)")
         args, order = [genre.strip().lower()], "lower(alb.name), alb.sid"
     else:
         raise SubsonicError(GENERIC, f"unknown album list type {kind!r}; one of {', '.join(LIST_TYPES)}")
-    sql, cte_params = album_select(audience, folder)
-    return await db.fetchall(sql + where + f" ORDER BY {order} LIMIT ? OFFSET ?", [*cte_params, *args, size, offset])
+    return await _ranked_page(db, audience, folder, f"{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                              [*args, size, offset])
 
 
 # A song's year as `song` answers it: its date tag's, else the year it was uploaded.
@@ -744,9 +842,8 @@ async def search(db: Database, params: dict[str, str], audience: Audience,
         GROUP BY m.artist_did ORDER BY lower(coalesce(artist_display_name, u.handle, m.artist_did)) LIMIT ? OFFSET ?""",
                                     [*cte_params, like, like, like, n, off])
     n, off = page("album", 20)
-    sql, album_params = album_select(audience, folder)
-    album_rows = await db.fetchall(sql + " WHERE alb.name LIKE ? ESCAPE '\\' ORDER BY lower(alb.name), alb.sid"
-                                   " LIMIT ? OFFSET ?", [*album_params, like, n, off])
+    album_rows = await _ranked_page(db, audience, folder, "WHERE alb.name LIKE ? ESCAPE '\\'"
+                                    " ORDER BY lower(alb.name), alb.sid LIMIT ? OFFSET ?", [like, n, off])
     n, off = page("song", 20)
     shown = listed(audience) & without_tags(await hidden_tags(db, audience)) & folder
     if ranked_song_ids is not None:
