@@ -178,6 +178,9 @@ def test_admin_page(node: ServedNode, admin: Person, other: Person) -> None:
     assert other.get("/settings/library").status_code == 403
     r = anonymous(node).get("/settings/library")
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    # Settings links the page for admins only.
+    assert 'href="/settings/library"' in admin.get("/settings").text
+    assert 'href="/settings/library"' not in other.get("/settings").text
 
 
 def test_admin_page_in_a_browser(node: ServedNode, browser: Any, accounts: dict[str, Any]) -> None:

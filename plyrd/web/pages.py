@@ -87,7 +87,8 @@ async def _viewer_context() -> dict[str, Any]:
     async with n.db.read() as conn:
         prefs = await preferences.load(conn, viewer.did)
     me = {"did": viewer.did, "handle": viewer.session.handle,
-          "can_upload": n.auth.can_upload(viewer.did, viewer.session.handle)}
+          "can_upload": n.auth.can_upload(viewer.did, viewer.session.handle),
+          "is_admin": n.auth.is_admin(viewer.did, viewer.session.handle)}
     return {"me": me, "prefs": prefs, "theme": prefs["theme"], "accent": prefs["accent_color"]}
 
 
