@@ -115,29 +115,45 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     (`library_artist_key`: the library album's album artist; a track on no album, its album artist else its
     artist), `artist_name` that name as tagged (NULL for the node's accounts). `folder` narrows to one music
     folder (plyrd.subsonic.folders)."""
-    in_album, single = songs(audience) & folder & only.albums, listed(audience) & folder & only.singles
     # Library tracks' names and keys are computed only for them (the CASEs): uploads cost what they did before.
     # `album`, `created_at`, `play_count`, `file_tags` ride along (all in tracks_albums, migration 0022, an index
-    # these arms read alone): `ranked` needs nothing else, and `alb` reads from the track rows only what precedes
-    # their waveform peaks (duration, tags), never the columns after them, which cost a walk of overflow pages.
-    album_artist = _LIB_ALBUM_ARTIST_X
-    # Every album: read the tracks from the index alone. Some: their few tracks by the indexes that find them.
-    every = "INDEXED BY tracks_albums" if only is EVERY_ALBUM else ""
-    sql = f"""
-WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags) AS (
-  SELECT 'al-' || x.album_id, x.album_id, t.id,
-         CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,
-         CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, t.album, t.created_at, t.play_count, t.file_tags
-    FROM album_tracks x JOIN tracks t {every} ON t.id = x.track_id WHERE {in_album.sql}
+    # that holds every column a member needs): `ranked` needs nothing else, and `alb` reads from the track rows only
+    # what precedes their waveform peaks (duration, tags), never the columns after them (a walk of overflow pages).
+    # A library track's album artist: its album's (the subquery is NULL for a track on none), else its own tags'.
+    def artist(album_artist: str) -> str:
+        return (f"CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,"
+                f" CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, t.album, t.created_at, t.play_count, t.file_tags")
+
+    on_none = (f"CASE WHEN {LIBRARY_TRACK} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))"
+               f" WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did"
+               f" ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END")
+    head = "WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags)"
+    if only is EVERY_ALBUM:
+        # Every album: one pass over the index (no table row read), each track with the album it is on if any.
+        on_album, on_none_listed = songs(audience) & folder, listed(audience) & folder
+        sql = f"""
+{head} AS (
+  SELECT CASE WHEN x.album_id IS NOT NULL THEN 'al-' || x.album_id ELSE {on_none} END, x.album_id, t.id,
+         {artist(_LIB_ALBUM_ARTIST_X)}
+    FROM tracks t INDEXED BY tracks_albums LEFT JOIN album_tracks x ON x.track_id = t.id
+   WHERE (x.album_id IS NOT NULL AND {on_album.sql}) OR (x.album_id IS NULL AND {on_none_listed.sql})
+"""
+        params = [*on_album.params, *on_none_listed.params]
+    else:
+        # Some albums: their tracks found by the indexes that find them (an album's by album_tracks, an artist's by
+        # tracks_albums or tracks_artist).
+        in_album, single = songs(audience) & folder & only.albums, listed(audience) & folder & only.singles
+        sql = f"""
+{head} AS (
+  SELECT 'al-' || x.album_id, x.album_id, t.id, {artist(_LIB_ALBUM_ARTIST_X)}
+    FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
   UNION ALL
-  SELECT CASE WHEN {LIBRARY_TRACK} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))
-              WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did
-              ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END, NULL, t.id,
-         CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({LIB_SINGLE_ARTIST})) ELSE t.artist_did END,
-         CASE WHEN {LIBRARY_TRACK} THEN {LIB_SINGLE_ARTIST} END, t.album, t.created_at, t.play_count, t.file_tags
-    FROM tracks t {every}
+  SELECT {on_none}, NULL, t.id, {artist(LIB_SINGLE_ARTIST)}
+    FROM tracks t
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
-), alb AS (
+"""
+        params = [*in_album.params, *single.params]
+    sql += f"""), alb AS (
   SELECT m.sid, m.artist_did, min(m.artist_name) AS artist_name,
          coalesce(max(a.title), CASE WHEN m.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE min(trim(m.album)) END)
            AS name,
@@ -163,7 +179,7 @@ WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_
     LEFT JOIN albums a ON a.id = g.album_uuid  -- one album per group: album_uuid is the sid's
 )
 """
-    return sql, [*in_album.params, *single.params]
+    return sql, params
 
 
 # ---- the music folder's artists ---------------------------------------------------------------------------------
