@@ -316,9 +316,7 @@ class AudioReplacements:
             "web_sha": web_sha, "container": info.container, "codec": info.codec, "duration": info.duration,
             "sample_rate": info.sample_rate, "channels": info.channels, "bit_depth": info.bit_depth,
             "bitrate": info.bitrate, "lossless": int(info.lossless), "file_tags": json.dumps(info.tags.stored()),
-            "peaks": json.dumps([round(x, 4) for x in analysis.peaks]),
-            "loudness_lufs": analysis.loudness.integrated_lufs, "track_gain_db": analysis.loudness.track_gain_db,
-            "sample_peak": analysis.loudness.peak,
+            **analysis.columns(),
         }
         async with self.db.write() as conn:
             upload = await fetchone(conn, "SELECT * FROM uploads WHERE id = ?", (p["upload_id"],))

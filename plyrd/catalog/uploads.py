@@ -447,11 +447,11 @@ class Uploads:
         if track["peaks"] is None:
             await report(0.85, "analysing")
             result = await self.slots.run(analyse, src)
+            columns = result.columns()
             await self.db.execute(
-                "UPDATE tracks SET peaks = ?, loudness_lufs = ?, track_gain_db = ?, sample_peak = ?,"
+                f"UPDATE tracks SET {', '.join(f'{c} = ?' for c in columns)},"
                 " updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ?",
-                (json.dumps([round(x, 4) for x in result.peaks]), result.loudness.integrated_lufs,
-                 result.loudness.track_gain_db, result.loudness.peak, track_id),
+                (*columns.values(), track_id),
             )
         await self.finish(upload_id)
         await report(1.0, "done")

@@ -10,7 +10,6 @@ running, or while a scan is. A file that cannot be decoded is skipped until the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -130,10 +129,10 @@ class LibraryAnalysis:
             return
         # The same columns an upload's job fills (plyrd.catalog.uploads); only while still unanalysed and pointing at
         # the same file, so a rescan that replaced the file in the meantime is not given the old file's waveform.
+        columns = result.columns()
         await self.db.execute(
-            "UPDATE tracks SET peaks = ?, loudness_lufs = ?, track_gain_db = ?, sample_peak = ?,"
+            f"UPDATE tracks SET {', '.join(f'{c} = ?' for c in columns)},"
             f" updated_at = {_NOW_SQL} WHERE id = ? AND peaks IS NULL AND original_sha = ?",
-            (json.dumps([round(x, 4) for x in result.peaks]), result.loudness.integrated_lufs,
-             result.loudness.track_gain_db, result.loudness.peak, track_id, sha),
+            (*columns.values(), track_id, sha),
         )
         self.analysed += 1

@@ -7,10 +7,12 @@ is ReplayGain 2.0 style: the -18 LUFS reference minus the integrated loudness.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.filter
@@ -38,6 +40,12 @@ class Analysis:
     peaks: list[float]  # `buckets` values in 0..1
     loudness: Loudness
     duration: float  # seconds actually decoded
+
+    def columns(self) -> dict[str, Any]:
+        """The tracks columns this analysis fills (uploads, replaced audio and the music folder store it alike)."""
+        return {"peaks": json.dumps([round(x, 4) for x in self.peaks]),
+                "loudness_lufs": self.loudness.integrated_lufs, "track_gain_db": self.loudness.track_gain_db,
+                "sample_peak": self.loudness.peak}
 
 
 def analyse(path: str | Path, *, buckets: int = 1000, true_peak: bool = False) -> Analysis:
