@@ -82,6 +82,16 @@ class Blob:
 
 
 @dataclass(frozen=True)
+class Staged:
+    """A file written and fsynced in tmp/, not in the store yet (`BlobStore.stage_bytes`)."""
+
+    path: Path
+    sha256: str
+    size: int
+    mime: str
+
+
+@dataclass(frozen=True)
 class GarbageReport:
     deleted: int  # unreferenced blobs removed (row and file)
     orphan_files: int  # files without a row, removed
@@ -292,18 +302,22 @@ class BlobStore:
         self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)  # mode 0600
 
-    async def put_bytes_many(self, items: Sequence[tuple[bytes, str]]) -> list[Blob]:
-        """`put_bytes` for a few small files at once (a cover and its renditions): written to tmp/ and fsynced side
-        by side in one thread hop, then placed and recorded in one transaction. Unreferenced, as from put_bytes."""
-        staged: list[tuple[Path, str, int, str]] = []
-        try:
-            staged = await asyncio.to_thread(self._stage, items)
-            finalizing = asyncio.ensure_future(self._finalize_many(staged))
-            return await asyncio.shield(finalizing)
-        except BaseException:
-            for path, *_ in staged:
-                _unlink_quietly(path)
-            raise
+    async def stage_bytes(self, items: Sequence[tuple[bytes, str]]) -> list[Staged]:
+        """Step 1 of the module docstring for a few small files (a cover and its renditions), ahead of time: each
+        written to tmp/ and fsynced, side by side, in one thread hop. `place_staged` stores them later inside a
+        transaction of the caller's; until then they are nobody's (tmp/ is cleared at start-up)."""
+        return [Staged(*t) for t in await asyncio.to_thread(self._stage, items)]
+
+    async def place_staged(self, conn: aiosqlite.Connection, staged: Sequence[Staged]) -> None:
+        """Steps 2 and 3 for staged files, inside the caller's transaction, which holds `exclusive()`: each moved to
+        its name (directories synced side by side), then the rows (unreferenced until the caller increfs). Should
+        the transaction roll back, the files are orphans that garbage collection removes."""
+        if staged:
+            await asyncio.to_thread(self._place_many, [(s.path, s.sha256, s.size, s.mime) for s in staged])
+            await conn.executemany(
+                f"INSERT INTO blobs(sha256, size, mime) VALUES (?, ?, ?) "
+                f"ON CONFLICT(sha256) DO UPDATE SET touched_at = {_NOW_SQL}",
+                [(s.sha256, s.size, s.mime) for s in staged])
 
     def _stage(self, items: Sequence[tuple[bytes, str]]) -> list[tuple[Path, str, int, str]]:
         staged: list[tuple[Path, str, int, str]] = []
@@ -323,16 +337,6 @@ class BlobStore:
             for fd in fds:
                 os.close(fd)
         return staged
-
-    async def _finalize_many(self, staged: list[tuple[Path, str, int, str]]) -> list[Blob]:
-        async with self._lock:
-            await asyncio.to_thread(self._place_many, staged)
-            async with self.db.write() as conn:
-                await conn.executemany(
-                    f"INSERT INTO blobs(sha256, size, mime) VALUES (?, ?, ?) "
-                    f"ON CONFLICT(sha256) DO UPDATE SET touched_at = {_NOW_SQL}",
-                    [(sha, size, mime) for _, sha, size, mime in staged])
-        return [Blob(sha256=sha, size=size, mime=mime, path=self.path_for(sha)) for _, sha, size, mime in staged]
 
     def _place_many(self, staged: list[tuple[Path, str, int, str]]) -> None:
         """`_place` for several files, their directories synced side by side."""
