@@ -481,15 +481,20 @@ class BlobStore:
     def _place_links(self, links: list[tuple[Path, Path]]) -> None:
         changed: set[Path] = set()
         for target, dest in links:
-            with contextlib.suppress(OSError):
-                if os.readlink(dest) == str(target):
-                    continue  # already this file's link
-            changed.update(d.parent for d in self._make_dirs_unsynced(dest.parent))
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            os.symlink(target, tmp)
-            os.rename(tmp, dest)  # atomic: readers see the old link or the new one, never no link
+            try:
+                os.symlink(target, dest)  # the usual case, a new name: made whole or not at all
+            except FileNotFoundError:  # its directory is new too
+                changed.update(d.parent for d in self._make_dirs_unsynced(dest.parent))
+                os.symlink(target, dest)
+            except FileExistsError:
+                with contextlib.suppress(OSError):
+                    if os.readlink(dest) == str(target):
+                        continue  # already this file's link
+                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                os.symlink(target, tmp)
+                os.rename(tmp, dest)  # atomic: readers see the old link or the new one, never no link
             changed.add(dest.parent)
         _fsync_dirs(changed)  # durable before the rows that name them commit
 

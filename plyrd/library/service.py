@@ -51,6 +51,7 @@ log = logging.getLogger("plyrd.library")
 LOCK_FILE = "library.lock"
 LOCK_POLL = 0.5  # seconds between tries while another process scans
 BATCH = 250  # files per write transaction: big enough to be fast, short enough to keep the node responsive
+READ_CHUNK = 8  # files read per thread hop: a hop costs more than a file's headers under a busy GIL
 PROGRESS_EVERY = 0.25  # seconds between progress callbacks
 COVER_NAMES = ("cover", "folder", "front", "album", "albumart")
 COVER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -159,6 +160,10 @@ def read_file(path: Path) -> tuple[str | None, Any, str | None]:
         return fp, None, f"The file cannot be read: {e.strerror or e}."
     except Exception as e:  # a demuxer's surprise must not stop the scan
         return fp, None, f"The file could not be read: {type(e).__name__}: {e}"
+
+
+def read_files(paths: list[Path]) -> list[tuple[str | None, Any, str | None]]:
+    return [read_file(p) for p in paths]
 
 
 def _count_files(root: Path, prefix: str, skip: Path) -> int:
@@ -382,24 +387,34 @@ class Library:
         catalog = LibraryCatalog(self.store)
         catalog.root(folder.id, root)
         parallel = self.slots.size
-        inflight: set[asyncio.Task[FileRead]] = set()
+        inflight: set[asyncio.Task[list[FileRead]]] = set()
+        chunk: list[Change] = []
         ready: list[FileRead] = []
         writing: asyncio.Task[None] | None = None  # the batch being written while the next one is read
         gone: list[Known] = []
         found = 0
+
+        async def read(changes: list[Change]) -> None:
+            nonlocal inflight, ready, writing
+            while len(inflight) >= parallel * 2:
+                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                ready += [r for t in done for r in t.result()]
+            if changes:
+                inflight.add(asyncio.create_task(self._read(ctx, folder.id, root, changes)))
+            if len(ready) >= BATCH:
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(ctx, catalog, folder.id, ready))
+                ready = []
+
         try:
             async for d in diff(self.db, folder.id, root, prefix, skip=self.config.data_dir):
                 if d.change is not None:
                     found += 1
-                    while len(inflight) >= parallel * 16:
-                        done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                        ready += [t.result() for t in done]
-                    inflight.add(asyncio.create_task(self._read(ctx, folder.id, root, d.change)))
-                    if len(ready) >= BATCH:
-                        if writing is not None:
-                            await writing
-                        writing = asyncio.create_task(self._write(ctx, catalog, folder.id, ready))
-                        ready = []
+                    chunk.append(d.change)
+                    if len(chunk) >= READ_CHUNK:
+                        await read(chunk)
+                        chunk = []
                 elif d.gone is not None:
                     gone.append(d.gone)
                 else:
@@ -408,9 +423,10 @@ class Library:
                     ctx.unchanged += d.unchanged
                     ctx.errors += d.unchanged_errors
                 ctx.tick()
+            await read(chunk)
             if inflight:
                 done, _ = await asyncio.wait(inflight)
-                ready += [t.result() for t in done]
+                ready += [r for t in done for r in t.result()]
                 inflight = set()
             if writing is not None:
                 await writing
@@ -445,21 +461,23 @@ class Library:
             ctx.tick()
         ctx.gone = []
 
-    async def _read(self, ctx: _Scan, folder_id: int, root: Path, change: Change) -> FileRead:
-        r = FileRead(change.seen, change.known)
-        fp, info, error = await self.slots.run(read_file, root / change.seen.rel)
-        r.fingerprint = fp
-        if info is None:
-            r.error = error
-            return r
-        cover = info.cover
-        r.info = dataclasses.replace(info, cover=None)  # the picture's bytes are not kept past this point
-        r.album = album_key(folder_id, change.seen.rel, info.tags)
-        try:
-            r.artwork = await self._artwork(ctx, root, r, cover)
-        except Exception:  # a cover that cannot be stored leaves the track without one, nothing more
-            log.exception("library cover failed", extra={"fields": {"file": str(root / change.seen.rel)}})
-        return r
+    async def _read(self, ctx: _Scan, folder_id: int, root: Path, changes: list[Change]) -> list[FileRead]:
+        """Read a few files (neighbours: usually one album) in one thread hop, then find their covers."""
+        found = await self.slots.run(read_files, [root / c.seen.rel for c in changes])
+        reads: list[FileRead] = []
+        for change, (fp, info, error) in zip(changes, found, strict=True):
+            r = FileRead(change.seen, change.known, fingerprint=fp, error=error)
+            reads.append(r)
+            if info is None:
+                continue
+            cover = info.cover
+            r.info = dataclasses.replace(info, cover=None)  # the picture's bytes are not kept past this point
+            r.album = album_key(folder_id, change.seen.rel, info.tags)
+            try:
+                r.artwork = await self._artwork(ctx, root, r, cover)
+            except Exception:  # a cover that cannot be stored leaves the track without one, nothing more
+                log.exception("library cover failed", extra={"fields": {"file": str(root / change.seen.rel)}})
+        return reads
 
     async def _write(self, ctx: _Scan, catalog: LibraryCatalog, folder_id: int, reads: list[FileRead]) -> None:
         async with self.store.exclusive():
