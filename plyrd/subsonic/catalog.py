@@ -103,9 +103,16 @@ def only_artist(key: str) -> Only:
     return Only(Where.of("t.artist_did = ?", key), Where.of("t.artist_did = ?", key))
 
 
-def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_ALBUM) -> tuple[str, list[Any]]:
-    """`WITH members, alb`: every album's songs for this caller, keyed by the Subsonic album id, and each album's
-    totals. Albums are the node's albums (`al-<uuid>`); then, for listed tracks on none, the album their `album`
+# A number per song that an album list filters or orders its albums by (`members`' `tally`, on tracks t): `ranked`
+# carries its max and sum per album. None: NULL.
+Tally = tuple[str, Sequence[Any]]
+NO_TALLY: Tally = ("NULL", ())
+
+
+def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_ALBUM,
+            tally: Tally = NO_TALLY) -> tuple[str, list[Any]]:
+    """`WITH members, alb, ranked`: every album's songs for this caller, keyed by the Subsonic album id, and each
+    album's totals. Albums are the node's albums (`al-<uuid>`); then, for listed tracks on none, the album their `album`
     text names (imports; uploads whose file's tags name one: `al-<did>~<name key>`, see `named_album_id`), else
     the artist's "Singles" (`al-singles-<did>`). The album lists, artists, genres and search read through it;
     the parameters go first. A named album's name is its members' text (the least: "Blue" before "blue"). Year,
@@ -114,7 +121,12 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     An album's artist (`artist_did`) is its uploader, or for the music folder's tracks the artist their tags name
     (`library_artist_key`: the library album's album artist; a track on no album, its album artist else its
     artist), `artist_name` that name as tagged (NULL for the node's accounts). `folder` narrows to one music
-    folder (plyrd.subsonic.folders)."""
+    folder (plyrd.subsonic.folders).
+
+    `alb` is an album's full row (file tags, genres: it reads its members' track rows), `ranked` only what a list
+    orders and filters by (name, artist, date, plays, `tally`'s max and sum), from the index alone: a list picks its
+    page on `ranked`, then builds `alb` for that page only (`albums_by_id`). `only` narrows to some albums' members
+    (`only_albums`, `only_artist`), so that one album costs its own songs, not the catalog."""
     # Library tracks' names and keys are computed only for them (the CASEs): uploads cost what they did before.
     # `album`, `created_at`, `play_count`, `file_tags` ride along (all in tracks_albums, migration 0022, an index
     # that holds every column a member needs): `ranked` needs nothing else, and `alb` reads from the track rows only
@@ -122,12 +134,14 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     # A library track's album artist: its album's (the subquery is NULL for a track on none), else its own tags'.
     def artist(album_artist: str) -> str:
         return (f"CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,"
-                f" CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, t.album, t.created_at, t.play_count, t.file_tags")
+                f" CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, t.album, t.created_at, t.play_count, t.file_tags,"
+                f" {tally[0]}")
 
     on_none = (f"CASE WHEN {LIBRARY_TRACK} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))"
                f" WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did"
                f" ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END")
-    head = "WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags)"
+    head = ("WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags,"
+            " tally)")
     if only is EVERY_ALBUM:
         # Every album: one pass over the index (no table row read), each track with the album it is on if any.
         on_album, on_none_listed = songs(audience) & folder, listed(audience) & folder
@@ -138,7 +152,7 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     FROM tracks t INDEXED BY tracks_albums LEFT JOIN album_tracks x ON x.track_id = t.id
    WHERE (x.album_id IS NOT NULL AND {on_album.sql}) OR (x.album_id IS NULL AND {on_none_listed.sql})
 """
-        params = [*on_album.params, *on_none_listed.params]
+        params = [*tally[1], *on_album.params, *on_none_listed.params]
     else:
         # Some albums: their tracks found by the indexes that find them (an album's by album_tracks, an artist's by
         # tracks_albums or tracks_artist).
@@ -152,7 +166,7 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     FROM tracks t
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
 """
-        params = [*in_album.params, *single.params]
+        params = [*tally[1], *in_album.params, *tally[1], *single.params]
     sql += f"""), alb AS (
   SELECT m.sid, m.artist_did, min(m.artist_name) AS artist_name,
          coalesce(max(a.title), CASE WHEN m.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE min(trim(m.album)) END)
@@ -172,9 +186,10 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
 ), ranked AS (
   SELECT g.sid, g.artist_did, g.artist_name,
          coalesce(a.title, CASE WHEN g.sid LIKE 'al-singles-%' THEN '{SINGLES}' ELSE g.album END) AS name,
-         coalesce(a.created_at, g.created_at) AS created_at, g.play_count
+         coalesce(a.created_at, g.created_at) AS created_at, g.play_count, g.tally_max, g.tally_sum
     FROM (SELECT m.sid, m.album_uuid, m.artist_did, min(m.artist_name) AS artist_name, min(trim(m.album)) AS album,
-                 max(m.created_at) AS created_at, coalesce(sum(m.play_count), 0) AS play_count
+                 max(m.created_at) AS created_at, coalesce(sum(m.play_count), 0) AS play_count,
+                 max(m.tally) AS tally_max, coalesce(sum(m.tally), 0) AS tally_sum
             FROM members m GROUP BY m.sid) g
     LEFT JOIN albums a ON a.id = g.album_uuid  -- one album per group: album_uuid is the sid's
 )
@@ -306,11 +321,11 @@ async def albums_by_id(db: Database, audience: Audience, sids: Sequence[str],
     return [by_sid[sid] for sid in sids if sid in by_sid]
 
 
-async def _ranked_page(db: Database, audience: Audience, folder: Where, tail: str,
-                       args: Sequence[Any]) -> list[sqlite3.Row]:
+async def _ranked_page(db: Database, audience: Audience, folder: Where, tail: str, args: Sequence[Any],
+                       tally: Tally = NO_TALLY) -> list[sqlite3.Row]:
     """A page of albums picked on their cheap columns (`ranked`, aliased `alb`, with the artist's users row `u`):
-    `tail` is what follows FROM (joins, WHERE, ORDER BY, LIMIT), `args` its parameters; then their full rows."""
-    cte, params = members(audience, folder)
+    `tail` is what follows FROM (WHERE, ORDER BY, LIMIT), `args` its parameters; then their full rows."""
+    cte, params = members(audience, folder, tally=tally)
     page = await db.fetchall(cte + f"SELECT alb.sid FROM ranked alb LEFT JOIN users u ON u.did = alb.artist_did {tail}",
                              [*params, *args])
     return await albums_by_id(db, audience, [r["sid"] for r in page], folder)
@@ -752,7 +767,9 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience,
     offset = bounded(params.get("offset"), default=0, maximum=10**9, name="offset")
     # The page is picked on `ranked` (no file tags, no genres: its members come from the tracks_albums index alone),
     # then only its albums are built in full (`albums_by_id`).
-    join, where, args, order = "", "", [], ""
+    # What a type asks of each song (the caller's last play, their like, its likes, its genre, its tagged year)
+    # is a `tally` the same pass reads, one indexed lookup per song.
+    where, args, order, tally = "", [], "", NO_TALLY
     if kind == "random":
         order = "random()"
     elif kind == "newest":
@@ -765,26 +782,23 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience,
     elif kind == "frequent":
         where, order = " WHERE alb.play_count > 0", "alb.play_count DESC, alb.sid"
     elif kind == "recent":  # the caller's last play of any of the album's songs
-        join = (" JOIN (SELECT m2.sid, max(e.played_at) AS at FROM play_events e JOIN members m2"
-                " ON m2.track_id = e.track_id WHERE e.listener = ? GROUP BY m2.sid) lp ON lp.sid = alb.sid")
-        args, order = [audience.did], "lp.at DESC, alb.sid"
-    elif kind == "starred":
-        where = (" WHERE alb.sid IN (SELECT m2.sid FROM likes l JOIN members m2 ON m2.track_id = l.track_id"
-                 " WHERE l.did = ?)")
-        args, order = [audience.did], "lower(alb.name), alb.sid"
+        tally = ("(SELECT max(e.played_at) FROM play_events e WHERE e.listener = ? AND e.track_id = t.id)",
+                 [audience.did])
+        where, order = " WHERE alb.tally_max IS NOT NULL", "alb.tally_max DESC, alb.sid"
+    elif kind == "starred":  # albums with a song the caller likes
+        tally = ("EXISTS (SELECT 1 FROM likes l WHERE l.did = ? AND l.track_id = t.id)", [audience.did])
+        where, order = " WHERE alb.tally_max = 1", "lower(alb.name), alb.sid"
     elif kind == "highest":  # likes of the album's songs, by anyone
-        join = (" JOIN (SELECT m2.sid, count(*) AS n FROM likes l JOIN members m2 ON m2.track_id = l.track_id"
-                " GROUP BY m2.sid) lk ON lk.sid = alb.sid")
-        order = "lk.n DESC, alb.sid"
+        tally = ("(SELECT count(*) FROM likes l WHERE l.track_id = t.id)", [])
+        where, order = " WHERE alb.tally_sum > 0", "alb.tally_sum DESC, alb.sid"
     elif kind == "byYear":
         if not params.get("fromYear") or not params.get("toYear"):
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: fromYear and toYear")
         lo = bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear")
         hi = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
         # `alb`'s year: the members' tagged year, else the year it was made.
-        join = (" JOIN (SELECT m2.sid, max(CAST(json_extract(m2.file_tags, '$.year') AS INTEGER)) AS tagged"
-                " FROM members m2 GROUP BY m2.sid) y ON y.sid = alb.sid")
-        year = "coalesce(y.tagged, CAST(strftime('%Y', alb.created_at, 'unixepoch') AS INTEGER))"
+        tally = ("CAST(json_extract(t.file_tags, '$.year') AS INTEGER)", [])
+        year = "coalesce(alb.tally_max, CAST(strftime('%Y', alb.created_at, 'unixepoch') AS INTEGER))"
         where = f" WHERE {year} BETWEEN ? AND ?"
         args = [min(lo, hi), max(lo, hi)]
         order = year + (" DESC" if lo > hi else "") + ", alb.created_at, alb.sid"
@@ -792,13 +806,12 @@ async def album_list(db: Database, params: dict[str, str], audience: Audience,
         genre = params.get("genre")
         if not genre:
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: genre")
-        where = (" WHERE alb.sid IN (SELECT m2.sid FROM track_tags g JOIN members m2 ON m2.track_id = g.track_id"
-                 " WHERE g.tag = ?)")
-        args, order = [genre.strip().lower()], "lower(alb.name), alb.sid"
+        tally = ("EXISTS (SELECT 1 FROM track_tags g WHERE g.tag = ? AND g.track_id = t.id)", [genre.strip().lower()])
+        where, order = " WHERE alb.tally_max = 1", "lower(alb.name), alb.sid"
     else:
         raise SubsonicError(GENERIC, f"unknown album list type {kind!r}; one of {', '.join(LIST_TYPES)}")
-    return await _ranked_page(db, audience, folder, f"{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-                              [*args, size, offset])
+    return await _ranked_page(db, audience, folder, f"{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                              [*args, size, offset], tally)
 
 
 # A song's year as `song` answers it: its date tag's, else the year it was uploaded.
