@@ -132,13 +132,15 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     # that holds every column a member needs): `ranked` needs nothing else, and `alb` reads from the track rows only
     # what precedes their waveform peaks (duration, tags), never the columns after them (a walk of overflow pages).
     # A library track's album artist: its album's (the subquery is NULL for a track on none), else its own tags'.
-    def artist(album_artist: str) -> str:
+    # `album` is the album text of a track on none (a node album's name is its title; less to carry and group).
+    def artist(album_artist: str, album: str) -> str:
         return (f"CASE WHEN {LIBRARY_TRACK} THEN 'lib~' || hex(lower({album_artist})) ELSE t.artist_did END,"
-                f" CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, t.album, t.created_at, t.play_count, t.file_tags,"
+                f" CASE WHEN {LIBRARY_TRACK} THEN {album_artist} END, {album}, t.created_at, t.play_count, t.file_tags,"
                 f" {tally[0]}")
 
+    # (`_NAMED_KEY` is '' exactly when the trimmed text is: the cheaper test first.)
     on_none = (f"CASE WHEN {LIBRARY_TRACK} THEN 'al-singles-lib~' || hex(lower({LIB_SINGLE_ARTIST}))"
-               f" WHEN {_NAMED_KEY} = '' THEN 'al-singles-' || t.artist_did"
+               f" WHEN trim(coalesce(t.album, '')) = '' THEN 'al-singles-' || t.artist_did"
                f" ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END")
     head = ("WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags,"
             " tally)")
@@ -148,7 +150,7 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
         sql = f"""
 {head} AS (
   SELECT CASE WHEN x.album_id IS NOT NULL THEN 'al-' || x.album_id ELSE {on_none} END, x.album_id, t.id,
-         {artist(_LIB_ALBUM_ARTIST_X)}
+         {artist(_LIB_ALBUM_ARTIST_X, "CASE WHEN x.album_id IS NULL THEN t.album END")}
     FROM tracks t INDEXED BY tracks_albums LEFT JOIN album_tracks x ON x.track_id = t.id
    WHERE (x.album_id IS NOT NULL AND {on_album.sql}) OR (x.album_id IS NULL AND {on_none_listed.sql})
 """
@@ -159,10 +161,10 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
         in_album, single = songs(audience) & folder & only.albums, listed(audience) & folder & only.singles
         sql = f"""
 {head} AS (
-  SELECT 'al-' || x.album_id, x.album_id, t.id, {artist(_LIB_ALBUM_ARTIST_X)}
+  SELECT 'al-' || x.album_id, x.album_id, t.id, {artist(_LIB_ALBUM_ARTIST_X, "NULL")}
     FROM album_tracks x JOIN tracks t ON t.id = x.track_id WHERE {in_album.sql}
   UNION ALL
-  SELECT {on_none}, NULL, t.id, {artist(LIB_SINGLE_ARTIST)}
+  SELECT {on_none}, NULL, t.id, {artist(LIB_SINGLE_ARTIST, "t.album")}
     FROM tracks t
    WHERE {single.sql} AND NOT EXISTS (SELECT 1 FROM album_tracks x WHERE x.track_id = t.id)
 """
