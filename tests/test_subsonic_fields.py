@@ -18,7 +18,8 @@ from conftest import node_fixture
 from helpers import Artist, db, sign_in
 from subsonic_contract import same_content, validate_json
 
-from plyrd.media.probe import lrc_lines, probe
+from plyrd.media.lyrics import lrc_lines
+from plyrd.media.probe import probe
 
 NS = "{http://subsonic.org/restapi}"
 MB_TRACK = "0f4c2a1e-1111-4a2b-9c3d-123456789abc"

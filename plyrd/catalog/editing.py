@@ -12,7 +12,7 @@ from ..config import Config
 from ..db import Database
 from ..errors import InvalidInput, PlyrdError
 from ..inputs import check_text
-from ..media.probe import MAX_LYRICS_CHARS, clean_lyrics
+from ..media.lyrics import MAX_LYRICS_CHARS, clean_lyrics
 from ..storage import BlobStore
 from . import albums
 from .artwork import Artwork, set_artwork

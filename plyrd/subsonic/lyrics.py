@@ -13,7 +13,7 @@ from typing import Any
 
 from ..catalog.tracks import Audience, Where, listed
 from ..db import Database
-from ..media.probe import is_lrc, lrc_lines
+from ..media.lyrics import is_lrc, lrc_lines
 from .catalog import get_song, song_rows
 from .catalog import song as song_entry
 

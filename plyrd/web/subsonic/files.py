@@ -9,13 +9,13 @@ import contextlib
 import os
 import weakref
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from quart import Response, request
 from quart.wrappers.response import ResponseBody
 
 from ... import errors
 from ...catalog.downloads import track_refusal
-from ...media.live_transcode import Busy, LiveStream, LiveTranscoder, Request
 from ...node import Node
 from ...storage import BlobWriter
 from ...subsonic import catalog as sc
@@ -25,6 +25,10 @@ from ...subsonic.transcode_cache import TranscodeCache
 from ..streaming import serve_file
 from .call import Call, method
 
+if TYPE_CHECKING:
+    # Imported when first needed: PyAV and numpy cost ~35 MB that an idle node must not pay (tests/test_app.py).
+    from ...media.live_transcode import LiveStream
+
 _PADDING = bytes(64 * 1024)
 
 
@@ -32,6 +36,8 @@ class _Transcoding:
     """A node's transcoder (bounded slots) and transcode cache, made on first use."""
 
     def __init__(self, node: Node) -> None:
+        from ...media.live_transcode import LiveTranscoder
+
         slots = node.config["subsonic.max_transcodes"] or 24 * (os.cpu_count() or 1)
         self.live = LiveTranscoder(slots)
         self.cache = TranscodeCache(node.db, node.blobs, node.config["subsonic.transcode_cache_mb"] * 1024 * 1024)
@@ -79,6 +85,8 @@ async def stream(call: Call) -> Response:
         headers["Content-Length"] = str(size)
     if request.method == "HEAD":
         return Response(status=200, headers=headers, content_type=choice.mime)
+    from ...media.live_transcode import Busy, Request
+
     try:
         live = await parts.live.open(Request(call.node.blobs.path_for(choice.source_sha256), choice.format,
                                              choice.bitrate, choice.offset))
