@@ -11,6 +11,7 @@ folder's files are byte-identical at the end: the node never writes to them.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import hashlib
 import json
@@ -580,3 +581,39 @@ def test_cli_adds_scans_and_reports_the_unreadable(tmp_path: Path) -> None:
     finally:
         conn.close()
     shutil.rmtree(music)  # the test's own files; the node never deletes them
+
+
+async def test_a_move_the_watcher_sees_in_two_halves_keeps_its_track_and_like(lib: Lib, tmp_path: Path) -> None:
+    """A slow move (out of the folder, in again later) reaches the scanner as two watch scans: the first finds the
+    file gone and must not forget its track yet; the second finds it by fingerprint. A file that stays gone is
+    forgotten by the follow-up scan after the grace."""
+    put(lib.music / "A" / "one.mp3", "mp3", tags={"title": "One", "artist": "Ann"})
+    put(lib.music / "A" / "two.mp3", "mp3", tags={"title": "Two", "artist": "Ann"}, frequency=660.0)
+    await lib.scan()
+    await lib.db.execute("INSERT INTO users(did, handle) VALUES (?, 'listener.test')", (LISTENER,))
+    one = await lib.track("One")
+    await likes.like(lib.db, did=LISTENER, track_id=one["id"], audience=Audience(did=LISTENER, library=True))
+    lib.library.move_grace = 0.5
+
+    outside = tmp_path / "outside.mp3"
+    shutil.move(lib.music / "A" / "one.mp3", outside)
+    (lib.music / "A" / "two.mp3").unlink()
+    report = await lib.library.scan(trigger="watch", only=[lib.music / "A" / "one.mp3", lib.music / "A" / "two.mp3"])
+    assert report.removed == 0
+    assert (await lib.track("One"))["id"] == one["id"]  # kept while the move may still be under way
+
+    (lib.music / "B").mkdir()
+    shutil.move(outside, lib.music / "B" / "uno.mp3")
+    report = await lib.library.scan(trigger="watch", only=[lib.music / "B" / "uno.mp3"])
+    assert report.moved == 1, report
+    assert (await lib.track("One"))["id"] == one["id"]
+    assert await lib.rows("SELECT * FROM likes WHERE track_id = ?", (one["id"],))
+
+    # "Two" stayed gone: the follow-up scan after the grace forgets it.
+    for _ in range(100):
+        if not await lib.rows("SELECT id FROM tracks WHERE title = 'Two'"):
+            break
+        await asyncio.sleep(0.1)
+    assert not await lib.rows("SELECT id FROM tracks WHERE title = 'Two'")
+    assert (await lib.track("One"))["id"] == one["id"]
+    await lib.check_refcounts()

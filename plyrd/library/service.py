@@ -57,6 +57,10 @@ COVER_NAMES = ("cover", "folder", "front", "album", "albumart")
 COVER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 _CACHE = 512  # albums and directories whose cover is remembered during a scan (files come a directory at a time)
 _MISSING = object()
+# The watcher may see a move's two halves in separate scans (a slow copy to another folder, a rename that straddles
+# its debounce): a file that a watch scan finds gone keeps its track this long, so the second half still finds it by
+# fingerprint and keeps its likes, plays and playlist entries. A scan of the same paths then settles it.
+MOVE_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,8 @@ class Library:
         self._current: _Scan | None = None
         self._full: asyncio.Task[ScanReport] | None = None  # a running full scan, which a second caller joins
         self.on_scanned: list[Callable[[ScanReport], None]] = []  # e.g. waking the background analysis
+        self.move_grace = MOVE_GRACE_SECONDS
+        self._rechecks: set[asyncio.Task[None]] = set()  # follow-up scans of files a watch scan found gone
 
     @property
     def scanning(self) -> bool:
@@ -352,7 +358,10 @@ class Library:
                                                                       self.config.data_dir)
                 for folder, prefix in scopes:
                     await self._scan_scope(ctx, folder, prefix)
-                await self._forget_gone(ctx)
+                if trigger == "watch" and ctx.gone:
+                    self._recheck_later(ctx, [folder for folder, _ in scopes])
+                else:
+                    await self._forget_gone(ctx)
             state = "done"
         except asyncio.CancelledError:
             failure = "interrupted"
@@ -444,6 +453,22 @@ class Library:
             ctx.notes.append(f"{root} has no files now: its {len(gone)} known files were kept (is it mounted?)")
             return
         ctx.gone += [(folder.id, known) for known in gone]
+
+    def _recheck_later(self, ctx: _Scan, folders: list[Folder]) -> None:
+        """A watch scan's missing files are settled by a scan of their paths `move_grace` seconds later (which
+        forgets those still missing): the other half of a move may not have been seen yet."""
+        roots = {f.id: Path(f.path) for f in folders}
+        paths = [roots[folder_id] / known.rel for folder_id, known in ctx.gone if folder_id in roots]
+        ctx.notes.append(f"{len(paths)} missing file(s) kept {self.move_grace:g} s in case they moved")
+        ctx.gone = []
+
+        async def recheck() -> None:
+            await asyncio.sleep(self.move_grace)
+            await self.scan(trigger="recheck", only=paths)
+
+        task = asyncio.create_task(recheck())
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
 
     async def _forget_gone(self, ctx: _Scan) -> None:
         """After every folder was walked (a file moved from one folder to another is found in the second after it
