@@ -63,6 +63,7 @@ def accounts(pds: Any) -> dict[str, Any]:
 def node(pds: Any, music: Path, accounts: dict[str, Any],
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
     env = node_env(pds, PLYRD_LIBRARY_FOLDERS=str(music), PLYRD_LIBRARY_WATCH="true",
+                   PLYRD_LIBRARY_MOVE_GRACE_SECONDS="1",
                    PLYRD_AUTH_ADMINS=accounts["admin"].handle)
     served = start_node([], cwd=tmp_path_factory.mktemp("libwatch"), env=env)
     yield served

@@ -58,9 +58,9 @@ COVER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 _CACHE = 512  # albums and directories whose cover is remembered during a scan (files come a directory at a time)
 _MISSING = object()
 # The watcher may see a move's two halves in separate scans (a slow copy to another folder, a rename that straddles
-# its debounce): a file that a watch scan finds gone keeps its track this long, so the second half still finds it by
-# fingerprint and keeps its likes, plays and playlist entries. A scan of the same paths then settles it.
-MOVE_GRACE_SECONDS = 30.0
+# its debounce): a file that a watch scan finds gone keeps its track `library.move_grace_seconds`, so the second half
+# still finds it by fingerprint and keeps its likes, plays and playlist entries. A scan of those paths then settles
+# it.
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class Library:
         self._current: _Scan | None = None
         self._full: asyncio.Task[ScanReport] | None = None  # a running full scan, which a second caller joins
         self.on_scanned: list[Callable[[ScanReport], None]] = []  # e.g. waking the background analysis
-        self.move_grace = MOVE_GRACE_SECONDS
+        self.move_grace = float(config["library.move_grace_seconds"])
         self._rechecks: set[asyncio.Task[None]] = set()  # follow-up scans of files a watch scan found gone
 
     @property
