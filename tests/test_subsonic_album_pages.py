@@ -169,7 +169,7 @@ def test_every_album_list_type_pages_as_the_albums_say(node, alice: Listener, bo
 def test_search3_albums_page_as_the_albums_say(node, bob: Listener, catalog: dict[str, Any]) -> None:
     everything = bob.call("getAlbumList2", type="alphabeticalByName", size=500)["albumList2"]["album"]
     entries = {a["id"]: a for a in everything}
-    for query in ("blue", "a", "", "nothing like this"):
+    for query in ("blue", "BLUE", "sing", "a", "", "nothing like this"):
         matching = [a["id"] for a in everything if _lower(query) in _lower(a["name"])]
         for offset in range(0, len(matching) + 1):
             found = bob.call("search3", query=query, albumCount=2, albumOffset=offset, artistCount=0, songCount=0)

@@ -57,13 +57,15 @@ def songs(audience: Audience) -> Where:
 class Only:
     """Which tracks `members` groups: a condition on each of its arms (tracks on an album `x`/`t`, tracks on none
     `t`), to build only some albums rather than all (one album, a page of them, an artist's). It only has to hold
-    for every member of the albums wanted (a superset is fine): whoever narrows still picks them by `sid`."""
+    for every member of the albums wanted (a superset is fine): whoever narrows still picks them by `sid`. `scan`:
+    the conditions hold for many tracks, so read them all from the tracks_albums index rather than look each up."""
 
     albums: Where
     singles: Where
+    scan: bool = False
 
 
-EVERY_ALBUM = Only(Where(), Where())
+EVERY_ALBUM = Only(Where(), Where(), scan=True)
 _NONE = Where.of("0")
 
 
@@ -92,6 +94,16 @@ def only_albums(sids: Sequence[str]) -> Only:
         terms.append(f"{LIBRARY_TRACK} AND hex(lower({LIB_SINGLE_ARTIST})) {each}")
         params.append(json.dumps(sorted(set(lib_keys))))
     return Only(albums, Where.of(" OR ".join(f"({t})" for t in terms), *params) if terms else _NONE)
+
+
+def only_named_like(like: str) -> Only:
+    """The members of the albums whose name is LIKE `like`, a `%...%` pattern (ESCAPE '\\'): node albums by title;
+    named albums by their songs' text, which is the same in each but for ASCII case (LIKE ignores it) and spaces
+    around it (`_NAMED_KEY`), so every song of one whose name matches matches; all Singles when "Singles" does."""
+    named = f"NOT ({LIBRARY_TRACK}) AND trim(coalesce(t.album, '')) != '' AND t.album LIKE ? ESCAPE '\\'"
+    singles = f"({LIBRARY_TRACK} OR trim(coalesce(t.album, '')) = '') AND '{SINGLES}' LIKE ? ESCAPE '\\'"
+    return Only(Where.of("x.album_id IN (SELECT a.id FROM albums a WHERE a.title LIKE ? ESCAPE '\\')", like),
+                Where.of(f"({named}) OR ({singles})", like, like), scan=True)
 
 
 def only_artist(key: str) -> Only:
@@ -144,9 +156,9 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
                f" ELSE 'al-' || t.artist_did || '~' || {_NAMED_KEY} END")
     head = ("WITH members(sid, album_uuid, track_id, artist_did, artist_name, album, created_at, play_count, file_tags,"
             " tally)")
-    if only is EVERY_ALBUM:
-        # Every album: one pass over the index (no table row read), each track with the album it is on if any.
-        on_album, on_none_listed = songs(audience) & folder, listed(audience) & folder
+    if only.scan:
+        # Every album (or many): one pass over the index (no table row read), each track with its album if any.
+        on_album, on_none_listed = songs(audience) & folder & only.albums, listed(audience) & folder & only.singles
         sql = f"""
 {head} AS (
   SELECT CASE WHEN x.album_id IS NOT NULL THEN 'al-' || x.album_id ELSE {on_none} END, x.album_id, t.id,
@@ -324,10 +336,10 @@ async def albums_by_id(db: Database, audience: Audience, sids: Sequence[str],
 
 
 async def _ranked_page(db: Database, audience: Audience, folder: Where, tail: str, args: Sequence[Any],
-                       tally: Tally = NO_TALLY) -> list[sqlite3.Row]:
+                       tally: Tally = NO_TALLY, only: Only = EVERY_ALBUM) -> list[sqlite3.Row]:
     """A page of albums picked on their cheap columns (`ranked`, aliased `alb`, with the artist's users row `u`):
     `tail` is what follows FROM (WHERE, ORDER BY, LIMIT), `args` its parameters; then their full rows."""
-    cte, params = members(audience, folder, tally=tally)
+    cte, params = members(audience, folder, only, tally)
     page = await db.fetchall(cte + f"SELECT alb.sid FROM ranked alb LEFT JOIN users u ON u.did = alb.artist_did {tail}",
                              [*params, *args])
     return await albums_by_id(db, audience, [r["sid"] for r in page], folder)
@@ -874,7 +886,8 @@ async def search(db: Database, params: dict[str, str], audience: Audience,
                                     [*cte_params, like, like, like, n, off])
     n, off = page("album", 20)
     album_rows = await _ranked_page(db, audience, folder, "WHERE alb.name LIKE ? ESCAPE '\\'"
-                                    " ORDER BY lower(alb.name), alb.sid LIMIT ? OFFSET ?", [like, n, off])
+                                    " ORDER BY lower(alb.name), alb.sid LIMIT ? OFFSET ?", [like, n, off],
+                                    only=only_named_like(like))
     n, off = page("song", 20)
     shown = listed(audience) & without_tags(await hidden_tags(db, audience)) & folder
     if ranked_song_ids is not None:
