@@ -176,3 +176,15 @@ def test_search3_albums_page_as_the_albums_say(node, bob: Listener, catalog: dic
             page = found["searchResult3"].get("album", [])
             assert [a["id"] for a in page] == matching[offset:offset + 2], (query, offset)
             assert page == [entries[a["id"]] for a in page]
+
+
+def test_search3_artists_as_the_artists_say(node, alice: Listener, bob: Listener, catalog: dict[str, Any]) -> None:
+    """search3's artists: those whose name or handle holds the query, each as getArtists shows them."""
+    artists = [a for group in bob.call("getArtists")["artists"]["index"] for a in group["artist"]]
+    handles = {f"ar-{who.artist.did}": who.artist.http.get("/auth/me").json().get("handle", "") for who in (alice, bob)}
+    assert set(handles) <= {a["id"] for a in artists} and all(handles.values())
+    for query in ("pap", "PAPBOB", "alice", "", "nothing like this"):
+        expected = sorted((a for a in artists if _lower(query) in _lower(a["name"])
+                           or _lower(query) in _lower(handles.get(a["id"], ""))), key=lambda a: _lower(a["name"]))
+        found = bob.call("search3", query=query, albumCount=0, songCount=0)["searchResult3"].get("artist", [])
+        assert found == expected, query

@@ -106,6 +106,21 @@ def only_named_like(like: str) -> Only:
                 Where.of(f"({named}) OR ({singles})", like, like), scan=True)
 
 
+def only_artists_like(like: str) -> Only:
+    """The members of the artists whose name is LIKE `like` (ESCAPE '\\'), as search3 matches them: an account by
+    display name or handle; a library artist by the name their tags give, which is the same on each of their songs
+    but for ASCII case (LIKE ignores it)."""
+    # `+t.artist_did`: a test on each row of the one pass, not index searches per artist (slower when many match).
+    accounts = (f"NOT ({LIBRARY_TRACK}) AND +t.artist_did IN (SELECT u2.did FROM users u2 WHERE"
+                " coalesce(u2.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u2.handle, '') LIKE ? ESCAPE '\\')")
+
+    def named(name: str) -> Where:
+        return Where.of(f"({accounts}) OR ({LIBRARY_TRACK} AND coalesce({name}, '') LIKE ? ESCAPE '\\')",
+                        like, like, like)
+
+    return Only(named(_LIB_ALBUM_ARTIST_X), named(LIB_SINGLE_ARTIST), scan=True)
+
+
 def only_artist(key: str) -> Only:
     """The members of an artist's albums (`artist_did_of`: an account's DID, or a library artist's `lib~<hex>`)."""
     if is_library_key(key):
@@ -877,7 +892,7 @@ async def search(db: Database, params: dict[str, str], audience: Audience,
         return (bounded(params.get(f"{name}Count"), default=default),
                 bounded(params.get(f"{name}Offset"), default=0, maximum=10**9, name=f"{name}Offset"))
 
-    cte, cte_params = members(audience, folder)
+    cte, cte_params = members(audience, folder, only_artists_like(like))
     n, off = page("artist", 20)
     artist_rows = await db.fetchall(cte + _ARTISTS + """
         WHERE coalesce(u.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u.handle, '') LIKE ? ESCAPE '\\'
