@@ -136,9 +136,7 @@ async def starred_albums(db: Database, audience: Audience) -> list[tuple[sqlite3
         "SELECT sid, created_at FROM subsonic_starred_albums WHERE did = ?", (audience.did,))}
     if not stars:
         return []
-    sql, params = sc.album_select(audience)
-    rows = await db.fetchall(sql + " WHERE alb.sid IN (SELECT value FROM json_each(?))",
-                             [*params, json.dumps(sorted(stars))])
+    rows = await sc.albums_by_id(db, audience, sorted(stars))  # built for these albums only
     return sorted(((r, stars[r["sid"]]) for r in rows), key=lambda p: -p[1])
 
 
