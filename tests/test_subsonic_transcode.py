@@ -188,9 +188,11 @@ def test_a_listener_who_leaves_leaves_nothing(node, alice: Listener, library: di
     track = library["ids"]["long"]
     with httpx.Client(base_url=node.url, timeout=30) as c, c.stream(
             "GET", "/rest/stream", params=alice.params(id=f"tr-{track}", format="mp3", maxBitRate=96)) as r:
-        assert r.status_code == 200
+        # (an error in the envelope is HTTP 200 too: the content type tells them apart)
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg", r.read()
         next(r.iter_bytes())
-        assert _temp_files(node), "the copy for the cache should be under way"
+        assert _temp_files(node), ("the copy for the cache should be under way",
+                                   _cached(node, track, "mp3", 96), list((node.data / "tmp").iterdir()))
     deadline = time.monotonic() + 10
     while _temp_files(node):
         assert time.monotonic() < deadline, _temp_files(node)
