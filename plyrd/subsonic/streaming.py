@@ -136,6 +136,12 @@ def needs_live(row: sqlite3.Row) -> bool:
             and (row["original_ext"], row["codec"]) not in _EVERYWHERE)
 
 
+def web_rendition(row: sqlite3.Row) -> Transcode:
+    """What the web player gets for a file `needs_live` says browsers may not all play: the MP3 an upload's rendition
+    would be (320k), the same transcode, and the same cache entry, as a plain `stream` of it."""
+    return Transcode(row["original_sha"], "mp3", RENDITION_KBPS)
+
+
 def choose(row: sqlite3.Row, format: str | None, max_bit_rate: str | None, time_offset: str | None) -> Choice:
     """What `stream` sends for this song and these parameters (see the module docstring). Raises SubsonicError for a
     malformed maxBitRate or timeOffset."""

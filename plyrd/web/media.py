@@ -1,7 +1,8 @@
 """Serving audio and artwork: immutable, content-addressed, with Range support (plyrd.web.streaming).
 
 A file is served when it belongs to a track the caller may see (plyrd.catalog.tracks `visible`): a library file,
-or its artwork, is 404 to anyone who may not see the library, as if it did not exist."""
+or its artwork, is 404 to anyone who may not see the library, as if it did not exist. A library file browsers cannot
+play is sent as an MP3 made live and cached (plyrd.web.live_audio)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from quart import Blueprint, Response
 
 from ..catalog.downloads import check_download
 from ..catalog.tracks import artist_name, audio_file, image_file, is_library
+from ..subsonic import streaming
+from . import live_audio
 from .context import node
 from .streaming import serve_file
 from .viewer import current_audience, current_viewer
@@ -29,8 +32,17 @@ def _private_if(library: bool, response: Response) -> Response:
 
 @bp.route("/audio/<file_id>", methods=["GET", "HEAD"])
 async def audio(file_id: str) -> Response:
+    """The file the player plays. A music-folder file browsers may not all play (AIFF, Vorbis, ALAC...: see
+    plyrd.subsonic.streaming `needs_live`) has no stored rendition, so it is sent as the MP3 an upload's rendition
+    would be: live on the first play (no ranges: the browser seeks within what it has), then from the transcode
+    cache, which Subsonic's `stream` shares (ranges work). Its download (below) is still the original."""
     n = node()
     f = await audio_file(n.db, file_id, current_audience())
+    if streaming.needs_live(f.track):
+        async def cached(sha: str) -> Response:
+            return _private_if(True, await serve_file(n.blobs.path_for(sha), mime="audio/mpeg", etag=sha))
+
+        return await live_audio.respond(n, streaming.web_rendition(f.track), cached)
     return _private_if(is_library(f.track),
                        await serve_file(n.blobs.path_for(f.sha256), mime=f.mime, etag=f.sha256))
 

@@ -68,7 +68,7 @@ export class Player {
     a.addEventListener('timeupdate', () => this.onTime());
     a.addEventListener('seeked', () => this.positionState());
     a.addEventListener('loadedmetadata', () => this.onMetadata());
-    a.addEventListener('durationchange', () => this.$('duration').textContent = clock(a.duration));
+    a.addEventListener('durationchange', () => this.$('duration').textContent = clock(this.duration()));
     a.addEventListener('playing', () => this.setState('playing'));
     a.addEventListener('waiting', () => this.setState('loading'));
     a.addEventListener('pause', () => {
@@ -252,9 +252,15 @@ export class Player {
     else this.play();
   }
 
+  // The element's duration, or the track's while the element has none: a music-folder file browsers cannot play
+  // comes as an MP3 encoded live on its first play, a stream without a length (Infinity) until it is cached.
+  duration() {
+    return Number.isFinite(this.audio.duration) ? this.audio.duration : (this.track?.duration ?? 0);
+  }
+
   seek(t) {
     if (!this.track) return;
-    const dur = Number.isFinite(this.audio.duration) ? this.audio.duration : this.track.duration;
+    const dur = this.duration();
     const to = clamp(t, 0, Math.max(0, (dur || 0) - 0.05));
     if (this.audio.readyState === 0) this.pendingSeek = to;
     else this.audio.currentTime = to;
@@ -308,7 +314,7 @@ export class Player {
       this.audio.currentTime = Math.min(this.pendingSeek, Math.max(0, this.audio.duration - 0.25));
       this.pendingSeek = null;
     }
-    this.$('duration').textContent = clock(this.audio.duration);
+    this.$('duration').textContent = clock(this.duration());
     this.positionState();
   }
 
