@@ -8,58 +8,26 @@ import hashlib
 import sqlite3
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
-from helpers import Artist, sign_in
+from subsonic_support import Listener, rest_listener
 
 NS = "{http://subsonic.org/restapi}"
 
 node = node_fixture("subsonic")
 
 
-@dataclass
-class Listener:
-    artist: Artist
-    token: str
-    rest: httpx.Client
-
-    def call(self, name: str, **params: Any) -> dict[str, Any]:
-        """A JSON call that must succeed; returns the inside of subsonic-response."""
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        assert r.status_code == 200, r.text
-        body = r.json()["subsonic-response"]
-        assert body["status"] == "ok", body
-        return body
-
-    def error(self, name: str, **params: Any) -> int:
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        assert r.status_code == 200, r.text
-        body = r.json()["subsonic-response"]
-        assert body["status"] == "failed", body
-        return body["error"]["code"]
-
-
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, r.json()["token"], httpx.Client(base_url=url, timeout=30))
-
-
 @pytest.fixture(scope="module")
 def alice(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("ssalice"))
+    return rest_listener(node.url, pds.create_account("ssalice"))
 
 
 @pytest.fixture(scope="module")
 def bob(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("ssbob"))
+    return rest_listener(node.url, pds.create_account("ssbob"))
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +43,8 @@ def library(node, alice: Listener, tmp_path_factory: pytest.TempPathFactory) -> 
     ids: dict[str, int] = {}
     for key, path in files.items():
         extra: dict[str, Any] = {"image": ("c.jpg", jpeg_bytes(), "image/jpeg")} if key == "a1" else {}
-        r = alice.artist.upload(path, title=f"Song {key}", tags='["rock"]' if key != "single" else '["ambient"]',
+        ids[key] = alice.upload(path, title=f"Song {key}", tags='["rock"]' if key != "single" else '["ambient"]',
                                 **extra)
-        assert r.status_code == 200, r.text
-        events = alice.artist.wait(r.json()["upload_id"])
-        assert events[-1]["status"] == "completed", events
-        ids[key] = events[-1]["track_id"]
     http, csrf = alice.artist.http, {"X-CSRF-Token": alice.artist.csrf}
     r = http.post("/albums/", json={"title": "Zebra Nights"}, headers=csrf)
     assert r.status_code == 200, r.text

@@ -12,52 +12,22 @@ import time
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import node_fixture
-from helpers import Artist, sign_in
+from subsonic_support import Listener, rest_listener
 
 node = node_fixture("subsonic_album_pages")
 
 
-class Listener:
-    def __init__(self, artist: Artist, token: str, url: str) -> None:
-        self.artist, self.token = artist, token
-        self.rest = httpx.Client(base_url=url, timeout=30)
-
-    def call(self, name: str, **params: Any) -> dict[str, Any]:
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        assert r.status_code == 200, r.text
-        body = r.json()["subsonic-response"]
-        assert body["status"] == "ok", body
-        return body
-
-
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, r.json()["token"], url)
-
-
 @pytest.fixture(scope="module")
 def alice(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("papalice"))
+    return rest_listener(node.url, pds.create_account("papalice"))
 
 
 @pytest.fixture(scope="module")
 def bob(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("papbob"))
-
-
-def _upload(who: Listener, path: Any, **fields: str) -> int:
-    r = who.artist.upload(path, **fields)
-    assert r.status_code == 200, r.text
-    done = who.artist.wait(r.json()["upload_id"])[-1]
-    assert done["status"] == "completed", done
-    return int(done["track_id"])
+    return rest_listener(node.url, pds.create_account("papbob"))
 
 
 def _album(who: Listener, title: str, tracks: list[int]) -> str:
@@ -81,15 +51,15 @@ def catalog(alice: Listener, bob: Listener, tmp_path_factory: pytest.TempPathFac
         return make_audio(tmp / f"t{i}.mp3", "mp3", seconds=1.0, frequency=220.0 + 40 * i, tags=tags or None)
 
     t: dict[str, int] = {}
-    t["zed1"] = _upload(alice, audio(), title="Zed one", tags='["rock"]')
-    t["zed2"] = _upload(alice, audio(), title="Zed two", tags='["jazz"]')
-    t["aard"] = _upload(alice, audio(date="1971"), title="Aard", tags='["rock", "jazz"]')
-    t["blue1"] = _upload(alice, audio(title="B1", album="Blue", date="1998"), tags='["jazz"]')
-    t["blue2"] = _upload(alice, audio(title="B2", album="blue ", date="1998"))
-    t["a_single"] = _upload(alice, audio(date="2001"), title="Loose", tags='["ambient"]')
-    t["b_single"] = _upload(bob, audio(), title="Bob alone", tags='["rock"]')
-    t["b_blue"] = _upload(bob, audio(title="BB", album="Blue"), tags='["rock"]')
-    t["b_mid"] = _upload(bob, audio(), title="Mid", tags='["ambient"]')
+    t["zed1"] = alice.upload(audio(), title="Zed one", tags='["rock"]')
+    t["zed2"] = alice.upload(audio(), title="Zed two", tags='["jazz"]')
+    t["aard"] = alice.upload(audio(date="1971"), title="Aard", tags='["rock", "jazz"]')
+    t["blue1"] = alice.upload(audio(title="B1", album="Blue", date="1998"), tags='["jazz"]')
+    t["blue2"] = alice.upload(audio(title="B2", album="blue ", date="1998"))
+    t["a_single"] = alice.upload(audio(date="2001"), title="Loose", tags='["ambient"]')
+    t["b_single"] = bob.upload(audio(), title="Bob alone", tags='["rock"]')
+    t["b_blue"] = bob.upload(audio(title="BB", album="Blue"), tags='["rock"]')
+    t["b_mid"] = bob.upload(audio(), title="Mid", tags='["ambient"]')
     albums = {"zed": _album(alice, "Zed", [t["zed1"], t["zed2"]]), "aard": _album(alice, "aardvark", [t["aard"]]),
               "mid": _album(bob, "Middle", [t["b_mid"]])}
     # Plays: bob's, in this order (the last one decides `recent`); alice's own.

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
-from helpers import Artist, sign_in
 from subsonic_contract import content_differences, endpoint_names, schema_errors, xml_as_tree
+from subsonic_support import Listener, rest_listener
 
 import plyrd.web.subsonic  # noqa: F401  (its area modules fill the registry)
 from plyrd.subsonic import envelope
@@ -158,29 +158,6 @@ SAMPLES: dict[str, list[Sample]] = {
 # ---- the library ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Listener:
-    artist: Artist
-    handle: str
-    token: str
-
-
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, account.handle, r.json()["token"])
-
-
-def _upload(who: Listener, path: Any, **fields: Any) -> int:
-    r = who.artist.upload(path, **fields)
-    assert r.status_code == 200, r.text
-    events = who.artist.wait(r.json()["upload_id"])
-    assert events[-1]["status"] == "completed", events
-    return events[-1]["track_id"]
-
-
 def _web(who: Listener, method: str, path: str, body: Any = None, form: dict[str, str] | None = None) -> Any:
     """A browser-session call that must succeed; a playlist edit is retried while the track's record is on its
     way to the PDS."""
@@ -193,14 +170,14 @@ def _web(who: Listener, method: str, path: str, body: Any = None, form: dict[str
         time.sleep(0.2)
 
 
-def _rest(who: Listener, url: str, method: str, fmt: str, params: dict[str, Param]) -> httpx.Response:
-    return httpx.get(f"{url}/rest/{method}", params={"apiKey": who.token, "f": fmt, "c": "contract", **params},
-                     timeout=60)
+def _rest(who: Listener, method: str, fmt: str, params: dict[str, Param]) -> httpx.Response:
+    return who.rest.get(f"/rest/{method}", params={"apiKey": who.token, "f": fmt, "c": "contract", **params},
+                        timeout=60)
 
 
 @pytest.fixture(scope="module")
 def people(node, pds) -> dict[str, Listener]:
-    return {name: _listener(node.url, pds.create_account(f"ct{name}")) for name in ("alice", "bob", "carol")}
+    return {name: rest_listener(node.url, pds.create_account(f"ct{name}")) for name in ("alice", "bob", "carol")}
 
 
 @pytest.fixture(scope="module")
@@ -213,21 +190,21 @@ def library(node, people: dict[str, Listener], tmp_path_factory: pytest.TempPath
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
     album_tags = {"artist": "Alice Night", "album_artist": "Alice Night", "album": "Night Drive", "date": "2019"}
     ids = {
-        "a1": _upload(alice, make_audio(tmp / "a1.mp3", "mp3", seconds=2.0,
-                                        tags={**album_tags, "title": "Night one", "track": "1"}),
-                      title="Night one", album="Night Drive", tags='["rock", "night"]',
-                      image=("c.jpg", jpeg_bytes(), "image/jpeg")),
-        "a2": _upload(alice, make_audio(tmp / "a2.flac", "flac", seconds=2.0, frequency=330.0,
-                                        tags={**album_tags, "title": "Night two", "track": "2"}),
-                      title="Night two", album="Night Drive", tags='["rock"]'),
-        "single": _upload(alice, make_audio(tmp / "single.aiff", "aiff", seconds=2.0, frequency=550.0),
-                          title="Song alone", tags='["ambient"]'),
-        "hidden": _upload(alice, make_audio(tmp / "hidden.mp3", "mp3", seconds=1.0, frequency=770.0),
-                          title="Song hidden", unlisted="true"),
-        "b1": _upload(bob, make_audio(tmp / "b1.mp3", "mp3", seconds=2.0, frequency=220.0),
-                      title="Night bus", tags='["rock"]'),
-        "c1": _upload(carol, make_audio(tmp / "c1.m4a", "m4a-aac", seconds=2.0, frequency=880.0),
-                      title="Carol's song", tags='["folk"]'),
+        "a1": alice.upload(make_audio(tmp / "a1.mp3", "mp3", seconds=2.0,
+                                      tags={**album_tags, "title": "Night one", "track": "1"}),
+                           title="Night one", album="Night Drive", tags='["rock", "night"]',
+                           image=("c.jpg", jpeg_bytes(), "image/jpeg")),
+        "a2": alice.upload(make_audio(tmp / "a2.flac", "flac", seconds=2.0, frequency=330.0,
+                                      tags={**album_tags, "title": "Night two", "track": "2"}),
+                           title="Night two", album="Night Drive", tags='["rock"]'),
+        "single": alice.upload(make_audio(tmp / "single.aiff", "aiff", seconds=2.0, frequency=550.0),
+                               title="Song alone", tags='["ambient"]'),
+        "hidden": alice.upload(make_audio(tmp / "hidden.mp3", "mp3", seconds=1.0, frequency=770.0),
+                               title="Song hidden", unlisted="true"),
+        "b1": bob.upload(make_audio(tmp / "b1.mp3", "mp3", seconds=2.0, frequency=220.0),
+                         title="Night bus", tags='["rock"]'),
+        "c1": carol.upload(make_audio(tmp / "c1.m4a", "m4a-aac", seconds=2.0, frequency=880.0),
+                           title="Carol's song", tags='["folk"]'),
     }
     _web(alice, "PATCH", f"/tracks/{ids['a1']}", form={"lyrics": "Drive all night\nuntil the morning"})
     private = _web(alice, "POST", "/lists/playlists", {"name": "Secret", "is_private": True})["id"]
@@ -240,8 +217,8 @@ def library(node, people: dict[str, Listener], tmp_path_factory: pytest.TempPath
     _web(alice, "POST", f"/tracks/{ids['b1']}/like")
     _web(alice, "POST", "/now-playing/", {"track_id": ids["a1"], "progress_ms": 500})
 
-    song = _rest(alice, node.url, "getSong", "json", {"id": f"tr-{ids['a1']}"}).json()["subsonic-response"]["song"]
-    single = _rest(alice, node.url, "getSong", "json",
+    song = _rest(alice, "getSong", "json", {"id": f"tr-{ids['a1']}"}).json()["subsonic-response"]["song"]
+    single = _rest(alice, "getSong", "json",
                    {"id": f"tr-{ids['single']}"}).json()["subsonic-response"]["song"]
     return {**{k: f"tr-{v}" for k, v in ids.items()},
             "album": song["albumId"], "singles": single["albumId"], "alice_name": song["artist"],
@@ -258,13 +235,13 @@ def _filled(params: dict[str, Param], ids: dict[str, str]) -> dict[str, Param]:
     return {k: [x.format(**ids) for x in v] if isinstance(v, list) else v.format(**ids) for k, v in params.items()}
 
 
-def _check(who: Listener, url: str, method: str, sample: Sample, ids: dict[str, str]) -> list[str]:
+def _check(who: Listener, method: str, sample: Sample, ids: dict[str, str]) -> list[str]:
     """What is wrong with one sample's answers (empty: nothing)."""
     params = _filled(sample.params, ids)
     label = f"{method}({', '.join(f'{k}={v}' for k, v in params.items())})"
     problems: list[str] = []
     if method.lower() in BINARY and sample.error is None:
-        r = _rest(who, url, method, "json", params)
+        r = _rest(who, method, "json", params)
         kind = r.headers.get("content-type", "")
         if r.status_code not in (200, 206) or not kind.startswith(sample.content_type or ""):
             problems.append(f"{label}: {r.status_code} {kind}, want {sample.content_type}: {r.text[:200]}")
@@ -272,7 +249,7 @@ def _check(who: Listener, url: str, method: str, sample: Sample, ids: dict[str, 
             problems.append(f"{label}: an empty body")
         return problems
 
-    r = _rest(who, url, method, "json", params)
+    r = _rest(who, method, "json", params)
     if r.status_code != 200 or not r.headers.get("content-type", "").startswith("application/json"):
         return [f"{label}: {r.status_code} {r.headers.get('content-type')}: {r.text[:200]}"]
     body = r.json()
@@ -285,7 +262,7 @@ def _check(who: Listener, url: str, method: str, sample: Sample, ids: dict[str, 
     problems += [f"{label}: {p}" for p in schema_errors(method, body)]
 
     xml_params = params if sample.xml is None else _filled(sample.xml, ids)
-    x = _rest(who, url, method, "xml", xml_params)
+    x = _rest(who, method, "xml", xml_params)
     if x.status_code != 200 or not x.headers.get("content-type", "").startswith("text/xml"):
         return [*problems, f"{label} as XML: {x.status_code} {x.headers.get('content-type')}: {x.text[:200]}"]
     problems += [f"{label} as XML: {p}" for p in content_differences(body, x.content, volatile=sample.volatile,
@@ -341,5 +318,5 @@ def test_every_method_has_samples() -> None:
 @pytest.mark.parametrize("method", list(SAMPLES))
 def test_method_answers_its_schema(node, people: dict[str, Listener], library: dict[str, str], method: str) -> None:
     assert method.lower() in METHODS, f"{method} is named by issue 14 but plyrd.web.subsonic does not answer it"
-    problems = [p for sample in SAMPLES[method] for p in _check(people["alice"], node.url, method, sample, library)]
+    problems = [p for sample in SAMPLES[method] for p in _check(people["alice"], method, sample, library)]
     assert not problems, f"{method}:\n  " + "\n  ".join(problems)

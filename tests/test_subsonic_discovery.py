@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,8 @@ import libsonic
 import pytest
 from audio_samples import jpeg_bytes, make_audio, png_bytes
 from conftest import node_fixture
-from helpers import Artist, db, sign_in
-from subsonic_contract import same_content, validate_json
+from helpers import db
+from subsonic_support import CheckedListener, rest_listener
 
 NS = "{http://subsonic.org/restapi}"
 
@@ -31,49 +30,10 @@ node = node_fixture("subsonic_discovery")
 # ---- callers ------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Listener:
-    artist: Artist
-    handle: str
-    token: str
-    rest: httpx.Client
-
-    def answer(self, name: str, **params: Any) -> dict[str, Any]:
-        """A JSON call, validated against the method's schema, whose XML form carries the same; the inside of
-        subsonic-response."""
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        assert r.status_code == 200, r.text
-        validate_json(name, r.json())
-        same_content(r.json(), self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params}).content)
-        return r.json()["subsonic-response"]
-
-    def call(self, name: str, **params: Any) -> dict[str, Any]:
-        body = self.answer(name, **params)
-        assert body["status"] == "ok", body
-        return body
-
-    def error(self, name: str, **params: Any) -> int:
-        body = self.answer(name, **params)
-        assert body["status"] == "failed", body
-        return body["error"]["code"]
-
-    def xml(self, name: str, **params: Any) -> ET.Element:
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params})
-        root = ET.fromstring(r.content)
-        assert root.attrib["status"] == "ok", r.text
-        return root
-
+class Listener(CheckedListener):
     def songs(self, name: str, key: str, **params: Any) -> list[str]:
         """The titles of a song list answer, in order."""
         return [s["title"] for s in self.call(name, **params)[key].get("song", [])]
-
-
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, account.handle, r.json()["token"], httpx.Client(base_url=url, timeout=30))
 
 
 # ---- the catalog --------------------------------------------------------------------------------------------------
@@ -116,7 +76,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(node, pds, tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("discovery-audio")
-    people = {who: _listener(node.url, pds.create_account(f"sd{who}")) for who in ("ann", "ben", "cat", "dee")}
+    people = {who: rest_listener(node.url, pds.create_account(f"sd{who}"), Listener)
+              for who in ("ann", "ben", "cat", "dee")}
     ann = people["ann"].artist
     r = ann.http.patch("/artists/me", json={"display_name": "Ann Amber", "bio": "Ann plays rock by the sea.",
                                             "avatar_url": "https://cdn.example.com/ann.jpg"},
@@ -128,11 +89,7 @@ def world(node, pds, tmp_path_factory: pytest.TempPathFactory) -> World:
         file_tags = {"album": "Cobalt Tapes"} if title == "Cobalt Tape" else None
         path = make_audio(tmp / f"t{n}.mp3", "mp3", seconds=1.0, frequency=220.0 + 20 * n, tags=file_tags)
         image = {"image": ("c.jpg", jpeg_bytes(), "image/jpeg")} if title in ("Ann Drift", "Cobalt Tape") else {}
-        r = people[who].artist.upload(path, title=title, tags=json.dumps(tags), **extra, **image)
-        assert r.status_code == 200, r.text
-        events = people[who].artist.wait(r.json()["upload_id"])
-        assert events[-1]["status"] == "completed", events
-        ids[title] = events[-1]["track_id"]
+        ids[title] = people[who].upload(path, title=title, tags=json.dumps(tags), **extra, **image)
     for title, (_, _, plays, _) in TRACKS.items():
         db(node, "UPDATE tracks SET play_count = ? WHERE id = ?", (plays, ids[title]))
 

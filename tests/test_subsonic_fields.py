@@ -6,17 +6,15 @@ its tags; lyrics from the file's tags and the portal's edits, plain and LRC-time
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
+import subsonic_support
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
-from helpers import Artist, db, sign_in
-from subsonic_contract import same_content, validate_json
+from helpers import db
+from subsonic_support import rest_listener
 
 from plyrd.media.lyrics import lrc_lines
 from plyrd.media.probe import probe
@@ -29,60 +27,19 @@ LRC = "[ar:Tag Artist]\n[00:01.00]first line\n[00:02.50]second line\n[00:04.25]t
 node = node_fixture("subsonic_fields")
 
 
-@dataclass
-class Listener:
-    artist: Artist
-    token: str
-    rest: httpx.Client
-
-    def call(self, name: str, **params: Any) -> dict[str, Any]:
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        assert r.status_code == 200, r.text
-        body = r.json()["subsonic-response"]
-        assert body["status"] == "ok", body
-        return body
-
-    def checked(self, name: str, **params: Any) -> dict[str, Any]:
-        """A call whose JSON validates against OpenSubsonic's schema and whose XML carries the same content."""
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        validate_json(name, r.json())
-        x = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params})
-        same_content(r.json(), x.content)
-        return r.json()["subsonic-response"]
-
-    def xml(self, name: str, **params: Any) -> ET.Element:
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params})
-        assert r.status_code == 200, r.text
-        return ET.fromstring(r.content)
-
+class Listener(subsonic_support.Listener):
     def edit(self, track_id: int, **fields: str) -> httpx.Response:
         return self.artist.http.patch(f"/tracks/{track_id}", data=fields, headers={"X-CSRF-Token": self.artist.csrf})
 
 
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, r.json()["token"], httpx.Client(base_url=url, timeout=30))
-
-
 @pytest.fixture(scope="module")
 def alice(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("sfalice"))
+    return rest_listener(node.url, pds.create_account("sfalice"), Listener)
 
 
 @pytest.fixture(scope="module")
 def bob(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("sfbob"))
-
-
-def _upload(who: Listener, path: Any, **fields: str) -> int:
-    r = who.artist.upload(path, **fields)
-    assert r.status_code == 200, r.text
-    done = who.artist.wait(r.json()["upload_id"])[-1]
-    assert done["status"] == "completed", done
-    return int(done["track_id"])
+    return rest_listener(node.url, pds.create_account("sfbob"), Listener)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +57,7 @@ def library(alice: Listener, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "title": "Two", "artist": "Tag Artist", "album": "blue period", "track": "1", "date": "1998",
         "lyrics": "plain words\nsecond plain line"})
     single = make_audio(tmp / "single.wav", "wav", seconds=2.0, frequency=550.0)
-    return {"one": _upload(alice, one), "two": _upload(alice, two), "single": _upload(alice, single, title="Loose")}
+    return {"one": alice.upload(one), "two": alice.upload(two), "single": alice.upload(single, title="Loose")}
 
 
 def _iso(ts: float) -> str:

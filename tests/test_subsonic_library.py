@@ -23,54 +23,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 import libopensonic
 import libsonic
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_env, start_node
-from helpers import Artist, db_rows, sign_in, wait_for
-from subsonic_contract import same_content, validate_json
+from helpers import db_rows, wait_for
+from subsonic_support import CheckedListener, rest_listener
 
 LIBRARY_DID = "did:plyrd:library"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Listener:
-    artist: Artist
-    token: str
-    rest: httpx.Client
-
-    def answer(self, name: str, **params: Any) -> dict[str, Any]:
-        """A JSON call validated against the method's schema, whose XML form carries the same content."""
-        r = self.rest.get(f"/rest/{name}", params={"apiKey": self.token, "f": "json", **params})
-        assert r.status_code == 200, r.text
-        validate_json(name, r.json())
-        same_content(r.json(), self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params}).content,
-                     unordered=name == "getRandomSongs" or params.get("type") == "random")
-        return r.json()["subsonic-response"]
-
-    def call(self, name: str, **params: Any) -> dict[str, Any]:
-        body = self.answer(name, **params)
-        assert body["status"] == "ok", body
-        return body
-
-    def error(self, name: str, **params: Any) -> int:
-        body = self.answer(name, **params)
-        assert body["status"] == "failed", body
-        return body["error"]["code"]
-
-    def raw(self, name: str, **params: Any) -> httpx.Response:
-        return self.rest.get(f"/rest/{name}", params={"apiKey": self.token, **params})
-
-
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, r.json()["token"], httpx.Client(base_url=url, timeout=30))
 
 
 # ---- the folder, the node, the scan -----------------------------------------------------------------------------
@@ -120,9 +82,9 @@ def folders_of(music: Path) -> list[Path]:
 class World:
     node: Any
     music: Path
-    alice: Listener  # in auth.library_listeners
-    bob: Listener  # signed in, but not in auth.library_listeners
-    carol: Listener  # an admin: admins always see the library
+    alice: CheckedListener  # in auth.library_listeners
+    bob: CheckedListener  # signed in, but not in auth.library_listeners
+    carol: CheckedListener  # an admin: admins always see the library
     upload_id: int  # alice's own upload (music folder 1)
 
 
@@ -170,17 +132,13 @@ def world(pds: Any, music: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                                    PLYRD_AUTH_LIBRARY_LISTENERS=accounts[0].handle,
                                    PLYRD_AUTH_ADMINS=accounts[2].handle))
     try:
-        alice, bob, carol = (_listener(node.url, a) for a in accounts)
+        alice, bob, carol = (rest_listener(node.url, a, CheckedListener) for a in accounts)
         scan(node, music)
         assert db_rows(node, "SELECT count(*) FROM tracks WHERE source = 'library'") == [(8,)]
         assert db_rows(node, "SELECT id, path FROM library_folders ORDER BY id") == \
             [(1, str(music)), (2, str(music.parent / "more"))]
         tone = make_audio(tmp_path_factory.mktemp("upload") / "mine.mp3", "mp3", seconds=1.0, frequency=800.0)
-        r = alice.artist.upload(tone, title="Alice Original", tags='["rock"]')
-        assert r.status_code == 200, r.text
-        events = alice.artist.wait(r.json()["upload_id"])
-        assert events[-1]["status"] == "completed", events
-        yield World(node, music, alice, bob, carol, events[-1]["track_id"])
+        yield World(node, music, alice, bob, carol, alice.upload(tone, title="Alice Original", tags='["rock"]'))
     finally:
         node.stop()
 
@@ -193,7 +151,7 @@ def _names(index: list[dict[str, Any]]) -> list[str]:
     return [a["name"] for group in index for a in group.get("artist", [])]
 
 
-def _album_id(listener: Listener, name: str, **params: Any) -> str:
+def _album_id(listener: CheckedListener, name: str, **params: Any) -> str:
     albums = listener.call("getAlbumList2", type="alphabeticalByName", size=500, **params)["albumList2"]["album"]
     (found,) = [a["id"] for a in albums if a["name"] == name]
     return found

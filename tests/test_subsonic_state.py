@@ -12,9 +12,11 @@ from urllib.parse import urlsplit
 import httpx
 import libsonic
 import pytest
+import subsonic_support
 from conftest import node_fixture
-from helpers import Artist, Person, db_rows, publish, records, sign_in, upload, wait_for
+from helpers import Person, db_rows, publish, records, upload, wait_for
 from libsonic import errors
+from subsonic_support import rest_listener
 
 node = node_fixture("subsonic_state")
 
@@ -36,19 +38,10 @@ class Sonic(libsonic.Connection):
         return {"f": "json", "v": self._apiVersion, "c": self._appName, "apiKey": self._api_key}
 
 
-@dataclass
-class Listener:
-    person: Person  # the web player's session (cookie + CSRF)
-    token: str  # a developer token, sent as apiKey
-    url: str
-
+class Listener(subsonic_support.Listener):
     @property
-    def artist(self) -> Artist:
-        return self.person.me
-
-    @property
-    def handle(self) -> str:
-        return self.person.handle
+    def person(self) -> Person:  # the web player's session (cookie + CSRF)
+        return Person(self.artist, self.account)
 
     @property
     def http(self) -> httpx.Client:
@@ -58,42 +51,21 @@ class Listener:
     def csrf(self) -> dict[str, str]:
         return {"X-CSRF-Token": self.artist.csrf}
 
+    def params(self, **extra: Any) -> dict[str, Any]:
+        return super().params(**{"c": "test", **extra})  # the app's name, unless a call names its own
+
     def sonic(self, app: str = "py-sonic") -> Sonic:
         return Sonic(self.url, self.token, app)
-
-    def _get(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/rest/{method}", params={"apiKey": self.token, "f": "json", "c": "test", **params},
-                      timeout=30)
-        assert r.status_code == 200, r.text
-        return r.json()["subsonic-response"]
-
-    def call(self, method: str, /, **params: Any) -> dict[str, Any]:
-        body = self._get(method, params)
-        assert body["status"] == "ok", body
-        return body
-
-    def error(self, method: str, /, **params: Any) -> int:
-        body = self._get(method, params)
-        assert body["status"] == "failed", body
-        return body["error"]["code"]
-
-
-def _listener(url: str, account: Any) -> Listener:
-    artist = sign_in(url, account)
-    r = httpx.post(url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                     "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(Person(artist, account), r.json()["token"], url)
 
 
 @pytest.fixture(scope="module")
 def alice(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("ststalice"))
+    return rest_listener(node.url, pds.create_account("ststalice"), Listener)
 
 
 @pytest.fixture(scope="module")
 def bob(node, pds) -> Listener:
-    return _listener(node.url, pds.create_account("ststbob"))
+    return rest_listener(node.url, pds.create_account("ststbob"), Listener)
 
 
 @dataclass

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,9 +18,11 @@ import av
 import httpx
 import libsonic
 import pytest
+import subsonic_support
 from audio_samples import make_audio
 from conftest import node_fixture
-from helpers import Artist, db_rows, sign_in, stored_files
+from helpers import db_rows, stored_files
+from subsonic_support import rest_listener
 
 from plyrd.db import Database
 from plyrd.storage import BlobStore
@@ -33,27 +34,14 @@ from plyrd.subsonic.transcode_cache import TranscodeCache
 node = node_fixture("subsonic-transcode", PLYRD_SUBSONIC_MAX_TRANSCODES="2")
 
 
-@dataclass
-class Listener:
-    artist: Artist
-    token: str
-    rest: httpx.Client
-
-    def params(self, **extra: Any) -> dict[str, Any]:
-        return {"apiKey": self.token, "f": "json", **extra}
-
+class Listener(subsonic_support.Listener):
     def stream(self, track_id: int, **params: Any) -> httpx.Response:
         return self.rest.get("/rest/stream", params=self.params(id=f"tr-{track_id}", **params))
 
 
 @pytest.fixture(scope="module")
 def alice(node, pds) -> Listener:
-    account = pds.create_account("stalice")
-    artist = sign_in(node.url, account)
-    r = httpx.post(node.url + "/auth/app-password", json={"handle": account.handle, "app_password": account.password,
-                                                          "token_name": "subsonic"}, timeout=30)
-    assert r.status_code == 201, r.text
-    return Listener(artist, r.json()["token"], httpx.Client(base_url=node.url, timeout=60))
+    return rest_listener(node.url, pds.create_account("stalice"), Listener, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +56,7 @@ def library(alice: Listener, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     }
     ids: dict[str, int] = {}
     for key, path in files.items():
-        r = alice.artist.upload(path, title=f"Transcode {key}")
-        assert r.status_code == 200, r.text
-        events = alice.artist.wait(r.json()["upload_id"], timeout=120)
-        assert events[-1]["status"] == "completed", events
-        ids[key] = events[-1]["track_id"]
+        ids[key] = alice.upload(path, wait=120, title=f"Transcode {key}")
     return {"files": files, "ids": ids}
 
 
