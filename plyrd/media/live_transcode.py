@@ -2,10 +2,10 @@
 from an offset on, and hand the encoded bytes out in chunks as they are made, so a listener hears the start long
 before the encode is done.
 
-- MP3 goes through the system's libmp3lame when there is one, as plyrd.media.transcode does (about three times the
-  speed of the LAME in PyAV's wheel); CD-format PCM goes to it as decoded. The stream is [ID3v2.3][CBR frames]:
-  without LAME's Info frame, which can only be written at the end by seeking back, and a stream cannot seek.
-  Without a system LAME, PyAV's mp3 muxer (it writes its Xing frame at the start and cannot update it either).
+- Encoding is plyrd.media.encoding's, as for the upload rendition. MP3 goes through the system's libmp3lame when
+  there is one: [ID3v2.3][CBR frames], without LAME's Info frame, which can only be written at the end by seeking
+  back, and a stream cannot seek. Without a system LAME, PyAV's mp3 muxer (it writes its Xing frame at the start and
+  cannot update it either).
 - Opus: libopus at 48 kHz in an Ogg stream through PyAV, written to an output that cannot seek.
 - `offset`: the demuxer seeks to the frame at or before it, and decoded samples before it are dropped, so the
   first sample sent is the one at `offset` (to a sample with FLAC/WAV; to a codec frame for lossy originals).
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import threading
 import time
@@ -34,11 +33,10 @@ from pathlib import Path
 from typing import Literal
 
 import av
-import numpy as np
 
 from ..errors import Unprocessable
-from .probe import Tags, open_audio, pick_audio_stream, read_tags
-from .transcode import _ffmpeg_tags, id3v2_tag, lame_library
+from .encoding import LameEncoder, PyAVEncoder, lame_library, pump
+from .probe import open_audio, pick_audio_stream, read_tags
 
 Format = Literal["mp3", "opus"]
 MP3_RATE = 44100
@@ -52,9 +50,6 @@ AHEAD = 6  # chunks encoded ahead of the consumer: about 24 s at 128 kbit/s
 # gets a quick start (its buffer fills at once) and an app saving a song for offline play gets it at 16x realtime.
 LEAD = 30.0
 SPEED = 16.0
-_MAX_BAD_PACKETS = 16
-_MONO, _JOINT_STEREO = 3, 1  # LAME's MPEG_mode values
-_lame_init = threading.Lock()  # LAME fills shared tables on its first init
 
 
 class Busy(Exception):
@@ -96,141 +91,6 @@ class _Out:
             self._emit(chunk)
 
 
-class _LameStream:
-    """Frames -> system libmp3lame -> [ID3v2.3][CBR frames], streamed (no Info frame: see the module docstring)."""
-
-    planar_format = "fltp"
-
-    def __init__(self, out: _Out, *, channels: int, kbps: int, tags: Tags) -> None:
-        lib = lame_library()
-        assert lib is not None
-        self._lib, self._out, self._channels = lib, out, channels
-        with _lame_init:
-            gfp = lib.lame_init()
-            if not gfp:
-                raise MemoryError("lame_init failed")
-            self._gfp = gfp
-            lib.lame_set_in_samplerate(gfp, MP3_RATE)
-            lib.lame_set_out_samplerate(gfp, MP3_RATE)
-            lib.lame_set_num_channels(gfp, channels)
-            lib.lame_set_mode(gfp, _MONO if channels == 1 else _JOINT_STEREO)
-            lib.lame_set_VBR(gfp, 0)
-            lib.lame_set_brate(gfp, kbps)
-            lib.lame_set_bWriteVbrTag(gfp, 0)
-            lib.lame_set_write_id3tag_automatic(gfp, 0)
-            if lib.lame_init_params(gfp) < 0:
-                lib.lame_close(gfp)
-                raise RuntimeError("LAME refused the encoding parameters")
-        out.write(id3v2_tag(tags))
-        self._buf = np.empty(1 << 16, dtype=np.uint8)
-
-    def _room(self, samples: int) -> int:
-        need = samples * 5 // 4 + 7200  # LAME's documented worst case
-        if need > self._buf.size:
-            self._buf = np.empty(need, dtype=np.uint8)
-        return self._buf.size
-
-    def accepts(self, frame: av.AudioFrame) -> bool:
-        return (frame.format.name == "s16" and frame.sample_rate == MP3_RATE
-                and len(frame.layout.channels) == self._channels)
-
-    def write(self, frame: av.AudioFrame) -> None:
-        n = frame.samples
-        size = self._room(n)
-        dst = self._buf.ctypes.data
-        lib = self._lib
-        if frame.format.name == "s16":
-            pcm = np.frombuffer(frame.planes[0], dtype=np.int16, count=n * self._channels)
-            if self._channels == 2:
-                got = lib.lame_encode_buffer_interleaved(self._gfp, pcm.ctypes.data, n, dst, size)
-            else:
-                got = lib.lame_encode_buffer(self._gfp, pcm.ctypes.data, pcm.ctypes.data, n, dst, size)
-        else:
-            left = np.frombuffer(frame.planes[0], dtype=np.float32, count=n)
-            right = np.frombuffer(frame.planes[1], dtype=np.float32, count=n) if self._channels == 2 else left
-            got = lib.lame_encode_buffer_ieee_float(self._gfp, left.ctypes.data, right.ctypes.data, n, dst, size)
-        if got < 0:
-            raise RuntimeError(f"LAME encode error {got}")
-        if got:
-            self._out.write(memoryview(self._buf)[:got])
-
-    def close(self) -> None:
-        try:
-            got = self._lib.lame_encode_flush(self._gfp, self._buf.ctypes.data, self._room(0))
-            if got < 0:
-                raise RuntimeError(f"LAME flush error {got}")
-            self._out.write(memoryview(self._buf)[:got])
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        gfp, self._gfp = self._gfp, None
-        if gfp:
-            self._lib.lame_close(ctypes.c_void_p(gfp))
-
-
-class _PyAVStream:
-    """Frames -> a PyAV encoder and muxer (Opus in Ogg; MP3 when there is no system LAME) -> the output pipe."""
-
-    planar_format = "fltp"
-
-    def __init__(self, out: _Out, *, fmt: Format, channels: int, kbps: int, tags: Tags) -> None:
-        layout = "mono" if channels == 1 else "stereo"
-        if fmt == "opus":
-            self._container = av.open(out, "w", format="ogg")
-            self._stream = self._container.add_stream("libopus", rate=OPUS_RATE, layout=layout)
-            self._stream.format = "flt"
-            self.planar_format = "flt"
-            self._frame_size = 960  # 20 ms, libopus's default frame
-        else:
-            self._container = av.open(out, "w", format="mp3", options={"id3v2_version": "3"})
-            self._stream = self._container.add_stream("libmp3lame", rate=MP3_RATE, layout=layout)
-            self._stream.format = "fltp"
-            self._frame_size = 1152
-        for key, value in _ffmpeg_tags(tags).items():
-            (self._stream if fmt == "opus" else self._container).metadata[key] = value
-        self._stream.bit_rate = kbps * 1000
-        self._fifo = av.AudioFifo()
-        self._pts = 0
-
-    def accepts(self, frame: av.AudioFrame) -> bool:
-        return False
-
-    def write(self, frame: av.AudioFrame) -> None:
-        frame.pts = None
-        self._fifo.write(frame)
-        while self._fifo.samples >= self._frame_size:
-            self._encode(self._fifo.read(self._frame_size))
-
-    def _encode(self, frame: av.AudioFrame | None) -> None:
-        if frame is not None:
-            frame.pts = self._pts
-            self._pts += frame.samples
-        self._container.mux(self._stream.encode(frame))
-
-    def close(self) -> None:
-        try:
-            if self._fifo.samples:
-                self._encode(self._fifo.read())
-            self._encode(None)
-        finally:
-            self._container.close()
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._container.close()
-
-
-def _trim(frame: av.AudioFrame, skip: int) -> av.AudioFrame:
-    """The frame without its first `skip` samples."""
-    arr = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    arr = arr[:, skip:] if frame.format.is_planar else arr[:, skip * channels:]
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=frame.format.name, layout=frame.layout.name)
-    out.sample_rate = frame.sample_rate
-    return out
-
-
 def encode(req: Request, emit: Callable[[bytes], None], cancelled: Callable[[], bool]) -> int:
     """Encode `req` in the calling thread, giving each chunk of bytes to `emit` as it is made. Returns the bytes
     made. `cancelled` is asked between packets; when it answers True the encode stops with Cancelled.
@@ -240,15 +100,21 @@ def encode(req: Request, emit: Callable[[bytes], None], cancelled: Callable[[], 
         stream = pick_audio_stream(c)
         channels = 1 if (stream.codec_context.channels or 2) == 1 else 2  # more than two: downmix to stereo
         rate = OPUS_RATE if req.format == "opus" else MP3_RATE
-        sink: _LameStream | _PyAVStream
-        if req.format == "mp3" and lame_library() is not None:
-            sink = _LameStream(out, channels=channels, kbps=req.kbps, tags=read_tags(c, stream))
+        tags, bitrate = read_tags(c, stream), req.kbps * 1000
+        sink: LameEncoder | PyAVEncoder
+        if req.format == "mp3" and lame_library() is not None:  # a stream: no Info frame (it needs a seek back)
+            sink = LameEncoder(out, channels=channels, rate=rate, bitrate=bitrate, tags=tags, info_frame=False)
         else:
-            sink = _PyAVStream(out, fmt=req.format, channels=channels, kbps=req.kbps, tags=read_tags(c, stream))
+            sink = PyAVEncoder(out, codec=req.format, channels=channels, rate=rate, bitrate=bitrate, tags=tags)
+
+        def check(_written: int) -> None:
+            if cancelled():
+                raise Cancelled("the listener went away")
+
         try:
             if req.offset > 0:
                 c.seek(int(req.offset * av.time_base), backward=True, any_frame=False)
-            written = _pump(c, stream, sink, rate, channels, req.offset, cancelled)
+            written = pump(c, stream, sink, rate, channels, offset=req.offset, before_packet=check)
             if written == 0 and req.offset == 0:
                 raise Unprocessable("The file contains no decodable audio.")
             sink.close()
@@ -257,44 +123,6 @@ def encode(req: Request, emit: Callable[[bytes], None], cancelled: Callable[[], 
             raise
     out.flush()
     return out.total
-
-
-def _pump(c: av.container.InputContainer, stream: av.AudioStream, sink: _LameStream | _PyAVStream, rate: int,
-          channels: int, offset: float, cancelled: Callable[[], bool]) -> int:
-    """Decode from where the container stands, drop what lies before `offset`, resample, feed the sink. Returns the
-    samples written."""
-    resampler = av.AudioResampler(format=sink.planar_format, layout="mono" if channels == 1 else "stereo", rate=rate)
-    written = bad = 0
-    for packet in c.demux(stream):
-        if cancelled():
-            raise Cancelled("the listener went away")
-        try:
-            frames = packet.decode()
-        except av.FFmpegError as e:
-            bad += 1
-            if bad > _MAX_BAD_PACKETS:
-                raise Unprocessable(f"The audio could not be decoded: the file is corrupt ({e}).") from e
-            continue
-        for frame in frames:
-            if offset > 0 and frame.pts is not None and frame.time_base is not None:
-                start = float(frame.pts * frame.time_base)
-                skip = round((offset - start) * frame.sample_rate)
-                if skip >= frame.samples:
-                    continue  # wholly before the offset
-                if skip > 0:
-                    frame = _trim(frame, skip)
-                offset = 0.0  # reached: the rest is sent as decoded
-            if sink.accepts(frame):
-                sink.write(frame)
-                written += frame.samples
-                continue
-            for done in resampler.resample(frame):
-                sink.write(done)
-                written += done.samples
-    for done in resampler.resample(None):
-        sink.write(done)
-        written += done.samples
-    return written
 
 
 class LiveTranscoder:
