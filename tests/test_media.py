@@ -17,8 +17,9 @@ from PIL import Image
 from plyrd.errors import TooLarge, Unprocessable, UnsupportedMedia
 from plyrd.media.analysis import analyse, loudness, peaks
 from plyrd.media.artwork import process_image
+from plyrd.media.encoding import id3v2_tag
 from plyrd.media.probe import AudioInfo, needs_web_rendition, probe
-from plyrd.media.transcode import TranscodeCancelled, id3v2_tag, lame_library, transcode_to_mp3
+from plyrd.media.transcode import TranscodeCancelled, lame_library, transcode_to_mp3
 
 TAGS = {
     "title": "Nuit blanche — été",  # not Latin-1: exercises UTF-16 ID3 frames

@@ -22,7 +22,6 @@ import av
 
 from plyrd.errors import InvalidInput, Unprocessable
 from plyrd.media.encoding import MP3_BITRATES, LameEncoder, PyAVEncoder, lame_library, pump
-from plyrd.media.encoding import id3v2_tag as id3v2_tag  # re-exported (tests/test_media.py imports it from here)
 from plyrd.media.probe import open_audio, pick_audio_stream, read_tags
 
 Encoder = Literal["auto", "lame", "pyav"]
