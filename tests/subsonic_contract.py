@@ -1,6 +1,6 @@
 """OpenSubsonic's OpenAPI description as a test oracle for /rest (shared by the tests that talk to /rest).
 
-The description (../shared/reference/opensubsonic-openapi/openapi/, OpenSubsonic 1.16.1) is an OpenAPI 3.0 document
+The description (tests/reference/opensubsonic-openapi/openapi/, OpenSubsonic 1.16.1) is an OpenAPI 3.0 document
 split over many files that point at each other with relative `$ref`s. Its schemas use a small subset of JSON Schema
 (type, properties, required, items, minItems, enum, minimum/maximum, allOf/oneOf, format date-time) that OpenAPI 3.0
 shares with draft 7, no `nullable`, no `additionalProperties`, no boolean `exclusiveMinimum`: so every file is loaded
@@ -36,18 +36,10 @@ from jsonschema import Draft7Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-REFERENCE_PARTS = ("shared", "reference", "opensubsonic-openapi", "openapi")
-
-
 def reference_dir() -> Path:
-    """The description's folder: ../shared/reference/... beside the repository this file is in (the main worktree
-    or a clean clone under /work), found by walking up so that any checkout depth works."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.joinpath(*REFERENCE_PARTS)
-        if (candidate / "openapi.json").is_file():
-            return candidate
-    raise FileNotFoundError(f"no {'/'.join(REFERENCE_PARTS)}/openapi.json above {here}")
+    """The description's folder: a copy kept with the tests (tests/reference/opensubsonic-openapi/, Apache-2.0, see
+    its README for where it comes from), so the contract holds on any clean clone."""
+    return Path(__file__).resolve().parent / "reference" / "opensubsonic-openapi" / "openapi"
 
 
 # ---- the schemas ------------------------------------------------------------------------------------------------
