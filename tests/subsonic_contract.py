@@ -36,6 +36,7 @@ from jsonschema import Draft7Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+
 def reference_dir() -> Path:
     """The description's folder: a copy kept with the tests (tests/reference/opensubsonic-openapi/, Apache-2.0, see
     its README for where it comes from), so the contract holds on any clean clone."""
