@@ -10,6 +10,7 @@ PyAV is imported on the first live transcode only: an idle node must not load th
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import weakref
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ from ..subsonic.transcode_cache import TranscodeCache
 if TYPE_CHECKING:
     # Imported when first needed: PyAV and numpy cost ~35 MB that an idle node must not pay (tests/test_app.py).
     from ..media.live_transcode import LiveStream
+
+log = logging.getLogger("plyrd.live_audio")
 
 _PADDING = bytes(64 * 1024)
 LIVE_HEADERS = {"Accept-Ranges": "none", "Cache-Control": "no-store"}
@@ -113,7 +116,13 @@ class LiveBody(ResponseBody):
         if self._first is not None:
             data, self._first = self._first, None
         else:
-            data = await self._live.next()
+            try:
+                data = await self._live.next()
+            except Exception as e:
+                # The response is cut here (its copy removed): say why, since the listener only sees it stop.
+                log.warning("live transcode failed mid-stream", exc_info=e, extra={"fields": {
+                    "source": self._choice.source_sha256, "format": self._choice.format}})
+                raise
         if data is None:
             if self._writer is not None:
                 writer, self._writer = self._writer, None
