@@ -59,16 +59,30 @@ def migrate(conn: sqlite3.Connection, *, target: int | None = None) -> tuple[int
             f"the database is at schema version {before}, newer than this plyrd knows ({newest}); "
             "upgrade plyrd or restore a backup made by this version"
         )
-    for mig in migrations:
-        if before < mig.version <= target:
-            # executescript runs the whole file; the explicit BEGIN/COMMIT make it one transaction.
-            try:
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{mig.sql}\n;PRAGMA user_version = {mig.version};\nCOMMIT;"
-                )
-            except sqlite3.Error as e:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise MigrationError(f"migration {mig.version:04d}_{mig.name} failed: {e}") from e
+    # Foreign keys are off while migrating (SQLite's procedure for rebuilding a table: dropping the old table must
+    # not cascade into the rows that reference it) and checked before each migration commits instead.
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for mig in migrations:
+            if before < mig.version <= target:
+                _apply(conn, mig)
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
     after = conn.execute("PRAGMA user_version").fetchone()[0]
     return before, after
+
+
+def _apply(conn: sqlite3.Connection, mig: Migration) -> None:
+    """One migration in one transaction: its DDL, the new user_version, no broken foreign key, or nothing."""
+    try:
+        # executescript runs the whole file; the explicit BEGIN makes it one transaction with the COMMIT below.
+        conn.executescript(f"BEGIN IMMEDIATE;\n{mig.sql}\n;PRAGMA user_version = {mig.version};")
+        broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+        if broken is not None:
+            raise sqlite3.IntegrityError(f"foreign key broken in {broken[0]} (row {broken[1]}) -> {broken[2]}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise MigrationError(f"migration {mig.version:04d}_{mig.name} failed: {e}") from e
