@@ -94,7 +94,7 @@ async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], repo
     synced, pending = await _synced_and_pending(db, did, collection)
     # likes of library tracks never had a record: nothing on the PDS speaks for or against them
     local = {r["rkey"]: r["id"] for r in await db.fetchall(
-        "SELECT l.id, l.rkey FROM likes l JOIN tracks t ON t.id = l.track_id WHERE l.did = ? AND t.source = 'upload'",
+        "SELECT l.id, l.rkey FROM likes l JOIN tracks t ON t.id = l.track_id WHERE l.did = ? AND t.source != 'library'",
         (did,))}
     gone = [rk for rk in local if rk not in remote and rk in synced and rk not in pending]
     adopted = removed = 0

@@ -101,6 +101,10 @@ ANONYMOUS = Audience()
 NODE_LISTENERS = Audience(library=True)
 
 LIBRARY_SOURCE = "library"
+# Another repo's track that the node knows by reference (plyrd.network.remote_tracks): played from its artist's PDS.
+REMOTE_SOURCE = "remote"
+# The DIDs whose repos are not active (users.repo_status set from #account events or a PDS's answer).
+INACTIVE_REPOS = "SELECT did FROM users WHERE repo_status IS NOT NULL"
 
 
 @dataclass(frozen=True)
@@ -126,13 +130,15 @@ class Where:
 
 def visible(audience: Audience, t: str = "t") -> Where:
     """Tracks `audience` may open by id, and see in the lists that name tracks (an artist's page, an album, a
-    playlist, a liked list, the queue): every track, whatever its state, except library tracks for an audience
-    without `library`. A kind of track that only some may open (its owner `{t}.artist_did = audience.did`, admins,
-    signed-in people) adds its clause here. The clauses are literal SQL (no parameters for these), so the search
-    index can use them as text."""
+    playlist, a liked list, the queue): every track, whatever its state (a remote track whose record is gone is
+    shown as unavailable), except library tracks for an audience without `library`, and tracks of repos that are
+    not active (deactivated or taken down on their PDS: users.repo_status) for anyone but admins. A kind of track
+    that only some may open (its owner `{t}.artist_did = audience.did`, admins, signed-in people) adds its clause
+    here. The clauses are literal SQL (no parameters for these), so the search index can use them as text."""
+    active = Where() if audience.is_admin else Where.of(f"{t}.artist_did NOT IN ({INACTIVE_REPOS})")
     if audience.library:
-        return Where()
-    return Where.of(f"{t}.source = 'upload'")
+        return active
+    return Where.of(f"{t}.source != '{LIBRARY_SOURCE}'") & active
 
 
 def album_visible(audience: Audience, a: str = "a") -> Where:
@@ -154,10 +160,24 @@ def playable(t: str = "t") -> Where:
     return Where.of(f"{t}.status = 'ready'")
 
 
-def listed(audience: Audience, t: str = "t") -> Where:
-    """Tracks discovery shows `audience` (feeds, tags, top, search, similar tracks, Subsonic's lists and search):
-    visible to them, playable, and not unlisted. The two literal terms let SQLite use the tracks_feed index."""
-    return visible(audience, t) & playable(t) & Where.of(f"{t}.unlisted = 0")
+def listed(audience: Audience, t: str = "t", reach: str = "node") -> Where:
+    """Tracks discovery shows `audience`: visible to them, playable, and not unlisted, from where `reach` says:
+
+    - "node" (feeds, tags, top, similar, Subsonic's lists): the node's own catalog, uploads (and the library for an
+      audience with `library`), not the network's tracks that likes and follows brought here;
+    - "network" (the network feed): only those remote tracks;
+    - "all" (search: a remote track is searchable once known).
+
+    The literal terms let SQLite use the feed indexes (tracks_feed_public, tracks_feed, tracks_remote)."""
+    where = visible(audience, t) & playable(t) & Where.of(f"{t}.unlisted = 0")
+    if reach == "node":
+        own = f"{t}.source != '{REMOTE_SOURCE}'" if audience.library else f"{t}.source = 'upload'"
+        return where & Where.of(own)
+    if reach == "network":
+        return where & Where.of(f"{t}.source = '{REMOTE_SOURCE}'")
+    if reach == "all":
+        return where
+    raise ValueError(f"unknown reach {reach!r}")
 
 
 def tagged(tag: str, t: str = "t") -> Where:
@@ -191,7 +211,8 @@ def without_tags(tags: Sequence[str], t: str = "t") -> Where:
 def track_blobs(row: sqlite3.Row) -> list[str]:
     """The files a track holds references on: its original, its web rendition once made, its artwork."""
     artwork = Artwork.of(row)
-    return [sha for sha in (row["original_sha"], row["web_sha"]) if sha] + (artwork.blobs() if artwork else [])
+    audio = (row["web_sha"],) if is_remote(row) else (row["original_sha"], row["web_sha"])  # see is_remote
+    return [sha for sha in audio if sha] + (artwork.blobs() if artwork else [])
 
 
 @dataclass(frozen=True)
@@ -232,6 +253,12 @@ async def open_track_by_uri(db: Database, uri: str, audience: Audience) -> sqlit
     if row is None:
         raise NotFound("track not found")
     return row
+
+
+def is_remote(row: sqlite3.Row) -> bool:
+    """Another repo's track known by reference: its audio is its artist's PDS blob (cached here) or an https URL;
+    it holds no reference on its original_sha."""
+    return bool(row["source"] == REMOTE_SOURCE)
 
 
 def is_library(row: sqlite3.Row) -> bool:

@@ -18,7 +18,7 @@ from .text import fold_many, handle_forms
 # The index holds what discovery may show any listener of the node, library tracks included (the read model's rule,
 # without parameters for that audience); each search applies the searcher's own rule again when it reads the results
 # (plyrd.search.service), so anonymous visitors never see a library track. The node's library is no artist.
-VISIBLE_TRACK = listed(NODE_LISTENERS).sql
+VISIBLE_TRACK = listed(NODE_LISTENERS, reach="all").sql  # remote tracks are searchable once known
 ARTIST_SHOWN = artist_shown("u.did").sql
 # A library track's artist is its file's tagged artist (its artist_did is the node's library, which made nothing).
 TRACK_ARTIST = "CASE WHEN t.source = 'library' THEN coalesce(t.file_tags ->> '$.artist', t.file_tags ->> " \

@@ -269,7 +269,7 @@ class Search:
 
     async def _tracks(self, ids: list[int], audience: Audience, hide: Sequence[str]) -> list[Any]:
         """The tracks of these ids that discovery shows `audience`, less those carrying a tag in `hide`."""
-        where = (Where.of("t.id IN (SELECT value FROM json_each(?))", json.dumps(ids)) & listed(audience)
+        where = (Where.of("t.id IN (SELECT value FROM json_each(?))", json.dumps(ids)) & listed(audience, reach="all")
                  & without_tags(hide))
         return await self.db.fetchall(f"{TRACK_SELECT} WHERE {where.sql}", where.params)
 
@@ -324,7 +324,7 @@ class Search:
 def _hydrate_query(kind: str, keys: list[str], audience: Audience, hide: Sequence[str]) -> tuple[str, list[Any]]:
     """What each artist, album, tag or playlist result shows, read when answering from its keys, with the tracks
     behind it those listed for `audience` (a playlist: one they may see; tags: less the hidden ones)."""
-    shown = listed(audience)
+    shown = listed(audience, reach="all")
     keys_json = json.dumps(keys)
     if kind == "artists":
         person = artist_shown("u.did")  # the node's library holds tracks but is nobody's artist

@@ -121,3 +121,4 @@ CREATE INDEX remote_audio_lru ON remote_audio(last_played_at);
 -- Repos that are not active (#account events, or a PDS answering RepoDeactivated/RepoTakendown): their tracks are
 -- hidden from everyone but admins, as if gone. NULL: active.
 ALTER TABLE users ADD COLUMN repo_status TEXT;
+CREATE INDEX users_inactive ON users(did) WHERE repo_status IS NOT NULL;
