@@ -30,13 +30,17 @@ if TYPE_CHECKING:
     from .catalog.track_import import TrackImporter
     from .catalog.uploads import Uploads
     from .library.schedule import LibraryTasks
+    from .ingest.subscriber import Subscriber
     from .library.service import Library
+    from .network.remote_audio import RemoteAudio
+    from .network.remote_tracks import RemoteTracks
     from .search import Search
     from .storage import BlobStore
 
 log = logging.getLogger("plyrd.node")
 
 HOUSEKEEPING_INTERVAL = 3600.0
+REMOTE_REFRESH_SECONDS = 86400.0  # a remote track's record is read again after a day
 
 
 # The files the node keeps at the top of its data directory (with SQLite's -wal, -shm and -journal beside the
@@ -141,10 +145,13 @@ class Node:
     uploads: Service[Uploads] = Service()
     replacements: Service[AudioReplacements] = Service()
     track_importer: Service[TrackImporter] = Service()
+    remote_audio: Service[RemoteAudio] = Service()
+    remote_tracks: Service[RemoteTracks] = Service()
     outbox: Service[Outbox] = Service()
     search: Service[Search] = Service()
     library_tasks: Service[LibraryTasks] = Service()
     library: Service[Library] = Service()
+    ingest: Service[Subscriber] = Service()
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -172,11 +179,28 @@ class Node:
         self._start_auth()
         await self.auth.purge_expired()
         self._start_media()
+        await self.remote_audio.evict()  # the cap may have shrunk since the last run
         await self._start_library()
         self._start_outbox()
         self._start_search()
         self.workers.start("housekeeping", self._housekeeping)
         self._start_library_tasks()
+        if self.config["ingest.enabled"]:
+            self._start_ingest()
+
+    def _start_ingest(self) -> None:
+        from .ingest.subscriber import Subscriber, source_for
+        from .network.events import NetworkEvents
+
+        # One stream (a firehose when ingest.firehose_url is set, else Jetstream), one handler behind either.
+        source, transport = source_for(self.config)
+        self.ingest = Subscriber(self.db, source, transport, NetworkEvents(self))
+        self.workers.start("ingest", self.ingest.run)
+
+    def ingest_status(self) -> dict[str, Any] | None:
+        """The live subscriber's state (connected?, cursor, counters, last error), or None when ingest is off; what
+        earlier runs stored is in plyrd.ingest.cursor.stored_status."""
+        return self.ingest.status() if Node.ingest.built(self) else None
 
     def _start_library_tasks(self) -> None:
         from .library.analysis import LibraryAnalysis
@@ -207,9 +231,20 @@ class Node:
     def _signed_in(self, did: str) -> None:
         """After a sign-in: send what waited for this user's session, and catch up with their PDS."""
         self.outbox.wake(did)
-        task = asyncio.create_task(self.reconcile_did(did), name=f"plyrd-reconcile-{did}")
+        task = asyncio.create_task(self._catch_up(did), name=f"plyrd-reconcile-{did}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _catch_up(self, did: str) -> None:
+        await self.reconcile_did(did)
+        # After reconciliation: a bio adopted from their fm.plyr.actor.profile is theirs, which Bluesky never replaces.
+        await self.sync_bsky_profile(did)
+
+    async def sync_bsky_profile(self, did: str) -> str:
+        """Read `did`'s Bluesky profile into their users row (plyrd.network.bsky_profiles). Never raises."""
+        from .network.bsky_profiles import ProfileSync, sync_bsky_profile
+
+        return await sync_bsky_profile(ProfileSync.of(self), did)
 
     def importer_for(self, did: str, handle: str | None) -> TrackImporter | None:
         """The track importer when this user may upload here (a listener's track records are not imported)."""
@@ -225,7 +260,7 @@ class Node:
         user = await self.db.fetchone("SELECT handle FROM users WHERE did = ?", (did,))
         try:
             importer = self.importer_for(did, user["handle"] if user else None)
-            return await reconcile(self.db, session, self.blobs, importer)
+            return await reconcile(self.db, session, self.blobs, importer, self.remote_tracks)
         except PlyrdError as e:  # a PDS that is down now is reconciled at the next sign-in or on demand
             log.info("reconcile failed", extra={"fields": {"did": did, "error": e.detail}})
             return None
@@ -235,6 +270,8 @@ class Node:
         from .catalog.track_import import TrackImporter
         from .catalog.uploads import JOB_KIND, Uploads
         from .jobs import JobRunner
+        from .network.remote_audio import RemoteAudio
+        from .network.remote_tracks import RemoteTracks
         from .storage import BlobStore
         from .threads import ThreadSlots
 
@@ -242,7 +279,11 @@ class Node:
         slots = ThreadSlots(self.config["media.workers"])
         self.uploads = Uploads(self.db, self.blobs, slots, self.config)
         self.replacements = revisions.AudioReplacements(self.uploads)
+        # Other repos' audio, fetched on first play into the blob store, kept up to the cap.
+        self.remote_audio = RemoteAudio(self.db, self.blobs, self.http, self.identity,
+                                        self.config["network.remote_audio_cache_mb"] * 1024 * 1024)
         self.track_importer = TrackImporter(self.db, self.blobs, self.uploads, self.http, self.config)
+        self.remote_tracks = RemoteTracks(self.db, self.blobs, self.uploads, self.http, self.identity, self.config)
         runner = JobRunner(self.db, {JOB_KIND: self.uploads.process, revisions.JOB_KIND: self.replacements.process},
                            concurrency=slots.size)
 
@@ -295,10 +336,19 @@ class Node:
         await self.db.close()
         log.info("node stopped", extra={"fields": {"data": str(self.data_dir)}})
 
+    async def _refresh_bsky_profiles(self) -> int:
+        from .network.bsky_profiles import ProfileSync, refresh_due_profiles
+
+        return await refresh_due_profiles(ProfileSync.of(self),
+                                          max_age_hours=self.config["network.profile_refresh_hours"])
+
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         """Hourly upkeep that keeps a long-running node small and quick."""
         while not await sleep_or_stop(stop, HOUSEKEEPING_INTERVAL):
             await self.auth.purge_expired()
             await self.uploads.reconcile()
             await self.blobs.collect_garbage()
+            await self._refresh_bsky_profiles()
+            # the next sync of other repos' tracks: changed records read again, deleted ones unavailable
+            await self.remote_tracks.refresh_stale(REMOTE_REFRESH_SECONDS)
             await self.db.optimize()

@@ -21,7 +21,7 @@ from ..db.queries import fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
 from . import preferences
 from .social import iso, person_json, track_for_update, track_ref, utc
-from .tracks import ANONYMOUS, Audience, open_track
+from .tracks import ANONYMOUS, Audience, is_remote, open_track
 
 COLLECTION = "fm.plyr.comment"
 MAX_COMMENTS_PER_TRACK = 20
@@ -80,12 +80,21 @@ async def list_comments(db: Database, track_id: int, audience: Audience) -> dict
     track `audience` may see. Library tracks take none (the library, their "artist", never turns comments on)."""
     track = await open_track(db, track_id, audience)
     async with db.read() as conn:
-        enabled = (await preferences.load(conn, track["artist_did"]))["allow_comments"]
+        enabled = await _takes_comments(conn, track)
     found = [] if not enabled else await db.fetchall(
         COMMENT_SELECT + " WHERE c.track_id = ? ORDER BY c.timestamp_ms, c.id", (track_id,)
     )
     comments = [comment_json(r) for r in found]
     return {"comments": comments, "count": len(comments), "comments_enabled": bool(enabled)}
+
+
+async def _takes_comments(conn: Any, track: sqlite3.Row) -> bool:
+    """Whether a track takes comments: its artist's preference here. Another repo's track (remote) keeps its
+    artist's preference in their home service, where no record holds it: the comments the network holds on it
+    are shown, and listeners here may add theirs, as they could there."""
+    if is_remote(track):
+        return True
+    return bool((await preferences.load(conn, track["artist_did"]))["allow_comments"])
 
 
 def _record(track: sqlite3.Row, text: str, timestamp_ms: int, created_at: float,
@@ -102,7 +111,7 @@ async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_
     async with db.write() as conn:
         track = await track_for_update(conn, track_id, audience)
         timestamp_ms = clean_timestamp(timestamp_ms, track["duration"])
-        if not (await preferences.load(conn, track["artist_did"]))["allow_comments"]:
+        if not await _takes_comments(conn, track):
             raise Forbidden("the artist has not turned on comments for their tracks")
         track_ref(track, "commented on")
         count = await fetchone(conn, "SELECT count(*) AS n FROM comments WHERE track_id = ?", (track_id,))

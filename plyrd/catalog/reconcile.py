@@ -38,10 +38,12 @@ from .playlists import LIBRARY_ITEM
 from .profiles import reconcile_profile
 
 if TYPE_CHECKING:
+    from ..network.remote_tracks import RemoteTracks
     from .track_import import TrackImporter
 
 log = logging.getLogger("plyrd.reconcile")
 _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
+REMOTE_REFRESH_SECONDS = 3600.0  # a remote track a user keeps is read again at their sync after an hour
 
 @dataclass
 class ReconcileReport:
@@ -50,10 +52,11 @@ class ReconcileReport:
     skipped: int = 0
     profile: str | None = None  # adopted, created or pending
     tracks: dict[str, Any] | None = None  # imported and skipped track records, when the user may upload
+    remote: dict[str, int] = field(default_factory=dict)  # other repos' tracks read again
 
     def as_json(self) -> dict[str, Any]:
         return {"adopted": self.adopted, "removed": self.removed, "skipped": self.skipped, "profile": self.profile,
-                "tracks": self.tracks}
+                "tracks": self.tracks, "remote": self.remote}
 
 
 def _ts(value: Any) -> float | None:
@@ -80,6 +83,15 @@ async def _track_by_uri(conn: Any, uri: Any) -> Any:
         return await cur.fetchone()
 
 
+async def _resolve_subjects(remote: RemoteTracks | None, subjects: list[Any]) -> None:
+    """Tracks these strongRefs name that the node does not carry are read from their artists' PDSes (remote tracks),
+    before the write transaction that adopts what points at them: a like of a plyr.fm track is kept, not dropped."""
+    if remote is None:
+        return
+    refs = [(s.get("uri"), s.get("cid")) for s in subjects if isinstance(s, dict)]
+    await remote.resolve_many(refs)
+
+
 def _valid(collection: str, rec: dict[str, Any], report: ReconcileReport) -> bool:
     try:
         validate(collection, rec["value"])
@@ -89,7 +101,8 @@ def _valid(collection: str, rec: dict[str, Any], report: ReconcileReport) -> boo
         return False
 
 
-async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
+async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport,
+                 tracks: RemoteTracks | None = None) -> None:
     collection = "fm.plyr.like"
     synced, pending = await _synced_and_pending(db, did, collection)
     # likes of library tracks never had a record: nothing on the PDS speaks for or against them
@@ -97,6 +110,8 @@ async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], repo
         "SELECT l.id, l.rkey FROM likes l JOIN tracks t ON t.id = l.track_id WHERE l.did = ? AND t.source != 'library'",
         (did,))}
     gone = [rk for rk in local if rk not in remote and rk in synced and rk not in pending]
+    await _resolve_subjects(tracks, [rec["value"].get("subject") for rk, rec in remote.items()
+                                     if rk not in local and isinstance(rec.get("value"), dict)])
     adopted = removed = 0
     async with db.write() as conn:
         for rkey in gone:
@@ -120,10 +135,13 @@ async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], repo
     report.adopted["likes"], report.removed["likes"] = adopted, removed
 
 
-async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport) -> None:
+async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], report: ReconcileReport,
+                    tracks: RemoteTracks | None = None) -> None:
     collection = "fm.plyr.comment"
     synced, pending = await _synced_and_pending(db, did, collection)
     local = {r["rkey"]: r for r in await db.fetchall("SELECT id, rkey, text FROM comments WHERE did = ?", (did,))}
+    await _resolve_subjects(tracks, [rec["value"].get("subject") for rk, rec in remote.items()
+                                     if rk not in local and isinstance(rec.get("value"), dict)])
     adopted = removed = 0
     async with db.write() as conn:
         for rkey, row in local.items():
@@ -150,7 +168,7 @@ async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], r
 
 
 async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lists: dict[str, dict[str, Any]],
-                     report: ReconcileReport) -> None:
+                     report: ReconcileReport, tracks: RemoteTracks | None = None) -> None:
     """Playlists (fm.plyr.list with listType playlist) made, edited or deleted in another client."""
     collection = "fm.plyr.list"
     remote = {rk: rec for rk, rec in remote_lists.items()
@@ -160,6 +178,9 @@ async def _playlists(db: Database, store: BlobStore | None, did: str, remote_lis
         "SELECT id, rkey, record_cid FROM playlists WHERE owner_did = ? AND rkey IS NOT NULL", (did,))}
     albums = {r["rkey"] for r in await db.fetchall(
         "SELECT rkey FROM albums WHERE artist_did = ? AND rkey IS NOT NULL", (did,))}
+    await _resolve_subjects(tracks, [item.get("subject") for rec in remote.values()
+                                     if isinstance(rec["value"].get("items"), list)
+                                     for item in rec["value"]["items"][:500] if isinstance(item, dict)])
     adopted = removed = updated = 0
     released: list[str] = []
     async with db.write() as conn:
@@ -234,9 +255,11 @@ def _with_library_items(before: list[Any], remote: list[tuple[Any, ...]]) -> lis
 
 
 async def reconcile(db: Database, session: PDSSession, store: BlobStore | None = None,
-                    importer: TrackImporter | None = None) -> ReconcileReport:
+                    importer: TrackImporter | None = None, remote: RemoteTracks | None = None) -> ReconcileReport:
     """One pass over the user's fm.plyr.* records. Safe to run at any time and repeatedly. With an `importer` (the
-    user may upload here), their track records made elsewhere are imported first."""
+    user may upload here), their track records made elsewhere are imported first. With `remote`, likes, comments
+    and playlist items of tracks this node does not carry resolve to remote tracks (read from their artists'
+    PDSes) instead of being dropped."""
     did = session.did
     report = ReconcileReport()
     report.profile = await reconcile_profile(db, did, await list_records(session, "fm.plyr.actor.profile"))
@@ -244,9 +267,11 @@ async def reconcile(db: Database, session: PDSSession, store: BlobStore | None =
         imported = await importer.import_records(session, await list_records(session, "fm.plyr.track"))
         report.adopted["tracks"] = len(imported.imported)
         report.tracks = imported.as_json()
-    await _likes(db, did, await list_records(session, "fm.plyr.like"), report)
-    await _comments(db, did, await list_records(session, "fm.plyr.comment"), report)
-    await _playlists(db, store, did, await list_records(session, "fm.plyr.list"), report)
+    await _likes(db, did, await list_records(session, "fm.plyr.like"), report, remote)
+    await _comments(db, did, await list_records(session, "fm.plyr.comment"), report, remote)
+    await _playlists(db, store, did, await list_records(session, "fm.plyr.list"), report, remote)
+    if remote is not None:  # the next sync of the remote tracks they keep: changed or gone on the artist's side
+        report.remote["refreshed"] = await remote.refresh_referenced(did, REMOTE_REFRESH_SECONDS)
     tracks = report.tracks and {k: len(v) for k, v in report.tracks.items()}  # each import and skip has its own line
     log.info("reconciled", extra={"fields": {"did": did, **report.as_json(), "tracks": tracks}})
     return report

@@ -98,7 +98,7 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
-def _tags(value: Any) -> list[str]:
+def record_tags(value: Any) -> list[str]:
     """plyr.fm's lexicon has no tags (plyr.fm keeps them in its database), but a record may carry a `tags` list of
     strings: normalised like an upload's, and what does not fit is left out rather than refusing the track."""
     out: list[str] = []
@@ -109,14 +109,14 @@ def _tags(value: Any) -> list[str]:
     return out[:MAX_TAGS]
 
 
-def _labels(value: Any) -> list[str]:
+def record_labels(value: Any) -> list[str]:
     vals = value.get("values") if isinstance(value, Mapping) else None
     out = [v["val"] for v in vals or [] if isinstance(v, Mapping) and isinstance(v.get("val"), str)
            and 0 < len(v["val"]) <= MAX_LABEL_CHARS]
     return list(dict.fromkeys(out))[:MAX_LABELS]
 
 
-def _image_cid(image_url: Any, did: str) -> str | None:
+def image_cid_of(image_url: Any, did: str) -> str | None:
     """The CID when imageUrl is com.atproto.sync.getBlob for this artist's repo (then it is fetched from their own
     PDS, whatever host the URL names); any other URL is not fetched."""
     if not isinstance(image_url, str):
@@ -129,7 +129,7 @@ def _image_cid(image_url: Any, did: str) -> str | None:
     return cid if (query.get("did") or [None])[0] == did and cid else None
 
 
-def _sha_of_cid(cid: str) -> str | None:
+def sha_of_cid(cid: str) -> str | None:
     """The SHA-256 hex a blob CID names, or None when it is not a raw-codec sha2-256 CIDv1 (as every blob is)."""
     try:
         digest = libipld.decode_cid(cid)["hash"]["digest"]
@@ -165,7 +165,7 @@ def plan_import(did: str, rkey: str, rec: Mapping[str, Any], *, max_bytes: int) 
         raise Skip("supporters-only (supportGate): this node has no supporter gating, so importing it would make "
                    "it public")
     cid = blob["ref"]["$link"]
-    sha = _sha_of_cid(cid)
+    sha = sha_of_cid(cid)
     if sha is None:
         raise Skip(f"its audioBlob CID {cid} is not a sha2-256 raw blob CID")
     if blob["size"] > max_bytes:
@@ -180,11 +180,11 @@ def plan_import(did: str, rkey: str, rec: Mapping[str, Any], *, max_bytes: int) 
         title=value["title"].strip() or None,
         album=(value.get("album") or "").strip() or None,
         description=(value.get("description") or "").strip() or None,
-        tags=_tags(value.get("tags")),
-        self_labels=_labels(value.get("labels")),
+        tags=record_tags(value.get("tags")),
+        self_labels=record_labels(value.get("labels")),
     )
     return Plan(record=record, fields=fields, audio_cid=cid, audio_sha=sha, audio_mime=blob["mimeType"],
-                image_cid=_image_cid(value.get("imageUrl"), did))
+                image_cid=image_cid_of(value.get("imageUrl"), did))
 
 
 async def _error_body(response: httpx.Response) -> dict[str, Any]:
@@ -333,7 +333,7 @@ class TrackImporter:
         releases once the upload references what it keeps (the original image may be the very bytes fetched)."""
         if plan.image_cid is None:
             return None
-        sha = _sha_of_cid(plan.image_cid)
+        sha = sha_of_cid(plan.image_cid)
         if sha is None:
             return None
         max_image = int(self.config["media.max_image_mb"]) * 1024 * 1024

@@ -35,5 +35,5 @@ async def reconcile_now() -> Response:
     viewer = require_viewer()
     n = node()
     report = await reconcile(n.db, await n.auth.pds_session(viewer.session), n.blobs,
-                             n.importer_for(viewer.did, viewer.session.handle))
+                             n.importer_for(viewer.did, viewer.session.handle), n.remote_tracks)
     return jsonify(report.as_json())

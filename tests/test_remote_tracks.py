@@ -1,0 +1,176 @@
+"""Remote tracks against the real PDS: a listener's likes, comments and playlist items of tracks in another
+repo (an artist on plyr.fm or another node, written there with plain createRecord) resolve to remote tracks on
+sign-in: shown with their artist, artwork and title, found by search, and kept (as unavailable) when the record
+goes away."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from audio_samples import jpeg_bytes, make_audio
+from conftest import node_fixture
+from helpers import db, sign_in, wait_for
+
+node = node_fixture("remote")
+NOW = "2026-12-01T10:00:00.000Z"
+
+
+class Repo:
+    """Another client writing to an account's repo directly, as plyr.fm itself would."""
+
+    def __init__(self, pds: Any, account: Any) -> None:
+        self.pds, self.account = pds, account
+        s = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                       json={"identifier": account.did, "password": account.password}).json()
+        self.auth = {"Authorization": f"Bearer {s['accessJwt']}"}
+
+    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.{method}",
+                       json={"repo": self.account.did, **body}, headers=self.auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def blob(self, data: bytes, mime: str) -> dict[str, Any]:
+        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.uploadBlob", content=data,
+                       headers={**self.auth, "Content-Type": mime})
+        assert r.status_code == 200, r.text
+        return r.json()["blob"]
+
+    def create(self, collection: str, record: dict[str, Any]) -> dict[str, Any]:
+        return self.call("createRecord", {"collection": collection, "record": {"$type": collection, **record}})
+
+
+@pytest.fixture(scope="module")
+def scene(pds, node, tmp_path_factory) -> dict[str, Any]:
+    """An artist who is not on this node publishes two tracks (one with a cover blob); a listener likes one,
+    comments on it and puts both in a playlist, all in their own repo."""
+    tmp = tmp_path_factory.mktemp("remote")
+    artist_acct = pds.create_account("farartist")
+    artist = Repo(pds, artist_acct)
+    audio = make_audio(tmp / "far.mp3", "mp3", seconds=2, frequency=523).read_bytes()
+    cover = artist.blob(jpeg_bytes(64, 64), "image/jpeg")
+    # a PDS serves only blobs some record references (plyr.fm's covers are referenced by the artist's records)
+    artist.call("putRecord", {"collection": "app.bsky.actor.profile", "rkey": "self",
+                              "record": {"$type": "app.bsky.actor.profile", "avatar": cover}})
+    cover_url = (f"{pds.pds_url}/xrpc/com.atproto.sync.getBlob?did={artist_acct.did}"
+                 f"&cid={cover['ref']['$link']}")
+    one = artist.create("fm.plyr.track", {
+        "title": "harbour lights", "artist": "far artist", "album": "coastline", "fileType": "mp3",
+        "duration": 2, "createdAt": NOW, "audioBlob": artist.blob(audio, "audio/mpeg"), "imageUrl": cover_url})
+    two = artist.create("fm.plyr.track", {
+        "title": "only a url", "artist": "far artist", "fileType": "mp3", "createdAt": NOW,
+        "audioUrl": "https://cdn.example.com/audio/x.mp3"})
+    listener_acct = pds.create_account("farfan")
+    listener = Repo(pds, listener_acct)
+    listener.create("fm.plyr.like", {"subject": {"uri": one["uri"], "cid": one["cid"]}, "createdAt": NOW})
+    listener.create("fm.plyr.comment", {"subject": {"uri": one["uri"], "cid": one["cid"]}, "text": "lovely",
+                                        "timestampMs": 500, "createdAt": NOW})
+    listener.create("fm.plyr.list", {"name": "far away", "listType": "playlist", "createdAt": NOW, "items": [
+        {"subject": {"uri": one["uri"], "cid": one["cid"]}}, {"subject": {"uri": two["uri"], "cid": two["cid"]}}]})
+    fan = sign_in(node.url, listener_acct)  # signing in reconciles, in the background
+    wait_for(lambda: fan.http.get("/tracks/liked").json()["tracks"])
+    r = fan.http.post("/sync/reconcile", headers={"X-CSRF-Token": fan.csrf})  # on demand too: nothing new
+    assert r.status_code == 200, r.text
+    return {"artist": artist, "artist_acct": artist_acct, "one": one, "two": two, "fan": fan, "audio": audio,
+            "report": r.json()}
+
+
+def _track_id(node: Any, uri: str) -> int:
+    rows = db(node, "SELECT id FROM tracks WHERE record_uri = ?", (uri,))
+    assert rows, f"{uri} is not a track here"
+    return int(rows[0][0])
+
+
+def test_a_like_of_another_repos_track_is_kept_as_a_remote_track(node, scene) -> None:
+    report = scene["report"]  # the second pass, after the sign-in's: everything was adopted once
+    assert not report["adopted"]["likes"] and not report["adopted"]["comments"], report
+    liked = scene["fan"].http.get("/tracks/liked").json()["tracks"]
+    assert [t["title"] for t in liked] == ["harbour lights"]
+    track = liked[0]
+    assert track["source"] == "remote" and track["artist_did"] == scene["artist_acct"].did
+    assert track["artist"] == "far artist" and track["album_name"] == "coastline"
+    assert track["atproto_record_uri"] == scene["one"]["uri"]
+    assert track["atproto_record_cid"] == scene["one"]["cid"]
+    assert track["is_liked"] is True and track["like_count"] == 1
+    # its audio is the blob the record names: the file id is the SHA-256 its CID carries
+    assert track["file_id"] == hashlib.sha256(scene["audio"]).hexdigest()
+    # its cover came from the artist's repo, checked and stored like an upload's
+    assert track["image_url"] and "/images/" in track["image_url"]
+    assert httpx.get(track["thumbnail_url"]).headers["content-type"] == "image/webp"
+    # the artist is known by their handle and PDS
+    rows = db(node, "SELECT handle, pds_url FROM users WHERE did = ?", (scene["artist_acct"].did,))
+    assert rows[0][0] == scene["artist_acct"].handle and rows[0][1]
+
+
+def test_remote_tracks_open_for_anyone_and_comments_show(node, scene) -> None:
+    tid = _track_id(node, scene["one"]["uri"])
+    anon = httpx.get(f"{node.url}/tracks/{tid}")
+    assert anon.status_code == 200 and anon.json()["title"] == "harbour lights"
+    comments = httpx.get(f"{node.url}/tracks/{tid}/comments").json()["comments"]
+    assert [c["text"] for c in comments] == ["lovely"]
+    page = httpx.get(f"{node.url}/track/{tid}")
+    assert page.status_code == 200 and "harbour lights" in page.text
+
+
+def test_playlist_items_resolve_including_url_only_records(node, scene) -> None:
+    fan = scene["fan"]
+    lists = fan.http.get("/lists/playlists").json()
+    mine = [p for p in (lists if isinstance(lists, list) else lists.get("playlists", [])) if p["name"] == "far away"]
+    assert mine, lists
+    detail = fan.http.get(f"/lists/playlists/{mine[0]['id']}").json()
+    assert [t["title"] for t in detail["tracks"]] == ["harbour lights", "only a url"]
+    url_only = detail["tracks"][1]
+    assert url_only["source"] == "remote" and url_only["original_file_id"] is None
+
+
+def test_remote_tracks_stay_out_of_the_nodes_feed_but_are_searchable(node, scene) -> None:
+    latest = httpx.get(f"{node.url}/tracks/").json()["tracks"]
+    assert "harbour lights" not in [t["title"] for t in latest]
+
+    def found() -> bool:
+        r = httpx.get(f"{node.url}/search/", params={"q": "harbour lights", "type": "tracks"}).json()
+        return "harbour lights" in [x.get("title") for x in r["results"]]
+
+    wait_for(found)
+
+
+def test_a_deleted_record_leaves_an_unavailable_track_and_the_like(node, scene) -> None:
+    one = scene["one"]
+    tid = _track_id(node, one["uri"])
+    scene["artist"].call("deleteRecord", {"collection": "fm.plyr.track", "rkey": one["uri"].rsplit("/", 1)[1]})
+    fan = scene["fan"]
+    # the next sync (a sign-in reconciles; a record the PDS no longer has is found gone when read again)
+    db(node, "UPDATE remote_tracks SET fetched_at = 0 WHERE track_id = ?", (tid,))
+    r = fan.http.post("/sync/reconcile", headers={"X-CSRF-Token": fan.csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["remote"]["refreshed"] >= 1
+    liked = fan.http.get("/tracks/liked").json()["tracks"]
+    assert [t["title"] for t in liked] == ["harbour lights"]
+    assert liked[0]["status"] == "unavailable" and liked[0]["playable"] is False
+
+
+def test_an_inactive_repo_hides_its_tracks(node, scene) -> None:
+    tid = _track_id(node, scene["two"]["uri"])
+    assert httpx.get(f"{node.url}/tracks/{tid}").status_code == 200
+    db(node, "UPDATE users SET repo_status = 'deactivated' WHERE did = ?", (scene["artist_acct"].did,))
+    try:
+        assert httpx.get(f"{node.url}/tracks/{tid}").status_code == 404
+    finally:
+        db(node, "UPDATE users SET repo_status = NULL WHERE did = ?", (scene["artist_acct"].did,))
+
+
+def test_garbage_references_resolve_to_nothing(node, pds, tmp_path: Path) -> None:
+    acct = pds.create_account("farjunk")
+    repo = Repo(pds, acct)
+    bogus = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
+    for uri in (f"at://{acct.did}/fm.plyr.track/3kaaaaaaaaaaa", f"at://{acct.did}/app.bsky.feed.post/3kaaaaaaaaaaa",
+                "at://did:plc:doesnotexist000000000000/fm.plyr.track/3kaaaaaaaaaaa"):
+        repo.create("fm.plyr.like", {"subject": {"uri": uri, "cid": bogus}, "createdAt": NOW})
+    me = sign_in(node.url, acct)
+    r = me.http.post("/sync/reconcile", headers={"X-CSRF-Token": me.csrf})
+    assert r.status_code == 200 and r.json()["adopted"]["likes"] == 0
+    assert me.http.get("/tracks/liked").json()["tracks"] == []
