@@ -40,6 +40,9 @@ BASE_SCOPE = (
     "repo:fm.plyr.actor.profile"
 )
 TEAL_SCOPES = "repo:fm.teal.feed.play repo:fm.teal.actor.status"
+# Sharing a track to Bluesky (plyrd.network.share): a post and its card's picture. Asked for only when someone first
+# shares, by a scope upgrade that adds just these (widened_scope).
+SHARE_SCOPES = "repo:app.bsky.feed.post?action=create blob:image/*"
 
 CLIENT_METADATA_PATH = "/oauth-client-metadata.json"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -260,6 +263,18 @@ def covers(granted: str | Iterable[str], required: str | Iterable[str]) -> bool:
         elif (kind, res, act) not in have:
             return False
     return True
+
+
+def widened_scope(declared: str, granted: str, adding: str) -> str:
+    """The scope to request to add `adding` to a grant and keep the rest: every token the client declares
+    (`declared`, its metadata's scope; the server refuses any other token, comparing strings) that `granted` covers
+    or `adding` names, in declared order. Covered is by what tokens grant, never by string: a server may answer a
+    grant in another form (expanded sets, `repo?collection=...`)."""
+    tokens = declared.split()
+    wanted = adding.split()
+    if undeclared := [t for t in wanted if t not in tokens]:
+        raise ValueError(f"the client metadata does not declare {' '.join(undeclared)}")
+    return " ".join(t for t in tokens if t in wanted or covers(granted, t))
 
 
 # --------------------------------------------------------------------------- state objects

@@ -31,6 +31,7 @@ import httpx
 from ..atproto.identity import IdentityResolver, is_did, normalize_handle
 from ..atproto.oauth import (
     BASE_SCOPE,
+    SHARE_SCOPES,
     TEAL_SCOPES,
     OAuthClient,
     PendingAuth,
@@ -38,6 +39,7 @@ from ..atproto.oauth import (
     _normalise_identifier,
     covers,
     parse_scopes,
+    widened_scope,
 )
 from ..atproto.xrpc import OAuthSession, PasswordSession, PasswordTokens, PDSSession
 from ..catalog.tracks import ANONYMOUS, Audience
@@ -95,7 +97,7 @@ TOUCH_INTERVAL = 3600  # a session's last use is written at most hourly, not on 
 DEV_TOKEN_DEFAULT_DAYS = 90
 DEV_TOKEN_MAX_DAYS = 365
 DEV_TOKEN_PREFIX_LEN = 8
-FULL_SCOPE = f"{BASE_SCOPE} {TEAL_SCOPES}"  # everything the client may ever ask for (client metadata)
+FULL_SCOPE = f"{BASE_SCOPE} {TEAL_SCOPES} {SHARE_SCOPES}"  # everything the client may ever ask for (client metadata)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,11 @@ class Session:
     @property
     def teal_granted(self) -> bool:
         return self.auth_type == "password" or covers(self.scope, TEAL_SCOPES)
+
+    @property
+    def share_granted(self) -> bool:
+        """May post to Bluesky for the person (plyrd.network.share): an app password may write anything."""
+        return self.auth_type == "password" or covers(self.scope, SHARE_SCOPES)
 
     @property
     def needs_scope_upgrade(self) -> bool:
@@ -526,22 +533,31 @@ class AuthService:
     async def start_login(self, identifier: str, *, return_to: str | None = None, client: str | None = None) -> str:
         return await self.start(identifier, params={"return_to": safe_return_path(return_to)}, client=client)
 
-    async def start_scope_upgrade(self, session: Session, *, include_teal: bool = True,
-                                  client: str | None = None) -> str:
-        """Ask the same account for more scopes; the session keeps its id, so nobody is signed out."""
+    async def start_scope_upgrade(self, session: Session, *, include_teal: bool = True, adding: str | None = None,
+                                  return_to: str | None = None, client: str | None = None) -> str:
+        """Ask the same account for more scopes; the session keeps its id, so nobody is signed out. With `adding`
+        (e.g. SHARE_SCOPES), ask for what the session holds plus only that; `return_to` is where the browser goes
+        back to afterwards (else settings)."""
         if session.kind != "browser":
             raise Forbidden("scope upgrades are made from a browser session")
         if session.auth_type != "oauth":
             raise Conflict("an app-password session already has every scope")
-        scope = FULL_SCOPE if include_teal else BASE_SCOPE
-        return await self.start(session.did, purpose="scope_upgrade", session=session, scope=scope, client=client)
+        if adding is not None:
+            scope = widened_scope(FULL_SCOPE, session.scope, adding)
+        else:
+            scope = f"{BASE_SCOPE} {TEAL_SCOPES}" if include_teal else BASE_SCOPE
+            if session.share_granted:
+                scope += f" {SHARE_SCOPES}"  # the teal.fm upgrade must not take back sharing
+        params = {"return_to": safe_return_path(return_to)} if return_to is not None else None
+        return await self.start(session.did, purpose="scope_upgrade", session=session, params=params, scope=scope,
+                                client=client)
 
     async def start_developer_token(self, session: Session, *, name: Any, expires_in_days: Any = None,
                                     client: str | None = None) -> str:
         if session.kind != "browser":
             raise Forbidden("developer tokens are created from a browser session")
         params = {"name": _clean_name(name), "expires_in_days": _clean_days(expires_in_days)}
-        scope = FULL_SCOPE if session.teal_granted else BASE_SCOPE
+        scope = f"{BASE_SCOPE} {TEAL_SCOPES}" if session.teal_granted else BASE_SCOPE
         return await self.start(session.did, purpose="developer_token", session=session, params=params, scope=scope,
                                 client=client)
 

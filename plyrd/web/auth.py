@@ -152,7 +152,9 @@ async def _finish_flow(result: FlowResult) -> Any:
         return jsonify(body), 201, {"Cache-Control": "no-store"}
     # scope upgrade: same session, more scopes
     if wants_html():
-        return redirect("/settings?scope_upgraded=1", 303)  # back where the upgrade was asked for
+        # Back where the upgrade was asked for: settings (teal.fm), or the page that asked (a share, with its path).
+        back = result.params.get("return_to")
+        return redirect(safe_return_path(back) if back else "/settings?scope_upgraded=1", 303)
     return jsonify({"scopes": node().auth.scopes_of(result.session),
                     "teal_scrobbling_granted": result.session.teal_granted})
 

@@ -1,7 +1,7 @@
 // The track page: the like button, the big waveform (seeks when this track is the one playing, starts it
 // otherwise), timed comments you click to jump to, and a comment form stamped with the current position.
 
-import { ApiError, announce, api, clock } from '../api.js';
+import { ApiError, announce, api, clock, csrfToken } from '../api.js';
 import { h } from '../dom.js';
 import { Waveform } from '../waveform.js';
 
@@ -110,6 +110,8 @@ export function init(main, { player, go }) {
     }
   });
 
+  startShareToBluesky(main, id);
+
   return () => document.removeEventListener('plyrd:time', onTime);
 }
 
@@ -121,4 +123,97 @@ function commentItem(c) {
     h('span', { class: 'who' }, h('a', { href: `/u/${encodeURIComponent(c.user_handle || c.user_did)}` },
       c.user_display_name || c.user_handle || c.user_did)),
     h('span', { class: 'text' }, c.text));
+}
+
+// "share to bluesky": a post from the listener's own account with a card linking to this page. A session that may
+// not post yet is sent to its PDS to allow it; the words wait in sessionStorage and, back here (?share=granted), the
+// post is made. ?share=1 (the track menu's "share to bluesky") just opens the form.
+const SHARE_DRAFT_TTL = 15 * 60 * 1000;
+const SHARE_MAX = 300;
+
+function graphemes(text) {
+  return window.Intl?.Segmenter ? [...new Intl.Segmenter().segment(text)].length : [...text].length;
+}
+
+function startShareToBluesky(main, id) {
+  const opener = main.querySelector('[data-share-bsky-open]');
+  const form = main.querySelector('[data-share-bsky]');
+  if (!opener || !form) return;
+  const text = form.elements.text;
+  const count = form.querySelector('[data-count]');
+  const error = form.querySelector('[data-error]');
+  const status = form.querySelector('[data-status]');
+  const submit = form.querySelector('button[type="submit"]');
+  const key = `plyrd:share:${id}`;
+
+  const recount = () => {
+    const n = graphemes(text.value.trim());
+    count.textContent = `${n} / ${SHARE_MAX}`;
+    count.classList.toggle('over', n > SHARE_MAX);
+  };
+  const show = (open) => {
+    form.hidden = !open;
+    opener.setAttribute('aria-expanded', String(open));
+    (open ? text : opener).focus();
+  };
+  opener.addEventListener('click', () => show(form.hidden));
+  form.querySelector('[data-share-bsky-close]').addEventListener('click', () => show(false));
+  form.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') return;
+    e.stopPropagation();
+    show(false);
+  });
+  text.addEventListener('input', recount);
+
+  async function send() {
+    error.textContent = '';
+    status.textContent = 'posting…';
+    submit.disabled = true;
+    try {
+      // fetch rather than api(): a refusal's body may carry where to grant the permission (auth_url).
+      const r = await fetch(`/tracks/${id}/share`, {
+        method: 'POST', credentials: 'same-origin',
+        headers: { Accept: 'application/json', 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
+        body: JSON.stringify({ text: text.value }),
+      });
+      const body = await r.json().catch(() => ({}));
+      if (r.status === 403 && body.code === 'needs_permission' && body.auth_url) {
+        sessionStorage.setItem(key, JSON.stringify({ text: text.value, at: Date.now() }));
+        status.textContent = 'asking your account\'s server for permission to post…';
+        window.location.assign(body.auth_url);
+        return;
+      }
+      if (!r.ok) throw new ApiError(r.status, body.detail || `${r.status} ${r.statusText}`);
+      text.value = '';
+      recount();
+      status.replaceChildren('posted. ', h('a', { href: body.url, target: '_blank', rel: 'noopener' }, 'see it on bluesky'));
+      announce('posted to bluesky');
+    } catch (err) {
+      status.textContent = '';
+      error.textContent = err instanceof ApiError && err.status === 401 ? 'sign in again to post' : err.message;
+    } finally {
+      submit.disabled = false;
+    }
+  }
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+
+  const params = new URLSearchParams(location.search);
+  const asked = params.get('share');
+  if (asked === null) return;
+  params.delete('share');
+  history.replaceState(history.state, '', location.pathname + (params.size ? `?${params}` : ''));
+  show(true);
+  let draft = null;
+  try {
+    draft = JSON.parse(sessionStorage.getItem(key) || 'null');
+  } catch { /* not ours: ignore it */ }
+  sessionStorage.removeItem(key); // used once, whatever happens next: a reload must not post twice
+  if (asked === 'granted' && draft && Date.now() - draft.at < SHARE_DRAFT_TTL) {
+    text.value = String(draft.text || '');
+    recount();
+    send();
+  }
 }
