@@ -32,6 +32,7 @@ from .web import (
 )
 from .web import library as library_web
 from .web import search as search_web
+from .web import share as share_web
 from .web import social as social_web
 from .web import subsonic as subsonic_web
 from .web import upload_tags as upload_tags_web
@@ -103,6 +104,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(library_web.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(share_web.bp)
     upload_stream.install(app)
 
     @app.before_serving
