@@ -80,7 +80,10 @@ def download_refusal(policy: str, *, artist_did: str, viewer_did: str | None) ->
 
 
 def track_refusal(row: Mapping[str, Any], viewer_did: str | None) -> PlyrdError | None:
-    """download_refusal for a track row of the read model."""
+    """download_refusal for a track row of the read model. Another repo's track (remote) is downloaded where its
+    artist publishes it: this node only plays it."""
+    if row["source"] == "remote":
+        return Forbidden("this track is another node's: download it where its artist publishes it")
     return download_refusal(effective_policy(row), artist_did=row["artist_did"], viewer_did=viewer_did)
 
 

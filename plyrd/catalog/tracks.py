@@ -56,6 +56,13 @@ FEATURES_SQL = """CASE WHEN t.features = '[]' THEN '[]' ELSE (
 
 PDS_BLOB_SQL = synced_field_sql("fm.plyr.track", "t.artist_did", "t.rkey", '$.audioBlob.ref."$link"')
 
+# A remote track's audioUrl and imageUrl as its record gives them (https, checked): what plays and shows when the node
+# holds no audio blob (a record with only an audioUrl) or cover for it. NULL for every other track.
+REMOTE_URLS_SQL = """CASE WHEN t.source = 'remote' THEN (SELECT rt.audio_url FROM remote_tracks rt
+                                                          WHERE rt.track_id = t.id) END AS remote_audio_url,
+       CASE WHEN t.source = 'remote' THEN (SELECT rt.image_url FROM remote_tracks rt
+                                            WHERE rt.track_id = t.id) END AS remote_image_url"""
+
 # `artist_download_policy` is the artist's default download policy; with the track's own `download_policy` (NULL:
 # the artist's) it decides who may download the original (plyrd.catalog.downloads). `ta`/`al`: the album the track
 # is on (a track is on at most one); `pds_blob_cid`: the audio blob its record keeps on the artist's PDS, once the
@@ -68,7 +75,8 @@ SELECT t.*, u.handle AS artist_handle, u.display_name AS artist_display_name,
        ta.album_id AS album_uuid, al.slug AS album_slug, al.title AS album_title,
        al.display_sha AS album_display_sha, al.thumb_sha AS album_thumb_sha,
        {FEATURES_SQL} AS features_view,
-       {PDS_BLOB_SQL} AS pds_blob_cid
+       {PDS_BLOB_SQL} AS pds_blob_cid,
+       {REMOTE_URLS_SQL}
 FROM tracks t JOIN users u ON u.did = t.artist_did
 LEFT JOIN album_tracks ta ON ta.track_id = t.id LEFT JOIN albums al ON al.id = ta.album_id
 """
@@ -309,6 +317,8 @@ def artwork_urls(row: sqlite3.Row, public_url: str) -> dict[str, str | None]:
     if not row["display_sha"] and is_library(row) and row["album_display_sha"]:
         return {"image_url": f"{public_url}/lists/covers/{row['album_display_sha']}",
                 "thumbnail_url": f"{public_url}/lists/covers/{row['album_thumb_sha'] or row['album_display_sha']}"}
+    if not row["display_sha"] and is_remote(row) and row["remote_image_url"]:
+        return {"image_url": row["remote_image_url"], "thumbnail_url": row["remote_image_url"]}
     return {"image_url": f"{public_url}/images/{row['display_sha']}" if row["display_sha"] else None,
             "thumbnail_url": f"{public_url}/images/{row['thumb_sha']}" if row["thumb_sha"] else None}
 
@@ -336,7 +346,8 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
     playable_sha = row["web_sha"] or row["original_sha"]
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
     labels = json.loads(row["self_labels"] or "[]")
-    audio_url = f"{public_url}/audio/{playable_sha}"
+    # a remote track with only an audioUrl plays from there (the page's media policy allows https audio)
+    audio_url = f"{public_url}/audio/{playable_sha}" if playable_sha else row["remote_audio_url"]
     return {
         "id": row["id"],
         "title": row["title"],
