@@ -16,6 +16,7 @@ from .web import (
     account,
     artists,
     auth,
+    avatars,
     boundary,
     compression,
     errors,
@@ -105,6 +106,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(pages.bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(share_web.bp)
+    app.register_blueprint(avatars.bp)
     upload_stream.install(app)
 
     @app.before_serving
