@@ -10,6 +10,10 @@ call's `format`, `maxBitRate` and `timeOffset`. One decision, made here only; pl
   encoder takes. `maxBitRate=0` means no limit, as in Subsonic.
 - `timeOffset` > 0 (OpenSubsonic's transcodeOffset) always transcodes, even when nothing else is asked: a stored file
   cannot start mid-way. With `raw` it is ignored (raw means the stored bytes).
+- A remote track (another repo's, plyrd.network.remote_tracks) with an audio blob is decided as any song: its
+  original is fetched into the blob store (plyrd.network.remote_audio) before it is served or transcoded. One with
+  only an audioUrl has nothing stored to serve or transcode: its URL's bytes are relayed as they come (`from_url`),
+  whatever format, maxBitRate and timeOffset ask.
 
 Bitrates here are in kbit/s, as Subsonic's parameters and `bitRate` fields are.
 """
@@ -134,6 +138,11 @@ def needs_live(row: sqlite3.Row) -> bool:
     rendition of it (files are read in place, never converted ahead), so a plain `stream` transcodes it live."""
     return (row["source"] == "library" and not row["web_sha"] and row["original_ext"] != "wav"
             and (row["original_ext"], row["codec"]) not in _EVERYWHERE)
+
+
+def from_url(row: sqlite3.Row) -> bool:
+    """A remote track whose record has only an audioUrl (no blob, so no original_sha): `stream` relays that URL."""
+    return row["source"] == "remote" and not row["original_sha"]
 
 
 def web_rendition(row: sqlite3.Row) -> Transcode:

@@ -2,7 +2,9 @@
 
 A file is served when it belongs to a track the caller may see (plyrd.catalog.tracks `visible`): a library file,
 or its artwork, is 404 to anyone who may not see the library, as if it did not exist. A library file browsers cannot
-play is sent as an MP3 made live and cached (plyrd.web.live_audio)."""
+play is sent as an MP3 made live and cached (plyrd.web.live_audio). A remote track's audio blob is fetched from its
+artist's PDS on first play, verified and cached (plyrd.network.remote_audio), then served as any stored file; it is
+not downloadable here (its artist's PDS holds the file)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import re
 from quart import Blueprint, Response
 
 from ..catalog.downloads import check_download
-from ..catalog.tracks import artist_name, audio_file, image_file, is_library
+from ..catalog.tracks import artist_name, audio_file, image_file, is_library, is_remote
+from ..network.remote_audio import download_refusal, served_mime
 from ..subsonic import streaming
 from . import live_audio
 from .context import node
@@ -43,6 +46,10 @@ async def audio(file_id: str) -> Response:
             return _private_if(True, await serve_file(n.blobs.path_for(sha), mime="audio/mpeg", etag=sha))
 
         return await live_audio.respond(n, streaming.web_rendition(f.track), cached)
+    if is_remote(f.track) and f.sha256 == f.track["original_sha"]:
+        # Content-addressed, so immutable like any blob; a failed or refused fetch is a 502 and leaves nothing.
+        async with n.remote_audio.held(f.track) as sha:
+            return await serve_file(n.blobs.path_for(sha), mime=served_mime(f.track), etag=sha)
     return _private_if(is_library(f.track),
                        await serve_file(n.blobs.path_for(f.sha256), mime=f.mime, etag=f.sha256))
 
@@ -55,6 +62,8 @@ async def download(file_id: str) -> Response:
     f = await audio_file(n.db, file_id, current_audience())
     track = f.track
     viewer = current_viewer()
+    if (refusal := download_refusal(track)) is not None:
+        raise refusal
     check_download(track, viewer.did if viewer else None)
     sha, mime, ext = track["original_sha"], track["original_mime"], track["original_ext"]
     name = re.sub(r'[\x00-\x1f/\\:*?"<>|]+', " ", f"{artist_name(track)} - {track['title']}").strip()
