@@ -92,6 +92,62 @@ async def _resolve_subjects(remote: RemoteTracks | None, subjects: list[Any]) ->
     await remote.resolve_many(refs)
 
 
+# ---- one record at a time: what reconciliation does for each, and what ingest does for each event ------------------
+
+async def adopt_like(conn: Any, did: str, rkey: str, rec: dict[str, Any], *, keep: bool) -> bool:
+    """A valid fm.plyr.like record ({uri, cid, value}) of `did`, inside the caller's transaction: liked here when its
+    track is (this node's, or a remote track already resolved). `keep`: the record is a node user's, noted as on
+    their PDS (reconciliation removes it when it goes). False when nothing changed."""
+    track = await _track_by_uri(conn, rec["value"]["subject"]["uri"])
+    if track is None:
+        return False  # a like of a track this node does not carry
+    cur = await conn.execute(
+        "INSERT OR IGNORE INTO likes(did, track_id, rkey, position, created_at) VALUES (?, ?, ?,"
+        " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
+        (did, track["id"], rkey, did, _ts(rec["value"]["createdAt"]) or 0.0),
+    )
+    if cur.rowcount and keep:
+        await _remember(conn, did, "fm.plyr.like", rkey, rec)
+    return bool(cur.rowcount)
+
+
+async def adopt_comment(conn: Any, did: str, rkey: str, rec: dict[str, Any], *, keep: bool) -> bool:
+    """A valid fm.plyr.comment record of `did`, inside the caller's transaction, as adopt_like; an edit (the same
+    record key again) replaces its text."""
+    value = rec["value"]
+    track = await _track_by_uri(conn, value["subject"]["uri"])
+    if track is None:
+        return False
+    cur = await conn.execute(
+        "INSERT INTO comments(track_id, did, text, timestamp_ms, rkey, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(did, rkey) DO UPDATE SET text = excluded.text,"
+        " timestamp_ms = excluded.timestamp_ms, updated_at = excluded.updated_at"
+        " WHERE comments.text IS NOT excluded.text OR comments.timestamp_ms IS NOT excluded.timestamp_ms",
+        (track["id"], did, value["text"], max(0, int(value["timestampMs"])), rkey,
+         _ts(value["createdAt"]) or 0.0, _ts(value.get("updatedAt"))),
+    )
+    if cur.rowcount and keep:
+        await _remember(conn, did, "fm.plyr.comment", rkey, rec)
+    return bool(cur.rowcount)
+
+
+async def drop_record(conn: Any, did: str, collection: str, rkey: str) -> bool:
+    """A like or comment deleted from `did`'s repo, inside the caller's transaction. False when it was not here."""
+    table = {"fm.plyr.like": "likes", "fm.plyr.comment": "comments"}[collection]
+    cur = await conn.execute(f"DELETE FROM {table} WHERE did = ? AND rkey = ?", (did, rkey))
+    await forget(conn, did=did, collection=collection, rkey=rkey)
+    return bool(cur.rowcount)
+
+
+def valid_record(collection: str, value: Any) -> bool:
+    """Whether a record's value is what plyr.fm's lexicon allows (another client may write anything)."""
+    try:
+        validate(collection, value)
+        return True
+    except RecordInvalid:
+        return False
+
+
 def _valid(collection: str, rec: dict[str, Any], report: ReconcileReport) -> bool:
     try:
         validate(collection, rec["value"])
@@ -121,17 +177,8 @@ async def _likes(db: Database, did: str, remote: dict[str, dict[str, Any]], repo
         for rkey, rec in remote.items():
             if rkey in local or not _valid(collection, rec, report):
                 continue
-            track = await _track_by_uri(conn, rec["value"]["subject"]["uri"])
-            if track is None:
-                continue  # a like of a track this node does not carry
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO likes(did, track_id, rkey, position, created_at) VALUES (?, ?, ?,"
-                " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
-                (did, track["id"], rkey, did, _ts(rec["value"]["createdAt"]) or 0.0),
-            )
-            if cur.rowcount:
+            if await adopt_like(conn, did, rkey, rec, keep=True):
                 adopted += 1
-                await _remember(conn, did, collection, rkey, rec)
     report.adopted["likes"], report.removed["likes"] = adopted, removed
 
 
@@ -152,18 +199,8 @@ async def _comments(db: Database, did: str, remote: dict[str, dict[str, Any]], r
         for rkey, rec in remote.items():
             if rkey in local or not _valid(collection, rec, report):
                 continue
-            value = rec["value"]
-            track = await _track_by_uri(conn, value["subject"]["uri"])
-            if track is None:
-                continue
-            await conn.execute(
-                "INSERT INTO comments(track_id, did, text, timestamp_ms, rkey, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (track["id"], did, value["text"], max(0, int(value["timestampMs"])), rkey,
-                 _ts(value["createdAt"]) or 0.0, _ts(value.get("updatedAt"))),
-            )
-            await _remember(conn, did, collection, rkey, rec)
-            adopted += 1
+            if await adopt_comment(conn, did, rkey, rec, keep=True):
+                adopted += 1
     report.adopted["comments"], report.removed["comments"] = adopted, removed
 
 
