@@ -31,6 +31,7 @@ from .web import (
     upload_stream,
     viewer,
 )
+from .web import following as following_web
 from .web import library as library_web
 from .web import search as search_web
 from .web import share as share_web
@@ -103,6 +104,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(subsonic_web.bp)
     app.register_blueprint(subsonic_password.bp)
     app.register_blueprint(library_web.bp)
+    app.register_blueprint(following_web.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(share_web.bp)

@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from .catalog.revisions import AudioReplacements
     from .catalog.track_import import TrackImporter
     from .catalog.uploads import Uploads
-    from .library.schedule import LibraryTasks
     from .ingest.subscriber import Subscriber
+    from .library.schedule import LibraryTasks
     from .library.service import Library
+    from .network.follows import Follows
     from .network.remote_audio import RemoteAudio
     from .network.remote_tracks import RemoteTracks
     from .search import Search
@@ -152,6 +153,7 @@ class Node:
     library_tasks: Service[LibraryTasks] = Service()
     library: Service[Library] = Service()
     ingest: Service[Subscriber] = Service()
+    follows: Service[Follows] = Service()
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -183,6 +185,7 @@ class Node:
         await self._start_library()
         self._start_outbox()
         self._start_search()
+        self._start_follows()
         self.workers.start("housekeeping", self._housekeeping)
         self._start_library_tasks()
         if self.config["ingest.enabled"]:
@@ -221,6 +224,13 @@ class Node:
         self.workers.start("outbox", self.outbox.run)
         self.auth.on_sign_in.append(self._signed_in)
 
+    def _start_follows(self) -> None:
+        from .network.follows import Follows
+
+        # Whom the node's users follow on Bluesky: read from their PDS on sign-in and daily (the "follows" worker).
+        self.follows = Follows(self.db, self.http, self.identity, self.remote_tracks)
+        self.workers.start("follows", self.follows.run)
+
     def _start_search(self) -> None:
         from .search import Search
 
@@ -231,6 +241,7 @@ class Node:
     def _signed_in(self, did: str) -> None:
         """After a sign-in: send what waited for this user's session, and catch up with their PDS."""
         self.outbox.wake(did)
+        self.follows.signed_in(did)
         task = asyncio.create_task(self._catch_up(did), name=f"plyrd-reconcile-{did}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -15,6 +15,7 @@ const PAGES = {
   home: () => import('./pages/feed.js'),
   tag: () => import('./pages/feed.js'),
   artist: () => import('./pages/feed.js'),
+  network: () => import('./pages/feed.js'),
   track: () => import('./pages/track.js'),
   login: () => import('./pages/login.js'),
   upload: () => import('./pages/upload.js'),
