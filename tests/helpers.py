@@ -161,3 +161,36 @@ def publish(node: ServedNode, pds: Any, track_id: int) -> tuple[str, str]:
                 return uri, cid
         assert time.monotonic() < deadline, f"track {track_id} never got its record on the PDS"
         time.sleep(0.2)
+
+
+NOW = "2026-12-01T10:00:00.000Z"  # a record's createdAt in tests that write records as another client would
+
+
+class Repo:
+    """Another client writing to an account's repo directly, as plyr.fm itself would."""
+
+    def __init__(self, pds: Any, account: Any) -> None:
+        self.pds, self.account = pds, account
+        s = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                       json={"identifier": account.did, "password": account.password}).json()
+        self.auth = {"Authorization": f"Bearer {s['accessJwt']}"}
+
+    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.{method}",
+                       json={"repo": self.account.did, **body}, headers=self.auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def blob(self, data: bytes, mime: str) -> dict[str, Any]:
+        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.uploadBlob", content=data,
+                       headers={**self.auth, "Content-Type": mime})
+        assert r.status_code == 200, r.text
+        return r.json()["blob"]
+
+    def create(self, collection: str, record: dict[str, Any]) -> dict[str, Any]:
+        return self.call("createRecord", {"collection": collection, "record": {"$type": collection, **record}})
+
+    def server(self, method: str, body: dict[str, Any]) -> None:
+        """com.atproto.server.<method> as the account (deactivateAccount, activateAccount...)."""
+        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.server.{method}", json=body, headers=self.auth)
+        assert r.status_code == 200, r.text

@@ -13,35 +13,9 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
-from helpers import db, sign_in, wait_for
+from helpers import NOW, Repo, db, sign_in, wait_for
 
 node = node_fixture("remote")
-NOW = "2026-12-01T10:00:00.000Z"
-
-
-class Repo:
-    """Another client writing to an account's repo directly, as plyr.fm itself would."""
-
-    def __init__(self, pds: Any, account: Any) -> None:
-        self.pds, self.account = pds, account
-        s = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
-                       json={"identifier": account.did, "password": account.password}).json()
-        self.auth = {"Authorization": f"Bearer {s['accessJwt']}"}
-
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.{method}",
-                       json={"repo": self.account.did, **body}, headers=self.auth)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def blob(self, data: bytes, mime: str) -> dict[str, Any]:
-        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.uploadBlob", content=data,
-                       headers={**self.auth, "Content-Type": mime})
-        assert r.status_code == 200, r.text
-        return r.json()["blob"]
-
-    def create(self, collection: str, record: dict[str, Any]) -> dict[str, Any]:
-        return self.call("createRecord", {"collection": collection, "record": {"$type": collection, **record}})
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,17 @@ class NetworkEvents:
         self._followed = {r["subject_did"] for r in await self.db.fetchall("SELECT DISTINCT subject_did FROM follows")}
         self._loaded_at = time.monotonic()
 
+    async def _is_user(self, did: str) -> bool:
+        """Whether `did` is one of the node's users. fm.plyr.* events are few: one who signed in since the sets were
+        read is found in the database at once (follows, which are many, wait for the next read)."""
+        if did in self._users:
+            return True
+        if await self.db.fetchone("SELECT 1 FROM node_users WHERE did = ?", (did,)) is None:
+            return False
+        self._users.add(did)
+        self._people.add(did)
+        return True
+
     def forget_cache(self) -> None:
         """Read who the node knows again at the next event (a sign-in, a new follow)."""
         self._loaded_at = 0.0
@@ -105,10 +116,10 @@ class NetworkEvents:
             return False
         if op.collection in SOCIAL:
             return await self._social(op)
-        if op.collection == "fm.plyr.track" and op.did not in self._users:
+        if op.collection == "fm.plyr.track" and not await self._is_user(op.did):
             return await self._remote_track(op)
         if op.collection in RECONCILED:
-            return self._reconcile_soon(op.did)
+            return await self._is_user(op.did) and self._reconcile_soon(op.did)
         if op.collection == "app.bsky.actor.profile":
             if op.did not in self._people or op.rkey != "self":
                 return False
@@ -120,7 +131,7 @@ class NetworkEvents:
 
     async def _social(self, op: RecordOp) -> bool:
         """A like or comment: kept when it points at a track here; a node user's is kept whatever it points at."""
-        mine = op.did in self._users
+        mine = await self._is_user(op.did)
         if mine and op.rkey in await queued_rkeys(self.db, op.did, op.collection):
             return False  # a write of this node's on its way: the PDS's version says nothing yet
         if op.action == "delete":
@@ -172,7 +183,7 @@ class NetworkEvents:
 
     def _reconcile_soon(self, did: str) -> bool:
         """A node user's track, playlist or profile written elsewhere: their reconciliation, once per burst."""
-        if did not in self._users:
+        if did not in self._users:  # _record asked the database for fm.plyr.* authors already
             return False
         if did in self._reconciles and not self._reconciles[did].done():
             return True

@@ -16,6 +16,10 @@ const NOW_PLAYING_MS = 10000;
 const SAVE_EVERY = 15; // s of playback between position saves
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+// The node's /audio/ for a file it holds (or fetches and verifies: another node's track with an audio blob); for
+// another node's track with only an audio URL, the node's audio_url, which relays it (same origin: Web Audio's
+// loudness gain would play a cross-origin file without CORS as silence).
+const audioSource = (t) => (t.file_id ? `/audio/${t.file_id}` : new URL(t.audio_url, location.href).pathname);
 
 export class Player {
   constructor(root, panel) {
@@ -212,7 +216,15 @@ export class Player {
       }
       return;
     }
-    if (token === this.loadToken) this.begin(track, { autoplay, at, remote });
+    if (token !== this.loadToken) return;
+    if (!track.playable) {
+      // another node's track whose record is gone (or one still processing): say so and move on
+      announce(`${track.title} is ${track.status === 'unavailable' ? 'unavailable' : 'not ready yet'}`);
+      if (autoplay && index + 1 < this.queue.ids.length) this.load(index + 1, { autoplay });
+      else this.setState('paused');
+      return;
+    }
+    this.begin(track, { autoplay, at, remote });
   }
 
   // Synchronous on purpose: auto-advance with a prefetched track swaps the source inside the `ended` event,
@@ -222,7 +234,7 @@ export class Player {
     this.listening.start(track);
     this.savedT = at;
     this.pendingSeek = at > 0 ? at : null;
-    this.audio.src = `/audio/${track.file_id}`;
+    this.audio.src = audioSource(track);
     this.applyGain();
     this.renderTrack();
     this.renderQueue();
@@ -491,7 +503,7 @@ export class Player {
       if (this.preloadedFile === t.file_id || t.file_id === this.track?.file_id) return;
       this.preloadedFile = t.file_id;
       this.preloader ??= Object.assign(new Audio(), { preload: 'auto', muted: true });
-      this.preloader.src = `/audio/${t.file_id}`;
+      this.preloader.src = audioSource(t);
     }).catch(() => {});
   }
 
