@@ -416,3 +416,21 @@ async def test_release_avatar_lets_the_copy_go(sync, fake_pds: FakePDS) -> None:
     row = await row_of(sync, fake_pds.did)
     assert (row["avatar_sha"], row["avatar_url"], row["display_name"]) == (None, None, "Leaving")
     assert not await is_avatar(sync.db, sha) and not sync.store.path_for(sha).exists()
+
+
+async def test_a_remote_artists_placeholder_name_gives_way_but_a_node_users_name_does_not(sync, fake_pds) -> None:
+    from plyrd.network.bsky_profiles import sync_bsky_profile
+
+    # named by a track record's `artist` when the node met them (plyrd.network.remote_tracks); never signed in here
+    await sync.db.execute("UPDATE users SET display_name = 'From The Record' WHERE did = ?", (fake_pds.did,))
+    fake_pds.profile(displayName="Their Bluesky Name", description="hello")
+    assert await sync_bsky_profile(sync, fake_pds.did) == "updated"
+    assert (await row_of(sync, fake_pds.did))["display_name"] == "Their Bluesky Name"
+
+    # someone who signed in here (reconciliation gave them a profile) and chose a name keeps it
+    await sync.db.execute("UPDATE users SET display_name = 'Chosen Here', profile_created_at = 1 WHERE did = ?",
+                          (fake_pds.did,))
+    fake_pds.profile(displayName="Renamed On Bluesky")
+    assert await sync_bsky_profile(sync, fake_pds.did) == "updated"  # the description went away: the bio too
+    row = await row_of(sync, fake_pds.did)
+    assert (row["display_name"], row["bio"]) == ("Chosen Here", None)

@@ -9,7 +9,8 @@ Who wins (the person's own choices always do):
   empty, or still hold what Bluesky gave last time (`users.bsky_display_name` / `bsky_description`). A value set on
   the node (PUT /artists/me) or a bio from the person's fm.plyr.actor.profile (adopted by reconciliation) differs
   from that, and is never overwritten. A person who sets exactly Bluesky's value cannot be told apart: that value
-  then follows Bluesky, which is what it already said.
+  then follows Bluesky, which is what it already said. Someone who never signed in here cannot have chosen a name
+  here: their Bluesky displayName replaces whatever name the node had (a remote track record's artist).
 - avatar: the node keeps its own copy (`users.avatar_sha`, served at `{public_url}/avatars/<sha>`) and points
   `avatar_url` at it when `avatar_url` is empty, is already the node's copy, or is a Bluesky CDN URL (what plyr.fm
   writes into fm.plyr.actor.profile at each sign-in: Bluesky's avatar, not a choice). Any other URL was chosen by
@@ -255,6 +256,17 @@ async def _store_avatar(sync: ProfileSync, pds: str, did: str, profile: BskyProf
     return blob.sha256
 
 
+async def _signed_in_here(conn: Any, row: Mapping[str, Any]) -> bool:
+    """Whether the person ever signed in to this node, the only way to choose a name here: they have a session, a
+    record the node keeps for them, or the profile record reconciliation gives everyone who signs in."""
+    if row["profile_created_at"] is not None:
+        return True
+    async with conn.execute("SELECT EXISTS (SELECT 1 FROM auth_sessions WHERE did = ?)"
+                            " OR EXISTS (SELECT 1 FROM pds_records WHERE did = ?)", (row["did"], row["did"])) as cur:
+        found = await cur.fetchone()
+    return bool(found and found[0])
+
+
 async def _mirrors_old_values(conn: Any, did: str, row: Mapping[str, Any], changed: Mapping[str, Any]) -> bool:
     """Whether the person's fm.plyr.actor.profile (as this node last queued it, or saw the PDS accept it) holds a bio
     or avatar that Bluesky has just replaced here: the person saved Bluesky's value from the node, so their record
@@ -288,7 +300,8 @@ async def _apply(sync: ProfileSync, did: str, profile: BskyProfile, avatar_sha: 
         if row is None:
             return "no user", released
         changes: dict[str, Any] = {}
-        if _from_bluesky(row["display_name"], row["bsky_display_name"]):
+        if _from_bluesky(row["display_name"], row["bsky_display_name"]) or (
+                profile.display_name is not None and not await _signed_in_here(conn, row)):
             changes["display_name"] = profile.display_name
         if _from_bluesky(row["bio"], row["bsky_description"]):
             changes["bio"] = profile.description
