@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import make_audio
-from conftest import ServedNode, node_fixture
+from conftest import ServedNode, node_env, node_fixture, start_node
 from helpers import anonymous, db
 from pds_harness import Account
 from subsonic_support import rest_listener
@@ -189,8 +189,7 @@ def test_plays_the_exact_bytes_once_fetched(node: ServedNode, first: Remote) -> 
 
 def test_not_downloadable_here(node: ServedNode, first: Remote) -> None:
     r = anonymous(node).get(f"/audio/{first.sha}/download")
-    assert r.status_code == 403
-    assert "artist's PDS" in r.json()["detail"]
+    assert r.status_code == 403 and "download it where its artist publishes it" in r.json()["detail"]
 
 
 def test_other_bytes_than_the_cid_names_are_refused(node: ServedNode, fake_pds: FakePDS, tmp_path: Path) -> None:
@@ -339,3 +338,30 @@ def test_least_recently_played_goes_first(node: ServedNode, pds: Any, artist: Ac
     # Evicted audio plays again: fetched anew.
     assert web.get(f"/audio/{second.sha}").content == second.data
     assert fetches(node, second.sha) == 2
+
+
+def test_a_smaller_cap_applies_at_start_and_zero_keeps_nothing(pds: Any, artist: Account, tmp_path: Path) -> None:
+    env = {"PLYRD_NETWORK_REMOTE_AUDIO_CACHE_MB": "1"}
+    served = start_node([], cwd=tmp_path, env=node_env(pds, **env))
+    try:
+        track = publish_remote(served, pds, artist, "kept", wav(tmp_path, "kept", 800.0))
+        assert anonymous(served).get(f"/audio/{track.sha}").content == track.data
+        assert db(served, "SELECT sha256 FROM remote_audio") == [(track.sha,)]
+    finally:
+        served.stop()
+    # The same data with the cap at 0: the cache is emptied at start; a play fetches, serves, and keeps nothing.
+    served = start_node([], cwd=tmp_path, env=node_env(pds, PLYRD_NETWORK_REMOTE_AUDIO_CACHE_MB="0"),
+                        log_path=tmp_path / "second.log")
+    try:
+        assert leftovers(served, track.sha) == NOTHING
+        web = anonymous(served)
+        for expected in (track.data, track.data[100:200]):
+            r = web.get(f"/audio/{track.sha}", headers={"Range": "bytes=100-199"} if len(expected) == 100 else {})
+            assert r.content == expected, r.text
+            deadline = time.monotonic() + 5
+            while leftovers(served, track.sha) != NOTHING and time.monotonic() < deadline:
+                time.sleep(0.05)  # released right after the response opened its file
+            assert leftovers(served, track.sha) == NOTHING
+        assert fetches(served, track.sha) == 2
+    finally:
+        served.stop()

@@ -46,7 +46,7 @@ from ..atproto.net import BlockedAddress, UpstreamStatusError, describe_url
 from ..catalog.tracks import is_remote
 from ..db import Database
 from ..db.queries import fetchall, fetchone
-from ..errors import Forbidden, InvalidInput, NotFound, PlyrdError, UpstreamError
+from ..errors import InvalidInput, NotFound, PlyrdError, UpstreamError
 from ..storage import DEFAULT_MIME, BlobStore, BlobWriter
 from ..urls import check_url
 
@@ -60,16 +60,6 @@ _ERROR_BODY_LIMIT = 64 * 1024
 _NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
 # 4xx statuses that say nothing about where the repo lives
 _NOT_A_MOVE = {408, 413, 429}
-
-NOT_DOWNLOADABLE = ("this track is another repository's: this node only plays it; its file is on its artist's PDS "
-                    "(the track's atproto_record_url names it)")
-
-
-def download_refusal(row: sqlite3.Row) -> Forbidden | None:
-    """Why a track's file cannot be downloaded from this node, when it is a remote track: the node keeps its audio
-    only as a cache of what its artist's PDS holds, and that PDS is the place to get the file."""
-    return Forbidden(NOT_DOWNLOADABLE) if is_remote(row) else None
-
 
 def served_mime(row: sqlite3.Row) -> str:
     """The Content-Type a remote track's audio is served with: the record's type when it is audio, else bytes. The

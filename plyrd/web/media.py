@@ -3,8 +3,7 @@
 A file is served when it belongs to a track the caller may see (plyrd.catalog.tracks `visible`): a library file,
 or its artwork, is 404 to anyone who may not see the library, as if it did not exist. A library file browsers cannot
 play is sent as an MP3 made live and cached (plyrd.web.live_audio). A remote track's audio blob is fetched from its
-artist's PDS on first play, verified and cached (plyrd.network.remote_audio), then served as any stored file; it is
-not downloadable here (its artist's PDS holds the file)."""
+artist's PDS on first play, verified and cached (plyrd.network.remote_audio), then served as any stored file."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from quart import Blueprint, Response
 
 from ..catalog.downloads import check_download
 from ..catalog.tracks import artist_name, audio_file, image_file, is_library, is_remote
-from ..network.remote_audio import download_refusal, served_mime
+from ..network.remote_audio import served_mime
 from ..subsonic import streaming
 from . import live_audio
 from .context import node
@@ -62,8 +61,6 @@ async def download(file_id: str) -> Response:
     f = await audio_file(n.db, file_id, current_audience())
     track = f.track
     viewer = current_viewer()
-    if (refusal := download_refusal(track)) is not None:
-        raise refusal
     check_download(track, viewer.did if viewer else None)
     sha, mime, ext = track["original_sha"], track["original_mime"], track["original_ext"]
     name = re.sub(r'[\x00-\x1f/\\:*?"<>|]+', " ", f"{artist_name(track)} - {track['title']}").strip()

@@ -4,7 +4,7 @@ finished transcode cached earlier is a file read like any other; a live one stre
 Content-Length (an estimate when the call says estimateContentLength=true) and without ranges (plyrd.web.live_audio,
 which the web player's /audio shares). A remote track's audio blob is fetched and verified into the blob store first
 (plyrd.network.remote_audio), then served or transcoded as any song's; one with only an audioUrl is relayed from it
-as it comes (no ranges, no transcoding); neither is downloadable here (error 50: its artist's PDS has the file)."""
+as it comes (no ranges, no transcoding)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from quart.wrappers.response import ResponseBody
 from ... import errors
 from ...catalog.downloads import track_refusal
 from ...catalog.tracks import is_remote
-from ...network.remote_audio import UpstreamAudio, download_refusal
+from ...network.remote_audio import UpstreamAudio
 from ...subsonic import catalog as sc
 from ...subsonic import streaming
 from ...subsonic.envelope import GENERIC, NOT_AUTHORIZED, SubsonicError
@@ -105,7 +105,7 @@ async def download(call: Call) -> Response:
     """The original, when the track's download policy lets the caller have it (error 50 otherwise); never a
     transcode, whatever the call asks."""
     row = await sc.get_song(call.node.db, call.required("id"), call.audience)
-    if (refusal := download_refusal(row) or track_refusal(row, call.did)) is not None:
+    if (refusal := track_refusal(row, call.did)) is not None:
         raise SubsonicError(NOT_AUTHORIZED, refusal.detail)
     return await _serve(call, sc.original(row))
 
