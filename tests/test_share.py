@@ -30,6 +30,8 @@ from plyrd.atproto.oauth import (
     widened_scope,
 )
 from plyrd.auth.service import FULL_SCOPE, Session
+from plyrd.network import share
+from plyrd.storage import BlobStore
 
 POST = "app.bsky.feed.post"
 POST_SCOPE = "repo:app.bsky.feed.post?action=create"
@@ -159,6 +161,25 @@ def test_refusals_leave_no_post(world: World, pds) -> None:
     r = who.post(f"/tracks/{world.library_track}/share", json={})
     assert r.status_code == 403 and "music folder" in r.json()["detail"]
     assert len(posts(pds, who.did)) == before
+
+
+async def test_the_card_picture_fits_bluesky_and_respects_content_notices(db, tmp_path) -> None:
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "tmp").mkdir()
+    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp", db)
+    display = await store.put_bytes(b"d" * 1000, "image/webp")
+    thumb = await store.put_bytes(b"t" * 100, "image/webp")
+    big = await store.put_bytes(b"b" * (share.MAX_THUMB_BYTES + 1), "image/webp")
+
+    def row(display_sha: str | None, thumb_sha: str | None, labels: str = "[]") -> dict[str, Any]:
+        return {"display_sha": display_sha, "thumb_sha": thumb_sha, "self_labels": labels}
+
+    assert share.card_artwork(row(display.sha256, thumb.sha256), store) == display.path  # the larger rendition
+    assert share.card_artwork(row(big.sha256, thumb.sha256), store) == thumb.path  # over the card's limit
+    assert share.card_artwork(row("f" * 64, thumb.sha256), store) == thumb.path  # a file gone from the store
+    assert share.card_artwork(row(None, None), store) is None
+    # Artwork the artist put a content notice on stays out of feeds (the page's own link preview leaves it out too).
+    assert share.card_artwork(row(display.sha256, thumb.sha256, '["graphic-media"]'), store) is None
 
 
 # ---- OAuth: a grant without the permission to post, and the upgrade that adds only it
