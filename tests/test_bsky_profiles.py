@@ -400,6 +400,8 @@ async def test_the_daily_refresh_reads_only_what_is_due(sync, fake_pds: FakePDS)
     assert await refresh_due_profiles(sync, max_age_hours=24) == 0  # read a moment ago
     await sync.db.execute("UPDATE users SET profile_refreshed_at = ? WHERE did = ?",
                           (time.time() - 25 * 3600, fake_pds.did))
+    assert await refresh_due_profiles(sync, max_age_hours=24, budget_seconds=0) == 0  # out of time: next run
+    assert (await row_of(sync, fake_pds.did))["display_name"] == "Daily"
     assert await refresh_due_profiles(sync, max_age_hours=24) == 1
     assert (await row_of(sync, fake_pds.did))["display_name"] == "Daily Renamed"
 

@@ -70,6 +70,7 @@ AVATAR_MIME = "image/webp"
 BSKY_CDN_AVATAR = "https://cdn.bsky.app/img/avatar/"
 REFRESH_BATCH = 500  # profiles read per housekeeping run at most; the rest wait for the next hour
 REFRESH_CONCURRENCY = 4
+REFRESH_BUDGET_SECONDS = 300.0
 _MAX_RECORD_BYTES = 64 * 1024
 _RAW_CODEC = 0x55
 _SHA2_256 = 0x12
@@ -394,9 +395,11 @@ async def release_avatar(conn: Any, store: BlobStore, did: str) -> list[str]:
     return [sha]
 
 
-async def refresh_due_profiles(sync: ProfileSync, *, max_age_hours: float, limit: int = REFRESH_BATCH) -> int:
+async def refresh_due_profiles(sync: ProfileSync, *, max_age_hours: float, limit: int = REFRESH_BATCH,
+                               budget_seconds: float = REFRESH_BUDGET_SECONDS) -> int:
     """Read again the profiles not read for `max_age_hours` (never-read ones first), at most `limit` of them,
-    REFRESH_CONCURRENCY at a time. Accounts whose repo is not active are left out. Returns how many were read."""
+    REFRESH_CONCURRENCY at a time, none started after `budget_seconds` (the rest wait for the next run). Accounts
+    whose repo is not active are left out. Returns how many were read."""
     cutoff = time.time() - max_age_hours * 3600
     rows = await sync.db.fetchall(
         "SELECT did FROM users WHERE coalesce(profile_refreshed_at, 0) < ? AND repo_status IS NULL"
@@ -404,13 +407,18 @@ async def refresh_due_profiles(sync: ProfileSync, *, max_age_hours: float, limit
         " ORDER BY coalesce(profile_refreshed_at, 0) LIMIT ?", (cutoff, limit))
     dids = [r["did"] for r in rows if is_did(r["did"])]
     gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
+    deadline = time.monotonic() + budget_seconds
+    read = 0
 
     async def one(did: str) -> None:
+        nonlocal read
         async with gate:
-            await sync_bsky_profile(sync, did)
+            if time.monotonic() < deadline:  # slow PDSes must not hold up the rest of housekeeping for long
+                await sync_bsky_profile(sync, did)
+                read += 1
 
     await asyncio.gather(*(one(d) for d in dids))
-    if dids:
-        log.info("bluesky profiles refreshed", extra={"fields": {"profiles": len(dids)}})
-    return len(dids)
+    if read:
+        log.info("bluesky profiles refreshed", extra={"fields": {"profiles": read, "due": len(dids)}})
+    return read
 
