@@ -16,7 +16,9 @@ and released when its response has its file open (every play fetches again; noth
 
 - Played again: the row's last_played_at is touched at most once a minute (a player's range requests are one play).
 - One download per blob: concurrent plays of the same audio wait for the same fetch, which is cancelled only when
-  every one of them has gone (then its partial file goes too).
+  every one of them has gone (then its partial file goes too). At most CONCURRENT_FETCHES run at once (tmp/ holds
+  each until it is verified); plays of other audio wait their turn.
+- A HEAD of uncached audio fetches it too: its length and ETag are those of the verified file.
 - A PDS that answers a 4xx, or cannot be reached, may be one the artist has left: the DID is resolved again and,
   when it names another PDS, users.pds_url is updated and the fetch tried there once.
 - A record with only an audioUrl has no blob to verify: `open_url` streams it through the guarded client,
@@ -55,6 +57,8 @@ log = logging.getLogger("plyrd.network.remote_audio")
 MAX_AUDIO_BYTES = 104_857_600  # fm.plyr.track's audioBlob maxSize
 TOUCH_EVERY = 60.0  # seconds: a replay marks its row played at most this often
 CHUNK = 256 * 1024
+# Downloads at once: each may hold up to 100 MB in tmp/ until it is verified, and PDSes are other people's servers.
+CONCURRENT_FETCHES = 4
 MAX_REDIRECTS = 3  # an audioUrl's hops (a storage service's redirect to its CDN), each checked again
 _ERROR_BODY_LIMIT = 64 * 1024
 _NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -131,6 +135,7 @@ class RemoteAudio:
         self._pins: Counter[str] = Counter()  # blobs whose responses are being set up right now (`held`)
         self._deferred = False  # over the cap, but what would go was pinned: evict again when a pin is let go
         self._evicting: asyncio.Task[int] | None = None
+        self._slots = asyncio.Semaphore(CONCURRENT_FETCHES)
 
     # ---- playing -----------------------------------------------------------------------------------------------
 
@@ -237,8 +242,8 @@ class RemoteAudio:
 
     async def _fetch(self, src: _Source) -> None:
         limit = MAX_AUDIO_BYTES if src.size is None else min(max(src.size, 0), MAX_AUDIO_BYTES)
-        began = time.monotonic()
-        async with self.blobs.releasing() as released:
+        async with self._slots, self.blobs.releasing() as released:
+            began = time.monotonic()
             async with await self.blobs.open_writer(max_bytes=limit) as writer:
                 digest, service = await self._download(src, writer, limit)
                 if digest != src.sha256:
