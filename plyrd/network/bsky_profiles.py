@@ -84,7 +84,6 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "displayName": {"type": "string", "maxGraphemes": 64, "maxLength": 640},
         "description": {"type": "string", "maxGraphemes": 256, "maxLength": 2560},
         "avatar": {"type": "blob", "accept": ["image/png", "image/jpeg"], "maxSize": 1_000_000},
-        "createdAt": {"type": "string", "format": "datetime"},
     },
 }
 
