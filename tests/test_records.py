@@ -18,6 +18,7 @@ from plyrd.atproto import records as r
 from plyrd.atproto.lexicon import RecordInvalid, validate, validate_value
 from plyrd.atproto.xrpc import PasswordSession, PasswordTokens
 from plyrd.errors import InvalidInput
+from plyrd.network import share
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 TRACK_URI = f"at://{DID}/fm.plyr.track/3kabcdefghij2"
@@ -63,6 +64,9 @@ def test_every_builder_validates() -> None:
         "fm.plyr.actor.profile": r.profile_record(created_at=WHEN, bio="hi", avatar="https://x.example/a.png"),
         "fm.teal.feed.play": play,
         "fm.teal.actor.status": r.teal_status_record(item=play, time=WHEN),
+        "app.bsky.feed.post": share.post_record(
+            share.Draft(1, "hi https://x.example/a", "https://music.example/track/1", "Night Drive", "Ada — Night",
+                        None), thumb=None, created_at=WHEN),
     }
     assert sorted(built) == lexicon.record_collections()
     for collection, record in built.items():
@@ -95,7 +99,7 @@ def test_required_and_type() -> None:
     assert rejected("fm.plyr.like", like(subject={"uri": TRACK_URI})).path == "$.subject.cid"
     assert rejected("fm.plyr.like", {**like(), "$type": "fm.plyr.track"}).rule == "$type"
     with pytest.raises(InvalidInput, match="no record lexicon"):
-        validate("app.bsky.feed.post", like())
+        validate("com.example.nothing", like())
     with pytest.raises(InvalidInput, match="no record lexicon"):
         validate("com.atproto.repo.strongRef", like())  # a lexicon, but not a record
 
