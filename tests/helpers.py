@@ -190,7 +190,7 @@ class Repo:
     def create(self, collection: str, record: dict[str, Any]) -> dict[str, Any]:
         return self.call("createRecord", {"collection": collection, "record": {"$type": collection, **record}})
 
-    def server(self, method: str, body: dict[str, Any]) -> None:
+    def server(self, method: str, body: dict[str, Any] | None = None) -> None:
         """com.atproto.server.<method> as the account (deactivateAccount, activateAccount...)."""
         r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.server.{method}", json=body, headers=self.auth)
         assert r.status_code == 200, r.text

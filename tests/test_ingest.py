@@ -53,7 +53,7 @@ def test_a_strangers_like_and_comment_arrive_and_go(node, pds, local_track) -> N
     wait_for(lambda: _track(node, local_track["id"])["like_count"] == 1, timeout=15)
     comments = wait_for(lambda: httpx.get(f"{node.url}/tracks/{local_track['id']}/comments").json()["comments"])
     assert comments[0]["text"] == "heard this on plyr.fm"
-    likers = httpx.get(f"{node.url}/tracks/{local_track['id']}/likers").json()["users"]
+    likers = httpx.get(f"{node.url}/tracks/{local_track['id']}/likes").json()["users"]
     assert likers[0]["did"] == stranger.account.did
     # the stranger is named by their handle once resolved
     wait_for(lambda: db(node, "SELECT handle FROM users WHERE did = ?", (stranger.account.did,))[0][0]
@@ -110,5 +110,5 @@ def test_a_deactivated_repo_hides_its_tracks_until_it_returns(node, pds) -> None
     assert httpx.get(f"{node.url}/tracks/{tid}").status_code == 200
     repo.server("deactivateAccount", {})
     wait_for(lambda: httpx.get(f"{node.url}/tracks/{tid}").status_code == 404, timeout=15)
-    repo.server("activateAccount", {})
+    repo.server("activateAccount")
     wait_for(lambda: httpx.get(f"{node.url}/tracks/{tid}").status_code == 200, timeout=15)

@@ -81,6 +81,16 @@ class NetworkEvents:
         self._people.add(did)
         return True
 
+    async def _is_known(self, did: str) -> bool:
+        """Whether the node has a users row for `did` (an artist, a liker...): asked of the database when the set
+        read a moment ago does not have them (identity and account events are few enough; one index seek)."""
+        if did in self._people:
+            return True
+        if await self.db.fetchone("SELECT 1 FROM users WHERE did = ?", (did,)) is None:
+            return False
+        self._people.add(did)
+        return True
+
     def forget_cache(self) -> None:
         """Read who the node knows again at the next event (a sign-in, a new follow)."""
         self._loaded_at = 0.0
@@ -206,14 +216,14 @@ class NetworkEvents:
         await _set_handle(self.db, did, ident.handle, ident.pds_url)
 
     async def _identity(self, event: IdentityEvent) -> bool:
-        if event.did not in self._people:
+        if not await self._is_known(event.did):
             return False
         self.node.identity.invalidate(event.did)
         await self._name(event.did)
         return True
 
     async def _account(self, event: AccountEvent) -> bool:
-        if event.did not in self._people:
+        if not await self._is_known(event.did):
             return False
         status = None if event.active else (event.status or "inactive")
         await self.node.remote_tracks.set_repo_status(event.did, status)
