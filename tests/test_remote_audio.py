@@ -282,7 +282,7 @@ def test_subsonic_stream_gives_the_same_bytes(node: ServedNode, pds: Any, artist
     assert body["status"] == "failed" and body["error"]["code"] == 50, body
 
 
-def test_audio_urls_are_checked_again_before_they_are_fetched(node: ServedNode, pds: Any,
+def test_audio_urls_are_checked_again_before_they_are_fetched(node: ServedNode, pds: Any, first: Remote,
                                                               fake_pds: FakePDS) -> None:
     # A record with only an audioUrl: Subsonic relays it through the guarded client, but only an https URL (this
     # one could not have been stored by the node's own adoption, which checks the same way).
@@ -296,7 +296,14 @@ def test_audio_urls_are_checked_again_before_they_are_fetched(node: ServedNode, 
     listener = rest_listener(node.url, pds.create_account("urllisten"))
     body = listener.answer("stream", id=f"tr-{track_id}")
     assert body["status"] == "failed" and "https" in body["error"]["message"], body
+    # The web player's relay of it (same origin, for Web Audio) checks the same way.
+    web = anonymous(node)
+    r = web.get(f"/audio/remote/{track_id}")
+    assert r.status_code == 502 and "https" in r.json()["detail"], r.text
     assert fake_pds.calls == []
+    # Only audioUrl tracks are relayed: one with a file here is served at /audio/<file_id>, and unknown ids are 404.
+    assert web.get(f"/audio/remote/{first.track_id}").status_code == 404
+    assert web.get("/audio/remote/999999").status_code == 404
 
 
 def test_an_unavailable_track_does_not_play(node: ServedNode, fake_pds: FakePDS, tmp_path: Path) -> None:

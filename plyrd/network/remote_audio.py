@@ -22,7 +22,8 @@ and released when its response has its file open (every play fetches again; noth
 - A PDS that answers a 4xx, or cannot be reached, may be one the artist has left: the DID is resolved again and,
   when it names another PDS, users.pds_url is updated and the fetch tried there once.
 - A record with only an audioUrl has no blob to verify: `open_url` streams it through the guarded client,
-  uncached (Subsonic; browsers play the https URL themselves).
+  uncached, one range at a time when the listener asks for one (Subsonic's stream, and the web player's
+  /audio/remote/<id>: same origin, which Web Audio needs to play it at all).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -59,6 +61,8 @@ TOUCH_EVERY = 60.0  # seconds: a replay marks its row played at most this often
 CHUNK = 256 * 1024
 # Downloads at once: each may hold up to 100 MB in tmp/ until it is verified, and PDSes are other people's servers.
 CONCURRENT_FETCHES = 4
+_RANGE = re.compile(r"bytes=(\d{1,15}-\d{0,15}|-\d{1,15})")
+_CONTENT_RANGE = re.compile(r"bytes \d{1,15}-\d{1,15}/(\d{1,15}|\*)")
 MAX_REDIRECTS = 3  # an audioUrl's hops (a storage service's redirect to its CDN), each checked again
 _ERROR_BODY_LIMIT = 64 * 1024
 _NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -101,12 +105,15 @@ class _Fetch:
 @dataclass
 class UpstreamAudio:
     """An audioUrl's response, open: its body is read with `chunks()` (capped at MAX_AUDIO_BYTES); `aclose()` ends it
-    (safe to call more than once)."""
+    (safe to call more than once). `partial`: the body is the range asked for, `content_range` says which; `size` is
+    the body's length when the host told it."""
 
     response: httpx.Response
     mime: str
     size: int | None
     service: str
+    partial: bool = False
+    content_range: str | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         sent = 0
@@ -363,10 +370,11 @@ class RemoteAudio:
 
     # ---- audioUrl ----------------------------------------------------------------------------------------------
 
-    async def open_url(self, row: sqlite3.Row) -> UpstreamAudio:
+    async def open_url(self, row: sqlite3.Row, range_header: str | None = None) -> UpstreamAudio:
         """A remote track with only an audioUrl: its response, open, through the guarded client (redirects followed
         up to MAX_REDIRECTS, each target checked as a stored URL is). Nothing is cached: there is no digest to verify
-        the bytes against."""
+        the bytes against. A listener's `Range` (one plain byte range, nothing else) is asked of the host, which may
+        answer it (206, relayed as such) or send the whole file."""
         if not is_remote(row):
             raise ValueError("not a remote track")
         if row["status"] != "ready":
@@ -375,10 +383,12 @@ class RemoteAudio:
         if found is None or not found["audio_url"]:
             raise NotFound("this track has no audio URL")
         url = _checked(found["audio_url"])
+        wanted = range_header.strip() if range_header else ""
+        headers = {"Range": wanted} if _RANGE.fullmatch(wanted) else {}
         for _ in range(MAX_REDIRECTS + 1):
             service = f"the track's audio host {describe_url(url)}"
             try:
-                response = await self.http.send(self.http.build_request("GET", url), stream=True)
+                response = await self.http.send(self.http.build_request("GET", url, headers=headers), stream=True)
             except BlockedAddress as e:
                 raise UpstreamError(f"{service} is refused: {e.detail}") from None
             except httpx.TimeoutException:
@@ -400,7 +410,13 @@ class RemoteAudio:
                 raise UpstreamError(f"{service} offered {size} bytes, more than a track may have")
             upstream_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             mime = upstream_type if upstream_type.startswith("audio/") else served_mime(row)
-            return UpstreamAudio(response, served_mime_of(mime), size, service)
+            content_range = response.headers.get("content-range", "").strip()
+            partial = response.status_code == 206 and bool(headers)
+            if partial and not _CONTENT_RANGE.fullmatch(content_range):
+                await response.aclose()
+                raise UpstreamError(f"{service} answered a range without a valid Content-Range")
+            return UpstreamAudio(response, served_mime_of(mime), size, service, partial,
+                                 content_range if partial else None)
         raise UpstreamError(f"the track's audio URL redirected more than {MAX_REDIRECTS} times")
 
 

@@ -3,20 +3,23 @@
 A file is served when it belongs to a track the caller may see (plyrd.catalog.tracks `visible`): a library file,
 or its artwork, is 404 to anyone who may not see the library, as if it did not exist. A library file browsers cannot
 play is sent as an MP3 made live and cached (plyrd.web.live_audio). A remote track's audio blob is fetched from its
-artist's PDS on first play, verified and cached (plyrd.network.remote_audio), then served as any stored file."""
+artist's PDS on first play, verified and cached (plyrd.network.remote_audio), then served as any stored file; one
+whose record has only an audioUrl is relayed from it at /audio/remote/<track id> (plyrd.web.relay)."""
 
 from __future__ import annotations
 
 import re
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from ..catalog.downloads import check_download
-from ..catalog.tracks import artist_name, audio_file, image_file, is_library, is_remote
+from ..catalog.tracks import artist_name, audio_file, image_file, is_library, is_remote, open_track
+from ..errors import NotFound
 from ..network.remote_audio import served_mime
 from ..subsonic import streaming
 from . import live_audio
 from .context import node
+from .relay import relay
 from .streaming import serve_file
 from .viewer import current_audience, current_viewer
 
@@ -51,6 +54,17 @@ async def audio(file_id: str) -> Response:
             return await serve_file(n.blobs.path_for(sha), mime=served_mime(f.track), etag=sha)
     return _private_if(is_library(f.track),
                        await serve_file(n.blobs.path_for(f.sha256), mime=f.mime, etag=f.sha256))
+
+
+@bp.route("/audio/remote/<int:track_id>", methods=["GET", "HEAD"])
+async def remote_url(track_id: int) -> Response:
+    """Another repo's track whose record has only an audioUrl: its bytes relayed from there through the guarded client
+    (ranges passed on), so the player plays it from its own origin. Tracks with a file here use /audio/<file_id>."""
+    n = node()
+    track = await open_track(n.db, track_id, current_audience())
+    if not streaming.from_url(track):
+        raise NotFound("this track's audio is at /audio/<file_id>")
+    return await relay(await n.remote_audio.open_url(track, request.headers.get("Range")))
 
 
 @bp.route("/audio/<file_id>/download", methods=["GET", "HEAD"])

@@ -4,30 +4,26 @@ finished transcode cached earlier is a file read like any other; a live one stre
 Content-Length (an estimate when the call says estimateContentLength=true) and without ranges (plyrd.web.live_audio,
 which the web player's /audio shares). A remote track's audio blob is fetched and verified into the blob store first
 (plyrd.network.remote_audio), then served or transcoded as any song's; one with only an audioUrl is relayed from it
-as it comes (no ranges, no transcoding)."""
+as it comes (plyrd.web.relay: no transcoding)."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-from types import TracebackType
 
 from quart import Response, request
-from quart.wrappers.response import ResponseBody
 
 from ... import errors
 from ...catalog.downloads import track_refusal
 from ...catalog.tracks import is_remote
-from ...network.remote_audio import UpstreamAudio
 from ...subsonic import catalog as sc
 from ...subsonic import streaming
 from ...subsonic.envelope import GENERIC, NOT_AUTHORIZED, SubsonicError
 from .. import live_audio
+from ..relay import relay
 from ..streaming import serve_file
 from .call import Call, method
 
 PRIVATE_REVALIDATE = "private, no-cache"
-log = logging.getLogger("plyrd.subsonic.files")
 
 
 async def _serve(call: Call, file: sc.File) -> Response:
@@ -45,7 +41,7 @@ async def stream(call: Call) -> Response:
     """The song as stored, or transcoded as `format`/`maxBitRate`/`timeOffset` ask (see plyrd.subsonic.streaming)."""
     row = await sc.get_song(call.node.db, call.required("id"), call.audience)
     if streaming.from_url(row):
-        return await _relay(await call.node.remote_audio.open_url(row))
+        return await relay(await call.node.remote_audio.open_url(row, request.headers.get("Range")))
     choice = streaming.choose(row, call.params.get("format"), call.params.get("maxBitRate"),
                               call.params.get("timeOffset"))
     # A remote track's original is in the blob store for as long as its file is being opened below.
@@ -58,46 +54,6 @@ async def stream(call: Call) -> Response:
                                             size=size)
         except (errors.Unavailable, errors.Unprocessable) as e:
             raise SubsonicError(GENERIC, e.detail) from None
-
-
-async def _relay(upstream: UpstreamAudio) -> Response:
-    """An audioUrl's bytes as they come: its length when it told one, no ranges (a player seeks within what it has)."""
-    headers = {"Accept-Ranges": "none", "Cache-Control": "no-store"}
-    if upstream.size is not None:
-        headers["Content-Length"] = str(upstream.size)
-    if request.method == "HEAD":
-        await upstream.aclose()
-        return Response(status=200, headers=headers, content_type=upstream.mime)
-    response = Response(RelayBody(upstream), status=200, headers=headers, content_type=upstream.mime)
-    response.timeout = None  # a whole track to a listener takes as long as the track
-    return response
-
-
-class RelayBody(ResponseBody):
-    """An upstream response as a response body; closed (its connection given back) when the body ends or the
-    listener goes. A failure mid-way cuts the response: the status was sent already, so it is logged."""
-
-    def __init__(self, upstream: UpstreamAudio) -> None:
-        self._upstream = upstream
-        self._chunks = upstream.chunks()
-
-    async def __aenter__(self) -> RelayBody:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self._chunks.aclose()
-        await self._upstream.aclose()
-
-    def __aiter__(self) -> RelayBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await anext(self._chunks)
-        except errors.UpstreamError as e:
-            log.warning("relayed audio failed mid-stream", extra={"fields": {"error": e.detail}})
-            raise
 
 
 @method("download")
