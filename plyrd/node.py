@@ -251,6 +251,12 @@ class Node:
         # After reconciliation: a bio adopted from their fm.plyr.actor.profile is theirs, which Bluesky never replaces.
         await self.sync_bsky_profile(did)
 
+    async def _profile_soon(self, did: str) -> None:
+        """Read a newly met artist's Bluesky profile in the background (the track that brought them is not held)."""
+        task = asyncio.create_task(self.sync_bsky_profile(did), name=f"plyrd-profile-{did}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def sync_bsky_profile(self, did: str) -> str:
         """Read `did`'s Bluesky profile into their users row (plyrd.network.bsky_profiles). Never raises."""
         from .network.bsky_profiles import ProfileSync, sync_bsky_profile
@@ -295,6 +301,7 @@ class Node:
                                         self.config["network.remote_audio_cache_mb"] * 1024 * 1024)
         self.track_importer = TrackImporter(self.db, self.blobs, self.uploads, self.http, self.config)
         self.remote_tracks = RemoteTracks(self.db, self.blobs, self.uploads, self.http, self.identity, self.config)
+        self.remote_tracks.on_new_artist.append(self._profile_soon)  # a remote artist first seen: their profile
         runner = JobRunner(self.db, {JOB_KIND: self.uploads.process, revisions.JOB_KIND: self.replacements.process},
                            concurrency=slots.size)
 

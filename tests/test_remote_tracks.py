@@ -29,7 +29,8 @@ def scene(pds, node, tmp_path_factory) -> dict[str, Any]:
     cover = artist.blob(jpeg_bytes(64, 64), "image/jpeg")
     # a PDS serves only blobs some record references (plyr.fm's covers are referenced by the artist's records)
     artist.call("putRecord", {"collection": "app.bsky.actor.profile", "rkey": "self",
-                              "record": {"$type": "app.bsky.actor.profile", "avatar": cover}})
+                              "record": {"$type": "app.bsky.actor.profile", "avatar": cover,
+                                         "displayName": "far artist on bluesky"}})
     cover_url = (f"{pds.pds_url}/xrpc/com.atproto.sync.getBlob?did={artist_acct.did}"
                  f"&cid={cover['ref']['$link']}")
     one = artist.create("fm.plyr.track", {
@@ -66,7 +67,8 @@ def test_a_like_of_another_repos_track_is_kept_as_a_remote_track(node, scene) ->
     assert [t["title"] for t in liked] == ["harbour lights"]
     track = liked[0]
     assert track["source"] == "remote" and track["artist_did"] == scene["artist_acct"].did
-    assert track["artist"] == "far artist" and track["album_name"] == "coastline"
+    # named by the record's artist until their Bluesky profile (read in the background) names them
+    assert track["artist"] in ("far artist", "far artist on bluesky") and track["album_name"] == "coastline"
     assert track["atproto_record_uri"] == scene["one"]["uri"]
     assert track["atproto_record_cid"] == scene["one"]["cid"]
     assert track["is_liked"] is True and track["like_count"] == 1
@@ -78,6 +80,11 @@ def test_a_like_of_another_repos_track_is_kept_as_a_remote_track(node, scene) ->
     # the artist is known by their handle and PDS
     rows = db(node, "SELECT handle, pds_url FROM users WHERE did = ?", (scene["artist_acct"].did,))
     assert rows[0][0] == scene["artist_acct"].handle and rows[0][1]
+    # first seen, their Bluesky profile is read: name and avatar from app.bsky.actor.profile
+    wait_for(lambda: db(node, "SELECT display_name, avatar_url FROM users WHERE did = ?",
+                        (scene["artist_acct"].did,))[0][0] == "far artist on bluesky")
+    avatar = db(node, "SELECT avatar_url FROM users WHERE did = ?", (scene["artist_acct"].did,))[0][0]
+    assert "/avatars/" in avatar and httpx.get(avatar).headers["content-type"] == "image/webp"
 
 
 def test_remote_tracks_open_for_anyone_and_comments_show(node, scene) -> None:
