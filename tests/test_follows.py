@@ -5,6 +5,7 @@ PDS) and those the node's users liked, newest first, in pages; a deleted follow 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +166,23 @@ async def test_ingest_creates_and_deletes_apply_only_to_node_users(db) -> None:
                 {**follow, "$type": "app.bsky.feed.like"}, "nope"):
         with pytest.raises(InvalidInput):
             await follows.follow_created(db, "did:plc:here", "3kdef", bad)
+    assert await follows.is_followed(db, "did:plc:abc") and not await follows.is_followed(db, "did:plc:here")
     assert await follows.follow_deleted(db, "did:plc:here", "3kabc") is True
     assert await follows.follow_deleted(db, "did:plc:here", "3kabc") is False
     assert await db.fetchall("SELECT * FROM follows") == []
+    await follows.follow_created(db, "did:plc:here", "3kabc", follow)
+    async with db.write() as conn:  # account deletion
+        await follows.forget_follows(conn, "did:plc:here")
+    assert await db.fetchall("SELECT * FROM follows") == [] and await db.fetchall("SELECT * FROM node_users") == []
+
+
+async def test_follows_are_read_again_daily_for_users_who_still_sign_in(db) -> None:
+    now = time.time()
+    users = [("did:plc:never", now - 60, None), ("did:plc:yesterday", now - 86400 * 3, now - 86400 * 2),
+             ("did:plc:fresh", now - 60, now - 3600), ("did:plc:gone", now - 86400 * 100, None)]
+    await db.execute("INSERT INTO node_users(did, signed_in_at, follows_read_at) VALUES (?, ?, ?), (?, ?, ?),"
+                     " (?, ?, ?), (?, ?, ?)", [v for u in users for v in u])
+    assert await follows.due_for_refresh(db, now) == ["did:plc:never", "did:plc:yesterday"]
 
 
 async def test_reading_stops_at_the_cap_with_the_newest(pds, tmp_path: Path) -> None:

@@ -180,11 +180,30 @@ async def follow_deleted(db: Database, did: str, rkey: str) -> bool:
     return await db.execute("DELETE FROM follows WHERE did = ? AND rkey = ?", (did, rkey)) > 0
 
 
+async def is_followed(db: Database, did: str) -> bool:
+    """Whether one of the node's users follows `did` (ingest keeps the track records of followed artists)."""
+    return await db.fetchone("SELECT 1 FROM follows WHERE subject_did = ? LIMIT 1", (did,)) is not None
+
+
+async def forget_follows(conn: Any, did: str) -> None:
+    """Inside account deletion's transaction: `did` is no node user any more, and whom they followed is gone."""
+    await conn.execute("DELETE FROM follows WHERE did = ?", (did,))
+    await conn.execute("DELETE FROM node_users WHERE did = ?", (did,))
+
+
+async def due_for_refresh(db: Database, now: float, limit: int = DAILY_BATCH) -> list[str]:
+    """The node users whose follows were read more than REFRESH_AFTER ago (or never), longest ago first, leaving out
+    those who have not signed in for DORMANT_AFTER."""
+    rows = await db.fetchall(
+        "SELECT did FROM node_users WHERE coalesce(follows_read_at, 0) < ? AND signed_in_at > ?"
+        " ORDER BY coalesce(follows_read_at, 0) LIMIT ?", (now - REFRESH_AFTER, now - DORMANT_AFTER, limit))
+    return [r["did"] for r in rows]
+
+
 # ---- reading ---------------------------------------------------------------------------------------------------
 
 # liked by someone who signed in here (likes from the network at large do not count)
-LIKED_BY_NODE_USERS = ("EXISTS (SELECT 1 FROM likes l WHERE l.track_id = {t}.id"
-                       " AND l.did IN (SELECT did FROM node_users))")
+LIKED_BY_NODE_USERS = "{t}.id IN (SELECT l.track_id FROM node_users n CROSS JOIN likes l ON l.did = n.did)"
 
 
 def network_reach(viewer_did: str | None, t: str = "t") -> Where:
@@ -256,7 +275,7 @@ class Follows:
                 await self.refresh(did)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + REFRESH_CHECK
-                for did in await self._due():
+                for did in await due_for_refresh(self.db, time.time()):
                     if stop.is_set() or self._pending:
                         break  # a sign-in goes first; the rest are due at the next check
                     await self.refresh(did)
@@ -273,13 +292,6 @@ class Follows:
             for w in waits:
                 w.cancel()
             self._wake.clear()
-
-    async def _due(self) -> list[str]:
-        now = time.time()
-        rows = await self.db.fetchall(
-            "SELECT did FROM node_users WHERE coalesce(follows_read_at, 0) < ? AND signed_in_at > ?"
-            " ORDER BY coalesce(follows_read_at, 0) LIMIT ?", (now - REFRESH_AFTER, now - DORMANT_AFTER, DAILY_BATCH))
-        return [r["did"] for r in rows]
 
     async def refresh(self, did: str) -> FollowRead | None:
         """Read `did`'s follows from their PDS and keep them, then backfill the known artists among them. None when
