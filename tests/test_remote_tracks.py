@@ -106,6 +106,8 @@ def test_playlist_items_resolve_including_url_only_records(node, scene) -> None:
     assert [t["title"] for t in detail["tracks"]] == ["harbour lights", "only a url"]
     url_only = detail["tracks"][1]
     assert url_only["source"] == "remote" and url_only["original_file_id"] is None
+    # relayed by the node from the record's https audioUrl (same origin for the player's Web Audio)
+    assert url_only["audio_url"] == f"{node.url}/audio/remote/{url_only['id']}"
 
 
 def test_remote_tracks_stay_out_of_the_nodes_feed_but_are_searchable(node, scene) -> None:

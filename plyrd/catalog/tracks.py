@@ -56,8 +56,8 @@ FEATURES_SQL = """CASE WHEN t.features = '[]' THEN '[]' ELSE (
 
 PDS_BLOB_SQL = synced_field_sql("fm.plyr.track", "t.artist_did", "t.rkey", '$.audioBlob.ref."$link"')
 
-# A remote track's audioUrl and imageUrl as its record gives them (https, checked): what plays and shows when the node
-# holds no audio blob (a record with only an audioUrl) or cover for it. NULL for every other track.
+# A remote track's audioUrl and imageUrl as its record gives them (https, checked): what the node relays and shows when
+# it holds no audio blob (a record with only an audioUrl) or cover for it. NULL for every other track.
 REMOTE_URLS_SQL = """CASE WHEN t.source = 'remote' THEN (SELECT rt.audio_url FROM remote_tracks rt
                                                           WHERE rt.track_id = t.id) END AS remote_audio_url,
        CASE WHEN t.source = 'remote' THEN (SELECT rt.image_url FROM remote_tracks rt
@@ -346,8 +346,10 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
     playable_sha = row["web_sha"] or row["original_sha"]
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
     labels = json.loads(row["self_labels"] or "[]")
-    # a remote track with only an audioUrl plays from there (the page's media policy allows https audio)
-    audio_url = f"{public_url}/audio/{playable_sha}" if playable_sha else row["remote_audio_url"]
+    # a remote track with only an audioUrl is relayed by the node from there (plyrd.web.relay): same origin, so the
+    # player's Web Audio loudness gain can read it
+    audio_url = (f"{public_url}/audio/{playable_sha}" if playable_sha
+                 else f"{public_url}/audio/remote/{row['id']}" if row["remote_audio_url"] else None)
     return {
         "id": row["id"],
         "title": row["title"],

@@ -9,8 +9,8 @@ style elements through the CSSOM (element.style), which CSP does not restrict.
 
 - `img-src https:`: covers and avatars may live on a PDS or any https host. `data:` and `blob:` (there and in
   `media-src`) let a page show a file picked for upload before it is sent; no page needs them today.
-- `media-src 'self' https:`: audio is the node's own /audio/, except another node's track whose record has only an
-  audioUrl (plyr.fm's own storage), which the browser plays from that https URL.
+- `media-src 'self'`: audio is always the node's own /audio/ (another node's track whose record has only an audioUrl
+  is relayed by the node: plyrd.web.relay).
 - `form-action 'self'`: every form posts to the node. Chromium checks a form's redirects too, so the sign-in
   form's /auth/start answers browsers with a page that moves on to the PDS by itself (a meta refresh is a
   navigation, which form-action does not govern) instead of a redirect.
@@ -32,7 +32,7 @@ _BASE = [
     "script-src 'self'",
     "style-src 'self'",
     "img-src 'self' https: data: blob:",
-    "media-src 'self' blob: https:",
+    "media-src 'self' blob:",
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
