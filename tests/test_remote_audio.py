@@ -5,14 +5,19 @@ once (a replay is read from the cache: the node logs each fetch), with ranges; a
 CID names, or more than the record declares, is refused with a 502 that leaves no file and no row (a small local
 server poses as that PDS: the real one never lies); an artist who moved is found again through their DID; the
 cache keeps to its cap, least recently played first; Subsonic's stream gives the same bytes; nothing remote is
-downloadable here."""
+downloadable here. A record with only an audioUrl is relayed with ranges (in process, against an https host on
+loopback: the node's own client trusts only public CAs, and a stored audioUrl must be https)."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import http.server
+import ipaddress
 import json
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -24,11 +29,20 @@ import httpx
 import pytest
 from audio_samples import make_audio
 from conftest import ServedNode, node_env, node_fixture, start_node
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from helpers import anonymous, db
 from pds_harness import Account
 from subsonic_support import rest_listener
 
 from plyrd.atproto.cbor import blob_cid
+from plyrd.atproto.identity import IdentityResolver
+from plyrd.atproto.net import make_http_client
+from plyrd.db import Database
+from plyrd.network.remote_audio import RemoteAudio
+from plyrd.storage import BlobStore
 
 # 1 MiB: two of the 2.8 s WAVs below (~494 kB each) fit, a third does not.
 node = node_fixture("remote_audio", PLYRD_NETWORK_REMOTE_AUDIO_CACHE_MB="1")
@@ -372,3 +386,110 @@ def test_a_smaller_cap_applies_at_start_and_zero_keeps_nothing(pds: Any, artist:
         assert fetches(served, track.sha) == 2
     finally:
         served.stop()
+
+
+# ---- an audioUrl relayed (in process: the node's own client trusts only public CAs, and an https URL is required) --
+
+
+def _self_signed_loopback(tmp_path: Path) -> Path:
+    """A certificate (and key) for the IP address 127.0.0.1, its own CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "loopback.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return pem
+
+
+class AudioHost:
+    """An https host on 127.0.0.1 serving one file at /a.mp3 with ranges (as storage services do), a redirect to it
+    at /hop, and the Range headers it was sent."""
+
+    def __init__(self, pem: Path, data: bytes) -> None:
+        self.ranges: list[str | None] = []
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/hop":
+                    self.send_response(302)
+                    self.send_header("Location", "/a.mp3")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                host.ranges.append(self.headers.get("Range"))
+                m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+                start, end = (int(m[1]), int(m[2] or len(data) - 1)) if m else (0, len(data) - 1)
+                self.send_response(206 if m else 200)
+                self.send_header("Content-Type", "text/html")  # a host's type is not trusted for the node's origin
+                self.send_header("Content-Length", str(end + 1 - start))
+                if m:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.end_headers()
+                self.wfile.write(data[start:end + 1])
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pem)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_an_audio_url_is_relayed_with_ranges(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 400
+    pem = _self_signed_loopback(tmp_path)
+    audio_host = AudioHost(pem, data)
+    database = Database(tmp_path / "plyrd.db")
+    await database.open()
+    try:
+        async with database.write() as conn:
+            await conn.execute("INSERT INTO users(did) VALUES ('did:plc:urlurlurlurlurlurlurlurlu')")
+            await conn.execute(
+                "INSERT INTO tracks(id, artist_did, title, original_sha, original_ext, original_mime, container, codec,"
+                " duration, sample_rate, channels, status, source) VALUES (1, 'did:plc:urlurlurlurlurlurlurlurlu',"
+                " 'by url', NULL, 'mp3', 'audio/mpeg', 'mp3', 'mp3', 3, 44100, 2, 'ready', 'remote')")
+            await conn.execute("INSERT INTO remote_tracks(track_id, audio_url) VALUES (1, ?)",
+                               (audio_host.url + "/hop",))
+        row = await database.fetchone("SELECT * FROM tracks WHERE id = 1")
+        client = make_http_client(allow_private=True, user_agent="test",
+                                  ssl_context=ssl.create_default_context(cafile=str(pem)))
+        store = BlobStore(tmp_path / "blobs", tmp_path / "tmp", database)
+        remote = RemoteAudio(database, store, client, IdentityResolver(client), 0)
+
+        async def body(range_header: str | None = None) -> tuple[Any, bytes]:
+            up = await remote.open_url(row, range_header)
+            try:
+                return up, b"".join([chunk async for chunk in up.chunks()])
+            finally:
+                await up.aclose()
+
+        whole, got = await body()
+        assert got == data and not whole.partial and whole.size == len(data)
+        assert whole.mime == "audio/mpeg"  # the record's type, not the host's text/html
+        part, got = await body("bytes=1000-1999")
+        assert got == data[1000:2000] and part.partial and part.content_range == f"bytes 1000-1999/{len(data)}"
+        # Only one plain range is passed on: anything else asks for the whole file.
+        _, got = await body("bytes=0-1,5-6")
+        assert got == data
+        assert audio_host.ranges == [None, "bytes=1000-1999", None]
+        await client.aclose()
+    finally:
+        audio_host.close()
+        await database.close()
