@@ -13,7 +13,7 @@ import httpx
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
-from helpers import NOW, Repo, db, sign_in, wait_for
+from helpers import NOW, Repo, db, records, sign_in, wait_for
 
 node = node_fixture("remote")
 
@@ -157,3 +157,34 @@ def test_garbage_references_resolve_to_nothing(node, pds, tmp_path: Path) -> Non
     r = me.http.post("/sync/reconcile", headers={"X-CSRF-Token": me.csrf})
     assert r.status_code == 200 and r.json()["adopted"]["likes"] == 0
     assert me.http.get("/tracks/liked").json()["tracks"] == []
+
+
+def test_listeners_like_and_add_remote_tracks_through_the_node(node, pds, scene) -> None:
+    """A like made here of a remote track is an fm.plyr.like in the listener's repo naming the artist's record; a
+    track plyr.fm's SDK adds to a playlist by URI is read from its artist's PDS if the node does not know it."""
+    artist = scene["artist"]
+    fresh = artist.create("fm.plyr.track", {"title": "new tide", "artist": "far artist", "fileType": "mp3",
+                                            "createdAt": NOW, "audioUrl": "https://cdn.example.com/t.mp3"})
+    acct = pds.create_account("farlist")
+    me = sign_in(node.url, acct)
+    # by URI: visitors learn nothing new (no PDS is asked for them), a signed-in listener's request reads it
+    assert httpx.get(f"{node.url}/tracks/by-uri", params={"uri": fresh["uri"]}).status_code == 404
+    r = me.http.get("/tracks/by-uri", params={"uri": fresh["uri"], "cid": fresh["cid"]})
+    assert r.status_code == 200 and r.json()["title"] == "new tide"
+    tid = r.json()["id"]
+    r = me.http.post(f"/tracks/{tid}/like", headers={"X-CSRF-Token": me.csrf})
+    assert r.status_code in (200, 201), r.text
+    liked = wait_for(lambda: records(pds, acct.did, "fm.plyr.like"))
+    assert liked[0]["value"]["subject"] == {"uri": fresh["uri"], "cid": fresh["cid"]}
+
+    another = artist.create("fm.plyr.track", {"title": "low water", "artist": "far artist", "fileType": "mp3",
+                                              "createdAt": NOW, "audioUrl": "https://cdn.example.com/w.mp3"})
+    r = me.http.post("/lists/playlists", json={"name": "tides"}, headers={"X-CSRF-Token": me.csrf})
+    assert r.status_code in (200, 201), r.text
+    playlist = r.json()["id"]
+    r = me.http.post(f"/lists/playlists/{playlist}/tracks", json={"track_uri": another["uri"],
+                                                                  "track_cid": another["cid"]},
+                     headers={"X-CSRF-Token": me.csrf})
+    assert r.status_code == 200, r.text
+    detail = me.http.get(f"/lists/playlists/{playlist}").json()
+    assert [t["title"] for t in detail["tracks"]] == ["low water"]

@@ -61,6 +61,7 @@ log = logging.getLogger("plyrd.remote_tracks")
 _NOW_SQL = "(julianday('now') - 2440587.5) * 86400.0"
 _RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
 _EXT = re.compile(r"[a-z0-9]{1,16}")
+RECHECK_SECONDS = 600.0  # a known remote track is read again for a reference to another version at most this often
 LEXICON_MAX_AUDIO = 104_857_600  # fm.plyr.track's audioBlob maxSize
 # A repo's PDS says it is not active: its tracks are hidden (users.repo_status) until it comes back.
 INACTIVE_ERRORS = {"RepoDeactivated": "deactivated", "RepoTakendown": "takendown", "RepoSuspended": "suspended"}
@@ -208,21 +209,26 @@ class RemoteTracks:
         parsed = parse_track_uri(uri)
         if parsed is None:
             return None
-        row = await self.db.fetchone("SELECT id, source, record_cid FROM tracks WHERE record_uri = ?", (uri,))
-        if row is not None and (row["source"] != REMOTE_SOURCE or not isinstance(cid, str) or cid == row["record_cid"]):
+        row = await self._known_row(uri)
+        if row is not None and not _worth_reading(row, cid):
             return int(row["id"])
         lock = self._locks.get(uri)
         if lock is None:
             lock = self._locks[uri] = asyncio.Lock()
         async with lock:
-            row = await self.db.fetchone("SELECT id, source, record_cid FROM tracks WHERE record_uri = ?", (uri,))
-            if row is not None and (row["source"] != REMOTE_SOURCE or cid in (None, row["record_cid"])):
+            row = await self._known_row(uri)
+            if row is not None and not _worth_reading(row, cid):
                 return int(row["id"])
             did, rkey = parsed
             outcome = await self._fetch_and_adopt(did, rkey)
             if outcome is None and row is not None:
                 return int(row["id"])  # known before: keep it (shown as it was) until the PDS answers again
             return outcome
+
+    async def _known_row(self, uri: str) -> Any:
+        return await self.db.fetchone(
+            "SELECT t.id, t.source, t.record_cid, rt.fetched_at FROM tracks t"
+            " LEFT JOIN remote_tracks rt ON rt.track_id = t.id WHERE t.record_uri = ?", (uri,))
 
     async def resolve_many(self, refs: Iterable[tuple[Any, Any]]) -> dict[str, int]:
         """Resolve many strongRefs (uri, cid) at once (a few PDS requests at a time); uri -> track id for those
@@ -411,6 +417,15 @@ class RemoteTracks:
         for r in rows:
             await self._refresh_once(r["track_id"])
         return len(rows)
+
+
+def _worth_reading(row: Any, cid: Any) -> bool:
+    """Whether a known track's record should be read again for a reference naming `cid`: only a remote track, only
+    when the reference names another version, and at most every RECHECK_SECONDS (a client naming made-up CIDs must
+    not make the node ask a PDS on every request)."""
+    if row["source"] != REMOTE_SOURCE or not isinstance(cid, str) or cid == row["record_cid"]:
+        return False
+    return row["fetched_at"] is None or time.time() - row["fetched_at"] > RECHECK_SECONDS
 
 
 async def _upsert_person(conn: Any, did: str, *, handle: str | None, pds_url: str | None, name: str | None) -> None:

@@ -260,7 +260,11 @@ async def delete_playlist(playlist_id: str) -> Response:
 @lists_bp.post("/lists/playlists/<playlist_id>/tracks")
 async def playlist_add(playlist_id: str) -> Response:
     viewer = require_viewer()
-    await playlists.add_item(node().db, playlist_id, viewer.did, await json_body(), current_audience())
+    n = node()
+    body = await json_body()
+    if isinstance(body, dict) and isinstance(body.get("track_uri"), str):  # another repo's track: known from here on
+        await n.remote_tracks.resolve(body["track_uri"], body.get("track_cid"))
+    await playlists.add_item(n.db, playlist_id, viewer.did, body, current_audience())
     return await _answer(playlist_id, viewer.did)
 
 

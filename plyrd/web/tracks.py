@@ -136,8 +136,14 @@ async def latest_tracks() -> Response:
 
 @bp.get("/tracks/by-uri")
 async def track_by_uri() -> Response:
-    """A track by its fm.plyr.track record's AT-URI (?uri=at://...), as GET /tracks/{id} answers."""
-    row = await open_track_by_uri(node().db, request.args.get("uri", ""), current_audience())
+    """A track by its fm.plyr.track record's AT-URI (?uri=at://...), as GET /tracks/{id} answers. For a signed-in
+    listener, another repo's track the node does not know yet is read from its artist's PDS first (a remote track);
+    visitors get only what the node already knows (no PDS is asked on their behalf)."""
+    n = node()
+    uri = request.args.get("uri", "")
+    if current_viewer() is not None:
+        await n.remote_tracks.resolve(uri, request.args.get("cid"))
+    row = await open_track_by_uri(n.db, uri, current_audience())
     return jsonify((await _tracks_json([row], peaks=True))[0])
 
 
