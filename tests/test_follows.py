@@ -5,6 +5,7 @@ PDS) and those the node's users liked, newest first, in pages; a deleted follow 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,32 @@ async def test_reading_stops_at_the_cap_with_the_newest(pds, tmp_path: Path) -> 
         subjects[::-1]
     assert not capped.complete and capped.skipped == 1 and [f.subject_did for f in capped.follows] == \
         subjects[::-1][:2]
+
+
+async def test_a_new_follow_from_ingest_backfills_a_known_artist(pds, tmp_path: Path) -> None:
+    """What the ingest handler does with a follow event, in a node of its own (in process): the follow is kept, and
+    the followed artist, known here by one track, has their newest other tracks read from their PDS."""
+    from plyrd.config import load_config
+    from plyrd.node import Node
+
+    artist = Repo(pds, pds.create_account("ingested"))
+    first = artist.track("first known", "2026-11-01T10:00:00.000Z")
+    artist.track("second new", "2026-11-02T10:00:00.000Z")
+    config = load_config(env={}, overrides={
+        "storage.data_dir": str(tmp_path / "data"), "atproto.plc_url": pds.plc_url,
+        "atproto.handle_resolver_url": pds.pds_url, "atproto.allow_private_addresses": True})
+    node = Node(config)
+    await node.start()
+    try:
+        assert await node.remote_tracks.resolve(first["uri"], first["cid"]) is not None
+        await follows.mark_node_user(node.db, "did:plc:listenerhere")
+        kept = await follows.follow_created(node.db, "did:plc:listenerhere", "3kfollow", {
+            "$type": "app.bsky.graph.follow", "subject": artist.account.did, "createdAt": "2026-11-03T00:00:00Z"})
+        assert kept is not None
+        node.follows.followed(kept.subject_did)
+        deadline = time.monotonic() + 20
+        while not await node.db.fetchone("SELECT 1 FROM tracks WHERE title = 'second new' AND source = 'remote'"):
+            assert time.monotonic() < deadline, "the followed artist's new track was never adopted"
+            await asyncio.sleep(0.1)
+    finally:
+        await node.stop()

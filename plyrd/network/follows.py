@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -231,6 +232,15 @@ async def followed_artists(db: Database, did: str, audience: Audience) -> list[d
              "track_count": r["track_count"]} for r in rows]
 
 
+async def known_artists(db: Database, dids: list[str]) -> list[str]:
+    """Those of `dids` whose tracks the node knows from the network (remote tracks), with an active repo."""
+    rows = await db.fetchall(
+        "SELECT value AS did FROM json_each(?) d WHERE"
+        f" EXISTS (SELECT 1 FROM tracks t WHERE t.artist_did = d.value AND t.source = '{REMOTE_SOURCE}')"
+        f" AND d.value NOT IN ({INACTIVE_REPOS})", (json.dumps(dids),))
+    return [r["did"] for r in rows]
+
+
 async def known_followed_artists(db: Database, did: str) -> list[str]:
     """The accounts `did` follows whose tracks the node knows from the network (remote tracks), with an active
     repo: the ones worth reading new tracks of."""
@@ -255,6 +265,7 @@ class Follows:
         self.identity = identity
         self.adopter = adopter  # node.remote_tracks; None: no backfill
         self._pending: dict[str, None] = {}  # users who signed in, in order, each once
+        self._artists_pending: dict[str, None] = {}  # artists newly followed (ingest), to backfill
         self._wake = asyncio.Event()
         self._fetches = asyncio.Semaphore(BACKFILL_CONCURRENCY)
         self._artists_read: dict[str, float] = {}  # artist DID -> when backfill last read them (monotonic)
@@ -262,6 +273,12 @@ class Follows:
     def signed_in(self, did: str) -> None:
         """A sign-in hook (plyrd.node `_signed_in`): read their follows soon."""
         self._pending[did] = None
+        self._wake.set()
+
+    def followed(self, subject_did: str) -> None:
+        """A node user followed `subject_did` (ingest: `follow_created` kept it): read their newest tracks soon,
+        if the node knows them as an artist (the worker does it; an ingest handler must not wait on their PDS)."""
+        self._artists_pending[subject_did] = None
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -273,6 +290,10 @@ class Follows:
                 del self._pending[did]
                 await mark_node_user(self.db, did)
                 await self.refresh(did)
+            if self._artists_pending and not stop.is_set():
+                artists, self._artists_pending = list(self._artists_pending), {}
+                await self.backfill(await known_artists(self.db, artists))
+                continue
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + REFRESH_CHECK
                 for did in await due_for_refresh(self.db, time.time()):
@@ -283,7 +304,7 @@ class Follows:
             await self._wait(stop, next_check - time.monotonic())
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
-        if self._pending:
+        if self._pending or self._artists_pending:
             return
         waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         try:
