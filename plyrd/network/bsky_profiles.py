@@ -41,15 +41,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import libipld
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..atproto.cbor import blob_cid, record_cid
+from ..atproto.cbor import record_cid
 from ..atproto.identity import IdentityResolver, is_did
 from ..atproto.lexicon import validate_value
 from ..atproto.net import UpstreamStatusError, fetch_bytes, get_json
 from ..catalog.profiles import COLLECTION as PLYR_PROFILE
 from ..catalog.profiles import write_profile_record
+from ..catalog.track_import import sha_of_cid
 from ..db import Database
 from ..errors import InvalidInput, PlyrdError
 from ..media.artwork import image_kind
@@ -72,8 +72,6 @@ REFRESH_BATCH = 500  # profiles read per housekeeping run at most; the rest wait
 REFRESH_CONCURRENCY = 4
 REFRESH_BUDGET_SECONDS = 300.0
 _MAX_RECORD_BYTES = 64 * 1024
-_RAW_CODEC = 0x55
-_SHA2_256 = 0x12
 _KINDS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}
 
 # The fields of app.bsky.actor.profile plyrd reads, with the upstream lexicon's limits (bluesky-social/atproto,
@@ -129,19 +127,6 @@ async def is_avatar(db: Database, sha: str) -> bool:
     return await db.fetchone("SELECT 1 FROM users WHERE avatar_sha = ?", (sha,)) is not None
 
 
-def blob_sha(cid: str) -> str | None:
-    """The SHA-256 hex a blob CID names, or None when it is not a raw sha2-256 CIDv1 (as every blob ref is)."""
-    try:
-        parsed = libipld.decode_cid(cid)
-        digest = bytes(parsed["hash"]["digest"])
-        if parsed["codec"] != _RAW_CODEC or parsed["hash"]["code"] != _SHA2_256 or len(digest) != 32:
-            return None
-        sha = digest.hex()
-        return sha if blob_cid(sha) == cid else None  # the canonical spelling only
-    except (ValueError, KeyError, TypeError, InvalidInput):
-        return None
-
-
 def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
@@ -158,7 +143,7 @@ def parse_profile(answer: Mapping[str, Any]) -> BskyProfile:
         raise InvalidInput(f"the record's CID {cid!r} is not the CID of its contents")
     avatar = value.get("avatar")
     avatar_cid = avatar["ref"]["$link"] if isinstance(avatar, Mapping) else None
-    avatar_sha = blob_sha(avatar_cid) if avatar_cid else None
+    avatar_sha = sha_of_cid(avatar_cid) if avatar_cid else None
     if avatar_cid and avatar_sha is None:
         raise InvalidInput(f"the avatar's CID {avatar_cid} does not name a SHA-256 digest")
     return BskyProfile(cid=cid, display_name=_text(value.get("displayName")),
