@@ -418,8 +418,9 @@ async def audio_file(db: Database, file_id: str, audience: Audience) -> AudioFil
     row = await db.fetchone(f"{TRACK_SELECT} WHERE t.web_sha = ? AND {seen.sql} LIMIT 1", (file_id, *seen.params))
     if row is not None:
         return AudioFile(file_id, "audio/mpeg", "mp3", row)
-    row = await db.fetchone(f"{TRACK_SELECT} WHERE t.original_sha = ? AND {seen.sql} LIMIT 1",
-                            (file_id, *seen.params))
+    # the same audio may be several tracks' (an upload and another node's record of it): a playable one answers
+    row = await db.fetchone(f"{TRACK_SELECT} WHERE t.original_sha = ? AND {seen.sql}"
+                            " ORDER BY t.status = 'ready' DESC, t.source = 'remote' LIMIT 1", (file_id, *seen.params))
     if row is not None:
         return AudioFile(file_id, row["original_mime"], row["original_ext"], row)
     raise NotFound("no such audio file")
