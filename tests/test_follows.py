@@ -230,3 +230,17 @@ async def test_a_new_follow_from_ingest_backfills_a_known_artist(pds, tmp_path: 
             await asyncio.sleep(0.1)
     finally:
         await node.stop()
+
+
+async def test_a_failed_read_keeps_the_follows_and_waits_a_day(db, pds) -> None:
+    from plyrd.atproto.identity import IdentityResolver
+
+    gone = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"  # no such DID in the PLC directory
+    await follows.mark_node_user(db, gone)
+    await follows.follow_created(db, gone, "3kabc", {"$type": "app.bsky.graph.follow", "subject": "did:plc:abc",
+                                                     "createdAt": "2026-11-01T00:00:00Z"})
+    async with make_http_client(allow_private=True, user_agent="plyrd-test") as http:
+        reader = follows.Follows(db, http, IdentityResolver(http, plc_url=pds.plc_url), None)
+        assert await reader.refresh(gone) is None
+    assert await db.fetchall("SELECT subject_did FROM follows WHERE did = ?", (gone,)) != []
+    assert await follows.due_for_refresh(db, time.time()) == []

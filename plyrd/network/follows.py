@@ -164,8 +164,8 @@ async def store_follows(db: Database, did: str, read: FollowRead) -> None:
 
 async def follow_created(db: Database, did: str, rkey: str, record: Any) -> Follow | None:
     """A follow record written in `did`'s repo (an ingest event): kept when `did` is a node user (the network's
-    other follows are none of the node's business). Returns what was kept (its subject may be worth a backfill:
-    `Follows.backfill`), or None; InvalidInput for a record that is not a valid follow."""
+    other follows are none of the node's business). Returns what was kept (hand its subject to `Follows.followed`
+    for a backfill), or None; InvalidInput for a record that is not a valid follow."""
     follow = parse_follow(rkey, record)
     async with db.write() as conn:
         async with conn.execute("SELECT 1 FROM node_users WHERE did = ?", (did,)) as cur:
@@ -322,6 +322,8 @@ class Follows:
             read = await read_follows(self.http, ident.pds_url, did)
         except PlyrdError as e:
             log.info("follows not read", extra={"fields": {"did": did, "error": e.detail}})
+            # tried: the next daily read is a day away (a PDS gone for good must not hold the head of the queue)
+            await self.db.execute(f"UPDATE node_users SET follows_read_at = {_NOW_SQL} WHERE did = ?", (did,))
             return None
         await store_follows(self.db, did, read)
         log.info("follows read", extra={"fields": {"did": did, "follows": len(read.follows),

@@ -8,7 +8,7 @@
 CREATE TABLE node_users (
     did              TEXT PRIMARY KEY,
     signed_in_at     REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),  -- the latest sign-in
-    follows_read_at  REAL,                          -- when their follows were last read from their PDS; NULL: never
+    follows_read_at  REAL,                          -- when their follows were last read (or tried); NULL: never
     follows_count    INTEGER NOT NULL DEFAULT 0,    -- how many follow records that read kept
     follows_complete INTEGER NOT NULL DEFAULT 1     -- 0: they follow more than the node reads; the newest are kept
 ) STRICT;
