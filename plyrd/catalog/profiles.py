@@ -142,6 +142,8 @@ async def reconcile_profile(db: Database, did: str, remote: dict[str, dict[str, 
     none. Never overwrites a profile on the PDS with an emptier local one. Returns what happened."""
     rec = remote.get(RKEY)
     async with db.write() as conn:
+        if await is_queued(conn, did, COLLECTION, RKEY):
+            return "pending"  # an edit made here is on its way: the PDS's older version must not undo it
         if rec is not None:
             value = rec["value"]
             created = value.get("createdAt")
@@ -156,7 +158,5 @@ async def reconcile_profile(db: Database, did: str, remote: dict[str, dict[str, 
                 (value.get("bio"), safe_url_or_none(value.get("avatar")), created_ts, did),
             )
             return "adopted"
-        if await is_queued(conn, did, COLLECTION, RKEY):
-            return "pending"
         await write_profile_record(conn, did)
         return "created"
