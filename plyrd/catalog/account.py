@@ -16,6 +16,8 @@ from ..atproto.outbox import delete_collections, forget_account
 from ..atproto.xrpc import PDSSession
 from ..db import Database
 from ..errors import InvalidInput
+from ..network.bsky_profiles import release_avatar
+from ..network.follows import forget_follows
 from ..storage import BlobStore
 from .albums import release_owned_covers
 from .tracks import TRACK_SELECT, artist_name, remove_track, track_json
@@ -120,5 +122,8 @@ async def delete_local(db: Database, store: BlobStore, did: str) -> dict[str, in
         cur = await conn.execute("DELETE FROM auth_sessions WHERE did = ?", (did,))
         counts["sessions"] = cur.rowcount
         counts["queued_writes"] = await forget_account(conn, did)
+        # whom they followed, that they were a user here, and the node's copy of their Bluesky avatar
+        await forget_follows(conn, did)
+        released += await release_avatar(conn, store, did)
     await store.remove_unreferenced(released)
     return counts

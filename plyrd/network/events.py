@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..atproto.outbox import queued_rkeys
 from ..catalog.reconcile import adopt_comment, adopt_like, drop_record, valid_record
-from ..errors import PlyrdError
+from ..errors import InvalidInput, PlyrdError
 from ..ingest.events import AccountEvent, Event, IdentityEvent, RecordOp
+from .follows import follow_created, follow_deleted, is_followed
 from .remote_tracks import parse_track_uri
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ class NetworkEvents:
         self.db = node.db
         self._users: set[str] = set()  # the node's users (node_users)
         self._people: set[str] = set()  # everyone with a users row: artists, likers, followed people
-        self._followed: set[str] = set()  # DIDs some node user follows
         self._loaded_at = 0.0
         self._reconciles: dict[str, asyncio.Task[None]] = {}
         self.counts: dict[str, int] = {"kept": 0, "ignored": 0, "invalid": 0, "failed": 0}
@@ -67,7 +67,6 @@ class NetworkEvents:
             return
         self._users = {r["did"] for r in await self.db.fetchall("SELECT did FROM node_users")}
         self._people = {r["did"] for r in await self.db.fetchall("SELECT did FROM users")}
-        self._followed = {r["subject_did"] for r in await self.db.fetchall("SELECT DISTINCT subject_did FROM follows")}
         self._loaded_at = time.monotonic()
 
     async def _is_user(self, did: str) -> bool:
@@ -174,7 +173,7 @@ class NetworkEvents:
         node already knows the track; its delete makes a known one unavailable."""
         if op.action == "delete":
             return await self.node.remote_tracks.mark_gone(op.uri, "its record was deleted")
-        if op.did not in self._followed and await self.node.remote_tracks.known(op.uri) is None:
+        if not await is_followed(self.db, op.did) and await self.node.remote_tracks.known(op.uri) is None:
             return False
         assert op.cid is not None
         return await self.node.remote_tracks.adopt(op.did, op.rkey, op.cid, op.record) is not None
@@ -182,12 +181,17 @@ class NetworkEvents:
     async def _follow(self, op: RecordOp) -> bool:
         if op.did not in self._users:
             return False
-        from .follows import follow_created, follow_deleted
-
         if op.action == "delete":
             changed = await follow_deleted(self.db, op.did, op.rkey)
         else:
-            changed = await follow_created(self.db, op.did, op.rkey, op.record) is not None
+            try:
+                kept = await follow_created(self.db, op.did, op.rkey, op.record)
+            except InvalidInput:
+                self.counts["invalid"] += 1
+                return False
+            changed = kept is not None
+            if kept is not None:
+                self.node.follows.followed(kept.subject_did)  # their newest tracks, read by the follows worker
         self.forget_cache()
         return bool(changed)
 
