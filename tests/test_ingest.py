@@ -112,3 +112,23 @@ def test_a_deactivated_repo_hides_its_tracks_until_it_returns(node, pds) -> None
     wait_for(lambda: httpx.get(f"{node.url}/tracks/{tid}").status_code == 404, timeout=15)
     repo.server("activateAccount")
     wait_for(lambda: httpx.get(f"{node.url}/tracks/{tid}").status_code == 200, timeout=15)
+
+
+def test_a_follow_made_elsewhere_brings_the_artists_new_tracks(node, pds) -> None:
+    """A node user follows an artist in their Bluesky app; the artist then publishes a track on plyr.fm: it is in
+    the node's network feed within seconds, through the firehose alone."""
+    artist = Repo(pds, pds.create_account("ingfol"))
+    listener_acct = pds.create_account("ingfoll")
+    listener = sign_in(node.url, listener_acct)
+    wait_for(lambda: db(node, "SELECT 1 FROM node_users WHERE did = ?", (listener_acct.did,)))
+    Repo(pds, listener_acct).create("app.bsky.graph.follow", {"subject": artist.account.did, "createdAt": NOW})
+    wait_for(lambda: db(node, "SELECT 1 FROM follows WHERE did = ? AND subject_did = ?",
+                        (listener_acct.did, artist.account.did)), timeout=15)
+    artist.create("fm.plyr.track", {"title": "fresh from the sea", "artist": "ingfol", "fileType": "mp3",
+                                    "createdAt": NOW, "audioUrl": "https://cdn.example.com/s.mp3"})
+    # (the feed also holds other repos' tracks this module's listeners liked)
+    feed = wait_for(lambda: [t["title"] for t in listener.http.get("/feeds/network").json()["tracks"]
+                             if t["artist_did"] == artist.account.did], timeout=15)
+    assert feed == ["fresh from the sea"]
+    followed = listener.http.get("/following/artists").json()
+    assert [a["did"] for a in followed] == [artist.account.did]
