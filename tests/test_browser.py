@@ -560,7 +560,7 @@ def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
     pages = {
         "home": "/", "track": f"/track/{s.ids['long']}", "artist": f"/u/{s.account.handle}", "tag": "/tag/dusk",
         "library": "/library", "playlist": f"/playlist/{s.ids['playlist']}", "upload": "/upload",
-        "settings": "/settings", "not-found": "/track/987654",
+        "settings": "/settings", "network": "/network", "not-found": "/track/987654",
     }
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         for scheme, signed_in in (("dark", True), ("light", False)):
