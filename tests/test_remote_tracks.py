@@ -14,6 +14,7 @@ import pytest
 from audio_samples import jpeg_bytes, make_audio
 from conftest import node_fixture
 from helpers import NOW, Repo, db, records, sign_in, wait_for
+from plyrfm._internal.types import Track
 
 node = node_fixture("remote")
 
@@ -106,8 +107,11 @@ def test_playlist_items_resolve_including_url_only_records(node, scene) -> None:
     assert [t["title"] for t in detail["tracks"]] == ["harbour lights", "only a url"]
     url_only = detail["tracks"][1]
     assert url_only["source"] == "remote" and url_only["original_file_id"] is None
-    # relayed by the node from the record's https audioUrl (same origin for the player's Web Audio)
-    assert url_only["audio_url"] == f"{node.url}/audio/remote/{url_only['id']}"
+    # relayed by the node from the record's https audioUrl (same origin for the player's Web Audio), under a file
+    # id of its own: plyr.fm's SDK needs one for every track, and parses both remote tracks
+    assert url_only["file_id"] == f"remote-{url_only['id']}"
+    assert url_only["audio_url"] == f"{node.url}/audio/remote-{url_only['id']}"
+    assert [Track.model_validate(t).title for t in detail["tracks"]] == ["harbour lights", "only a url"]
 
 
 def test_remote_tracks_stay_out_of_the_nodes_feed_but_are_searchable(node, scene) -> None:

@@ -343,13 +343,12 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
     Lists leave the 1000-point waveform out (`peaks=False`): decoding and re-encoding it for 50 tracks cost 20 ms
     a page (bench/catalog.py); the track's own page, and the player, fetch it with the track.
     """
-    playable_sha = row["web_sha"] or row["original_sha"]
+    # A remote track with only an audioUrl has no file here: the node relays it (plyrd.web.relay; same origin, so the
+    # player's Web Audio loudness gain can read it) under a file id of its own, as plyr.fm's clients need one.
+    playable_sha = row["web_sha"] or row["original_sha"] or f"remote-{row['id']}"
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
     labels = json.loads(row["self_labels"] or "[]")
-    # a remote track with only an audioUrl is relayed by the node from there (plyrd.web.relay): same origin, so the
-    # player's Web Audio loudness gain can read it
-    audio_url = (f"{public_url}/audio/{playable_sha}" if playable_sha
-                 else f"{public_url}/audio/remote/{row['id']}" if row["remote_audio_url"] else None)
+    audio_url = f"{public_url}/audio/{playable_sha}"
     return {
         "id": row["id"],
         "title": row["title"],

@@ -26,6 +26,8 @@ from .viewer import current_audience, current_viewer
 bp = Blueprint("media", __name__)
 
 PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
+# The file id of another repo's track whose record has only an audioUrl (plyrd.catalog.tracks track_json): relayed.
+REMOTE_FILE_ID = re.compile(r"remote-([0-9]{1,18})")
 
 
 def _private_if(library: bool, response: Response) -> Response:
@@ -42,6 +44,8 @@ async def audio(file_id: str) -> Response:
     would be: live on the first play (no ranges: the browser seeks within what it has), then from the transcode
     cache, which Subsonic's `stream` shares (ranges work). Its download (below) is still the original."""
     n = node()
+    if (relayed := REMOTE_FILE_ID.fullmatch(file_id)) is not None:  # plyr.fm's clients need a file id for every track
+        return await remote_url(int(relayed.group(1)))
     f = await audio_file(n.db, file_id, current_audience())
     if streaming.needs_live(f.track):
         async def cached(sha: str) -> Response:
