@@ -16,10 +16,9 @@ const NOW_PLAYING_MS = 10000;
 const SAVE_EVERY = 15; // s of playback between position saves
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
-// The node's /audio/ for a file it holds (or fetches and verifies: another node's track with an audio blob); for
-// another node's track with only an audio URL, the node's audio_url, which relays it (same origin: Web Audio's
-// loudness gain would play a cross-origin file without CORS as silence).
-const audioSource = (t) => (t.file_id ? `/audio/${t.file_id}` : new URL(t.audio_url, location.href).pathname);
+// Every track plays from the node's own /audio/ (another node's track with only an audio URL too: the node relays it,
+// as Web Audio's loudness gain would play a cross-origin file without CORS as silence).
+const audioSource = (t) => `/audio/${t.file_id}`;
 
 export class Player {
   constructor(root, panel) {
