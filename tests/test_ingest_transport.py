@@ -408,6 +408,27 @@ async def test_reconnects_after_drops_and_handler_failures_resuming_from_the_cur
             await run.stop()
 
 
+async def test_a_cursor_the_server_does_not_know_falls_back_to_live(pds, writer: Account, db: Database) -> None:
+    """A stored cursor ahead of the firehose (a PDS reset, another relay at this URL): its FutureCursor error frame
+    makes the subscriber forget the cursor and follow live, instead of reconnecting with it forever."""
+    from plyrd.ingest.cursor import CursorStore, Progress
+
+    await CursorStore(db, ws_url(pds), "firehose").save(10**12, Progress())
+    handler = Recorder()
+    repo = Repo(pds, writer)
+    run = start(db, ws_url(pds), FIREHOSE, handler)
+    try:
+        await until(lambda: run.subscriber.last_error and "FutureCursor" in run.subscriber.last_error,
+                    what="the FutureCursor error")
+        await until(lambda: run.subscriber.connected, what="reconnected live")
+        uri, _ = await repo.create("fm.plyr.like", like(77))
+        await until(lambda: any(o.uri == uri for o in handler.ops(writer.did)), what="the like")
+        assert 0 < (run.subscriber.cursor or 0) < 10**12
+    finally:
+        await repo.aclose()
+        await run.stop()
+
+
 async def test_backoff_while_the_pds_is_down_then_resume(pds, writer: Account, db: Database) -> None:
     handler = Recorder()
     repo = Repo(pds, writer)
@@ -511,3 +532,36 @@ def test_subscribe_urls() -> None:
     assert jetstream.subscribe_url("wss://j.example/subscribe?cursor=1&compress=false", 7,
                                    frozenset({"b.c", "a.b"})) \
         == "wss://j.example/subscribe?compress=false&wantedCollections=a.b&wantedCollections=b.c&cursor=7"
+
+
+# --- the node -------------------------------------------------------------------------------------------------------
+
+
+async def test_node_follows_the_configured_firehose(pds, writer: Account, tmp_path: Path) -> None:
+    from plyrd.config import load_config
+    from plyrd.node import Node
+
+    config = load_config(env={}, overrides={"storage.data_dir": str(tmp_path / "data"), "ingest.enabled": True,
+                                            "ingest.firehose_url": ws_url(pds)})
+    node = Node(config)
+    await node.start()
+    repo = Repo(pds, writer)
+    try:
+        assert "ingest" in node.workers.names
+        status = await until(lambda: (s := node.ingest_status()) and s["connected"] and s, what="connected")
+        assert (status["transport"], status["source"]) == ("firehose", ws_url(pds))
+        await repo.create("fm.plyr.like", like(42))
+        await until(lambda: node.ingest.status()["kept"] >= 1, what="the like handed to the node's handler")
+        await until(lambda: node.ingest.cursor is not None, what="a cursor stored")
+        assert (await stored_status(node.db))[0]["cursor"] == node.ingest.cursor
+    finally:
+        await repo.aclose()
+        t0 = time.monotonic()
+        await node.stop()
+        assert time.monotonic() - t0 < 5
+    off = Node(load_config(env={}, overrides={"storage.data_dir": str(tmp_path / "off")}))
+    await off.start()
+    try:
+        assert off.ingest_status() is None and "ingest" not in off.workers.names  # off by default
+    finally:
+        await off.stop()
