@@ -13,8 +13,10 @@ PDS's own com.atproto.sync.subscribeRepos frames. Then:
               replaying the PDS's backlog from cursor 0: events/s and CPU seconds of this process.
   rss         the same Subscriber reading --rss-events (100,000) frames from a local firehose replay (a separate
               process cycling the captured frames with new seqs): VmRSS sampled every 10 %; goal: flat.
-  lag         createRecord on the PDS -> the event in the subscriber's handler (p50/p99); the lag to *visible on
-              the node* needs the node's handler: see visible_lag() below (LEAD: to do).
+  lag         createRecord on the PDS -> the event in the subscriber's handler (p50/p99). Most of it is the
+              reference PDS's own sequencer, which polls its database with a backoff of up to 1 s while idle, plus
+              the subscriber's batch window (Subscriber.batch_seconds, 0.1 s). The lag to *visible on the node*
+              needs the node's handler: see visible_lag() below (LEAD: to do).
 
     .venv/bin/python bench/ingest.py [--commits 3000] [--rss-events 100000] [--lag-samples 100]
 """

@@ -429,6 +429,33 @@ async def test_a_cursor_the_server_does_not_know_falls_back_to_live(pds, writer:
         await run.stop()
 
 
+async def test_stopping_lets_the_batch_being_handled_finish_and_stores_its_cursor(db: Database) -> None:
+    class Slow(Recorder):
+        async def handle(self, events: Sequence[Event]) -> None:
+            self.started = True
+            await asyncio.sleep(0.5)  # e.g. resolving a remote track
+            await super().handle(events)
+
+    replay = JetstreamReplay()
+    url = await replay.start()
+    handler = Slow()
+    handler.started = False
+    run = start(db, url, JETSTREAM, handler)
+    try:
+        await until(lambda: replay.connections == 1, what="connection")
+        replay.add(jet_like(DID, 4000, "3kddddddddda2"))
+        await until(lambda: handler.started, what="handling")
+        took = await run.stop()
+        assert 0.2 < took < 2, took  # waited for the batch, not for more
+        assert [e.cursor for e in handler.events] == [4000]
+        [stored] = await stored_status(db)
+        assert stored["cursor"] == 4000
+    finally:
+        await replay.stop()
+        if not run.task.done():
+            await run.stop()
+
+
 async def test_backoff_while_the_pds_is_down_then_resume(pds, writer: Account, db: Database) -> None:
     handler = Recorder()
     repo = Repo(pds, writer)
