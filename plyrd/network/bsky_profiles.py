@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..atproto.cbor import record_cid
 from ..atproto.identity import IdentityResolver, is_did
@@ -52,7 +51,6 @@ from ..catalog.profiles import write_profile_record
 from ..catalog.track_import import sha_of_cid
 from ..db import Database
 from ..errors import InvalidInput, PlyrdError
-from ..media.artwork import image_kind
 from ..storage import BlobStore
 from ..threads import ThreadSlots
 
@@ -170,6 +168,11 @@ def avatar_webp(data: bytes, *, max_pixels: int = MAX_AVATAR_PIXELS, side: int =
     """The avatar the node serves: `data` decoded as the PNG or JPEG its magic number says (Pillow kept to that one
     decoder, as plyrd.media.artwork does), turned upright, and re-encoded as a WebP of at most `side` pixels.
     Raises AvatarRefused for anything else, a decompression bomb, or a corrupt image. Blocking: run it in a thread."""
+    # Imported here: a node starts without the media stack (tests/test_app.py), and avatars come later.
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from ..media.artwork import image_kind
+
     kind = image_kind(data)
     if kind not in _KINDS:
         raise AvatarRefused(f"the avatar is not a PNG or JPEG image ({kind or 'unrecognised bytes'})")
