@@ -14,6 +14,7 @@ from .errors import NotFound
 from .node import Node
 from .web import (
     account,
+    admin_api,
     artists,
     auth,
     avatars,
@@ -33,6 +34,7 @@ from .web import (
 )
 from .web import following as following_web
 from .web import library as library_web
+from .web import moderation as moderation_web
 from .web import search as search_web
 from .web import share as share_web
 from .web import social as social_web
@@ -109,6 +111,8 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(portal_bp)
     app.register_blueprint(share_web.bp)
     app.register_blueprint(avatars.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(moderation_web.bp)
     upload_stream.install(app)
 
     @app.before_serving

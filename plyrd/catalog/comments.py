@@ -19,9 +19,10 @@ from ..atproto.tids import new_tid
 from ..db import Database
 from ..db.queries import fetchone
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..moderation.suspension import check_not_suspended
 from . import preferences
 from .social import iso, person_json, track_for_update, track_ref, utc
-from .tracks import ANONYMOUS, Audience, is_remote, open_track
+from .tracks import ANONYMOUS, Audience, Where, is_remote, open_track
 
 COLLECTION = "fm.plyr.comment"
 MAX_COMMENTS_PER_TRACK = 20
@@ -58,6 +59,16 @@ def clean_timestamp(value: Any, duration: float) -> int:
     return value
 
 
+def comment_visible(audience: Audience, c: str = "c") -> Where:
+    """Comments `audience` sees: all but those the node's admins took down (plyrd.moderation), which only their
+    author (who sees why) and admins still see."""
+    if audience.is_admin:
+        return Where()
+    if audience.did is None:
+        return Where.of(f"{c}.taken_down IS NULL")
+    return Where.of(f"({c}.taken_down IS NULL OR {c}.did = ?)", audience.did)
+
+
 def comment_json(row: sqlite3.Row) -> dict[str, Any]:
     """A comment in plyr.fm's CommentResponse fields."""
     person = person_json(row["did"], row)
@@ -72,6 +83,7 @@ def comment_json(row: sqlite3.Row) -> dict[str, Any]:
         "timestamp_ms": row["timestamp_ms"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+        "taken_down": row["taken_down"],  # plyrd's: why, for its author (nobody else sees a taken-down comment)
     }
 
 
@@ -81,9 +93,10 @@ async def list_comments(db: Database, track_id: int, audience: Audience) -> dict
     track = await open_track(db, track_id, audience)
     async with db.read() as conn:
         enabled = await _takes_comments(conn, track)
+    shown = comment_visible(audience)
     found = [] if not enabled else await db.fetchall(
-        COMMENT_SELECT + " WHERE c.track_id = ? ORDER BY c.timestamp_ms, c.id", (track_id,)
-    )
+        COMMENT_SELECT + f" WHERE c.track_id = ? AND {shown.sql} ORDER BY c.timestamp_ms, c.id",
+        (track_id, *shown.params))
     comments = [comment_json(r) for r in found]
     return {"comments": comments, "count": len(comments), "comments_enabled": bool(enabled)}
 
@@ -109,6 +122,7 @@ async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_
     now = time.time() if now is None else now
     text = clean_text(text)
     async with db.write() as conn:
+        await check_not_suspended(conn, did, "comment")
         track = await track_for_update(conn, track_id, audience)
         timestamp_ms = clean_timestamp(timestamp_ms, track["duration"])
         if not await _takes_comments(conn, track):

@@ -108,10 +108,21 @@ async def _load(db: Database, playlist_id: str) -> sqlite3.Row | None:
     return await db.fetchone(PLAYLIST_SELECT + " WHERE p.id = ?", (parse_uuid(playlist_id, "playlist"),))
 
 
+def playlist_visible(viewer_did: str | None, p: str = "p") -> Where:
+    """Playlists a viewer may see (the one rule, as `visible` is for tracks): public ones, and their own private
+    ones; one the node's admins took down (plyrd.moderation) only by its owner, who sees why."""
+    return Where.of(f"(({p}.is_private = 0 AND {p}.taken_down IS NULL) OR {p}.owner_did = ?)", viewer_did)
+
+
+def may_see_playlist(row: sqlite3.Row, viewer_did: str | None) -> bool:
+    """playlist_visible for a row already read."""
+    return row["owner_did"] == viewer_did or (not row["is_private"] and row["taken_down"] is None)
+
+
 async def get_playlist(db: Database, playlist_id: str, viewer_did: str | None) -> sqlite3.Row:
-    """A playlist the viewer may see: any public one, a private one only by its owner."""
+    """A playlist the viewer may see (playlist_visible); 404 otherwise, as if it did not exist."""
     row = await _load(db, playlist_id)
-    if row is None or (row["is_private"] and row["owner_did"] != viewer_did):
+    if row is None or not may_see_playlist(row, viewer_did):
         raise NotFound("playlist not found")
     return row
 

@@ -74,7 +74,7 @@ async def social_counts(db: Database, track_ids: list[int], viewer_did: str | No
     found = await db.fetchall(
         "SELECT j.value AS track_id,"
         " (SELECT count(*) FROM likes l WHERE l.track_id = j.value) AS likes,"
-        " (SELECT count(*) FROM comments c WHERE c.track_id = j.value) AS comments,"
+        " (SELECT count(*) FROM comments c WHERE c.track_id = j.value AND c.taken_down IS NULL) AS comments,"
         " EXISTS (SELECT 1 FROM likes v WHERE v.did = ? AND v.track_id = j.value) AS liked"
         " FROM json_each(?) j",
         (viewer_did or "", json.dumps(track_ids)),

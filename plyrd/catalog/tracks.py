@@ -143,10 +143,20 @@ def visible(audience: Audience, t: str = "t") -> Where:
     not active (deactivated or taken down on their PDS: users.repo_status) for anyone but admins. A kind of track
     that only some may open (its owner `{t}.artist_did = audience.did`, admins, signed-in people) adds its clause
     here. The clauses are literal SQL (no parameters for these), so the search index can use them as text."""
-    active = Where() if audience.is_admin else Where.of(f"{t}.artist_did NOT IN ({INACTIVE_REPOS})")
+    if audience.is_admin:  # admins see everything, taken down or not
+        return Where() if audience.library else Where.of(f"{t}.source != '{LIBRARY_SOURCE}'")
+    active = Where.of(f"{t}.artist_did NOT IN ({INACTIVE_REPOS})") & up(audience, t)
     if audience.library:
         return active
     return Where.of(f"{t}.source != '{LIBRARY_SOURCE}'") & active
+
+
+def up(audience: Audience, t: str = "t") -> Where:
+    """Not taken down by the node's admins (plyrd.moderation), except for its owner, who sees it and why. The
+    term without the owner's clause (no one signed in, or the search index) is literal SQL."""
+    if audience.did is None:
+        return Where.of(f"{t}.taken_down IS NULL")
+    return Where.of(f"({t}.taken_down IS NULL OR {t}.artist_did = ?)", audience.did)
 
 
 def album_visible(audience: Audience, a: str = "a") -> Where:
@@ -177,7 +187,8 @@ def listed(audience: Audience, t: str = "t", reach: str = "node") -> Where:
     - "all" (search: a remote track is searchable once known).
 
     The literal terms let SQLite use the feed indexes (tracks_feed_public, tracks_feed, tracks_remote)."""
-    where = visible(audience, t) & playable(t) & Where.of(f"{t}.unlisted = 0")
+    # a taken-down track is never discovered, not even by its owner (who still opens it by id, and sees why)
+    where = visible(audience, t) & playable(t) & Where.of(f"{t}.unlisted = 0") & Where.of(f"{t}.taken_down IS NULL")
     if reach == "node":
         own = f"{t}.source != '{REMOTE_SOURCE}'" if audience.library else f"{t}.source = 'upload'"
         return where & Where.of(own)
@@ -348,6 +359,7 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
     playable_sha = row["web_sha"] or row["original_sha"] or f"remote-{row['id']}"
     playable_type = "mp3" if row["web_sha"] else row["original_ext"]
     labels = json.loads(row["self_labels"] or "[]")
+    operator = json.loads(row["operator_labels"] or "[]")
     audio_url = f"{public_url}/audio/{playable_sha}"
     return {
         "id": row["id"],
@@ -395,8 +407,8 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
         "unlisted": bool(row["unlisted"]),
         "self_labels": labels,
         "labels": labels,
-        "operator_labels": [],
-        "sensitive": is_sensitive(labels),
+        "operator_labels": operator,
+        "sensitive": is_sensitive(labels) or is_sensitive(operator),
         "gated": False,
         "support_gate": None,
         "copyright_flagged": None,
@@ -404,6 +416,8 @@ def track_json(row: sqlite3.Row, public_url: str, *, peaks: bool = True, viewer_
         "copyright_song_uri": None,
         "copyright_recording_uri": None,
         "source": row["source"],
+        # plyrd's: why the node's admins took it down (only its owner and admins ever see a taken-down track)
+        "taken_down": row["taken_down"],
     }
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.labels import is_sensitive
+from ..catalog.playlists import playlist_visible
 from ..catalog.tracks import (
     TRACK_SELECT,
     Audience,
@@ -348,9 +349,10 @@ def _hydrate_query(kind: str, keys: list[str], audience: Audience, hide: Sequenc
         WHERE g.tag IN (SELECT value FROM json_each(?)) AND {shown.sql}
           AND g.tag NOT IN (SELECT value FROM json_each(?))
         GROUP BY g.tag""", [keys_json, *shown.params, json.dumps(list(hide))]
-    return """
+    seen = playlist_visible(audience.did)
+    return f"""
         SELECT p.id AS key, p.name, p.owner_did, p.is_private, p.display_sha, p.thumb_sha, u.handle, u.display_name,
                (SELECT count(*) FROM playlist_items i WHERE i.playlist_id = p.id) AS track_count
         FROM playlists p JOIN users u ON u.did = p.owner_did
-        WHERE p.id IN (SELECT value FROM json_each(?)) AND (p.is_private = 0 OR p.owner_did = ?)""", \
-        [keys_json, audience.did]
+        WHERE p.id IN (SELECT value FROM json_each(?)) AND {seen.sql}""", \
+        [keys_json, *seen.params]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..catalog.playlists import may_see_playlist, playlist_visible
 from ..catalog.tracks import (
     TRACK_ALBUM_SELECT,
     Audience,
@@ -935,8 +936,9 @@ FROM playlists p JOIN users u ON u.did = p.owner_did
 async def playlists(db: Database, audience: Audience, username: str | None) -> list[sqlite3.Row]:
     """The caller's playlists (private ones too) and everyone else's public ones; `username` narrows to one owner."""
     sql, args = _playlist_select(audience)
-    sql += " WHERE (p.owner_did = ? OR p.is_private = 0)"
-    args.append(audience.did)
+    shown = playlist_visible(audience.did)
+    sql += f" WHERE {shown.sql}"
+    args += shown.params
     if username:
         sql += " AND (p.owner_did = ? OR u.handle = ?)"
         args += [username, username.lower().lstrip("@")]
@@ -947,7 +949,7 @@ async def get_playlist(db: Database, raw_id: str, audience: Audience) -> tuple[s
     playlist_id = uuid_of(raw_id, "pl-", "playlist")
     sql, args = _playlist_select(audience)
     row = await db.fetchone(sql + " WHERE p.id = ?", [*args, playlist_id])
-    if row is None or (row["is_private"] and row["owner_did"] != audience.did):
+    if row is None or not may_see_playlist(row, audience.did):
         raise not_found("playlist")  # someone else's private playlist does not exist for the caller
     where = Where.of("i.playlist_id = ?", playlist_id) & songs(audience)
     return row, await song_rows(db, where, "ORDER BY i.position", join="JOIN playlist_items i ON i.track_id = t.id")

@@ -57,7 +57,7 @@ async def list_albums() -> Response:
 
 @albums_bp.post("/albums/")
 async def create_album() -> Response:
-    viewer = require_uploader()
+    viewer = await require_uploader()
     n = node()
     album_id = await albums.create_album(n.db, viewer.did, await json_body())
     return jsonify(await albums.album_metadata(n.db, album_id, n.config.public_url))

@@ -27,7 +27,7 @@ MAX_FIELD_BYTES = 64 * 1024
 @limited("upload", 20, what="uploads")  # plyr.fm's 20 a minute per artist
 @upload_stream.streamed_body
 async def upload() -> tuple[Response, int]:
-    viewer = require_uploader()
+    viewer = await require_uploader()
     n = node()
     form = await upload_stream.read_multipart(
         request, store=n.blobs, max_file_bytes=n.config["storage.max_upload_mb"] * 1024 * 1024,
@@ -65,7 +65,7 @@ async def upload_progress(upload_id: str) -> Response:
 async def replace_audio(track_id: int) -> Response:
     """plyr.fm's replace_audio: a multipart form with the new audio as `file`. Answers like an upload (follow
     /tracks/uploads/{upload_id}/progress); the track keeps its id, record, likes, comments and playlist entries."""
-    viewer = require_uploader()
+    viewer = await require_uploader()
     n = node()
     await n.replacements.check(track_id, viewer.did)  # before reading a body that may be 1.5 GB
     form = await upload_stream.read_multipart(

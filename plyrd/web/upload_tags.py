@@ -23,7 +23,7 @@ async def probe_tags() -> Response:
     # plyrd.media pulls in PyAV and numpy: imported on first use, so an idle node stays small.
     from ..media.head_tags import HEAD_MAX, TAIL_MAX, read_sample_tags, sample_from_body
 
-    require_uploader()
+    await require_uploader()
     n = node()
     body = await _read_body(HEAD_MAX + TAIL_MAX)
     sample = sample_from_body(body, size=request.args.get("size"), tail=request.args.get("tail"),

@@ -17,6 +17,7 @@ from quart import Quart, current_app, g, request
 from ..auth.service import Session
 from ..catalog.tracks import ANONYMOUS, Audience
 from ..errors import Forbidden, Unauthenticated
+from ..moderation.suspension import check_not_suspended
 from .context import node
 
 SESSION_COOKIE = "session_id"
@@ -117,10 +118,15 @@ def require_viewer(*, browser: bool = False) -> Viewer:
     return viewer
 
 
-def require_uploader() -> Viewer:
+async def require_uploader() -> Viewer:
+    """A signed-in person this node takes uploads from: a listed artist (auth.uploaders) not suspended by its
+    admins (plyrd.moderation.suspension)."""
     viewer = require_viewer()
-    if not node().auth.can_upload(viewer.did, viewer.session.handle):
+    n = node()
+    if not n.auth.can_upload(viewer.did, viewer.session.handle):
         raise Forbidden("this node only accepts uploads from its listed artists")
+    async with n.db.read() as conn:
+        await check_not_suspended(conn, viewer.did, "upload")
     return viewer
 
 

@@ -1,0 +1,21 @@
+"""Suspended uploaders: they sign in and listen; they cannot upload or comment until an admin restores them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import Forbidden
+
+
+async def suspension_of(conn: Any, did: str) -> str | None:
+    """Why `did` is suspended on this node, or None. `conn` is a connection or the Database."""
+    async with conn.execute("SELECT suspended FROM users WHERE did = ?", (did,)) as cur:
+        row = await cur.fetchone()
+    return row["suspended"] if row is not None else None
+
+
+async def check_not_suspended(conn: Any, did: str, doing: str) -> None:
+    """Refuse `doing` (upload, comment) to a suspended uploader, saying why."""
+    why = await suspension_of(conn, did)
+    if why is not None:
+        raise Forbidden(f"you may not {doing} on this node: your account is suspended ({why})")
