@@ -48,7 +48,7 @@ BODY_KEYS = ["handle", "app_password", "identifier", "password", "token_name", "
              "position", "text", "timestamp_ms", "listened_ms", "is_private", "show_on_profile", "state", "dids",
              "confirmation", "include_teal", "progress_ms", "is_playing", "description", "slug", "tags",
              "allow_comments", "hidden_tags", "accent_color", "theme", "sensitive_artwork", "support_url",
-             "show_liked_on_profile"]
+             "show_liked_on_profile", "target_type", "target_id", "reason", "target_name", "target_url"]
 # Every method /rest answers (the dispatcher matches names in any case), and one it does not.
 SUBSONIC = [*sorted(SUBSONIC_METHODS), "nope"]
 
@@ -143,7 +143,8 @@ odd_text = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=300),
     st.sampled_from(["", " ", "null", "-1", "0", "1e309", "NaN", "true", "[]", "{}", "%00", "..", "../../etc/passwd",
-                     "a" * 5000, "did:plc:", "at://", "https://x\"onerror=\"a", "<script>", "\u202e", "😀" * 50]),
+                     "a" * 5000, "did:plc:", "at://", "https://x\"onerror=\"a", "<script>", "\u202e", "😀" * 50,
+                     "track", "tag", "spam"]),
 )
 huge_int = st.one_of(st.integers(min_value=-(2**70), max_value=2**70),
                      st.sampled_from([2**63 - 1, 2**63, -(2**63) - 1, 10**30, -1, 0]))
