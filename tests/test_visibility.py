@@ -5,7 +5,11 @@ hidden by default), unlisted, unlisted inside an album, still processing and fai
 states a track is in before it can play). Another artist ("other") has one listed track, likes every track, and
 keeps a public playlist of all of them. The node's music folder holds one file, scanned into a library track
 ("library"): the node's own, seen by signed-in people (auth.library_listeners is unset here) and never by anonymous
-visitors, embeds or link previews. Each API is asked as nobody signed in, as the other artist and as the owner,
+visitors, embeds or link previews. A track in a third repo that the other artist liked and put in their playlist
+("remote": another node's, known by reference) opens for everyone and is found by search, but is not in the node's
+own feeds, lists or totals. A track of the owner that the node's admins took down ("taken_down") is seen only by
+its owner (by id, on their own page and lists, never in discovery) and by admins: for everyone else it does not
+exist. Each API is asked as nobody signed in, as the other artist and as the owner,
 and must show exactly the tracks the visibility rule gives: discovery (feeds, top, tags, search, similar, Subsonic's
 lists) only listed, playable tracks without a hidden tag (a tag's page keeps the hidden tag); an artist's page their
 playable tracks, unlisted ones too; a track, album, playlist, liked list or queue asked for by id every track it
@@ -30,20 +34,24 @@ from conftest import ServedNode, node_env, start_node
 from helpers import Artist, sign_in
 from library_support import scan_library
 
-KINDS = ("public", "hidden", "unlisted", "album_unlisted", "processing", "failed", "others", "library")
+KINDS = ("public", "hidden", "unlisted", "album_unlisted", "processing", "failed", "others", "library", "remote",
+         "taken_down")
 EVERY = set(KINDS)
 PLAYABLE = EVERY - {"processing", "failed"}
 DISCOVERY = {"public", "others", "library"}  # listed, playable, no hidden tag
 TAG_PAGE = DISCOVERY | {"hidden"}  # a tag's page shows what carries it, whatever the viewer hides
-OWNER_PAGE = {"public", "hidden", "unlisted", "album_unlisted"}  # the owner's playable tracks, unlisted too
+OWNER_PAGE = {"public", "hidden", "unlisted", "album_unlisted", "taken_down"}  # playable tracks, unlisted too
 ALBUM = {"album_unlisted", "processing", "failed"}
-OWNER = EVERY - {"others", "library"}
+OWNER = EVERY - {"others", "library", "remote"}
+SEARCHED = DISCOVERY | {"remote"}  # search finds another node's track once the node knows it
 WORD = "zorblax"  # in every title, and in nothing else on this node
 
 
 def seen(who: str, kinds: set[str]) -> set[str]:
-    """What of `kinds` this viewer may see at all: a library track only when signed in."""
-    return kinds - {"library"} if who == "anonymous" else kinds
+    """What of `kinds` this viewer may see at all: a library track only when signed in, a taken-down track only
+    as its owner."""
+    hidden = {"library", "taken_down"} if who == "anonymous" else set() if who == "owner" else {"taken_down"}
+    return kinds - hidden
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +60,11 @@ def node(pds, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     music = tmp_path_factory.mktemp("visibility-music")
     make_audio(music / "library.flac", "flac", seconds=1.5, frequency=940.0,
                tags={"title": f"{WORD.title()} library", "artist": "Folder Artist", "genre": "vistag"})
+    admin = pds.create_account("visadmin")
     served = start_node([], cwd=tmp_path_factory.mktemp("visibility"),
-                        env=node_env(pds, PLYRD_LIBRARY_FOLDERS=str(music), PLYRD_LIBRARY_WATCH="false"))
+                        env=node_env(pds, PLYRD_LIBRARY_FOLDERS=str(music), PLYRD_LIBRARY_WATCH="false",
+                                     PLYRD_AUTH_ADMINS=admin.handle))
+    served.admin = admin  # type: ignore[attr-defined]
     yield served
     served.stop()
 
@@ -131,8 +142,10 @@ def world(node, pds, tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("visibility-audio")
     owner, other = person(node, pds.create_account("visowner")), person(node, pds.create_account("visother"))
     ids: dict[str, int] = {"library": library_track(node)}
+    far = pds.create_account("visfar")  # an artist of another node: their track is known here by reference
+    ids["remote"] = remote_track(node, pds, far, other)
     for n, kind in enumerate(KINDS):
-        if kind == "library":
+        if kind in ("library", "remote"):
             continue
         who = other if kind == "others" else owner
         src = make_audio(tmp / f"{kind}.mp3", "mp3", seconds=1.5, frequency=300.0 + 40 * n)
@@ -158,8 +171,25 @@ def world(node, pds, tmp_path_factory: pytest.TempPathFactory) -> World:
                                             json={"track_id": ids[k]}, headers=csrf))
     set_status(node, ids["processing"], "processing")
     set_status(node, ids["failed"], "failed")
+    admin = sign_in(node.url, node.admin)
+    ok(admin.http.post(f"/admin/api/tracks/{ids['taken_down']}/takedown", json={"reason": "not theirs"},
+                       headers={"X-CSRF-Token": admin.csrf}))
     handle = ok(o.http.get(f"/tracks/{ids['public']}"))["artist_handle"]
     return World(ids, owner, other, handle, album["id"], playlist["id"])
+
+
+def remote_track(node: ServedNode, pds: Any, far: Any, other: Person) -> int:
+    """A track record in another repo (with only an audioUrl, as plyr.fm's own storage), known to the node once the
+    other artist asks for it by URI; its id."""
+    session = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                         json={"identifier": far.did, "password": far.password}).json()
+    r = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.repo.createRecord", headers={
+        "Authorization": f"Bearer {session['accessJwt']}"}, json={"repo": far.did, "collection": "fm.plyr.track",
+        "record": {"$type": "fm.plyr.track", "title": f"{WORD.title()} remote", "artist": "far away",
+                   "fileType": "mp3", "createdAt": "2026-12-01T10:00:00.000Z",
+                   "audioUrl": "https://cdn.example.com/remote.mp3"}})
+    assert r.status_code == 200, r.text
+    return ok(other.artist.http.get("/tracks/by-uri", params={"uri": r.json()["uri"]}))["id"]
 
 
 AUDIENCES = ("anonymous", "other", "owner")
@@ -190,12 +220,12 @@ def test_json_feeds_and_lists(node, world: World, who: str) -> None:
     assert shown("/tracks/", limit=100, filter_hidden_tags="false") == discovery | {"hidden"}, "feed, nothing hidden"
     assert shown("/tracks/top", None, limit=50) == discovery, "top tracks"  # plyr.fm's bare array
     assert shown("/tracks/tags/vistag", limit=100) == seen(who, TAG_PAGE), "a tag's tracks"
-    assert shown("/tracks/", artist_did=owner_did, limit=100) == OWNER_PAGE, "an artist's tracks"
+    assert shown("/tracks/", artist_did=owner_did, limit=100) == seen(who, OWNER_PAGE), "an artist's tracks"
     tags = {t["name"]: t["track_count"] for t in ok(http.get("/tracks/tags", params={"q": "vis"}))}
     assert tags == {"vistag": len(seen(who, TAG_PAGE))}, "tag counts count what discovery lists"
     assert ok(http.get(f"/artists/{owner_did}"))["track_count"] == len({"public", "hidden"}), "the public count"
     total = ok(http.get("/stats"))["total_tracks"]
-    assert total == len(PLAYABLE - {"library"}), "the node's public totals count what can play, for anyone"
+    assert total == len(PLAYABLE - {"library", "remote", "taken_down"}), "the node's own totals, for anyone"
 
     album = ok(http.get(f"/albums/{world.handle}/{WORD}-album"))
     assert world.kinds(t["id"] for t in album["tracks"]) == ALBUM, "an album names all its tracks"
@@ -208,6 +238,7 @@ def test_json_feeds_and_lists(node, world: World, who: str) -> None:
             continue
         track = ok(http.get(f"/tracks/{track_id}"))
         assert track["id"] == track_id and track["playable"] == (kind in PLAYABLE), kind
+        assert track["taken_down"] == ("not theirs" if kind == "taken_down" else None), kind
         assert ok(http.get(f"/tracks/{track_id}/likes"))["count"] == 1, kind
 
     if who == "anonymous":
@@ -216,12 +247,14 @@ def test_json_feeds_and_lists(node, world: World, who: str) -> None:
         return
     mine = OWNER if who == "owner" else {"others"}  # the library's track is nobody's own
     assert shown("/tracks/me", limit=100) == mine, "your own tracks, in every state"
-    assert shown("/tracks/liked") == (EVERY if who == "other" else set()), "your liked tracks"
+    assert shown("/tracks/liked") == (seen(who, EVERY) if who == "other" else set()), "your liked tracks"
     csrf = {"X-CSRF-Token": (world.owner if who == "owner" else world.other).artist.csrf}
-    queue = ok(http.put("/queue/", json={"state": {"track_ids": list(world.ids.values())}},
-                        headers={**csrf, "If-Match": "*"}))
-    assert world.kinds(t["id"] for t in queue["tracks"]) == EVERY, "the queue names every track put in it"
-    assert world.kinds(t["id"] for t in ok(http.get("/queue/"))["tracks"]) == EVERY, "the queue, read back"
+    put = [world.ids[k] for k in seen(who, EVERY)]  # a track they may not see is refused, as if it did not exist
+    assert http.put("/queue/", json={"state": {"track_ids": list(world.ids.values())}},
+                    headers={**csrf, "If-Match": "*"}).status_code == (200 if who == "owner" else 400)
+    queue = ok(http.put("/queue/", json={"state": {"track_ids": put}}, headers={**csrf, "If-Match": "*"}))
+    assert world.kinds(t["id"] for t in queue["tracks"]) == seen(who, EVERY), "the queue names every track"
+    assert world.kinds(t["id"] for t in ok(http.get("/queue/"))["tracks"]) == seen(who, EVERY), "read back"
 
 
 @pytest.mark.parametrize("who", AUDIENCES)
@@ -231,7 +264,7 @@ def test_search_and_similar(node, world: World, who: str) -> None:
     def found(q: str, kind: str = "tracks") -> list[dict[str, Any]]:
         return ok(http.get("/search/", params={"q": q, "type": kind, "limit": 50}))["groups"][kind]
 
-    assert world.kinds(h["id"] for h in found(WORD)) == seen(who, DISCOVERY), "search"
+    assert world.kinds(h["id"] for h in found(WORD)) == seen(who, SEARCHED), "search"
     assert world.kinds(h["id"] for h in found("ai")) == {"hidden"}, "a hidden tag asked for by name"
     for name, did, listed in (("visowner", world.owner.artist.did, {"public", "hidden"}),
                               ("visother", world.other.artist.did, {"others"})):
@@ -242,8 +275,8 @@ def test_search_and_similar(node, world: World, who: str) -> None:
     def similar(kind: str) -> set[str]:
         return world.kinds(t["id"] for t in ok(http.get(f"/tracks/{world.ids[kind]}/similar"))["tracks"])
 
-    assert similar("public") == seen(who, {"others", "library"}), "more like a listed track"
-    assert similar("hidden") == seen(who, DISCOVERY), "more like a track carrying a hidden tag: it is not hidden"
+    assert similar("public") == seen(who, {"others", "library", "remote"}), "more like a listed track"
+    assert similar("hidden") == seen(who, SEARCHED), "more like a track carrying a hidden tag: it is not hidden"
     for kind in ("unlisted", "processing"):  # they open by id, but discovery never indexed them
         assert similar(kind) == set(), kind
 
@@ -252,7 +285,7 @@ def test_playlist_recommendations(node, world: World) -> None:
     """Discovery too: a playlist's recommendations (its owner's to ask for) are the listed tracks like its own,
     without a hidden tag unless one of its tracks carries it."""
     o, csrf = world.owner.artist, {"X-CSRF-Token": world.owner.artist.csrf}
-    for seed, expected in (("public", {"others", "library"}), ("hidden", DISCOVERY)):
+    for seed, expected in (("public", {"others", "library", "remote"}), ("hidden", SEARCHED)):
         playlist = ok(o.http.post("/lists/playlists", json={"name": f"more like {seed}"}, headers=csrf))
         ok(o.http.post(f"/lists/playlists/{playlist['id']}/tracks", json={"track_id": world.ids[seed]}, headers=csrf))
         recs = ok(o.http.get(f"/lists/playlists/{playlist['id']}/recommendations", params={"limit": 10}))
@@ -270,18 +303,25 @@ def test_pages_embeds_and_link_previews(node, world: World, who: str) -> None:
 
     assert world.kinds(track_rows(page("/"))) == seen(who, DISCOVERY), "the home page (latest and top)"
     assert world.kinds(track_rows(page("/tag/vistag"))) == seen(who, TAG_PAGE), "a tag's page"
-    assert world.kinds(track_rows(page(f"/u/{world.handle}"))) == OWNER_PAGE, "an artist's page"
+    assert world.kinds(track_rows(page(f"/u/{world.handle}"))) == seen(who, OWNER_PAGE), "an artist's page"
     assert world.kinds(track_rows(page(f"/u/{world.handle}/album/{WORD}-album"))) == ALBUM, "an album's page"
     assert world.kinds(track_rows(page(f"/playlist/{world.playlist_id}"))) == seen(who, EVERY), "a playlist's page"
     # Embeds are the same for everyone and list what can play (never a library track: they are for other sites).
     assert world.kinds(track_rows(page(f"/embed/album/{world.handle}/{WORD}-album"))) == ALBUM & PLAYABLE
-    assert world.kinds(track_rows(page(f"/embed/playlist/{world.playlist_id}"))) == PLAYABLE - {"library"}
+    assert world.kinds(track_rows(page(f"/embed/playlist/{world.playlist_id}"))) == seen("anonymous", PLAYABLE)
     for kind, track_id in world.ids.items():
         title = f"{WORD.title()} {kind}"
         if kind == "library":  # its page for those who may see it, with no preview; never an embed
             assert http.get(f"/track/{track_id}").status_code == (404 if who == "anonymous" else 200)
             if who != "anonymous":
                 assert "og:title" not in page(f"/track/{track_id}")
+            assert http.get(f"/embed/track/{track_id}").status_code == 404
+            assert http.get("/oembed", params={"url": f"{node.url}/track/{track_id}"}).status_code == 404
+            continue
+        if kind == "taken_down":  # its page for its owner, with the reason; nothing another site may show
+            assert http.get(f"/track/{track_id}").status_code == (200 if who == "owner" else 404)
+            if who == "owner":
+                assert "not theirs" in page(f"/track/{track_id}")
             assert http.get(f"/embed/track/{track_id}").status_code == 404
             assert http.get("/oembed", params={"url": f"{node.url}/track/{track_id}"}).status_code == 404
             continue
@@ -319,16 +359,17 @@ def test_subsonic(node, world: World, who: str) -> None:
     assert songs(folder) == ALBUM & PLAYABLE, "folder browsing"
     assert songs(me.rest("getRandomSongs", size=500)["randomSongs"]["song"]) == DISCOVERY, "random songs"
     starred = songs(me.rest("getStarred2")["starred2"].get("song", []))
-    assert starred == (PLAYABLE if who == "other" else set()), "starred: liked tracks that stream"
+    assert starred == (seen(who, PLAYABLE) if who == "other" else set()), "starred: liked tracks that stream"
     for query in (WORD, ""):  # the search index, and substring matching (an empty query lists everything)
         result = me.rest("search3", query=query, songCount=50)["searchResult3"]
         assert songs(result.get("song", [])) == DISCOVERY, f"search3 {query!r}"
     for kind, track_id in world.ids.items():
         body = me.rest("getSong", id=f"tr-{track_id}")
-        if kind in PLAYABLE:
+        if kind in seen(who, PLAYABLE):
             assert body["song"]["id"] == f"tr-{track_id}", kind
         else:
             assert body["status"] == "failed" and body["error"]["code"] == 70, (kind, body)
     playlist = me.rest("getPlaylist", id=f"pl-{world.playlist_id}")["playlist"]
-    assert songs(playlist["entry"]) == PLAYABLE and playlist["songCount"] == len(PLAYABLE), "a playlist"
-    assert me.rest("getScanStatus")["scanStatus"]["count"] == len(PLAYABLE)
+    shown = seen(who, PLAYABLE)
+    assert songs(playlist["entry"]) == shown and playlist["songCount"] == len(shown), "a playlist"
+    assert me.rest("getScanStatus")["scanStatus"]["count"] == len(shown - {"remote"}), "the node's own songs"

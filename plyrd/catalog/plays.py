@@ -23,7 +23,7 @@ from ..db.queries import fetchone
 from ..errors import InvalidInput
 from . import preferences
 from .social import track_for_update, utc
-from .tracks import ANONYMOUS, Audience, Where, artist_name, artist_shown, is_library, playable, visible
+from .tracks import ANONYMOUS, Audience, Where, artist_name, artist_shown, is_library, on_node, playable, visible
 
 TEAL_PLAY = "fm.teal.feed.play"
 TEAL_STATUS = "fm.teal.actor.status"
@@ -200,8 +200,8 @@ async def _totals(db: Database, where: Where, *, top_needs_plays: bool = True) -
 
 
 async def node_stats(db: Database) -> dict[str, int]:
-    """GET /stats: the node's totals, as plyr.fm's platform stats: the playable tracks anyone may open."""
-    where = visible(ANONYMOUS) & playable()
+    """GET /stats: the node's totals, as plyr.fm's platform stats: its own playable tracks anyone may open."""
+    where = visible(ANONYMOUS) & playable() & on_node()
     row = await db.fetchone(
         "SELECT coalesce(sum(t.play_count), 0) AS plays, count(*) AS tracks, count(DISTINCT t.artist_did) AS artists,"
         f" coalesce(sum(t.duration), 0) AS seconds FROM tracks t WHERE {where.sql}", where.params)

@@ -173,6 +173,12 @@ def artist_shown(did_column: str = "u.did") -> Where:
     return Where.of(f"{did_column} != '{LIBRARY_DID}'")
 
 
+def on_node(t: str = "t") -> Where:
+    """The node's own catalog (its uploads and library), not the network's tracks likes and follows brought here:
+    what the node's totals count."""
+    return Where.of(f"{t}.source != '{REMOTE_SOURCE}'")
+
+
 def playable(t: str = "t") -> Where:
     """Ready to stream: the original plays in browsers, or its MP3 rendition exists ('processing' until then)."""
     return Where.of(f"{t}.status = 'ready'")

@@ -27,6 +27,7 @@ from ..catalog.tracks import (
     artist_name,
     hidden_tags,
     listed,
+    on_node,
     playable,
     tagged,
     visible,
@@ -702,7 +703,8 @@ async def get_song(db: Database, raw_id: str, audience: Audience) -> sqlite3.Row
 
 
 async def song_count(db: Database, audience: Audience) -> int:
-    where = songs(audience)
+    """The node's own songs the caller may stream (getScanStatus): not the network's tracks known by reference."""
+    where = songs(audience) & on_node()
     row = await db.fetchone(f"SELECT count(*) AS n FROM tracks t WHERE {where.sql}", where.params)
     return row["n"] if row else 0
 
