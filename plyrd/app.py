@@ -40,6 +40,7 @@ from .web import share as share_web
 from .web import social as social_web
 from .web import subsonic as subsonic_web
 from .web import upload_tags as upload_tags_web
+from .web.labeler import bp as labeler_bp
 from .web.lists import albums_bp, lists_bp
 from .web.portal_page import bp as portal_bp
 
@@ -113,6 +114,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(avatars.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(moderation_web.bp)
+    app.register_blueprint(labeler_bp)
     upload_stream.install(app)
 
     @app.before_serving

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .ingest.subscriber import Subscriber
     from .library.schedule import LibraryTasks
     from .library.service import Library
+    from .moderation.labels import Labeler
     from .network.follows import Follows
     from .network.remote_audio import RemoteAudio
     from .network.remote_tracks import RemoteTracks
@@ -154,6 +155,7 @@ class Node:
     library: Service[Library] = Service()
     ingest: Service[Subscriber] = Service()
     follows: Service[Follows] = Service()
+    labeler: Service[Labeler] = Service()
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -178,6 +180,7 @@ class Node:
         self.secrets = keys.resolve(self.config)
         self._running = True
         await self.db.open()
+        self._start_labeler()  # before anything that could take a moderation action
         self._start_auth()
         await self.auth.purge_expired()
         self._start_media()
@@ -230,6 +233,13 @@ class Node:
         # Whom the node's users follow on Bluesky: read from their PDS on sign-in and daily (the "follows" worker).
         self.follows = Follows(self.db, self.http, self.identity, self.remote_tracks)
         self.workers.start("follows", self.follows.run)
+
+    def _start_labeler(self) -> None:
+        from .moderation.labels import Labeler
+
+        # Signs the labels admins' actions emit (did:web of public_url, secrets.labeler_key); serves the streams.
+        self.labeler = Labeler(self.db, self.config.public_url, self.secrets["labeler_key"])
+        self.labeler.start()
 
     def _start_search(self) -> None:
         from .search import Search
@@ -346,6 +356,8 @@ class Node:
         self._running = False
         for task in list(self._tasks):
             task.cancel()
+        if Node.labeler.built(self):
+            self.labeler.close()  # subscribeLabels streams end
         if Node.uploads.built(self):
             self.uploads.cancel.set()  # a transcode in a thread stops at its next packet instead of running on
         await self.workers.stop(grace=self.config["server.graceful_timeout"])
