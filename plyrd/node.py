@@ -297,12 +297,15 @@ class Node:
         from .catalog.track_import import TrackImporter
         from .catalog.uploads import JOB_KIND, Uploads
         from .jobs import JobRunner
+        from .moderation import duplicates
         from .network.remote_audio import RemoteAudio
         from .network.remote_tracks import RemoteTracks
         from .storage import BlobStore
         from .threads import ThreadSlots
 
         self.blobs = BlobStore(self.config.blobs_dir, self.config.tmp_dir, self.db)
+        if (notice := duplicates.start_up_notice(self.config)) is not None:
+            log.warning(notice)  # said once; uploads go on without the duplicate-recording check
         slots = ThreadSlots(self.config["media.workers"])
         self.uploads = Uploads(self.db, self.blobs, slots, self.config)
         self.replacements = revisions.AudioReplacements(self.uploads)

@@ -453,6 +453,11 @@ class Uploads:
                 " updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ?",
                 (*columns.values(), track_id),
             )
+        from ..moderation import duplicates
+
+        if duplicates.enabled(self.config):  # another uploader's recording? flagged for review, never refused
+            await report(0.95, "fingerprinting")
+            await duplicates.check_upload(self.db, self.slots, self.config, track_id, src)  # never raises
         await self.finish(upload_id)
         await report(1.0, "done")
 
