@@ -42,7 +42,8 @@ QUERY_KEYS = ["limit", "offset", "cursor", "q", "tags", "tag", "period", "sort",
               "query", "songCount", "songOffset", "count", "offset", "fromYear", "toYear", "genre", "submission",
               "callback", "tail", "timeOffset", "maxBitRate", "albumId", "artistId", "songCount", "albumCount",
               "artistCount", "artistOffset", "albumOffset", "musicFolderId", "playlistId", "songIdToAdd",
-              "songIndexToRemove", "public", "position", "current", "comment", "title", "estimateContentLength"]
+              "songIndexToRemove", "public", "position", "current", "comment", "title", "estimateContentLength",
+              "uriPatterns", "sources"]
 BODY_KEYS = ["handle", "app_password", "identifier", "password", "token_name", "expires_in_days", "name", "title",
              "display_name", "bio", "avatar_url", "track_id", "track_ids", "track_uri", "track_cid", "items",
              "position", "text", "timestamp_ms", "listened_ms", "is_private", "show_on_profile", "state", "dids",
