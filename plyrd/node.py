@@ -353,6 +353,12 @@ class Node:
             log.warning("oauth sign-in unavailable", extra={"fields": {"reason": problem}})
         self.auth = AuthService(self.db, cfg, self.secrets, self.http, self.identity, oauth, problem)
 
+    def draining(self) -> None:
+        """The server stops taking connections and waits for the open ones: close what never ends by itself (the
+        subscribeLabels streams), so requests still running can finish and the node stops within seconds."""
+        if Node.labeler.built(self):
+            self.labeler.close_streams()
+
     async def stop(self) -> None:
         if not self._running:
             return
