@@ -1,9 +1,11 @@
 // A track's menu (the ⋯ on every track row): play next, add to the queue, add to one of your playlists, copy the
-// link, share to Bluesky. One menu element in the shell serves every row; it is a role=menu with arrow keys,
-// Home/End, Escape and focus returned to the button that opened it, as the WAI-ARIA menu button pattern asks.
+// link, share to Bluesky, report to the node's admins. One menu element in the shell serves every row; it is a
+// role=menu with arrow keys, Home/End, Escape and focus returned to the button that opened it, as the WAI-ARIA menu
+// button pattern asks.
 
 import { announce, api, signedIn } from './api.js';
 import { go } from './nav.js';
+import { openReport } from './report.js';
 
 export function startTrackMenu(player) {
   const menu = document.getElementById('track-menu');
@@ -54,6 +56,11 @@ export function startTrackMenu(player) {
     if (signedIn()) {
       // Posting needs words and maybe a permission from the person's PDS: the track page has the form for both.
       menu.append(item('share to bluesky', (id) => go(`/track/${id}?share=1`)));
+      // Not offered on one's own tracks (their artist link is the signed-in person's own page).
+      const row = button.closest('[data-track-id]');
+      if (row.querySelector('a.t-artist')?.getAttribute('href') !== `/u/${document.body.dataset.user}`) {
+        menu.append(item('report', (id) => openReport({ type: 'track', id, name: title, from: button })));
+      }
       const heading = document.createElement('p');
       heading.className = 'menu-label quiet small';
       heading.textContent = 'add to a playlist';

@@ -1,7 +1,10 @@
 // Feeds (home, tag, artist): "more" appends the next page's rows in place instead of leaving the page, so the
 // list grows and the player's queue can be built from everything loaded. Without JS, "more" is a plain link.
 
+import { reportButtons } from '../report.js';
+
 export function init(main) {
+  reportButtons(main); // an artist's page: "report this artist", for signed-in people other than them
   const onClick = async (e) => {
     const more = e.target.closest('a[data-more]');
     if (!more || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;

@@ -4,9 +4,11 @@
 
 import { announce, api } from '../api.js';
 import { setUrl } from '../dom.js';
+import { reportButtons } from '../report.js';
 import { makeSortable } from '../sortable.js';
 
 export function init(main, { go }) {
+  reportButtons(main); // "report this playlist", for signed-in people who do not own it
   const hero = main.querySelector('[data-playlist-id]');
   if (!hero || !hero.hasAttribute('data-owner')) return;
   const id = hero.dataset.playlistId;

@@ -3,6 +3,7 @@
 
 import { ApiError, announce, api, clock, csrfToken } from '../api.js';
 import { h } from '../dom.js';
+import { reportButtons } from '../report.js';
 import { Waveform } from '../waveform.js';
 
 export function init(main, { player, go }) {
@@ -111,6 +112,7 @@ export function init(main, { player, go }) {
   });
 
   startShareToBluesky(main, id);
+  reportButtons(main); // the track's and each comment's "report" (signed-in people, not on their own)
 
   return () => document.removeEventListener('plyrd:time', onTime);
 }
