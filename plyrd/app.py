@@ -32,6 +32,7 @@ from .web import (
     upload_stream,
     viewer,
 )
+from .web import admin as admin_pages
 from .web import following as following_web
 from .web import library as library_web
 from .web import moderation as moderation_web
@@ -114,6 +115,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(avatars.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(moderation_web.bp)
+    app.register_blueprint(admin_pages.bp)
     app.register_blueprint(labeler_bp)
     upload_stream.install(app)
 

@@ -21,6 +21,7 @@ from ..catalog.profiles import get_profile
 from ..catalog.social import tracks_json
 from ..catalog.tracks import ANONYMOUS, hidden_tags, is_library, open_track, playable, track_json, visible
 from ..errors import InvalidInput, NotFound, PlyrdError
+from ..moderation.suspension import suspension_of
 from .auth import set_session_cookies
 from .context import node
 from .errors import status_for
@@ -86,9 +87,11 @@ async def _viewer_context() -> dict[str, Any]:
     n = node()
     async with n.db.read() as conn:
         prefs = await preferences.load(conn, viewer.did)
+        suspended = await suspension_of(conn, viewer.did)
+    # suspended: why this node's admins stopped their uploads and comments (upload and portal say so), or None.
     me = {"did": viewer.did, "handle": viewer.session.handle,
           "can_upload": n.auth.can_upload(viewer.did, viewer.session.handle),
-          "is_admin": n.auth.is_admin(viewer.did, viewer.session.handle)}
+          "is_admin": n.auth.is_admin(viewer.did, viewer.session.handle), "suspended": suspended}
     return {"me": me, "prefs": prefs, "theme": prefs["theme"], "accent": prefs["accent_color"]}
 
 

@@ -24,6 +24,7 @@ const PAGES = {
   settings: () => import('./pages/settings.js'),
   portal: () => import('./pages/portal.js'),
   'library-admin': () => import('./pages/library-admin.js'),
+  admin: () => import('./pages/admin.js'),
 };
 let cleanup = null;
 const trackMenu = startTrackMenu(player);
