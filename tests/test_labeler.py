@@ -245,6 +245,7 @@ def test_did_web_names_the_public_url_host() -> None:
     assert labels.did_web("https://music.example.com") == "did:web:music.example.com"
     assert labels.did_web("https://Music.Example.com:8443") == "did:web:music.example.com%3A8443"
     assert labels.did_web("http://[::1]:8080") == "did:web:%5B%3A%3A1%5D%3A8080"
+    assert labels.did_web("https://music.example.com:443/") == "did:web:music.example.com"
 
 
 async def test_streams_wake_after_the_commit_and_never_see_a_rollback(db, monkeypatch) -> None:

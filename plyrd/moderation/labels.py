@@ -61,14 +61,16 @@ _LABEL_COLUMNS = "seq, src, uri, cid, val, neg, cts, exp, sig"
 
 
 def did_web(public_url: str) -> str:
-    """The did:web naming the node at `public_url`: its host, with a port percent-encoded (did:web:host%3A8080)."""
+    """The did:web naming the node at `public_url`: its host, with a port other than the scheme's own
+    percent-encoded (did:web:host%3A8080)."""
     parts = urlsplit(public_url)
     if not parts.hostname:
         raise ValueError(f"{public_url!r} has no host")
     host = parts.hostname.lower()
     if ":" in host:  # an IPv6 literal keeps its brackets, encoded like the port's colon
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    netloc = f"{host}:{parts.port}" if parts.port not in (None, default) else host
     return "did:web:" + quote(netloc, safe="")
 
 
