@@ -8,10 +8,10 @@ key index (items two encodings of one recording share exactly) and from tracks o
 is aligned and its bit error rate measured. A match opens (or joins) a report case on the new track with the reason
 "duplicate", naming the earlier track (plyrd.moderation.reports.flag_by_node); an admin decides.
 
-Not fingerprinted: music-folder tracks (source 'library': scans must stay fast, and the folder is the operator's own)
-and other repos' tracks (source 'remote': the node does not host them). A node without libchromaprint says so once at
-start-up and skips the check (`available`), as it goes without the system LAME; so does moderation.fingerprints=false.
-The check never fails an upload: whatever goes wrong is logged and the track stays as it is.
+Not fingerprinted: music-folder tracks (source 'library': scans must stay fast, and the folder is the operator's own),
+other repos' tracks (source 'remote': the node does not host them) and tracks under 10 s. A node without libchromaprint
+says so once at start-up and skips the check (`available`), as it goes without the system LAME; so does
+moderation.fingerprints = false. The check never fails an upload: what goes wrong is logged, the track stays as it is.
 
 Optional outside lookups (an operator's keys in config, needing network, NOT exercised by the tests): AcoustID
 (moderation.acoustid_key) with the same fingerprint, and AudD (moderation.audd_key) with a 20-second excerpt. A
@@ -47,6 +47,7 @@ MIN_SHARED_KEYS = 2  # key-index candidates share at least this many keys with t
 KEY_CANDIDATES = 20  # the most key-sharing tracks compared
 DURATION_CANDIDATES = 20  # and the tracks nearest in length, within DURATION_WINDOW seconds (a heavy re-encoding may
 DURATION_WINDOW = 3.0  # keep too few exact items for the index, but rarely changes the length)
+MIN_DURATION = 10.0  # shorter tracks are not fingerprinted: too little to tell one recording from another
 
 
 @functools.cache
@@ -105,7 +106,7 @@ async def _check(db: Database, slots: ThreadSlots, config: Config, track_id: int
         return []
     track = await db.fetchone("SELECT id, artist_did, original_sha, duration, source FROM tracks WHERE id = ?",
                               (track_id,))
-    if track is None or track["source"] != "upload":
+    if track is None or track["source"] != "upload" or (track["duration"] or 0.0) < MIN_DURATION:
         return []
     if await db.fetchone("SELECT 1 FROM track_fingerprints WHERE track_id = ? AND audio_sha = ?",
                          (track_id, track["original_sha"])) is not None:
