@@ -65,6 +65,7 @@ function build() {
     e.preventDefault();
     send(form);
   });
+  window.addEventListener('popstate', close); // back or forward leaves the page it was about
   document.body.append(el);
   return el;
 }
