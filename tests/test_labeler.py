@@ -164,6 +164,12 @@ def test_actions_are_signed_labels_that_query_labels_answers(world) -> None:
             break
     assert seen == query(url, [f"at://{artist}/*"]).json()["labels"]
 
+    # clearing the artwork's flags negates each of them
+    assert world["admin"].delete(f"/admin/api/tracks/{b['id']}/sensitive").status_code == 200
+    on_b = query(url, [uri_b]).json()["labels"]
+    assert [(x["val"], x["neg"]) for x in on_b] == [("nudity", False), ("nudity", True)]
+    verify(on_b[1], key)
+
 
 def test_query_labels_refuses_bad_parameters(world) -> None:
     url = world["node"].url
