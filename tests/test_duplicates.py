@@ -7,9 +7,10 @@ says nothing about a recording (checked below: such a fingerprint is never match
 harmonic notes over a chord with drum-like noise bursts, made from a seed; the same seed encoded as FLAC and as MP3
 128k is "the same recording encoded differently".
 
-A node without libchromaprint is simulated by making its loader fail: the node's PYTHONPATH puts first a
-`chromaprint` module that raises ImportError as pyacoustid's does when libchromaprint.so.1 cannot be loaded (the
-library itself is installed here, so the only way to take it away from one process).
+A node without libchromaprint is simulated by making its loader fail: a sitecustomize.py on the node's PYTHONPATH
+blocks the import of pyacoustid's `chromaprint` module (sys.modules["chromaprint"] = None, Python's way to make an
+import fail), so plyrd cannot reach the library, as on a system without libchromaprint1. The library itself is
+installed here and other tests need it: this takes it away from one process only.
 """
 
 from __future__ import annotations
@@ -106,6 +107,15 @@ def people(node: ServedNode, pds: Any) -> tuple[Person, Person]:
     return person(node, pds, "dupalice"), person(node, pds, "dupbob")
 
 
+def loaded(node: ServedNode, library: str) -> bool:
+    return library in Path(f"/proc/{node.proc.pid}/maps").read_text()
+
+
+def test_an_idle_node_has_not_loaded_libchromaprint(node: ServedNode) -> None:
+    """Looked up at start-up, loaded by the first fingerprint: it brings a second libavcodec, not needed idle."""
+    assert not loaded(node, "libchromaprint")
+
+
 def test_the_same_recording_by_another_uploader_is_flagged(node: ServedNode, people: tuple[Person, Person],
                                                            audio: dict[str, Path]) -> None:
     alice, bob = people
@@ -123,6 +133,7 @@ def test_the_same_recording_by_another_uploader_is_flagged(node: ServedNode, peo
     assert db(node, "SELECT count(*) FROM track_fingerprint_keys WHERE track_id = ?", (again,))[0][0] > 0
     # The track stays as it was: playable, listed; an admin decides.
     assert bob.get(f"/tracks/{again}").status_code == 200
+    assert loaded(node, "libchromaprint")
 
 
 def test_a_different_recording_is_not_flagged(node: ServedNode, people: tuple[Person, Person],
@@ -157,7 +168,7 @@ def test_a_deleted_track_takes_its_fingerprint_along(node: ServedNode, people: t
 @pytest.fixture(scope="module")
 def bare_node(pds: Any, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     shadow = tmp_path_factory.mktemp("no-chromaprint")
-    (shadow / "chromaprint.py").write_text('raise ImportError("couldn\'t find libchromaprint")\n')
+    (shadow / "sitecustomize.py").write_text('import sys\n\nsys.modules["chromaprint"] = None\n')
     served = start_node([], cwd=tmp_path_factory.mktemp("duplicates-bare"),
                         env=node_env(pds, PYTHONPATH=str(shadow)))
     yield served

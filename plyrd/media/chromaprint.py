@@ -1,7 +1,8 @@
 """Acoustic fingerprints (Chromaprint, AcoustID's algorithm) and how close two of them are.
 
 Chromaprint is Debian's libchromaprint1, reached through pyacoustid's `chromaprint` module (its ctypes binding: no
-FFI code of ours). A node without the library has no fingerprints: `available()` says so and callers skip the check.
+FFI code of ours), loaded on the first fingerprint. A node without the library has no fingerprints
+(plyrd.moderation.duplicates.available says so without loading it).
 
 A fingerprint is Chromaprint's raw form: one 32-bit item per ~0.124 s of audio (a 4096-sample window every 1365
 samples at 11025 Hz), each bit a quantised spectral feature of that moment. Two encodings of the same recording
@@ -42,10 +43,6 @@ def library() -> ModuleType | None:
     except ImportError:
         return None
     return chromaprint
-
-
-def available() -> bool:
-    return library() is not None
 
 
 @dataclass(frozen=True)

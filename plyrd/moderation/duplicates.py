@@ -52,12 +52,18 @@ MIN_DURATION = 10.0  # shorter tracks are not fingerprinted: too little to tell 
 
 @functools.cache
 def available() -> bool:
-    """Whether libchromaprint can be loaded (through pyacoustid's binding). Checked once; light: no PyAV, no numpy."""
+    """Whether the check can run: pyacoustid's binding is installed and the system has libchromaprint. Looked up
+    once, without loading the library: Debian's links FFmpeg's libavcodec (a second copy beside PyAV's, ~20 MB of
+    RSS), which an idle node does without; the first fingerprint loads it (plyrd.media.chromaprint.library)."""
+    import ctypes.util
+    import importlib.util
+
     try:
-        import chromaprint  # noqa: F401  # pyacoustid's; ImportError when libchromaprint.so.1 is missing
-    except ImportError:
+        if importlib.util.find_spec("chromaprint") is None:  # None also when its import is blocked
+            return False
+    except ValueError:
         return False
-    return True
+    return ctypes.util.find_library("chromaprint") is not None
 
 
 def enabled(config: Config) -> bool:
