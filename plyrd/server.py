@@ -79,8 +79,13 @@ async def serve(config: Config, app: Quart | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    async def stopping() -> None:
+        await stop.wait()
+        node.draining()  # subscribeLabels streams never end by themselves; hypercorn waits for open connections
+
     try:
-        await hypercorn_serve(asgi, hypercorn_config(config, sock), shutdown_trigger=stop.wait)
+        await hypercorn_serve(asgi, hypercorn_config(config, sock), shutdown_trigger=stopping)
     finally:
         await node.stop()  # a no-op after a clean shutdown; closes the database if serving failed half-way
         for sig in (signal.SIGTERM, signal.SIGINT):

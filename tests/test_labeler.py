@@ -287,3 +287,26 @@ async def test_streams_wake_after_the_commit_and_never_see_a_rollback(db, monkey
         async with db.write() as conn:
             await labels.emit(conn, uri="at://did:plc:abc/fm.plyr.track/3", cid=None, val="porn")
     assert [tuple(r) for r in await db.fetchall("SELECT seq, val FROM labels")] == [(1, "porn")]
+
+
+async def test_a_node_with_an_open_stream_stops_within_seconds(pds, tmp_path) -> None:
+    """A subscribeLabels stream never ends by itself: on SIGTERM the node closes it (1001, going away) instead of
+    waiting out server.graceful_timeout for it."""
+    import asyncio
+    import time
+
+    from conftest import node_env, start_node
+
+    node = start_node([], cwd=tmp_path, env=node_env(pds, PLYRD_SERVER_GRACEFUL_TIMEOUT="10"))
+    try:
+        async with websockets.connect(ws_url(node.url, 0)) as ws:
+            await asyncio.sleep(0.3)
+            began = time.monotonic()
+            node.proc.send_signal(15)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 8)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert await asyncio.to_thread(node.proc.wait, 8) == 0
+        assert time.monotonic() - began < 6
+    finally:
+        node.stop()
