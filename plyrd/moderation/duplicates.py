@@ -106,8 +106,6 @@ async def check_upload(db: Database, slots: ThreadSlots, config: Config, track_i
 
 
 async def _check(db: Database, slots: ThreadSlots, config: Config, track_id: int, src: Path) -> list[Match]:
-    from ..media.chromaprint import fingerprint
-
     if not enabled(config):
         return []
     track = await db.fetchone("SELECT id, artist_did, original_sha, duration, source FROM tracks WHERE id = ?",
@@ -117,6 +115,8 @@ async def _check(db: Database, slots: ThreadSlots, config: Config, track_id: int
     if await db.fetchone("SELECT 1 FROM track_fingerprints WHERE track_id = ? AND audio_sha = ?",
                          (track_id, track["original_sha"])) is not None:
         return []  # done before this job was interrupted
+    from ..media.chromaprint import fingerprint
+
     started = time.perf_counter()
     fp = await slots.run(fingerprint, src)
     outside = await outside_findings(db, config, track["artist_did"], fp, src, track["duration"])
