@@ -310,3 +310,21 @@ async def test_a_node_with_an_open_stream_stops_within_seconds(pds, tmp_path) ->
         assert time.monotonic() - began < 6
     finally:
         node.stop()
+
+
+def test_a_copyright_takedown_signs_plyr_fms_value_and_its_restore_negates_it(world) -> None:
+    """A takedown that settles a copyright report also signs `copyright-violation` (what plyr.fm and other apps
+    filter on); restoring the track negates both labels. Other takedowns sign `!takedown` only."""
+    track, (uri, _) = world["tracks"][2], world["uris"][2]
+    fan = world["artist"]  # anyone signed in may report
+    r = fan.post("/moderation/reports", json={"target_type": "track", "target_id": track["id"],
+                                              "reason": "copyright"})
+    assert r.status_code == 201, r.text
+    admin_post(world, f"/admin/api/tracks/{track['id']}/takedown", reason="a label's master",
+               report_id=r.json()["report_id"])
+    mine = [(x["val"], x.get("neg", False)) for x in all_labels(world["node"].url) if x["uri"] == uri]
+    assert ("copyright-violation", False) in mine and ("!takedown", False) in mine
+    admin_post(world, f"/admin/api/tracks/{track['id']}/restore", reason="licence shown")
+    mine = [(x["val"], x.get("neg", False)) for x in all_labels(world["node"].url) if x["uri"] == uri]
+    assert mine[-2:] in ([("!takedown", True), ("copyright-violation", True)],
+                         [("copyright-violation", True), ("!takedown", True)])

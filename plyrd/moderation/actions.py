@@ -27,6 +27,7 @@ from . import reports
 
 TAKEDOWN_TARGETS = {"track": "tracks", "comment": "comments", "playlist": "playlists"}
 TAKEDOWN_LABEL = "!takedown"
+COPYRIGHT_LABEL = "copyright-violation"  # plyr.fm's, signed with a takedown that settles a copyright report
 FLAG_VALUES = tuple(sorted(SENSITIVE_LABELS))
 DEFAULT_FLAG = "nudity"
 MAX_REASON = 1000
@@ -64,6 +65,24 @@ async def _label(conn: Any, uri: str | None, cid: str | None, val: str, *, neg: 
     await emit(conn, uri=uri, cid=cid, val=val, neg=neg)
 
 
+async def _case_reason(conn: Any, case_id: int | None) -> str | None:
+    if case_id is None:
+        return None
+    async with conn.execute("SELECT reason FROM reports WHERE id = ?", (case_id,)) as cur:
+        row = await cur.fetchone()
+    return row["reason"] if row else None
+
+
+async def _label_active(conn: Any, uri: str | None, val: str) -> bool:
+    """Whether the node's newest label of this value on this record is a positive one (not negated)."""
+    if uri is None:
+        return False
+    async with conn.execute("SELECT neg FROM labels WHERE uri = ? AND val = ? ORDER BY seq DESC LIMIT 1",
+                            (uri, val)) as cur:
+        row = await cur.fetchone()
+    return row is not None and not row["neg"]
+
+
 async def _row(conn: Any, table: str, target_id: Any) -> Any:
     key = int(target_id) if table in ("tracks", "comments") and str(target_id).isdigit() else target_id
     if table in ("tracks", "comments") and not isinstance(key, int):
@@ -95,6 +114,8 @@ async def take_down(db: Database, admin: str, target_type: str, target_id: Any, 
                            (why, row["id"]))
         if target_type == "track":
             await _label(conn, row["record_uri"], row["record_cid"], TAKEDOWN_LABEL, neg=False)
+            if await _case_reason(conn, case_id) == "copyright":  # plyr.fm's value, for other apps' filters
+                await _label(conn, row["record_uri"], row["record_cid"], COPYRIGHT_LABEL, neg=False)
         await audit(conn, admin, "takedown", target_type, row["id"], why)
         await _close(conn, case_id, admin, f"taken down: {why}")
 
@@ -112,6 +133,8 @@ async def restore(db: Database, admin: str, target_type: str, target_id: Any, re
         await conn.execute(f"UPDATE {table} SET taken_down = NULL, taken_down_at = NULL WHERE id = ?", (row["id"],))
         if target_type == "track":
             await _label(conn, row["record_uri"], row["record_cid"], TAKEDOWN_LABEL, neg=True)
+            if await _label_active(conn, row["record_uri"], COPYRIGHT_LABEL):
+                await _label(conn, row["record_uri"], row["record_cid"], COPYRIGHT_LABEL, neg=True)
         await audit(conn, admin, "restore", target_type, row["id"], why)
 
 
