@@ -198,3 +198,139 @@ def test_a_suspended_uploader_is_told_instead_of_offered_a_form(world) -> None:
     finally:
         assert admin.post(f"/admin/api/users/{artist.did}/restore", json={}).status_code == 200
     assert "your uploads and comments are suspended" not in _page(artist, "/upload")
+
+
+# ---- in a real browser ---------------------------------------------------------------------------------------------
+
+# Every visible control has a name a screen reader can say and every image an alt (the browser module's check, kept
+# small here for the console's forms).
+NAMES_PROBE = """() => {
+  const visible = (e) => e.offsetParent !== null && getComputedStyle(e).visibility !== 'hidden';
+  const named = (e) => (e.getAttribute('aria-label') || '').trim()
+    || (e.labels && [...e.labels].some(l => l.textContent.trim()))
+    || (['button', 'a', 'summary'].includes(e.tagName.toLowerCase()) && e.textContent.trim());
+  return {unnamed: [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea')]
+            .filter(visible).filter(e => !named(e)).map(e => e.outerHTML.slice(0, 120)),
+          noAlt: [...document.images].filter(i => !i.hasAttribute('alt')).map(i => i.outerHTML.slice(0, 120))};
+}"""
+
+
+def test_the_console_in_a_browser(world, browser, tmp_path_factory) -> None:
+    """Acting from the pages: a reason is asked for where the owner must be told why, the row changes in place and
+    the change is announced, a purge asks once more; every page fits a phone and names its controls (screenshots
+    at desktop and phone size, dark and light, in tests/output/screenshots/admin/)."""
+    from browsing import DESKTOP, PHONE, SHOTS, Session
+
+    node, admin, artist, listener = world["node"], world["admin"], world["artist"], world["listener"]
+    extra = make_audio(tmp_path_factory.mktemp("conextra") / "x.mp3", "mp3", seconds=1.2, frequency=880)
+    r = artist.me.upload(extra, title="to be purged")
+    purged = artist.me.wait(r.json()["upload_id"])[-1]["track_id"]
+    assert admin.post(f"/admin/api/tracks/{purged}/takedown", json={"reason": "not theirs"}).status_code == 200
+    db(node, "UPDATE tracks SET taken_down_at = taken_down_at - 2 * 86400 WHERE id = ?", (purged,))
+    assert admin.post(f"/admin/api/tracks/{world['tracks'][0]['id']}/sensitive", json={}).status_code == 200
+    listener.post("/moderation/reports", json={"target_type": "track", "target_id": world["tracks"][0]["id"],
+                                               "reason": "explicit", "description": "the cover " * 30})
+    job = db(node, "SELECT job_id FROM uploads WHERE track_id = ?", (world["tracks"][0]["id"],))[0][0]
+    db(node, "UPDATE jobs SET state = 'failed', error = 'simulated: the pds answered 502' WHERE id = ?", (job,))
+
+    context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
+    s = Session(node, context.new_page(), admin.account)
+    page = s.page
+    s.sign_in("/admin")
+    # the header's admin link and the console's own navigation (client-side: the page module starts after it)
+    assert page.get_attribute("header a[href='/admin']", "aria-current") == "page"
+    s.nav(".admin-nav a[href='/admin/users']", "/admin/users")
+    row = f"[id='user-{artist.did}']"
+    page.click(f"{row} button[data-post$='/suspend']")
+    assert "say why first" in page.text_content(f"{row} [data-error]")
+    assert s.js("document.activeElement.matches('[data-reason]')")
+    page.fill(f"{row} [data-reason]", "too many copyright claims")
+    page.click(f"{row} button[data-post$='/suspend']")
+    s.wait(f"() => document.querySelector(\"{row}\")?.querySelector('button[data-post$=\"/restore\"]')")
+    assert "too many copyright claims" in page.text_content(row)
+    s.wait("() => document.getElementById('announcer').textContent === 'suspended'")
+    assert s.js(f"document.activeElement === document.querySelector(\"{row}\")")
+    page.click(f"{row} button[data-post$='/restore']")
+    s.wait(f"() => document.querySelector(\"{row}\")?.querySelector('button[data-post$=\"/suspend\"]')")
+    assert db(node, "SELECT suspended FROM users WHERE did = ?", (artist.did,))[0][0] is None
+
+    # a purge asks once more, then the row says it is done (the track left the list)
+    s.nav(".admin-nav a[href='/admin/takedowns']", "/admin/takedowns")
+    button = f"#td-track-{purged} button[data-post$='/purge']"
+    page.click(button)
+    assert "deleted from this node for good" in page.text_content(f"#td-track-{purged} [data-confirm-text]")
+    assert db(node, "SELECT count(*) FROM tracks WHERE id = ?", (purged,))[0][0] == 1
+    page.click(button)
+    s.wait(f"() => document.querySelector('#td-track-{purged} .admin-done')")
+    assert page.text_content(f"#td-track-{purged}") == "purged."
+    assert db(node, "SELECT count(*) FROM tracks WHERE id = ?", (purged,))[0][0] == 0
+
+    # retrying the failed job from its page
+    s.nav(".admin-nav a[href='/admin/jobs']", "/admin/jobs")
+    page.click(f"#job-{job} button[data-post$='/retry']")
+    s.wait(f"() => document.querySelector('#job-{job} .admin-done')")
+    wait_for(lambda: db(node, "SELECT state FROM jobs WHERE id = ?", (job,))[0][0] == "done")
+    state = context.storage_state()
+    context.close()
+
+    shots = SHOTS / "admin"
+    shots.mkdir(parents=True, exist_ok=True)
+    paths = {"admin": "/admin", "admin-reports": "/admin/reports", "admin-users": "/admin/users",
+             "admin-takedowns": "/admin/takedowns", "admin-jobs": "/admin/jobs", "admin-audit": "/admin/audit"}
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        for scheme in ("dark", "light"):
+            context = browser.new_context(viewport=viewport, color_scheme=scheme, storage_state=state,
+                                          is_mobile=size == "phone", has_touch=size == "phone")
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e, seen=errors: seen.append(str(e)))
+            page.add_init_script(f"localStorage.setItem('plyrd.theme', '{scheme}')")  # over the admin's own choice
+            for name, path in paths.items():
+                page.goto(node.url + path)
+                page.wait_for_function("() => window.plyrd && window.plyrd.player")
+                page.screenshot(path=str(shots / f"{name}-{size}-{scheme}.png"), full_page=True)
+                assert page.evaluate(NAMES_PROBE) == {"unnamed": [], "noAlt": []}, (path, size)
+                if size == "phone":
+                    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (path, scheme)
+            assert errors == [], errors
+            context.close()
+
+
+def test_what_the_owner_sees_in_a_browser(world, browser) -> None:
+    """The artist's view of a takedown and a suspension, on the pages themselves (screenshots at desktop and phone
+    size in tests/output/screenshots/admin/)."""
+    from browsing import DESKTOP, PHONE, SHOTS, Session
+
+    admin, artist = world["admin"], world["artist"]
+    track = world["tracks"][1]["id"]
+    comment = artist.post(f"/tracks/{track}/comments", json={"text": "buy my merch", "timestamp_ms": 300}).json()["id"]
+    assert admin.post(f"/admin/api/tracks/{track}/takedown", json={"reason": "the sample is not cleared"}
+                      ).status_code == 200
+    assert admin.post(f"/admin/api/comments/{comment}/takedown", json={"reason": "spam"}).status_code == 200
+    assert admin.post(f"/admin/api/users/{artist.did}/suspend", json={"reason": "three copyright claims this month"}
+                      ).status_code == 200
+    try:
+        for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            context = browser.new_context(viewport=viewport, color_scheme="dark", is_mobile=size == "phone",
+                                          has_touch=size == "phone")
+            s = Session(world["node"], context.new_page(), artist.account)
+            s.sign_in("/upload")
+            page = s.page
+            assert "three copyright claims this month" in page.text_content("[data-suspended]")
+            assert page.query_selector("[data-upload]") is None
+            page.screenshot(path=str(SHOTS / "admin" / f"owner-upload-{size}.png"), full_page=True)
+            page.goto(f"{world['node'].url}/track/{track}")
+            assert "the sample is not cleared" in page.text_content(".hero [data-taken-down]")
+            assert "spam" in page.text_content(".comment [data-taken-down]")
+            page.screenshot(path=str(SHOTS / "admin" / f"owner-track-{size}.png"), full_page=True)
+            page.goto(f"{world['node'].url}/portal")
+            assert "the sample is not cleared" in page.text_content(f"[data-track-id='{track}'] [data-taken-down]")
+            assert "three copyright claims" in page.text_content("[data-suspended]")
+            page.screenshot(path=str(SHOTS / "admin" / f"owner-portal-{size}.png"), full_page=True)
+            if size == "phone":
+                assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            assert s.errors == [], s.errors
+            context.close()
+    finally:
+        admin.post(f"/admin/api/users/{artist.did}/restore", json={})
+        admin.post(f"/admin/api/tracks/{track}/restore", json={})

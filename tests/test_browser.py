@@ -12,16 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from browsing import DESKTOP, PHONE, SHOTS, Session, upload
-from conftest import node_fixture
+from conftest import node_env, start_node
 
 LONG_S, SHORT_S = 60, 8
 
 
-node = node_fixture("browser")
+@pytest.fixture(scope="module")
+def account(pds) -> Any:
+    return pds.create_account("listener")
+
+
+@pytest.fixture(scope="module")
+def node(pds, account, tmp_path_factory) -> Iterator[Any]:
+    """The module's node; its one account is also an admin, so the admin console's pages are looked at too."""
+    served = start_node([], cwd=tmp_path_factory.mktemp("browser"), env=node_env(pds, PLYRD_AUTH_ADMINS=account.handle))
+    yield served
+    served.stop()
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +47,9 @@ def audio(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def s(browser, node, pds) -> Iterator[Session]:
+def s(browser, node, account) -> Iterator[Session]:
     context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
-    session = Session(node, context.new_page(), pds.create_account("listener"))
+    session = Session(node, context.new_page(), account)
     yield session
     context.close()
 
@@ -530,7 +541,8 @@ def test_every_control_has_a_name_and_the_keyboard_shows_where_it_is(s: Session,
     page = context.new_page()
     page.on("pageerror", lambda e: s.errors.append(str(e)))
     paths = ["/", f"/track/{s.ids['long']}", f"/u/{s.account.handle}", "/tag/dusk", "/library",
-             f"/playlist/{s.ids['playlist']}", "/upload", "/settings", "/portal", "/track/987654"]
+             f"/playlist/{s.ids['playlist']}", "/upload", "/settings", "/portal", "/track/987654",
+             *ADMIN_PAGES.values()]
     for path in paths:
         page.goto(s.node.url + path)
         page.wait_for_function("() => window.plyrd && window.plyrd.player")
@@ -548,6 +560,11 @@ def test_every_control_has_a_name_and_the_keyboard_shows_where_it_is(s: Session,
     context.close()
 
 
+# The admin console (the session's account is the node's admin); tests/test_admin_console.py acts from it.
+ADMIN_PAGES = {"admin": "/admin", "admin-reports": "/admin/reports", "admin-users": "/admin/users",
+               "admin-takedowns": "/admin/takedowns", "admin-jobs": "/admin/jobs", "admin-audit": "/admin/audit"}
+
+
 def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
     """For a person to look at. Each page is also checked for what a phone would show wrong: a page wider than
     the screen."""
@@ -560,7 +577,7 @@ def test_screenshots_at_desktop_and_phone_sizes(s: Session, browser) -> None:
     pages = {
         "home": "/", "track": f"/track/{s.ids['long']}", "artist": f"/u/{s.account.handle}", "tag": "/tag/dusk",
         "library": "/library", "playlist": f"/playlist/{s.ids['playlist']}", "upload": "/upload",
-        "settings": "/settings", "network": "/network", "not-found": "/track/987654",
+        "settings": "/settings", "network": "/network", "not-found": "/track/987654", **ADMIN_PAGES,
     }
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         for scheme, signed_in in (("dark", True), ("light", False)):

@@ -299,7 +299,7 @@ STORAGE_KINDS = {
     5: "avatars",
     6: "remote audio cache",
     7: "transcode cache",
-    8: "other (uploads in flight, awaiting garbage collection)",
+    8: "other (in flight, or awaiting cleanup)",
 }
 _KINDS_SQL = """
 WITH refs(sha, rank) AS (
@@ -349,5 +349,13 @@ async def overview(db: Database) -> dict[str, int]:
 
 
 async def audit_log(db: Database, limit: int = 200) -> list[dict[str, Any]]:
-    """The audit log, newest first (plyrd.moderation.actions keeps it)."""
-    return await actions.audit_log(db, limit)
+    """The audit log, newest first (plyrd.moderation.actions keeps it), each artist target with its handle."""
+    entries = await actions.audit_log(db, limit)
+    dids = sorted({e["target_id"] for e in entries if e["target_type"] == "artist"})
+    handles = {}
+    if dids:
+        handles = {r["did"]: r["handle"] for r in await db.fetchall(
+            "SELECT did, handle FROM users WHERE did IN (SELECT value FROM json_each(?))", (json.dumps(dids),))}
+    for e in entries:
+        e["target_handle"] = handles.get(e["target_id"]) if e["target_type"] == "artist" else None
+    return entries
