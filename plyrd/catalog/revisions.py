@@ -293,6 +293,10 @@ class AudioReplacements:
         await report(0.95, "publishing")
         released = await self._swap(p, info, web_sha, analysis)
         await self.store.remove_unreferenced(released)
+        from ..moderation import duplicates  # new audio, new fingerprint (and a new look for a duplicate)
+
+        if duplicates.enabled(self.config):
+            await duplicates.check_upload(self.db, self.uploads.slots, self.config, upload["replaces"], src)
         await report(1.0, "done")
 
     async def _transcode(self, upload_id: str, src: Any, report: Reporter) -> str:
