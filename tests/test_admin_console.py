@@ -9,6 +9,7 @@ import html
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from audio_samples import jpeg_bytes, make_audio
@@ -194,7 +195,7 @@ def test_a_suspended_uploader_is_told_instead_of_offered_a_form(world) -> None:
         assert "data-upload" not in page
         assert "repeated copyright claims" in _page(artist, "/portal")
         row = _row(_page(admin, "/admin/users"), f"user-{artist.did}")
-        assert "suspended" in row and f'data-post="/admin/api/users/{artist.did}/restore"' in row
+        assert "suspended" in row and f'data-post="/admin/api/users/{quote(artist.did)}/restore"' in row
     finally:
         assert admin.post(f"/admin/api/users/{artist.did}/restore", json={}).status_code == 200
     assert "your uploads and comments are suspended" not in _page(artist, "/upload")

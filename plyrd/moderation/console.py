@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..atproto.outbox import retry_failed
 from ..catalog.tracks import get_track_row, track_json
@@ -104,7 +105,7 @@ async def subject(db: Database, kind: str, target: str, public_url: str) -> dict
                 "url": f"/u/{row['handle']}/album/{row['slug']}" if row["handle"] else None,
                 "thumb": f"{public_url}/lists/covers/{row['thumb_sha']}" if row["thumb_sha"] else None,
                 "by": row["handle"] or row["artist_did"], "by_url": _profile(row["handle"], row["artist_did"])}
-    return {**gone, "exists": True, "title": f"tag “{target}”", "url": f"/tag/{target}"}
+    return {**gone, "exists": True, "title": f"tag “{target}”", "url": f"/tag/{quote(target, safe='')}"}
 
 
 def _profile(handle: str | None, did: str | None) -> str | None:
