@@ -1,12 +1,13 @@
 // The web player's entry point: start the player in the shell, client-side navigation, keyboard shortcuts, the
 // actions any page's buttons trigger (delegated, so swapped-in pages need no wiring), and each page's own module.
 
-import { announce, api, signedIn } from './api.js';
+import { api, signedIn } from './api.js';
 import { go, startNavigation } from './nav.js';
 import { Player } from './player.js';
 import { startKeys } from './keys.js';
 import { startTrackMenu } from './menu.js';
 import { startSearch } from './search.js';
+import { toast } from './toast.js';
 
 const player = new Player(document.getElementById('player'), document.getElementById('queue-panel'));
 
@@ -69,13 +70,14 @@ const ACTIONS = {
   },
   'queue-add'(b) {
     player.enqueue(Number(b.closest('[data-track-id]').dataset.trackId));
+    toast('added to the queue');
   },
   async share(b) {
     try {
       if (navigator.share) await navigator.share({ url: b.dataset.url, title: document.title });
       else {
         await navigator.clipboard.writeText(b.dataset.url);
-        announce('link copied');
+        toast('link copied');
         b.querySelector('span').textContent = 'copied';
       }
     } catch { /* dismissed */ }

@@ -3,9 +3,10 @@
 // role=menu with arrow keys, Home/End, Escape and focus returned to the button that opened it, as the WAI-ARIA menu
 // button pattern asks.
 
-import { announce, api, signedIn } from './api.js';
+import { api, signedIn } from './api.js';
 import { go } from './nav.js';
 import { openReport } from './report.js';
+import { toast } from './toast.js';
 
 export function startTrackMenu(player) {
   const menu = document.getElementById('track-menu');
@@ -46,11 +47,11 @@ export function startTrackMenu(player) {
     const title = button.closest('[data-track-id]').querySelector('.t-title')?.textContent || 'this track';
     menu.setAttribute('aria-label', `more for ${title}`);
     menu.replaceChildren(
-      item('play next', (id) => { player.unlockAudio(); player.enqueue(id, { next: true }); }),
-      item('add to queue', (id) => player.enqueue(id)),
+      item('play next', (id) => { player.unlockAudio(); player.enqueue(id, { next: true }); toast('playing next'); }),
+      item('add to queue', (id) => { player.enqueue(id); toast('added to the queue'); }),
       item('copy link', async (id) => {
         await navigator.clipboard.writeText(`${location.origin}/track/${id}`).catch(() => {});
-        announce('link copied');
+        toast('link copied');
       }),
     );
     if (signedIn()) {
@@ -61,6 +62,8 @@ export function startTrackMenu(player) {
       if (row.querySelector('a.t-artist')?.getAttribute('href') !== `/u/${document.body.dataset.user}`) {
         menu.append(item('report', (id) => openReport({ type: 'track', id, name: title, from: button })));
       }
+      const inList = ownPlaylistItem(row);
+      if (inList) menu.append(item('remove from this playlist', () => removeFromPlaylist(row, inList)));
       const heading = document.createElement('p');
       heading.className = 'menu-label quiet small';
       heading.textContent = 'add to a playlist';
@@ -73,18 +76,70 @@ export function startTrackMenu(player) {
           menu.append(item(p.name, async (id) => {
             try {
               await api(`/lists/playlists/${p.id}/tracks`, { method: 'POST', body: { track_id: id } });
-              announce(`added to ${p.name}`);
+              toast(`added to ${p.name}`);
             } catch (err) {
-              announce(`not added: ${err.message}`);
+              toast(`not added: ${err.message}`, { error: true });
             }
           }));
         }
-        if (!lists.length) heading.textContent = 'no playlists yet: make one in your library';
+        if (!lists.length) heading.textContent = 'no playlists yet';
       } catch {
         heading.textContent = 'playlists could not be loaded';
       }
+      menu.append(newPlaylistItem(title));
     }
     place(button);
+  }
+
+  // "new playlist…": the item becomes a name field in place (no page change, so playback goes on); Enter or
+  // "create" makes the playlist with this track in it, Escape closes the menu.
+  function newPlaylistItem(title) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.setAttribute('role', 'menuitem');
+    b.tabIndex = -1;
+    b.textContent = 'new playlist…';
+    b.addEventListener('click', () => {
+      const id = trackId;
+      const form = document.createElement('form');
+      form.className = 'menu-new';
+      const input = document.createElement('input');
+      input.name = 'name';
+      input.required = true;
+      input.maxLength = 100;
+      input.autocomplete = 'off';
+      input.placeholder = 'playlist name';
+      input.setAttribute('aria-label', `new playlist with ${title}`);
+      const create = document.createElement('button');
+      create.type = 'submit';
+      create.textContent = 'create';
+      form.append(input, create);
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const name = input.value.trim();
+        if (!name) return;
+        create.disabled = true;
+        let p;
+        try {
+          p = await api('/lists/playlists', { method: 'POST', body: { name } });
+        } catch (err) {
+          create.disabled = false;
+          toast(`no playlist made: ${err.message}`, { error: true });
+          input.focus();
+          return;
+        }
+        close();
+        try {
+          await api(`/lists/playlists/${p.id}/tracks`, { method: 'POST', body: { track_id: id } });
+          toast(`created ${p.name} with ${title}`);
+        } catch (err) {
+          toast(`created ${p.name}, but ${title} was not added: ${err.message}`, { error: true });
+        }
+      });
+      b.replaceWith(form);
+      input.focus();
+    });
+    return b;
   }
 
   function place(button) {
@@ -108,9 +163,11 @@ export function startTrackMenu(player) {
         close({ refocus: false });
         open(b);
       }
-    } else if (!menu.contains(e.target)) close({ refocus: false });
+    } else if (!e.composedPath().includes(menu)) close({ refocus: false }); // (an item may have left the menu)
   });
   menu.addEventListener('keydown', (e) => {
+    // In the new playlist's name field the keys edit the name; only Escape and Tab leave.
+    if (e.target.closest('.menu-new') && !['Escape', 'Tab'].includes(e.key)) return;
     const i = items().indexOf(document.activeElement);
     const act = {
       ArrowDown: () => focusItem(i + 1),
@@ -125,7 +182,40 @@ export function startTrackMenu(player) {
     e.stopPropagation(); // Escape here closes the menu, not the queue panel
     act();
   });
-  window.addEventListener('resize', () => close({ refocus: false }));
-  window.addEventListener('scroll', () => close({ refocus: false }), { passive: true });
+  // A phone's keyboard opening for the name field resizes and scrolls the page: that must not close the menu.
+  const typing = () => Boolean(document.activeElement?.closest('#track-menu .menu-new'));
+  window.addEventListener('resize', () => { if (!typing()) close({ refocus: false }); });
+  window.addEventListener('scroll', () => { if (!typing()) close({ refocus: false }); }, { passive: true });
   return { close: () => close({ refocus: false }) };
+}
+
+// The playlist this row is listed in when its owner is looking at it (its page is open): {id, uri}.
+function ownPlaylistItem(row) {
+  const hero = document.querySelector('#main [data-playlist-id][data-owner]');
+  if (!hero || !row.dataset.itemUri || !row.closest('#main [data-tracklist]')) return null;
+  return { id: hero.dataset.playlistId, uri: row.dataset.itemUri };
+}
+
+// Remove a track from one's playlist; undo puts it back where it was (added again, then the old order restored).
+async function removeFromPlaylist(row, { id, uri }) {
+  const list = row.parentElement;
+  const at = [...list.children].indexOf(row);
+  const title = row.querySelector('.t-title')?.textContent || 'the track';
+  try {
+    await api(`/lists/playlists/${id}/tracks/${uri}`, { method: 'DELETE' });
+  } catch (err) {
+    toast(`not removed: ${err.message}`, { error: true });
+    return;
+  }
+  row.remove();
+  toast(`removed ${title}`, {
+    undo: async () => {
+      await api(`/lists/playlists/${id}/tracks`, { method: 'POST', body: { track_id: Number(row.dataset.trackId) } });
+      const now = [...list.children].map((li) => li.dataset.itemUri);
+      const order = [...now.slice(0, at), uri, ...now.slice(at)];
+      await api(`/lists/playlists/${id}/reorder`, { method: 'PUT', body: { items: order.map((u) => ({ uri: u })) } });
+      if (list.isConnected) list.insertBefore(row, list.children[at] || null);
+      return `${title} is back`;
+    },
+  });
 }
