@@ -151,7 +151,7 @@ def test_what_the_reporter_cannot_see_is_not_found(world: World, pds) -> None:
     and what does not exist all answer 404 alike, and leave nothing behind."""
     who = person(world.node, pds, "rpprobe")
     hidden = [("track", str(world.library_track)), ("playlist", world.private_playlist), ("track", "99999999"),
-              ("track", "not-a-number"), ("comment", "99999999"), ("playlist", "no-such-list"),
+              ("track", "not-a-number"), ("comment", "99999999"), ("playlist", "00000000-0000-4000-8000-000000000000"),
               ("artist", "did:plc:nobodyhereatall0000000"), ("artist", "someone.example.com"), ("album", "nope")]
     for kind, target in hidden:
         r = report(who, target_type=kind, target_id=target, reason="abuse")

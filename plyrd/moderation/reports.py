@@ -15,7 +15,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog.tracks import Audience, open_track
+from ..catalog.comments import comment_visible
+from ..catalog.playlists import get_playlist
+from ..catalog.tracks import Audience, album_visible, artist_shown, open_track
 from ..db import Database
 from ..errors import InvalidInput, NotFound
 from ..inputs import check_text
@@ -72,22 +74,25 @@ async def check_target(db: Database, report: NewReport, audience: Audience) -> N
         await open_track(db, _int_id(target), audience)
         return
     if kind == "comment":
-        row = await db.fetchone("SELECT track_id FROM comments WHERE id = ?", (_int_id(target),))
+        seen = comment_visible(audience)
+        row = await db.fetchone(f"SELECT c.track_id FROM comments c WHERE c.id = ? AND {seen.sql}",
+                                (_int_id(target), *seen.params))
         if row is None:
             raise NotFound("no such comment")
         await open_track(db, row["track_id"], audience)
         return
     if kind == "playlist":
-        row = await db.fetchone("SELECT is_private, owner_did FROM playlists WHERE id = ?", (target,))
-        if row is None or (row["is_private"] and row["owner_did"] != audience.did):
-            raise NotFound("no such playlist")
+        await get_playlist(db, target, audience.did)
         return
     if kind == "album":
-        if await db.fetchone("SELECT 1 FROM albums WHERE id = ?", (target,)) is None:
+        seen = album_visible(audience)
+        if await db.fetchone(f"SELECT 1 FROM albums a WHERE a.id = ? AND {seen.sql}", (target, *seen.params)) is None:
             raise NotFound("no such album")
         return
     if kind == "artist":
-        if not _DID.fullmatch(target) or await db.fetchone("SELECT 1 FROM users WHERE did = ?", (target,)) is None:
+        shown = artist_shown("u.did")
+        if not _DID.fullmatch(target) or await db.fetchone(
+                f"SELECT 1 FROM users u WHERE u.did = ? AND {shown.sql}", (target, *shown.params)) is None:
             raise NotFound("no such artist (send their DID)")
         return
     if len(target) > 100:
