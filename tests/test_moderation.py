@@ -99,11 +99,16 @@ def test_comments_and_playlists_are_taken_down_for_all_but_their_owner(world) ->
     assert artist.get(f"/tracks/{track}/comments").json()["comments"] == []
     own = listener.get(f"/tracks/{track}/comments").json()["comments"]
     assert [c["taken_down"] for c in own] == ["abuse"]
+    # nor can anyone else report it: it does not exist for them
+    r = artist.post("/moderation/reports", json={"target_type": "comment", "target_id": comment, "reason": "abuse"})
+    assert r.status_code == 404
 
     r = listener.post("/lists/playlists", json={"name": "bad list"})
     playlist = r.json()["id"]
     assert admin.post(f"/admin/api/playlists/{playlist}/takedown", json={"reason": "spam"}).status_code == 200
     assert artist.get(f"/lists/playlists/{playlist}").status_code == 404
+    r = artist.post("/moderation/reports", json={"target_type": "playlist", "target_id": playlist, "reason": "spam"})
+    assert r.status_code == 404
     assert anonymous(world["node"]).get(f"/playlist/{playlist}").status_code == 404
     assert listener.get(f"/lists/playlists/{playlist}").status_code == 200
     assert admin.post(f"/admin/api/playlists/{playlist}/restore", json={}).status_code == 200
