@@ -426,12 +426,13 @@ def test_track_menu_play_next_and_add_to_a_playlist(s: Session) -> None:
     late = s.api("POST", "/lists/playlists", {"name": "late night"})["body"]
     page.click(f"{row} [data-track-menu]")
     page.click("#track-menu [role=menuitem]:has-text('late night')")
-    s.wait("() => document.getElementById('announcer').textContent === 'added to late night'")
+    s.wait("() => document.getElementById('toasts').lastElementChild?.textContent === 'added to late night'")
     assert page.is_hidden("#track-menu")
     assert [t["id"] for t in s.api("GET", f"/lists/playlists/{late['id']}")["body"]["tracks"]] == [s.ids["short"]]
     page.click(f"{row} [data-track-menu]")
     page.click("#track-menu [role=menuitem]:has-text('pier mix')")
-    s.wait("() => document.getElementById('announcer').textContent === 'not added: track already in playlist'")
+    s.wait("() => document.getElementById('toasts').lastElementChild?.textContent === "
+           "'not added: track already in playlist'")
 
 
 def test_the_queue_follows_across_tabs(s: Session, browser) -> None:

@@ -2,10 +2,11 @@
 // public, shows it on their profile or not, sets or removes its cover, and deletes it. Each move is saved with the
 // whole new order (the server refuses an order built from a stale copy).
 
-import { announce, api } from '../api.js';
+import { api } from '../api.js';
 import { setUrl } from '../dom.js';
 import { reportButtons } from '../report.js';
 import { makeSortable } from '../sortable.js';
+import { toast } from '../toast.js';
 
 export function init(main, { go }) {
   reportButtons(main); // "report this playlist", for signed-in people who do not own it
@@ -17,7 +18,7 @@ export function init(main, { go }) {
   const editStatus = main.querySelector('[data-edit-status]');
   const said = (text) => {
     editStatus.textContent = text;
-    announce(text);
+    toast(text);
   };
   if (list) {
     makeSortable(list, {
@@ -26,9 +27,10 @@ export function init(main, { go }) {
         try {
           await api(`/lists/playlists/${id}/reorder`, { method: 'PUT', body: { items } });
           if (status) status.textContent = 'order saved';
-          announce('order saved');
+          toast('order saved');
         } catch (err) {
           if (status) status.textContent = `not saved: ${err.message}`;
+          toast(`order not saved: ${err.message}`, { error: true });
         }
       },
     });
@@ -94,7 +96,7 @@ export function init(main, { go }) {
     }
     try {
       await api(`/lists/playlists/${id}`, { method: 'DELETE' });
-      announce('playlist deleted');
+      toast('playlist deleted');
       go('/library');
     } catch (err) {
       said(`not deleted: ${err.message}`);

@@ -4,9 +4,21 @@
 import { api, signedIn } from '../api.js';
 import { h } from '../dom.js';
 import { setAccent, setTheme } from '../theme.js';
+import { toast } from '../toast.js';
+
+// The page's status line, also said in a toast (the toast region is the one that speaks).
+function toasting(el) {
+  return {
+    get textContent() { return el.textContent; },
+    set textContent(text) {
+      el.textContent = text;
+      toast(text, { error: /^(not |no |could not)/.test(text) });
+    },
+  };
+}
 
 export function init(main) {
-  const status = main.querySelector('[data-status]');
+  const status = toasting(main.querySelector('[data-status]'));
   const save = async (changes) => {
     if (!signedIn()) {
       status.textContent = 'saved in this browser';

@@ -1,7 +1,8 @@
 // The track page: the like button, the big waveform (seeks when this track is the one playing, starts it
 // otherwise), timed comments you click to jump to, and a comment form stamped with the current position.
 
-import { ApiError, announce, api, clock, csrfToken } from '../api.js';
+import { ApiError, api, clock, csrfToken } from '../api.js';
+import { toast } from '../toast.js';
 import { h } from '../dom.js';
 import { reportButtons } from '../report.js';
 import { Waveform } from '../waveform.js';
@@ -63,15 +64,24 @@ export function init(main, { player, go }) {
         return;
       }
       const liked = b.getAttribute('aria-pressed') === 'true';
-      b.disabled = true;
-      try {
-        const r = await api(`/tracks/${id}/like`, { method: liked ? 'DELETE' : 'POST' });
+      const show = (r) => {
         b.setAttribute('aria-pressed', String(r.liked));
         b.querySelector('[data-like-label]').textContent = r.liked ? 'liked' : 'like';
         b.querySelector('[data-like-count]').textContent = String(r.like_count);
-        announce(r.liked ? 'liked' : 'like removed');
+      };
+      b.disabled = true;
+      try {
+        const r = await api(`/tracks/${id}/like`, { method: liked ? 'DELETE' : 'POST' });
+        show(r);
+        // An unlike is undone by liking again (the like goes back in front of the liked list, as a new like).
+        toast(r.liked ? 'liked' : 'like removed', r.liked ? {} : {
+          undo: async () => {
+            show(await api(`/tracks/${id}/like`, { method: 'POST' }));
+            return 'liked again';
+          },
+        });
       } catch (err) {
-        announce(err.message);
+        toast(err.message, { error: true });
       } finally {
         b.disabled = false;
       }
@@ -93,7 +103,7 @@ export function init(main, { player, go }) {
       const count = main.querySelector('[data-comment-count]');
       count.textContent = String(comments.children.length);
       input.value = '';
-      announce(`comment posted at ${clock(ms / 1000)}`);
+      toast(`comment posted at ${clock(ms / 1000)}`);
     } catch (err) {
       error.textContent = err instanceof ApiError && err.status === 401 ? 'sign in again to comment' : err.message;
     }
@@ -189,7 +199,7 @@ function startShareToBluesky(main, id) {
       text.value = '';
       recount();
       status.replaceChildren('posted. ', h('a', { href: body.url, target: '_blank', rel: 'noopener' }, 'see it on bluesky'));
-      announce('posted to bluesky');
+      toast('posted to bluesky');
     } catch (err) {
       status.textContent = '';
       error.textContent = err instanceof ApiError && err.status === 401 ? 'sign in again to post' : err.message;
