@@ -20,11 +20,12 @@ from ..catalog import albums, comments, feeds, likes, playlists, preferences
 from ..catalog.profiles import get_profile
 from ..catalog.social import tracks_json
 from ..catalog.tracks import ANONYMOUS, hidden_tags, is_library, open_track, playable, track_json, visible
-from ..errors import InvalidInput, NotFound, PlyrdError
+from ..errors import Forbidden, InvalidInput, NotFound, PlyrdError
 from ..moderation.suspension import suspension_of
 from .auth import set_session_cookies
 from .context import node
 from .errors import status_for
+from .header_stats import header_stats, stats_line
 from .limits import client_address, retry_after_headers
 from .viewer import current_audience, current_viewer
 
@@ -98,7 +99,8 @@ async def _viewer_context() -> dict[str, Any]:
 async def render(template: str, *, status: int = 200, **context: Any) -> Response:
     n = node()
     html = await render_template(template, **(await _viewer_context()), version=current_app.config["PLYRD_VERSION"],
-                                 public_url=n.config.public_url, **context)
+                                 public_url=n.config.public_url, node_stats=stats_line(await header_stats(n.db)),
+                                 **context)
     response = Response(html, status=status, content_type="text/html; charset=utf-8")
     response.headers["Cache-Control"] = "no-cache"  # pages differ per viewer: revalidate, never share
     response.headers["Vary"] = "Cookie"
@@ -194,6 +196,21 @@ async def artist_page(handle: str) -> Response:
     return await render("artist.html", profile=profile, tracks=await page_tracks(page.rows),
                         next_cursor=page.next_cursor, albums=shown, playlists=lists,
                         page_url=f"{n.config.public_url}/u/{profile['handle']}")
+
+
+@bp.get("/liked/<handle>")
+async def liked_page(handle: str) -> Response:
+    """Someone's liked tracks, when they chose to show them (always to themselves); otherwise no such page. Each
+    track listed only if this visitor may see it (likes.liked_tracks with the visitor's audience)."""
+    n = node()
+    try:
+        shown = await likes.public_likes(n.db, handle.lstrip("@"), audience=current_audience(),
+                                         public_url=n.config.public_url)
+    except Forbidden:
+        raise NotFound(f"no liked tracks of {handle} to show") from None
+    user = shown["user"]
+    return await render("liked.html", person=user, tracks=shown["tracks"],
+                        page_url=f"{n.config.public_url}/liked/{user.get('handle') or user.get('did')}")
 
 
 @bp.get("/u/<handle>/album/<slug>")
