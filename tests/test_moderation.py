@@ -154,8 +154,17 @@ def test_purge_waits_for_the_grace_period_then_removes_the_files(world) -> None:
     assert r.status_code == 400 and "purge_grace_days" in r.json()["detail"]
     db(node, "UPDATE tracks SET taken_down_at = taken_down_at - 2 * 86400 WHERE id = ?", (extra["id"],))
     assert admin.post(f"/admin/api/tracks/{extra['id']}/purge", json={"reason": "gone"}).status_code == 200
-    assert artist.get(f"/tracks/{extra['id']}").status_code == 404
     assert extra["file_id"] not in stored_files(node)
+    left = artist.get(f"/tracks/{extra['id']}").json()  # a tombstone its owner still sees, with the reason
+    assert left["taken_down"] == "stolen" and left["playable"] is False
+    assert admin.post(f"/admin/api/tracks/{extra['id']}/purge", json={}).status_code == 400  # once
+    # the artist's record is theirs and stays; signing in again does not bring it back as a new track
+    uri = db(node, "SELECT record_uri FROM tracks WHERE id = ?", (extra["id"],))[0][0]
+    again = sign_in(node.url, artist.account)
+    r = again.http.post("/sync/reconcile", headers={"X-CSRF-Token": again.csrf})
+    assert r.status_code == 200, r.text
+    assert db(node, "SELECT count(*) FROM tracks WHERE record_uri = ?", (uri,))[0][0] == 1
+    assert anonymous(node).get(f"/tracks/{extra['id']}").status_code == 404
 
 
 def test_reports_fold_and_close_with_the_action(world) -> None:

@@ -235,6 +235,8 @@ def without_tags(tags: Sequence[str], t: str = "t") -> Where:
 
 def track_blobs(row: sqlite3.Row) -> list[str]:
     """The files a track holds references on: its original, its web rendition once made, its artwork."""
+    if row["purged_at"] is not None:  # its files went when the admins purged it (plyrd.moderation.actions)
+        return []
     artwork = Artwork.of(row)
     audio = (row["web_sha"],) if is_remote(row) else (row["original_sha"], row["web_sha"])  # see is_remote
     return [sha for sha in audio if sha] + (artwork.blobs() if artwork else [])

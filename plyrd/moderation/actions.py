@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from ..catalog.labels import SENSITIVE_LABELS
-from ..catalog.tracks import remove_track
+from ..catalog.revisions import drop_revisions
+from ..catalog.tracks import track_blobs
 from ..db import Database
 from ..errors import InvalidInput, NotFound
 from ..storage import BlobStore
@@ -206,19 +207,27 @@ async def _user(conn: Any, did: Any) -> Any:
 
 
 async def purge(db: Database, store: BlobStore, admin: str, track_id: Any, reason: Any, *, grace_days: float,
-                now: float | None = None) -> None:
-    """Remove a taken-down track and its files once its grace period has passed (the artist's record stays)."""
+                 now: float | None = None) -> None:
+    """Free a taken-down track's files once its grace period has passed: its audio, renditions, artwork and earlier
+    audio go; the row stays, taken down and unavailable, holding no file, so the artist's record (theirs, untouched)
+    is never imported or resolved into a track here again."""
     why = clean_reason(reason, required=False)
     now = time.time() if now is None else now
     async with db.write() as conn:
         row = await _row(conn, "tracks", track_id)
         if row["taken_down"] is None:
             raise InvalidInput("only a taken-down track can be purged")
+        if row["purged_at"] is not None:
+            raise InvalidInput("this track's files were purged already")
         left = row["taken_down_at"] + grace_days * 86400 - now
         if left > 0:
             raise InvalidInput(f"this track was taken down less than {grace_days:g} days ago: its files can be "
                                f"purged in {left / 86400:.1f} days (moderation.purge_grace_days)")
-        released = await remove_track(conn, store, row, unpublish=False)
+        released = await drop_revisions(conn, store, row["id"])
+        released += [sha for sha in track_blobs(row) if await store.decref(conn, sha) == 0]
+        await conn.execute(
+            "UPDATE tracks SET purged_at = ?, status = 'unavailable', web_sha = NULL, image_sha = NULL,"
+            " image_mime = NULL, thumb_sha = NULL, display_sha = NULL, peaks = NULL WHERE id = ?", (now, row["id"]))
         await audit(conn, admin, "purge", "track", row["id"], why,
                     {"title": row["title"], "artist_did": row["artist_did"], "taken_down": row["taken_down"]})
     await store.remove_unreferenced(released)

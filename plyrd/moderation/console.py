@@ -181,11 +181,11 @@ async def takedowns(db: Database, public_url: str, *, grace_days: float,
     now = time.time() if now is None else now
     tracks = []
     for r in await db.fetchall(
-            "SELECT t.id, t.title, t.artist_did, t.taken_down, t.taken_down_at, t.thumb_sha, u.handle"
+            "SELECT t.id, t.title, t.artist_did, t.taken_down, t.taken_down_at, t.purged_at, t.thumb_sha, u.handle"
             " FROM tracks t LEFT JOIN users u ON u.did = t.artist_did WHERE t.taken_down IS NOT NULL"
             " ORDER BY t.taken_down_at DESC, t.id DESC LIMIT 500"):
         purge_at = (r["taken_down_at"] or now) + grace_days * 86400
-        tracks.append({**_dict(r), "purge_at": purge_at, "purgeable": purge_at <= now,
+        tracks.append({**_dict(r), "purge_at": purge_at, "purgeable": purge_at <= now and r["purged_at"] is None,
                        "thumb": f"{public_url}/images/{r['thumb_sha']}" if r["thumb_sha"] else None})
     comments = [_dict(r) for r in await db.fetchall(
         "SELECT c.id, c.text, c.did, c.track_id, c.taken_down, c.taken_down_at, t.title, u.handle FROM comments c"

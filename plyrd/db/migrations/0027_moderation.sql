@@ -6,6 +6,9 @@
 -- stay until an admin purges them (after moderation.purge_grace_days). NULL: not taken down.
 ALTER TABLE tracks ADD COLUMN taken_down TEXT;           -- why, as the owner reads it
 ALTER TABLE tracks ADD COLUMN taken_down_at REAL;
+-- A purged track: its files are gone (it holds no blob references any more) and it stays taken down, its row kept as
+-- a tombstone so that reconciliation, import and remote resolution never bring its record back in.
+ALTER TABLE tracks ADD COLUMN purged_at REAL;
 -- Labels the node's admins put on a track (the node's labeler signs them): 'sensitive' artwork is blurred for whoever
 -- has not opted in, exactly as the artist's own content notice (self_labels) is.
 ALTER TABLE tracks ADD COLUMN operator_labels TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(operator_labels));
