@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import helpers
 import httpx
 import pytest
 from conftest import node_fixture
@@ -23,23 +24,8 @@ from plyrd.network import follows
 node = node_fixture("follows")
 
 
-class Repo:
-    """Another client writing to an account's repo directly, as Bluesky or plyr.fm would."""
-
-    def __init__(self, pds: Any, account: Any) -> None:
-        self.pds, self.account = pds, account
-        s = httpx.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
-                       json={"identifier": account.did, "password": account.password}).json()
-        self.auth = {"Authorization": f"Bearer {s['accessJwt']}"}
-
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = httpx.post(f"{self.pds.pds_url}/xrpc/com.atproto.repo.{method}",
-                       json={"repo": self.account.did, **body}, headers=self.auth)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def create(self, collection: str, record: dict[str, Any]) -> dict[str, Any]:
-        return self.call("createRecord", {"collection": collection, "record": {"$type": collection, **record}})
+class Repo(helpers.Repo):
+    """Another client writing to an account's repo (tests/helpers.py), with the records this module writes."""
 
     def track(self, title: str, created: str) -> dict[str, Any]:
         url = f"https://cdn.example.com/{title.replace(' ', '-')}.mp3"
