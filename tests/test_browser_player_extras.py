@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import make_audio
-from browsing import DESKTOP, PHONE, Session
+from browsing import DESKTOP, PHONE, SHOTS, Session
 from conftest import node_env, start_node
 from helpers import Artist, db_rows, records, sign_in, wait_for
 
@@ -240,3 +240,33 @@ def test_remove_from_a_playlist_then_undo_puts_it_back_in_place(s: Session, trac
     assert in_list() == order and s.js(rows) == order
     s.page.reload()
     assert s.js(rows) == order
+
+
+def test_screenshots(s: Session, browser, node, accounts, tracks) -> None:
+    """For a person to look at (tests/output/screenshots/extras/): the header's stats line, the menu's name field,
+    a toast with its undo, and a liked page, at desktop and phone sizes, dark and light."""
+    out = SHOTS / "extras"
+    out.mkdir(parents=True, exist_ok=True)
+    handle = accounts["listener"].handle
+    assert s.api("POST", "/preferences/", {"show_liked_on_profile": True})["status"] == 200
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        for scheme in ("dark", "light"):
+            context = browser.new_context(viewport=viewport, color_scheme=scheme)
+            context.add_cookies(s.page.context.cookies())
+            page = context.new_page()
+            page.goto(f"{node.url}/liked/{handle}")
+            page.screenshot(path=str(out / f"liked-{size}-{scheme}.png"))
+            page.click(f"#main li[data-track-id='{tracks['alpha']}'] [data-track-menu]")
+            page.click("#track-menu [role=menuitem]:has-text('new playlist…')")
+            page.keyboard.type("for the road")
+            page.screenshot(path=str(out / f"menu-new-playlist-{size}-{scheme}.png"))
+            page.keyboard.press("Escape")
+            page.goto(f"{node.url}/track/{tracks['alpha']}")
+            page.click("#main [data-action=like]")
+            page.wait_for_selector("#toasts .toast-undo")
+            page.hover("#toasts .toast")
+            page.screenshot(path=str(out / f"toast-undo-{size}-{scheme}.png"))
+            page.click("#toasts .toast-undo")
+            page.wait_for_function("() => !document.querySelector('#toasts .toast-undo')")
+            context.close()
+    assert s.api("GET", f"/tracks/{tracks['alpha']}")["body"]["is_liked"] is True

@@ -137,6 +137,9 @@ export function startTrackMenu(player) {
         }
       });
       b.replaceWith(form);
+      // The field may widen the menu: keep it inside the window.
+      const left = parseFloat(menu.style.left) || 8;
+      menu.style.left = `${Math.max(8, Math.min(left, window.innerWidth - menu.offsetWidth - 8))}px`;
       input.focus();
     });
     return b;

@@ -116,8 +116,10 @@ export function init(main, { player, go }) {
     try {
       await api(`/lists/playlists/${add.elements.playlist.value}/tracks`, { method: 'POST', body: { track_id: id } });
       status.textContent = 'added';
+      toast(`added to ${add.elements.playlist.selectedOptions[0]?.textContent || 'the playlist'}`);
     } catch (err) {
       status.textContent = err.message;
+      toast(`not added: ${err.message}`, { error: true });
     }
   });
 
