@@ -103,8 +103,8 @@ function swap(doc, next) {
   if (!localStorage.getItem('plyrd.theme')) document.documentElement.dataset.theme = doc.documentElement.dataset.theme;
   if (!localStorage.getItem('plyrd.accent')) {
     const accent = doc.documentElement.dataset.accentColor;
-    if (accent) document.documentElement.style.setProperty('--accent', accent);
-    else document.documentElement.style.removeProperty('--accent');
+    if (accent) document.documentElement.style.setProperty('--accent-choice', accent);
+    else document.documentElement.style.removeProperty('--accent-choice');
   }
   onPage(document.getElementById('main'));
 }

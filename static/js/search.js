@@ -59,7 +59,9 @@ export function startSearch(go) {
     for (const [kind, title] of GROUPS) {
       const results = body.groups?.[kind] || [];
       if (!results.length) continue;
-      const group = h('div', { role: 'group', 'aria-label': title }, h('h3', {}, title));
+      // The group's name is its aria-label; a heading inside a listbox is not allowed, so the title shown is plain.
+      const group = h('div', { role: 'group', 'aria-label': title },
+        h('div', { class: 'group-title', 'aria-hidden': 'true' }, title));
       for (const r of results) {
         const [main, sub] = label(kind, r);
         const art = r.thumbnail_url || r.avatar_url;

@@ -8,7 +8,9 @@ export function setTheme(theme) {
   localStorage.setItem('plyrd.theme', theme);
 }
 
+// The listener's colour goes in --accent-choice: base.css derives --accent from it, lightened or darkened just
+// enough per theme to read as text (4.5:1), so any colour may be picked.
 export function setAccent(color) {
-  document.documentElement.style.setProperty('--accent', color);
+  document.documentElement.style.setProperty('--accent-choice', color);
   localStorage.setItem('plyrd.accent', color);
 }

@@ -1,0 +1,161 @@
+"""Accessibility of every page type, audited by axe-core (the engine of browsers' own audits, tests/axe_support.py)
+in Debian's Chromium: both themes, at desktop and at 360 px, signed in (as the node's admin, so the console is
+audited too) and signed out. Any serious or critical violation fails, contrast included; the failure lists each
+rule, the elements' selectors and the rule's help URL.
+
+axe does not check that the keyboard shows where it is: test_browser.py keeps that check (an outline on every Tab
+stop). The audit's contexts bypass the Content-Security-Policy, which would refuse the injected axe script (the
+policy itself is tested in test_browser_csp.py). Shares the browser fixture and the Session helper with
+test_browser.py, but not its node, account or tab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audio_samples import jpeg_bytes, make_audio
+from axe_support import audit, ensure_axe, serious
+from browsing import DESKTOP, PHONE, Session, upload
+from conftest import node_env, start_node
+
+
+@pytest.fixture(scope="module")
+def account(pds) -> Any:
+    return pds.create_account("auditor")
+
+
+@pytest.fixture(scope="module")
+def node(pds, account, tmp_path_factory) -> Iterator[Any]:
+    served = start_node([], cwd=tmp_path_factory.mktemp("axe"), env=node_env(pds, PLYRD_AUTH_ADMINS=account.handle))
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def s(browser, node, account) -> Iterator[Session]:
+    ensure_axe()  # npm ci on first use, before any page is looked at
+    context = browser.new_context(viewport=DESKTOP, color_scheme="dark")
+    session = Session(node, context.new_page(), account)
+    yield session
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("axe-audio")
+    return {"cover": make_audio(d / "a.mp3", "mp3", seconds=6, kind="music", frequency=220, cover=jpeg_bytes(300, 300)),
+            "album": make_audio(d / "b.wav", "wav", seconds=4, kind="music", frequency=330)}
+
+
+def test_a_catalog_to_look_at(s: Session, audio) -> None:
+    """Two uploads (one with artwork, one in an album without any), a like, a comment and a playlist: every page
+    type then has its parts on it."""
+    s.sign_in("/upload")
+    s.ids["cover"] = upload(s, audio["cover"], title="harbour lights", tags="dusk, tape", description="waves")
+    s.nav("text=upload another", "/upload")
+    s.ids["album"] = upload(s, audio["album"], title="second wind", album="night drive")
+    assert s.api("POST", f"/tracks/{s.ids['cover']}/like")["status"] in (200, 201)
+    assert s.api("POST", "/preferences/", {"allow_comments": True})["status"] == 200
+    comment = s.api("POST", f"/tracks/{s.ids['cover']}/comments", {"text": "the tide turns", "timestamp_ms": 1200})
+    assert comment["status"] in (200, 201), comment
+    playlist = s.api("POST", "/lists/playlists", {"name": "pier mix"})["body"]
+    s.ids["playlist"] = playlist["id"]
+    for key in ("cover", "album"):
+        assert s.api("POST", f"/lists/playlists/{playlist['id']}/tracks", {"track_id": s.ids[key]})["status"] == 200
+
+
+def pages(s: Session) -> dict[str, str]:
+    handle = s.account.handle
+    return {
+        "home": "/", "track": f"/track/{s.ids['cover']}", "artist": f"/u/{handle}",
+        "album": f"/u/{handle}/album/night-drive", "tag": "/tag/dusk", "library": "/library",
+        "playlist": f"/playlist/{s.ids['playlist']}", "upload": "/upload", "portal": "/portal", "settings": "/settings",
+        "network": "/network", "not-found": "/track/987654", "library-admin": "/settings/library",
+        "admin": "/admin", "admin-reports": "/admin/reports", "admin-users": "/admin/users",
+        "admin-takedowns": "/admin/takedowns", "admin-jobs": "/admin/jobs", "admin-audit": "/admin/audit",
+    }
+
+
+def look(page: Any, url: str) -> list[dict[str, Any]]:
+    page.goto(url)
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(150)  # the page's module has wired it up (rows filled, counts in)
+    return audit(page)
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme: str) -> None:
+    viewport = DESKTOP if size == "desktop" else PHONE
+    phone = size == "phone"
+    found: dict[str, list[str]] = {}
+    signed_in = browser.new_context(viewport=viewport, color_scheme=scheme, is_mobile=phone, has_touch=phone,
+                                    bypass_csp=True, storage_state=s.page.context.storage_state())
+    page = signed_in.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    for name, path in pages(s).items():
+        page_url = s.node.url + path
+        if name == "album":  # its slug is the server's: follow the artist page's card
+            page.goto(s.node.url + f"/u/{s.account.handle}")
+            page_url = s.node.url + page.get_attribute("#main .cards a", "href")
+        found[name] = serious(look(page, page_url))
+    # the search dialog open, with results
+    page.goto(s.node.url + "/")
+    page.keyboard.press("Control+k")
+    page.wait_for_function("() => document.querySelector('dialog.search-modal').open")
+    page.keyboard.type("harbour")
+    page.wait_for_function("() => document.querySelectorAll('.search-modal [role=option]').length > 0",
+                           timeout=10_000)
+    found["search-open"] = serious(audit(page))
+    page.keyboard.press("Escape")
+    signed_in.close()
+
+    signed_out = browser.new_context(viewport=viewport, color_scheme=scheme, is_mobile=phone, has_touch=phone,
+                                     bypass_csp=True)
+    page = signed_out.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    for name, path in {"sign-in": "/login", "home-signed-out": "/", "track-signed-out": f"/track/{s.ids['cover']}",
+                       "settings-signed-out": "/settings"}.items():
+        found[name] = serious(look(page, s.node.url + path))
+    signed_out.close()
+
+    embeds = browser.new_context(viewport={"width": 600, "height": 352}, color_scheme=scheme, bypass_csp=True)
+    page = embeds.new_page()
+    for name, path in {"embed-track": f"/embed/track/{s.ids['cover']}",
+                       "embed-playlist": f"/embed/playlist/{s.ids['playlist']}"}.items():
+        found[name] = serious(look(page, s.node.url + path))
+    embeds.close()
+
+    bad = {name: lines for name, lines in found.items() if lines}
+    report = "\n".join(f"{name} ({size}, {scheme}):\n  " + "\n  ".join(lines) for name, lines in bad.items())
+    assert not bad, "axe found serious or critical violations:\n" + report
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_any_chosen_accent_reads_as_text(s: Session, browser, theme: str) -> None:
+    """Settings lets a listener pick any accent colour: on either theme the page shows it lightened or darkened just
+    enough that links, the chosen feed chip and comment time stamps keep 4.5:1 (pure yellow on light, pure blue on
+    dark and their kind are the hard ones)."""
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True, storage_state=s.page.context.storage_state())
+    page = context.new_page()
+    page.on("pageerror", lambda e: s.errors.append(str(e)))
+    found = {}
+    for accent in ("#ffff00", "#00ffee", "#0000ff", "#ff00ff", "#ff0000", "#808080", "#ffffff", "#000000"):
+        page.add_init_script(f"localStorage.setItem('plyrd.theme', '{theme}'); "
+                             f"localStorage.setItem('plyrd.accent', '{accent}')")
+        for path in ("/", f"/track/{s.ids['cover']}"):
+            page.goto(s.node.url + path)
+            assert page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--accent-choice')"
+                                 ).strip() == accent
+            lines = serious(audit(page, ["color-contrast", "link-in-text-block"]))
+            if lines:
+                found[f"{accent} {path}"] = lines
+    context.close()
+    assert not found, found
+
+
+def test_no_script_errors(s: Session) -> None:
+    assert s.errors == []
