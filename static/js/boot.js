@@ -12,5 +12,5 @@
   } catch (e) { /* storage turned off: the server's choice stands */ }
   if (theme) d.dataset.theme = theme;
   accent = accent || d.dataset.accentColor;
-  if (accent) d.style.setProperty('--accent', accent);
+  if (accent) d.style.setProperty('--accent-choice', accent);  /* base.css makes it readable per theme */
 }());
