@@ -44,6 +44,7 @@ from .web import upload_tags as upload_tags_web
 from .web.labeler import bp as labeler_bp
 from .web.lists import albums_bp, lists_bp
 from .web.portal_page import bp as portal_bp
+from .web.pwa import bp as pwa_bp
 
 
 def static_dir() -> Path:
@@ -117,6 +118,7 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
     app.register_blueprint(moderation_web.bp)
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(labeler_bp)
+    app.register_blueprint(pwa_bp)  # /sw.js and /offline: the installable web app
     upload_stream.install(app)
 
     @app.before_serving

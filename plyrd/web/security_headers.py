@@ -11,6 +11,8 @@ style elements through the CSSOM (element.style), which CSP does not restrict.
   `media-src`) let a page show a file picked for upload before it is sent; no page needs them today.
 - `media-src 'self'`: audio is always the node's own /audio/ (another node's track whose record has only an audioUrl
   is relayed by the node: plyrd.web.relay).
+- `worker-src 'self'` and `manifest-src 'self'`: the service worker is the node's own /sw.js and the web app
+  manifest its own /static/manifest.webmanifest (plyrd.web.pwa); said outright rather than left to default-src.
 - `form-action 'self'`: every form posts to the node. Chromium checks a form's redirects too, so the sign-in
   form's /auth/start answers browsers with a page that moves on to the PDS by itself (a meta refresh is a
   navigation, which form-action does not govern) instead of a redirect.
@@ -34,6 +36,8 @@ _BASE = [
     "img-src 'self' https: data: blob:",
     "media-src 'self' blob:",
     "connect-src 'self'",
+    "worker-src 'self'",
+    "manifest-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
     "form-action 'self'",

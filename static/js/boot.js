@@ -13,4 +13,15 @@
   if (theme) d.dataset.theme = theme;
   accent = accent || d.dataset.accentColor;
   if (accent) d.style.setProperty('--accent-choice', accent);  /* base.css makes it readable per theme */
+  // A chosen theme (not "system") also colours the browser's bar: theme-color follows the page's background.
+  if (d.dataset.theme === 'dark' || d.dataset.theme === 'light') {
+    var bg = getComputedStyle(d).getPropertyValue('--bg').trim();
+    var metas = document.querySelectorAll('meta[name="theme-color"]');
+    for (var i = 0; bg && i < metas.length; i++) { metas[i].removeAttribute('media'); metas[i].content = bg; }
+  }
+  // The installable app's service worker (/sw.js: the shell offline, never audio), once the page has loaded, where
+  // browsers allow one (a secure context: https, or localhost and 127.0.0.1 over http).
+  if ('serviceWorker' in navigator && window.isSecureContext) {
+    window.addEventListener('load', function () { navigator.serviceWorker.register('/sw.js').catch(function () {}); });
+  }
 }());
