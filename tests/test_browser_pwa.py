@@ -192,6 +192,18 @@ def test_audio_and_ranges_go_around_the_worker(s: Session, node, track) -> None:
     s.js("document.getElementById('audio').pause()")
 
 
+def test_theme_color_follows_a_chosen_theme(s: Session, node) -> None:
+    metas = "() => [...document.querySelectorAll('meta[name=theme-color]')].map(m => [m.content, m.media])"
+    s.page.goto(node.url + "/")
+    s.js("localStorage.setItem('plyrd.theme', 'system')")  # the system's choice: the browser picks by media query
+    s.page.reload()
+    assert s.js(metas) == [["#0b0b0c", "(prefers-color-scheme: dark)"], ["#fafaf9", "(prefers-color-scheme: light)"]]
+    s.js("localStorage.setItem('plyrd.theme', 'light')")  # this browser chose light while the system is dark
+    s.page.reload()
+    assert s.js(metas) == [["#fafaf9", ""], ["#fafaf9", ""]]
+    s.js("localStorage.removeItem('plyrd.theme')")
+
+
 def test_the_offline_page_when_the_node_cannot_be_reached(s: Session, node) -> None:
     page = s.page
     page.goto(node.url + "/library")
