@@ -144,6 +144,7 @@ def test_liked_tracks_reorder_by_keyboard_and_stay_so(s: Session, node, pds, tra
     start = [tracks["gamma"], tracks["beta"], tracks["alpha"]]  # newest first
     assert liked_ids(s) == start
     s.page.goto(f"{s.node.url}/library")
+    s.wait("() => document.querySelector('#main[data-ready]')")  # library.js has made the list sortable
     section = "#main section[aria-labelledby=liked-heading]"
     dom = f"() => [...document.querySelectorAll('{section} [data-tracklist] > li')].map(li => +li.dataset.trackId)"
     assert s.js(dom) == start
@@ -156,6 +157,7 @@ def test_liked_tracks_reorder_by_keyboard_and_stay_so(s: Session, node, pds, tra
     moved = [tracks["beta"], tracks["alpha"], tracks["gamma"]]
     assert liked_ids(s) == moved
     s.page.reload()
+    s.wait("() => document.querySelector('#main[data-ready]')")
     assert s.js(dom) == moved
     # Published as the Liked Tracks list record, in that order.
     uri = {tid: db_rows(node, "SELECT record_uri FROM tracks WHERE id = ?", (tid,))[0][0] for tid in moved}
@@ -188,6 +190,12 @@ def test_public_liked_pages_follow_the_preference_and_visibility(s: Session, nod
     assert tracks["beta"] not in [t["id"] for t in guest.get(f"/users/{handle}/likes").json()["tracks"]]
     s.page.goto(f"{node.url}/liked/{handle}")
     assert s.js(f"!document.querySelector(\"#main li[data-track-id='{tracks['beta']}']\")")
+    # The liked list the listener sees (and reorders in the library) lacks it now: an order of what they see is
+    # taken, the hidden track keeps its place.
+    assert liked_ids(s) == [tracks["alpha"], tracks["gamma"]]
+    r = s.api("PUT", "/lists/liked/reorder", {"track_ids": [tracks["gamma"], tracks["alpha"]]})
+    assert r["status"] == 200 and r["body"]["track_ids"] == [tracks["beta"], tracks["gamma"], tracks["alpha"]], r
+    assert s.api("PUT", "/lists/liked/reorder", {"track_ids": [tracks["gamma"]]})["status"] == 400  # one missing
     _write(admin, "POST", f"/admin/api/tracks/{tracks['beta']}/restore", {"reason": "test over"})
     # The artist page links to it when shown.
     artist = sign_in(node.url, accounts["artist"])
@@ -203,6 +211,7 @@ def test_public_liked_pages_follow_the_preference_and_visibility(s: Session, nod
 def test_unlike_then_undo_restores_the_like(s: Session, tracks) -> None:
     tid = tracks["alpha"]
     s.page.goto(f"{s.node.url}/track/{tid}")
+    s.wait("() => document.querySelector('#main[data-ready]')")
     like = "#main [data-action=like]"
     assert s.page.get_attribute(like, "aria-pressed") == "true"
     s.page.click(like)
@@ -262,6 +271,7 @@ def test_screenshots(s: Session, browser, node, accounts, tracks) -> None:
             page.screenshot(path=str(out / f"menu-new-playlist-{size}-{scheme}.png"))
             page.keyboard.press("Escape")
             page.goto(f"{node.url}/track/{tracks['alpha']}")
+            page.wait_for_selector("#main[data-ready]", state="attached")
             page.click("#main [data-action=like]")
             page.wait_for_selector("#toasts .toast-undo")
             page.hover("#toasts .toast")

@@ -122,12 +122,13 @@ def _item_key(item: Any) -> tuple[str, Any]:
     raise InvalidInput("each item must be a track id or a strongRef object {uri, cid} of a liked track")
 
 
-async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
+async def reorder(db: Database, did: str, items: Any, audience: Audience | None = None) -> dict[str, Any]:
     """Put the caller's liked list in the order given. The items must be exactly the liked tracks, each once;
     anything else changes nothing. An order given only as strongRefs (plyr.fm's, from the list record) names the
-    liked tracks that have a record; library tracks, which have none, keep their places among them. Answers the new
-    order (`track_ids`) and, as plyr.fm, the list record's `uri` and `cid` (null when no liked track has a record
-    to list)."""
+    liked tracks that have a record; library tracks, which have none, keep their places among them. An order of
+    track ids from `audience` (the caller) names the liked tracks they may see, as their liked list shows them; the
+    others (taken down since) keep their places. Answers the new order (`track_ids`) and, as plyr.fm, the list
+    record's `uri` and `cid` (null when no liked track has a record to list)."""
     if not isinstance(items, list):
         raise InvalidInput("items must be a list of the liked tracks in their new order")
     if len(items) > MAX_LIST:
@@ -139,6 +140,11 @@ async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
         by_uri = {r["record_uri"]: r["track_id"] for r in liked if r["record_uri"]}
         by_refs = bool(keys) and all(kind == "uri" for kind, _ in keys)
         liked_ids = set(by_uri.values()) if by_refs else {r["track_id"] for r in liked}
+        if audience is not None and not by_refs:
+            shown = Where.of("l.did = ?", did) & visible(audience)
+            liked_ids &= {r["track_id"] for r in await fetchall(
+                conn, f"SELECT l.track_id FROM likes l JOIN tracks t ON t.id = l.track_id WHERE {shown.sql}",
+                shown.params)}
         order: list[int] = []
         for kind, value in keys:
             track_id = value if kind == "id" else by_uri.get(value)
@@ -150,7 +156,7 @@ async def reorder(db: Database, did: str, items: Any) -> dict[str, Any]:
         if len(order) != len(liked_ids):
             missing = sorted(liked_ids - set(order))
             raise InvalidInput(f"the new order must name every liked track; missing: {missing}")
-        if by_refs:  # the tracks without a record stay where they were, the named ones fill the other places
+        if len(liked_ids) < len(liked):  # the tracks not named stay where they were, the named fill the other places
             named = iter(order)
             order = [next(named) if r["track_id"] in liked_ids else r["track_id"] for r in liked]
         for position, track_id in enumerate(order):

@@ -73,7 +73,7 @@ async def reorder_liked() -> Response:
     viewer = require_viewer()
     body = await json_body()
     items = body.get("items", body.get("track_ids"))
-    return jsonify(await likes.reorder(node().db, viewer.did, items))
+    return jsonify(await likes.reorder(node().db, viewer.did, items, current_audience()))
 
 
 @bp.get("/users/<handle>/likes")

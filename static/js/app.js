@@ -38,7 +38,9 @@ async function pageReady(main) {
   const load = PAGES[main.dataset.page];
   if (!load) return;
   const mod = await load();
-  if (document.getElementById('main') === main) cleanup = mod.init(main, { player, go });
+  if (document.getElementById('main') !== main) return;
+  cleanup = mod.init(main, { player, go });
+  main.dataset.ready = ''; // the page's script is wired (tests wait for this before pressing its buttons)
 }
 
 function listIds(button) {
