@@ -8,6 +8,7 @@ import { startKeys } from './keys.js';
 import { startTrackMenu } from './menu.js';
 import { startSearch } from './search.js';
 import { toast } from './toast.js';
+import './filepick.js';
 
 const player = new Player(document.getElementById('player'), document.getElementById('queue-panel'));
 

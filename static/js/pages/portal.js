@@ -342,6 +342,7 @@ function showTrack(li, t) {
   setField(el.lyrics, 'lyrics' in t ? t.lyrics || '' : el.lyrics.value);
   el.unlisted.checked = el.unlisted.defaultChecked = unlisted;
   el.image.value = '';
+  el.image.dispatchEvent(new Event('change', { bubbles: true })); // its picker says no file chosen again
   el.remove_image.checked = false;
   const current = (t.self_labels || []).find((l) => NOTICES.includes(l)) || '';
   el.content_notice.dataset.labels = JSON.stringify(t.self_labels || []);

@@ -264,7 +264,7 @@ function initSingle(main, form, sources) {
       const dt = new DataTransfer();
       dt.items.add(file);
       fileInput.files = dt.files;
-      fileInput.dispatchEvent(new Event('change'));
+      fileInput.dispatchEvent(new Event('change', { bubbles: true })); // bubbles, as a real pick's does
     },
   };
 }
