@@ -59,6 +59,18 @@ class Session:
         }""", [method, path, body])
 
 
+def full_shot(page: Any, path: Path) -> None:
+    """The whole page as a reader scrolled to its end sees it: the window made as tall as the page, so the fixed
+    player bar sits at the bottom (Playwright's full_page capture leaves it where the window's bottom was, over the
+    middle of a long page)."""
+    size = page.viewport_size
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(height, size["height"])})
+    page.wait_for_timeout(60)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+
+
 def upload(s: Session, path: Path, **fields: str) -> int:
     page = s.page
     page.set_input_files("#file", str(path))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from audio_samples import jpeg_bytes, make_audio
 from axe_support import audit, ensure_axe, serious
-from browsing import DESKTOP, PHONE, Session, upload
+from browsing import DESKTOP, PHONE, SHOTS, Session, full_shot, upload
 from conftest import node_env, start_node
 
 
@@ -79,11 +79,35 @@ def pages(s: Session) -> dict[str, str]:
     }
 
 
-def look(page: Any, url: str) -> list[dict[str, Any]]:
+AXE_SHOTS = SHOTS / "axe"
+BACKGROUND = {"dark": "rgb(11, 11, 12)", "light": "rgb(250, 250, 249)"}
+
+# Scrolled to its end, the page's last content clears the fixed player bar (the body keeps room for the bar's height).
+CLEAR_OF_THE_BAR = """() => {
+  scrollTo(0, document.documentElement.scrollHeight);
+  const bar = document.getElementById('player').getBoundingClientRect().top;
+  let last = 0, what = '';
+  for (const e of document.querySelectorAll('#main *')) {
+    const r = e.getBoundingClientRect();
+    if (r.height > 1 && r.bottom > last && e.checkVisibility({visibilityProperty: true})) {
+      last = r.bottom;
+      what = e.outerHTML.slice(0, 100);
+    }
+  }
+  return {bar, last, what};
+}"""
+
+
+def look(page: Any, url: str, shot: str | None = None) -> list[dict[str, Any]]:
+    """Open the page, audit it, and leave a screenshot of it for a person to look at (tests/output/screenshots/axe)."""
     page.goto(url)
     page.wait_for_load_state("load")
     page.wait_for_timeout(150)  # the page's module has wired it up (rows filled, counts in)
-    return audit(page)
+    found = audit(page)
+    if shot:
+        AXE_SHOTS.mkdir(parents=True, exist_ok=True)
+        full_shot(page, AXE_SHOTS / f"{shot}.png")
+    return found
 
 
 @pytest.mark.parametrize("scheme", ["dark", "light"])
@@ -94,6 +118,8 @@ def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme
     found: dict[str, list[str]] = {}
     signed_in = browser.new_context(viewport=viewport, color_scheme=scheme, is_mobile=phone, has_touch=phone,
                                     bypass_csp=True, storage_state=s.page.context.storage_state())
+    # The account's preferences hold a theme (dark unless chosen): this browser's choice wins over it, as in settings.
+    signed_in.add_init_script(f"localStorage.setItem('plyrd.theme', '{scheme}')")
     page = signed_in.new_page()
     page.on("pageerror", lambda e: s.errors.append(str(e)))
     for name, path in pages(s).items():
@@ -101,7 +127,17 @@ def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme
         if name == "album":  # its slug is the server's: follow the artist page's card
             page.goto(s.node.url + f"/u/{s.account.handle}")
             page_url = s.node.url + page.get_attribute("#main .cards a", "href")
-        found[name] = serious(look(page, page_url))
+        found[name] = serious(look(page, page_url, f"{name}-{size}-{scheme}"))
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == BACKGROUND[scheme], name
+        if name in ("track", "upload", "portal", "settings"):  # long pages: their ends must not hide under the bar
+            if name == "portal":  # with a track's edit box open (audited too), the longest thing on it
+                page.click("#main [data-edit-toggle]")
+                page.wait_for_timeout(100)
+                found["portal-edit"] = serious(audit(page))
+                full_shot(page, AXE_SHOTS / f"portal-edit-{size}-{scheme}.png")
+            clear = page.evaluate(CLEAR_OF_THE_BAR)
+            if clear["last"] > clear["bar"] + 0.5:
+                found[name].append(f"the player bar covers the page's end: {clear}")
     # the search dialog open, with results
     page.goto(s.node.url + "/")
     page.keyboard.press("Control+k")
@@ -110,6 +146,7 @@ def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme
     page.wait_for_function("() => document.querySelectorAll('.search-modal [role=option]').length > 0",
                            timeout=10_000)
     found["search-open"] = serious(audit(page))
+    page.screenshot(path=str(AXE_SHOTS / f"search-open-{size}-{scheme}.png"))
     page.keyboard.press("Escape")
     signed_in.close()
 
@@ -119,14 +156,15 @@ def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme
     page.on("pageerror", lambda e: s.errors.append(str(e)))
     for name, path in {"sign-in": "/login", "home-signed-out": "/", "track-signed-out": f"/track/{s.ids['cover']}",
                        "settings-signed-out": "/settings"}.items():
-        found[name] = serious(look(page, s.node.url + path))
+        found[name] = serious(look(page, s.node.url + path, f"{name}-{size}-{scheme}"))
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == BACKGROUND[scheme], name
     signed_out.close()
 
     embeds = browser.new_context(viewport={"width": 600, "height": 352}, color_scheme=scheme, bypass_csp=True)
     page = embeds.new_page()
     for name, path in {"embed-track": f"/embed/track/{s.ids['cover']}",
                        "embed-playlist": f"/embed/playlist/{s.ids['playlist']}"}.items():
-        found[name] = serious(look(page, s.node.url + path))
+        found[name] = serious(look(page, s.node.url + path, f"{name}-{scheme}" if size == "desktop" else None))
     embeds.close()
 
     bad = {name: lines for name, lines in found.items() if lines}
@@ -155,6 +193,24 @@ def test_any_chosen_accent_reads_as_text(s: Session, browser, theme: str) -> Non
                 found[f"{accent} {path}"] = lines
     context.close()
     assert not found, found
+
+
+def test_file_pickers_are_buttons_the_keyboard_reaches(s: Session, audio) -> None:
+    """The upload page's file inputs are styled pickers: Tab reaches the (visually hidden) input, its button shows the
+    focus ring, and the chosen file's name is shown beside it."""
+    page = s.page
+    page.goto(s.node.url + "/upload")
+    page.wait_for_function("() => window.plyrd && window.plyrd.player")
+    assert page.locator("label.button[for=file]").is_visible()
+    assert page.text_content(".file-pick:has(#file) [data-file-name]") == "no file chosen"
+    page.focus("#title")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.id") == "file"
+    ring = page.evaluate("getComputedStyle(document.querySelector('label.button[for=file]')).outlineStyle")
+    assert ring == "solid"
+    page.set_input_files("#file", str(audio["album"]))
+    page.wait_for_function("() => document.querySelector('.file-pick:has(#file) [data-file-name]').textContent"
+                           " === 'b.wav'")
 
 
 def test_no_script_errors(s: Session) -> None:
