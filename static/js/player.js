@@ -1,8 +1,10 @@
 // The player: one <audio> in the shell (never replaced by navigation), the bar's controls, the waveform seek
-// bar, the queue panel, play counting, loudness normalisation, Media Session and next-track preloading.
+// bar, the queue panel, play counting, loudness normalisation, Media Session, next-track preloading and gapless
+// playback (gapless.js bridges each boundary in Web Audio while the page is visible).
 
 import { announce, api, clock, signedIn } from './api.js';
 import { h, icon, safeUrl, setUrl } from './dom.js';
+import { Gapless } from './gapless.js';
 import { Listening } from './listening.js';
 import { Queue } from './queue.js';
 import { makeSortable } from './sortable.js';
@@ -75,6 +77,7 @@ export class Player {
     a.addEventListener('playing', () => this.setState('playing'));
     a.addEventListener('waiting', () => this.setState('loading'));
     a.addEventListener('pause', () => {
+      if (!a.ended) this.gapless?.cancel(); // paused by the listener: no bridge into the next track
       this.setState(a.ended ? 'ended' : 'paused');
       if (this.gaveWay) this.gaveWay = false;
       else this.savePosition();
@@ -155,14 +158,15 @@ export class Player {
     if (!this.ctx) {
       try {
         this.ctx = new Ctx();
-        const source = this.ctx.createMediaElementSource(this.audio);
-        this.gainNode = this.ctx.createGain();
-        source.connect(this.gainNode).connect(this.ctx.destination);
+        this.gapless = new Gapless(this.ctx, this.audio);
+        this.gainNode = this.gapless.gain;
       } catch {
         this.ctx = null;
+        this.gapless = null;
         this.gainNode = null;
       }
       this.applyGain();
+      if (this.track) this.preloadNext(); // decode for the gapless bridge now that there is a graph
     }
     if (this.ctx?.state === 'suspended') this.ctx.resume().catch(() => {});
   }
@@ -227,8 +231,13 @@ export class Player {
   }
 
   // Synchronous on purpose: auto-advance with a prefetched track swaps the source inside the `ended` event,
-  // which is what keeps lock-screen playback going on phones.
-  begin(track, { autoplay, at = 0, remote = false }) {
+  // which is what keeps lock-screen playback going on phones. `auto`: that advance, which a gapless bridge may be
+  // carrying already: the element then starts a little ahead of it, muted, and takes over once lined up.
+  begin(track, { autoplay, at = 0, remote = false, auto = false }) {
+    if (this.gapless) {
+      const bridged = auto ? this.gapless.takeOver(track) : (this.gapless.cancel(), null);
+      if (bridged) at = bridged.at;
+    }
     this.track = track;
     this.listening.start(track);
     this.savedT = at;
@@ -273,12 +282,21 @@ export class Player {
     if (!this.track) return;
     const dur = this.duration();
     const to = clamp(t, 0, Math.max(0, (dur || 0) - 0.05));
+    this.gapless?.cancel();
     if (this.audio.readyState === 0) this.pendingSeek = to;
     else this.audio.currentTime = to;
     this.listening.jump();
     this.wave.setTime(to);
     this.$('current').textContent = clock(to);
     document.dispatchEvent(new CustomEvent('plyrd:time', { detail: { id: this.track.id, time: to } }));
+  }
+
+  // The index auto-advance plays after the current track (repeat one: itself), or -1 at the end of the queue.
+  upNext() {
+    const q = this.queue;
+    if (q.repeat === 'one' && q.ids.length) return q.index;
+    if (q.index + 1 < q.ids.length) return q.index + 1;
+    return q.repeat === 'all' && q.ids.length > 1 ? 0 : -1;
   }
 
   next({ auto = false } = {}) {
@@ -288,6 +306,7 @@ export class Player {
       if (q.repeat === 'all' && q.ids.length) i = 0;
       else {
         if (!auto) announce('end of the queue');
+        this.gapless?.cancel();
         return;
       }
     }
@@ -295,7 +314,7 @@ export class Player {
     if (cached?.peaks) {
       q.index = i;
       this.loadToken++;
-      this.begin(cached, { autoplay: true });
+      this.begin(cached, { autoplay: true, auto });
     } else {
       this.load(i, { autoplay: true });
     }
@@ -311,6 +330,23 @@ export class Player {
   }
 
   onEnded() {
+    // A bridge starts the next track on the graph's clock; the element may report its end a moment early, and
+    // switching it now would cut its last samples.
+    const wait = this.gapless?.bridge ? this.gapless.bridge.start - this.ctx.currentTime : 0;
+    if (wait > 0.002) {
+      // Only while timers and the graph run on time; hidden (timers throttled, the graph maybe suspended: a locked
+      // phone) the plain swap goes on now, as it always did.
+      if (wait < 0.5 && this.ctx.state === 'running' && document.visibilityState === 'visible') {
+        setTimeout(() => this.audio.ended && this.onEnded(), wait * 1000 + 2);
+        return;
+      }
+      this.gapless.cancel();
+    }
+    if (this.queue.repeat === 'one' && this.gapless?.bridge) {
+      this.loadToken++;
+      this.begin(this.track, { autoplay: true, auto: true }); // the same file again, carried by the bridge
+      return;
+    }
     if (this.queue.repeat === 'one') {
       this.listening.start(this.track); // each time round is a new listening
       this.audio.currentTime = 0;
@@ -333,6 +369,7 @@ export class Player {
 
   onTime() {
     const t = this.audio.currentTime;
+    this.gapless && this.track && this.keepGapless(t);
     const reported = this.listening.tick();
     const id = this.track?.id;
     reported?.then((r) => r && document.dispatchEvent(new CustomEvent('plyrd:played', { detail: { id, ...r } })));
@@ -341,6 +378,19 @@ export class Player {
     this.queue.progressMs = t * 1000;
     if (Math.abs(t - this.savedT) >= SAVE_EVERY) this.savePosition();
     if (this.track) document.dispatchEvent(new CustomEvent('plyrd:time', { detail: { id: this.track.id, time: t } }));
+  }
+
+  // Close to the end, bridge to the next track; just after a bridged boundary, hand the sound back to the element.
+  keepGapless(t) {
+    const g = this.gapless;
+    const b = g.bridge;
+    const a = this.audio;
+    if (b && !b.handedBack && b.track.id === this.track.id) {
+      if (!a.paused && !a.seeking && a.readyState >= 3 && t >= b.notBefore) g.handBack();
+      return;
+    }
+    const i = this.upNext();
+    if (i >= 0) g.maybeArm(this.track, this.queue.ids[i]);
   }
 
   savePosition({ leaving = false } = {}) {
@@ -363,12 +413,15 @@ export class Player {
 
   // ---- volume and loudness
 
+  gainFactor(track) {
+    return 10 ** (clamp(Number(track?.track_gain_db) || 0, GAIN_DB[0], GAIN_DB[1]) / 20);
+  }
+
   applyGain() {
-    const db = clamp(Number(this.track?.track_gain_db) || 0, GAIN_DB[0], GAIN_DB[1]);
-    const factor = 10 ** (db / 20);
+    const factor = this.gainFactor(this.track);
     this.audio.muted = this.muted;
-    if (this.gainNode) {
-      this.gainNode.gain.value = factor;
+    if (this.gapless) {
+      this.gapless.setLevel(factor, this.muted ? 0 : this.volume);
       this.audio.volume = this.volume;
     } else {
       this.audio.volume = this.volume * Math.min(1, factor); // without Web Audio, a gain can only cut
@@ -491,14 +544,12 @@ export class Player {
 
   // Warm the browser's cache with the next track (its JSON now, its audio through a detached element), so the
   // switch at the end of this one is as close to gapless as a plain <audio> allows.
+  // With Web Audio, both tracks are decoded for the gapless bridge too.
   preloadNext() {
-    const q = this.queue;
-    let i = q.index + 1;
-    if (i >= q.ids.length) {
-      if (q.repeat !== 'all' || q.ids.length < 2) return;
-      i = 0;
-    }
-    this.get(q.ids[i]).then((t) => {
+    const i = this.upNext();
+    if (i < 0) return;
+    this.get(this.queue.ids[i]).then((t) => {
+      if (this.gapless && this.track) this.gapless.prepare(this.track, t, this.gainFactor(t));
       if (this.preloadedFile === t.file_id || t.file_id === this.track?.file_id) return;
       this.preloadedFile = t.file_id;
       this.preloader ??= Object.assign(new Audio(), { preload: 'auto', muted: true });
@@ -603,6 +654,11 @@ export class Player {
 
   renderQueue() {
     this.renderRepeat();
+    // The queue changed: a bridge into a track that no longer comes next is stopped before it is heard.
+    const b = this.gapless?.bridge;
+    if (b && !b.handedBack && b.track.id !== this.track?.id && b.track.id !== this.queue.ids[this.upNext()]) {
+      this.gapless.cancel();
+    }
     if (this.panel.hidden) return; // drawn when opened
     const list = this.panel.querySelector('[data-queue="list"]');
     const q = this.queue;
