@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from audio_samples import make_audio
+from axe_support import audit, serious
 from browsing import DESKTOP, PHONE, SHOTS, Session
 from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, node_env, start_node
 from helpers import sign_in
@@ -231,12 +232,24 @@ def test_the_offline_page_when_the_node_cannot_be_reached(s: Session, node) -> N
     assert page.evaluate("location.pathname") == "/upload"
 
 
+def test_the_offline_page_passes_axe(browser, node) -> None:
+    """axe-core on the offline page in both themes, desktop and phone (the audit injects its script: CSP bypassed)."""
+    found = {}
+    for theme, size in (("dark", DESKTOP), ("light", DESKTOP), ("dark", PHONE), ("light", PHONE)):
+        context = browser.new_context(viewport=size, color_scheme=theme, bypass_csp=True)
+        page = context.new_page()
+        page.goto(node.url + "/offline")
+        found[f"{theme}-{size['width']}"] = serious(audit(page))
+        context.close()
+    assert all(not lines for lines in found.values()), found
+
+
 def test_a_new_version_replaces_the_old_cache(s: Session, node, pds, port, tmp_path_factory) -> None:
     old = cache_name(node.url)
     assert list(cached_paths(s)) == [old]
     # A deploy: the same code with one static file changed, served on the same origin.
     release = tmp_path_factory.mktemp("pwa-release")
-    shutil.copytree(ROOT / "plyrd", release / "plyrd", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "plyrd", release / "plyrd")  # with __pycache__ (mtimes kept): no recompiling
     shutil.copytree(ROOT / "static", release / "static")
     css = release / "static" / "css" / "base.css"
     css.write_text(css.read_text() + "\n/* the next release */\n")
