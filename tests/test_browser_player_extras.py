@@ -260,6 +260,7 @@ def test_screenshots(s: Session, browser, node, accounts, tracks) -> None:
     assert s.api("POST", "/preferences/", {"show_liked_on_profile": True})["status"] == 200
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         for scheme in ("dark", "light"):
+            assert s.api("POST", "/preferences/", {"theme": scheme})["status"] == 200  # signed in: the account's
             context = browser.new_context(viewport=viewport, color_scheme=scheme)
             context.add_cookies(s.page.context.cookies())
             page = context.new_page()
