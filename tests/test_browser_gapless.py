@@ -2,12 +2,14 @@
 
 One continuous signal (a tone with a little noise, so every stretch of it is unique) is made with PyAV, cut in two
 at a sample boundary, and the second half turned down 6 dB so the node's loudness analysis gives each its own
-track_gain_db. Both halves are uploaded (as FLAC, and again as MP3 with LAME's encoder delay and padding), queued
-and played through the player bar. Everything the player sends to the speakers passes its master GainNode; a
-ScriptProcessorNode on it records every output sample in the page (the only tap Web Audio offers without a worklet
-module; it records, it changes nothing). In Python the recording is lined up with the original signal before and
-after the boundary: the difference of the two offsets is the gap (or overlap) at the boundary, to the sample. The
-level right after the boundary shows the second track's own gain applied from its first sample.
+track_gain_db. Both halves are uploaded (as FLAC; as MP3 with the encoder's delay and padding in its LAME tag; as
+AIFF, which the node serves as its own LAME MP3 rendition), queued and played through the player bar. Everything
+the player sends to the speakers passes its master GainNode; a ScriptProcessorNode on it records every output
+sample in the page (the only tap Web Audio offers without a worklet module; it records, it changes nothing). In
+Python the recording is lined up with the original signal before and after the boundary: the difference of the two
+offsets is the gap (or overlap) at the boundary, to the sample. The level right after the boundary shows the second
+track's own gain applied from its first sample. The same ruler measures the plain swap at `ended` (the path a hidden
+page or a locked phone takes).
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def tracks(node, account, tmp_path_factory) -> dict[str, list[dict[str, Any]]]:
     halves = [x[:cut], x[cut:] * 0.5]
     artist = sign_in(node.url, account)
     out: dict[str, list[dict[str, Any]]] = {}
-    for kind, codec, ext in (("flac", "flac", "flac"), ("mp3", "libmp3lame", "mp3")):
+    # AIFF is not played by most browsers: the node serves its own MP3 rendition (plyrd.media.transcode, LAME)
+    kinds = (("flac", "flac", "flac"), ("mp3", "libmp3lame", "mp3"), ("rendition", "pcm_s16be", "aiff"))
+    for kind, codec, ext in kinds:
         out[kind] = []
         for n, half in enumerate(halves, 1):
             src = write(d / f"{kind}-{n}.{ext}", half, codec)
@@ -180,7 +184,7 @@ def recording(page: Any) -> tuple[np.ndarray, float]:
     return np.frombuffer(base64.b64decode(got["data"]), dtype=np.float32), got["first"]
 
 
-@pytest.mark.parametrize("kind", ["flac", "mp3"])
+@pytest.mark.parametrize("kind", ["flac", "mp3", "rendition"])
 def test_the_next_track_starts_where_the_last_one_ends(page, tracks, kind: str) -> None:
     one, two = tracks[kind]
     for t in (one, two):
@@ -192,11 +196,14 @@ def test_the_next_track_starts_where_the_last_one_ends(page, tracks, kind: str) 
             return [type, (await ctx.decodeAudioData(bytes.slice(0))).length, Array.from(new Uint8Array(bytes))]; }""",
                                            t["file_id"])
         assert mime == ("audio/flac" if kind == "flac" else "audio/mpeg")
-        if kind == "mp3":
+        if mime == "audio/mpeg":
             path = t["source_path"].with_suffix(".served.mp3")
             path.write_bytes(bytes(data))
             delay, padding = lame_gapless_info(path)
             assert delay > 0 and padding > 0
+            same = bytes(data) == t["source_path"].read_bytes()
+            print(f"\nserved MP3 ({'the upload' if same else 'the node rendition'}): LAME delay {delay}, "
+                  f"padding {padding}, decoded to {frames} samples")
         assert frames == int(RATE * HALF_S), (kind, frames)
 
     queue_and_play(page, one, two)
@@ -211,6 +218,7 @@ def test_the_next_track_starts_where_the_last_one_ends(page, tracks, kind: str) 
                      bridge: Boolean(p.gapless.bridge) }; }""")
         raise AssertionError(f"no gapless hand-over: {state}") from None
     rec, first = recording(page)
+    print(f"\n{kind}: the element's duration for track 2: {page.evaluate('window.plyrd.player.audio.duration')} s")
     log = [e for e in page.evaluate("window.plyrd.player.gapless.log") if e.get("track") in (None, two["id"])]
     assert page.evaluate("window.plyrd.player.audio.paused") is False
     events = [e["event"] for e in log]
