@@ -48,7 +48,7 @@ WATCH = """(() => {
     if (!document.body) return;
     observer.disconnect();
     const d = document.documentElement;
-    window.__atBody = { theme: d.dataset.theme, accent: d.style.getPropertyValue('--accent').trim() };
+    window.__atBody = { theme: d.dataset.theme, accent: d.style.getPropertyValue('--accent-choice').trim() };
   }).observe(document, { childList: true, subtree: true });
 })();"""
 
@@ -274,6 +274,9 @@ def test_the_theme_applies_before_the_first_paint(s: Session, browser) -> None:
         assert w.page.evaluate("window.__atBody") == {"theme": "light", "accent": "#2a9d8f"}
         bg = w.page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert bg == "rgb(250, 250, 249)", bg
+        # the chosen teal, darkened just enough for text on the light page (base.css), not the colour as picked
+        accent = w.page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--accent')")
+        assert accent.startswith("oklch(0.42 "), accent
         w.clean()
     finally:
         w.close()
