@@ -217,7 +217,7 @@ def test_the_next_track_starts_where_the_last_one_ends(page, tracks, kind: str) 
                      prepared: p.gapless.prepared && { key: p.gapless.prepared.key, to: p.gapless.prepared.to.id },
                      bridge: Boolean(p.gapless.bridge) }; }""")
         raise AssertionError(f"no gapless hand-over: {state}") from None
-    rec, first = recording(page)
+    rec, _ = recording(page)
     print(f"\n{kind}: the element's duration for track 2: {page.evaluate('window.plyrd.player.audio.duration')} s")
     log = [e for e in page.evaluate("window.plyrd.player.gapless.log") if e.get("track") in (None, two["id"])]
     assert page.evaluate("window.plyrd.player.audio.paused") is False
@@ -235,21 +235,25 @@ def test_the_next_track_starts_where_the_last_one_ends(page, tracks, kind: str) 
 
     x = continuous_signal()
     cut = int(RATE * HALF_S)
-    boundary = round((armed["end"] - first) * RATE)  # the boundary's sample in the recording
-    handback = round((handed["at"] - first) * RATE)
-    assert 3 * 4096 < boundary < handback < len(rec) - RATE // 2, (boundary, handback, len(rec))
-    # The recording lined up with the original signal before and after the boundary, and after the element took
-    # over from the bridge: the same shift throughout means no gap and no overlap.
-    before, s1 = shift(rec, x, boundary - 3 * 4096)
-    after, s2 = shift(rec, x, boundary + 1024)
-    later, s3 = shift(rec, x, handback + 4096)
+    # Where the boundary is in the recording, from its content (the recorder's own clock is a buffer late): an early
+    # stretch of track 1 lined up with the original gives the shift, so the boundary is where `cut` lands.
+    early, s0 = shift(rec, x, 8192, span=2 * RATE)
+    boundary = cut - early
+    handback = boundary + round((handed["at"] - armed["end"]) * RATE)
+    assert 8192 < boundary - 4 * 4096 and handback + 2 * 4096 < len(rec), (boundary, handback, len(rec))
+    # The recording lined up with the original signal before and after the boundary (4096 samples ending 1024
+    # before it; 100 ms after it, so a gap up to that long shows as a change of shift and a longer one as no match),
+    # and after the element took over from the bridge: the same shift throughout means no gap and no overlap.
+    before, s1 = shift(rec, x, boundary - 5120, guess=early)
+    after, s2 = shift(rec, x, boundary + RATE // 10, guess=early)
+    later, s3 = shift(rec, x, handback + 4096, guess=early)
     gap_ms = (before - after) / RATE * 1000  # later audio: smaller shift
     seam_ms = (after - later) / RATE * 1000
     print(f"\n{kind}: gap at the boundary {gap_ms:+.2f} ms (correlation {s1:.3f}/{s2:.3f}); element taken back "
           f"{seam_ms:+.2f} ms off ({s3:.3f}, delay {handed['delay']:.3f} s); {events}")
     # (after the hand-back the best lag is right but scores ~0.97 at times: the element's samples are then at a
     # fraction of a sample from the decoder's, inaudible)
-    assert min(s1, s2) > 0.97 and s3 > 0.95
+    assert min(s0, s1, s2) > 0.97 and s3 > 0.95
     assert abs(gap_ms) < LIMIT_MS
     assert abs(seam_ms) < LIMIT_MS
     # No dip anywhere around the boundary or the hand-back: 2 ms windows keep their level.
@@ -275,7 +279,7 @@ def test_without_the_bridge_the_element_still_advances(page, tracks) -> None:
     page.wait_for_function(f"() => window.plyrd.player.track.id === {two['id']} && "
                            "window.plyrd.player.audio.currentTime > 1", timeout=20_000)
     rec, _ = recording(page)
-    page.evaluate("window.plyrd.player.audio.pause()")
+    page.evaluate("() => { const p = window.plyrd.player; p.audio.pause(); delete p.gapless.usable; }")
     x = continuous_signal()
     cut = int(RATE * HALF_S)
     loud = np.flatnonzero(np.abs(rec) > 0.02)
@@ -292,3 +296,55 @@ def test_without_the_bridge_the_element_still_advances(page, tracks) -> None:
 
 def level(a: np.ndarray) -> float:
     return float(np.sqrt((a.astype(np.float64) ** 2).mean()))
+
+
+def test_repeat_one_loops_without_a_gap(page, tracks) -> None:
+    """Repeat one: the same track again, bridged the same way (its head after its own tail)."""
+    one, _ = tracks["flac"]
+    page.evaluate("() => { window.plyrd.player.queue.repeat = 'one'; }")
+    page.evaluate("""async (a) => { const p = window.plyrd.player; p.queue.ids = [a]; p.queue.index = 0;
+                      p.queue.repeat = 'one'; await p.load(0, { autoplay: false, at: 1.0 }); }""", one["id"])
+    page.wait_for_function("() => window.plyrd.player.audio.readyState >= 3")
+    page.click("#player [data-player=toggle]")
+    page.wait_for_function("() => !window.plyrd.player.audio.paused")
+    page.evaluate("() => { window.plyrd.player.gapless.log.length = 0; }")
+    page.evaluate(RECORD)
+    page.wait_for_function("() => window.plyrd.player.gapless.log.some(e => e.event === 'handed-back') && "
+                           "window.plyrd.player.audio.currentTime > 1", timeout=20_000)
+    rec, _ = recording(page)
+    page.evaluate("() => { const p = window.plyrd.player; p.audio.pause(); p.queue.repeat = 'none'; }")
+    log = page.evaluate("window.plyrd.player.gapless.log")
+    armed = next(e for e in log if e["event"] == "armed")
+    assert armed["track"] == one["id"] and "cancelled" not in [e["event"] for e in log]
+    x = continuous_signal()
+    cut = int(RATE * HALF_S)
+    early, s0 = shift(rec, x, 8192, span=3 * RATE)
+    boundary = cut - early  # where the loop comes round, in the recording
+    before, s1 = shift(rec, x, boundary - 5120, guess=early)
+    after, s2 = shift(rec, x, boundary + RATE // 10, guess=early - cut)  # the track's start again
+    gap_ms = ((early - cut) - after) / RATE * 1000
+    print(f"\nrepeat one: gap at the loop {gap_ms:+.2f} ms (correlation {s1:.3f}/{s2:.3f})")
+    assert min(s0, s1, s2) > 0.97 and before == early
+    assert abs(gap_ms) < LIMIT_MS
+
+
+def test_a_seek_before_the_boundary_cancels_the_bridge(page, tracks) -> None:
+    """Once the next track is scheduled, a seek (or pause) takes it back before it is heard: track 1 plays on from
+    where the listener went, with its own gain, and nothing of track 2 mixed in."""
+    one, two = tracks["flac"]
+    queue_and_play(page, one, two, at=1.0)
+    page.wait_for_function("id => window.plyrd.player.gapless.log.some(e => e.event === 'armed' && e.track === id)",
+                           arg=two["id"], timeout=10_000)
+    page.evaluate("() => window.plyrd.player.seek(0.5)")
+    state = page.evaluate("""() => { const p = window.plyrd.player;
+        return { bridge: p.gapless.bridge, events: p.gapless.log.map(e => e.event), gain: p.gainNode.gain.value,
+                 track: p.track.id }; }""")
+    assert state["bridge"] is None and state["events"][-1] == "cancelled" and state["track"] == one["id"]
+    assert state["gain"] == pytest.approx(10 ** (one["track_gain_db"] / 20), rel=1e-4)
+    page.wait_for_timeout(1500)  # past where track 2 would have started
+    rec, _ = recording(page)
+    page.evaluate("window.plyrd.player.audio.pause()")
+    assert page.evaluate("window.plyrd.player.track.id") == one["id"]
+    x = continuous_signal()
+    _, score = shift(rec, x[:int(RATE * HALF_S)], len(rec) - 8192, guess=0, span=4 * RATE)
+    assert score > 0.97  # the end of the recording is track 1 alone

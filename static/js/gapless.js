@@ -110,7 +110,7 @@ export class Gapless {
     const expected = (a.currentTime - this.delay.delayTime.value) * rate - (p.frames - p.tail.length);
     const found = this.locate(p.tail, expected);
     if (!found) return this.note({ event: 'no-match-tail' }); // tried again at the next timeupdate
-    const end = found.time + (p.tail.length - found.index - 1) / rate; // graph time after the element's last sample
+    const end = found.time + (p.tail.length - found.index) / rate; // graph time just after the element's last sample
     if (end < this.ctx.currentTime + 0.05) return this.note({ event: 'too-late' });
     const src = Object.assign(this.ctx.createBufferSource(), { buffer: p.head });
     const gain = this.ctx.createGain();
