@@ -138,6 +138,12 @@ def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme
             clear = page.evaluate(CLEAR_OF_THE_BAR)
             if clear["last"] > clear["bar"] + 0.5:
                 found[name].append(f"the player bar covers the page's end: {clear}")
+            if name == "track":  # playing: the player bar filled in, the "share from 0:02" choice shown
+                page.click("#main [data-action=play]")
+                page.wait_for_function("() => !document.querySelector('#main [data-share-at]').hidden")
+                found["track-playing"] = serious(audit(page))
+                page.evaluate("document.getElementById('audio').pause(); scrollTo(0, 0)")
+                page.screenshot(path=str(AXE_SHOTS / f"track-playing-{size}-{scheme}.png"))
     # the search dialog open, with results
     page.goto(s.node.url + "/")
     page.keyboard.press("Control+k")
