@@ -301,8 +301,12 @@ function fft(re, im, inverse) {
     for (; j & bit; bit >>= 1) j ^= bit;
     j ^= bit;
     if (i < j) {
-      [re[i], re[j]] = [re[j], re[i]];
-      [im[i], im[j]] = [im[j], im[i]];
+      let t = re[i];
+      re[i] = re[j];
+      re[j] = t;
+      t = im[i];
+      im[i] = im[j];
+      im[j] = t;
     }
   }
   for (let len = 2; len <= size; len *= 2) {
@@ -321,7 +325,9 @@ function fft(re, im, inverse) {
         im[q] = im[p] - ti;
         re[p] += tr;
         im[p] += ti;
-        [cr, ci] = [cr * wr - ci * wi, cr * wi + ci * wr];
+        const nr = cr * wr - ci * wi;
+        ci = cr * wi + ci * wr;
+        cr = nr;
       }
     }
   }
