@@ -129,6 +129,13 @@ def test_no_serious_violation_on_any_page(s: Session, browser, size: str, scheme
             page_url = s.node.url + page.get_attribute("#main .cards a", "href")
         found[name] = serious(look(page, page_url, f"{name}-{size}-{scheme}"))
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == BACKGROUND[scheme], name
+        if name == "home":  # the header: the handle shown whole (once it was squeezed to a lone "@"), every link too
+            header = page.evaluate("""() => { const me = document.querySelector('header .me'),
+                site = document.querySelector('header .site');
+              return {me: me.textContent, whole: me.scrollWidth <= me.clientWidth, width: me.clientWidth,
+                      links: site.scrollWidth <= site.clientWidth}; }""")
+            assert header == {"me": f"@{s.account.handle}", "whole": True, "width": header["width"], "links": True}
+            assert header["width"] > 100, header
         if name in ("track", "upload", "portal", "settings"):  # long pages: their ends must not hide under the bar
             if name == "portal":  # with a track's edit box open (audited too), the longest thing on it
                 page.click("#main [data-edit-toggle]")
