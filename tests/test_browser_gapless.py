@@ -174,6 +174,8 @@ def queue_and_play(page: Any, one: dict[str, Any], two: dict[str, Any], at: floa
     page.evaluate("""async ([a, b, at]) => { const p = window.plyrd.player; p.queue.ids = [a, b]; p.queue.index = 0;
                       await p.load(0, { autoplay: false, at }); }""", [one["id"], two["id"], at])
     page.wait_for_function("() => window.plyrd.player.audio.readyState >= 3")
+    page.evaluate("""() => { window.__played = [];
+        document.addEventListener('plyrd:played', (e) => window.__played.push(e.detail.id)); }""")
     page.click("#player [data-player=toggle]")  # a real click: the gesture Web Audio needs
     page.wait_for_function("() => window.plyrd.player.ctx?.state === 'running' && !window.plyrd.player.audio.paused")
     page.evaluate(RECORD)
@@ -218,6 +220,13 @@ def test_the_next_track_starts_where_the_last_one_ends(page, tracks, kind: str) 
                      bridge: Boolean(p.gapless.bridge) }; }""")
         raise AssertionError(f"no gapless hand-over: {state}") from None
     rec, _ = recording(page)
+    # The bar, the lock screen and the waveform show track 2; each track's listening is counted on its own.
+    shown = page.evaluate("""() => ({ title: document.querySelector('#player [data-player=title]').textContent,
+        session: navigator.mediaSession.metadata?.title, wave: document.querySelector('#player [data-player=wave]')
+          .getAttribute('aria-valuemax') })""")
+    assert shown == {"title": two["title"], "session": two["title"], "wave": str(int(HALF_S))}
+    page.wait_for_function("ids => ids.every(id => window.__played.includes(id))", arg=[one["id"], two["id"]],
+                           timeout=10_000)
     print(f"\n{kind}: the element's duration for track 2: {page.evaluate('window.plyrd.player.audio.duration')} s")
     log = [e for e in page.evaluate("window.plyrd.player.gapless.log") if e.get("track") in (None, two["id"])]
     assert page.evaluate("window.plyrd.player.audio.paused") is False
