@@ -466,8 +466,7 @@ export class Player {
     else q.ids.push(id);
     q.save();
     this.renderQueue();
-    this.preloadNext();
-    announce('added to the queue');
+    this.preloadNext();  // the menu and the + button say "added to the queue" in a toast
   }
 
   remove(i) {

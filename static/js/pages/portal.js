@@ -4,6 +4,7 @@
 
 import { announce, api, clock } from '../api.js';
 import { setUrl } from '../dom.js';
+import { toast } from '../toast.js';
 
 const COVER = '/static/img/cover.svg';
 const FILTER_DELAY_MS = 250;
@@ -80,7 +81,7 @@ export function init(main) {
       setField(form.elements.avatar_url, p.avatar_url || '');
       setUrl(form.querySelector('[data-avatar-preview]'), 'src', p.avatar_url, COVER);
       status.textContent = 'saved';
-      announce('profile saved');
+      toast('profile saved');
     } catch (err) {
       status.textContent = '';
       error.textContent = err.message;
@@ -107,7 +108,7 @@ export function init(main) {
       const t = await api(`/tracks/${li.dataset.trackId}`, { method: 'PATCH', body: changes });
       showTrack(li, t);
       status.textContent = 'saved';
-      announce(`saved ${t.title}`);
+      toast(`saved ${t.title}`);
     } catch (err) {
       status.textContent = '';
       error.textContent = err.message;
@@ -135,7 +136,7 @@ export function init(main) {
     try {
       await api(`/tracks/${li.dataset.trackId}`, { method: 'DELETE' });
       removeRow(li, '#track-q');
-      announce(`deleted ${title}`);
+      toast(`deleted ${title}`);
     } catch (err) {
       error.textContent = err.message;
       button.disabled = false;
@@ -170,7 +171,7 @@ export function init(main) {
       const a = await api('/albums/', { method: 'POST', body: { title: form.elements.title.value } });
       swapPart(await fetchPage(new URL(location.href)), '[data-albums]');
       form.reset();
-      announce(`created the album ${a.title}`);
+      toast(`created the album ${a.title}`);
       main.querySelector(`[data-album-id="${a.id}"] [data-edit-toggle]`)?.focus();
     } catch (err) {
       error.textContent = err.message;
@@ -186,7 +187,7 @@ export function init(main) {
       li.querySelector('[data-edit-toggle] .sr-only').textContent = ` ${a.title}`;
       setField(form.elements.title, a.title);
       status.textContent = 'renamed';
-      announce(`renamed to ${a.title}`);
+      toast(`renamed to ${a.title}`);
     } catch (err) {
       error.textContent = err.message;
     }
@@ -203,7 +204,7 @@ export function init(main) {
       setUrl(li.querySelector('[data-a-cover]'), 'src', c.thumbnail_url, COVER);
       form.reset();
       status.textContent = 'cover set';
-      announce('cover set');
+      toast('cover set');
     } catch (err) {
       status.textContent = '';
       error.textContent = err.message;
@@ -229,7 +230,7 @@ export function init(main) {
         if (row) removeRow(row, '#track-q');
       }
       removeRow(li, '#album-title');
-      announce(`deleted the album ${title}${r.deleted_track_ids?.length ? ' and its tracks' : ''}`);
+      toast(`deleted the album ${title}${r.deleted_track_ids?.length ? ' and its tracks' : ''}`);
     } catch (err) {
       error.textContent = err.message;
       button.disabled = false;

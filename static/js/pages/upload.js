@@ -8,6 +8,7 @@
 
 import { ApiError, announce, api, clock, csrfToken } from '../api.js';
 import { makeSortable } from '../sortable.js';
+import { toast } from '../toast.js';
 
 const AUDIO = /\.(mp3|wave?|flac|aif[fc]?|m4a|mp4|ogg|oga|opus|webm)$/i;
 const MAX_TEXT = 256; // the server's limits on a title and on a tag
@@ -399,7 +400,7 @@ function initAlbum(main, on, sources) {
       it.li.remove();
       (next?.querySelector('[data-af-title]') || filesInput).focus();
       refresh();
-      announce(`removed ${it.file.name}`);
+      toast(`removed ${it.file.name}`);
     } else if (e.target.closest('[data-af-retry]')) {
       part(it, 'error').textContent = '';
       setState(it, 'waiting', 'waiting to send again');
@@ -549,7 +550,7 @@ function initAlbum(main, on, sources) {
     link.href = `/u/${who}/album/${encodeURIComponent(album.slug)}`;
     link.textContent = `open ${album.title}`;
     done.hidden = false;
-    if (!running) announce('album order saved');
+    if (!running) toast('album order saved');
   }
 
   return {
