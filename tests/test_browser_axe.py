@@ -65,6 +65,8 @@ def test_a_catalog_to_look_at(s: Session, audio) -> None:
     s.ids["playlist"] = playlist["id"]
     for key in ("cover", "album"):
         assert s.api("POST", f"/lists/playlists/{playlist['id']}/tracks", {"track_id": s.ids[key]})["status"] == 200
+    # the public liked page exists once its owner chooses to show it
+    assert s.api("POST", "/preferences/", {"show_liked_on_profile": True})["status"] == 200
 
 
 def pages(s: Session) -> dict[str, str]:
@@ -73,7 +75,8 @@ def pages(s: Session) -> dict[str, str]:
         "home": "/", "track": f"/track/{s.ids['cover']}", "artist": f"/u/{handle}",
         "album": f"/u/{handle}/album/night-drive", "tag": "/tag/dusk", "library": "/library",
         "playlist": f"/playlist/{s.ids['playlist']}", "upload": "/upload", "portal": "/portal", "settings": "/settings",
-        "network": "/network", "not-found": "/track/987654", "library-admin": "/settings/library",
+        "network": "/network", "liked": f"/liked/{handle}", "not-found": "/track/987654",
+        "library-admin": "/settings/library",
         "admin": "/admin", "admin-reports": "/admin/reports", "admin-users": "/admin/users",
         "admin-takedowns": "/admin/takedowns", "admin-jobs": "/admin/jobs", "admin-audit": "/admin/audit",
     }
