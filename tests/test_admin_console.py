@@ -106,6 +106,7 @@ def test_a_failed_job_is_listed_and_retried_and_the_retry_is_audited(world) -> N
     db(node, "UPDATE jobs SET state = 'failed', attempts = 3, error = 'pds unreachable (simulated)' WHERE id = ?",
        (job,))
     assert re.search(r"<b>1</b> failed job\b", _page(admin, "/admin"))
+    assert "live updates are off" in _page(admin, "/admin")  # this node does not follow the network
     row = _row(_page(admin, "/admin/jobs"), f"job-{job}")
     assert "pds unreachable (simulated)" in row and f'data-post="/admin/api/jobs/{job}/retry"' in row
     assert world["artist"].post(f"/admin/api/jobs/{job}/retry", json={}).status_code == 403

@@ -6,6 +6,7 @@ plays here with verified bytes), deletes, and account deactivation."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from helpers import NOW, Repo, db, publish, sign_in, wait_for
 @pytest.fixture(scope="module")
 def node(pds: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
     firehose = pds.pds_url.replace("http://", "ws://", 1)
+    admin = pds.create_account("ingadmin")
     served = start_node([], cwd=tmp_path_factory.mktemp("ingest"), env=node_env(
-        pds, PLYRD_INGEST_ENABLED="true", PLYRD_INGEST_FIREHOSE_URL=firehose))
+        pds, PLYRD_INGEST_ENABLED="true", PLYRD_INGEST_FIREHOSE_URL=firehose, PLYRD_AUTH_ADMINS=admin.handle))
+    served.admin = admin  # type: ignore[attr-defined]
     yield served
     served.stop()
 
@@ -132,3 +135,12 @@ def test_a_follow_made_elsewhere_brings_the_artists_new_tracks(node, pds) -> Non
     assert feed == ["fresh from the sea"]
     followed = listener.http.get("/following/artists").json()
     assert [a["did"] for a in followed] == [artist.account.did]
+
+
+def test_the_admin_overview_says_what_ingest_is_doing(node, local_track) -> None:
+    admin = sign_in(node.url, node.admin)
+    page = admin.http.get("/admin").text
+    follows = re.search(r"<p data-ingest>following firehose <code>(.*?)</code>: (connected|not connected) · "
+                        r"(\d+) events? read, (\d+) kept", page)
+    assert follows, page
+    assert follows.group(2) == "connected" and int(follows.group(3)) >= int(follows.group(4)) > 0

@@ -59,7 +59,7 @@ async def overview() -> Response:
         return away
     n = node()
     return await _page("admin.html", "overview", counts=await console.overview(n.db),
-                       storage=await console.storage_totals(n.db, n.config.data_dir))
+                       storage=await console.storage_totals(n.db, n.config.data_dir), ingest=n.ingest_status())
 
 
 @bp.get("/admin/reports")
