@@ -174,6 +174,14 @@ class BlobWriter:
             if self._inflight.done():
                 self._inflight = None
 
+    async def digest(self) -> str:
+        """The SHA-256 of everything written so far (flushed first): to check bytes against what they should be
+        (a blob CID's digest) before committing them into the store."""
+        if self._done:
+            raise RuntimeError("writer already committed or aborted")
+        await self._flush()
+        return self._hash.hexdigest()
+
     async def commit(self, mime: str = DEFAULT_MIME) -> Blob:
         """Flush, fsync and move the file into the store; returns the stored Blob (shared if the bytes existed)."""
         if self._done:

@@ -66,6 +66,27 @@ async def test_streaming_writer_hashes_large_input(store: BlobStore, tmp_path: P
     assert files_under(tmp_path / "tmp") == []
 
 
+async def test_writer_tells_its_digest_before_commit(store: BlobStore, tmp_path: Path) -> None:
+    """What a caller checks bytes against before they enter the store (a blob CID's digest): nothing is stored yet,
+    and writing or committing after it goes on as before; a refused one is aborted and leaves nothing."""
+    first, rest = os.urandom(300 * 1024), b"tail" * 1000
+    async with await store.open_writer() as w:
+        await w.write(first)
+        assert await w.digest() == hashlib.sha256(first).hexdigest()
+        assert files_under(tmp_path / "blobs") == []
+        await w.write(rest)
+        assert await w.digest() == hashlib.sha256(first + rest).hexdigest()
+        blob = await w.commit()
+    assert blob.sha256 == hashlib.sha256(first + rest).hexdigest()
+    with pytest.raises(RuntimeError):
+        await w.digest()
+    async with await store.open_writer() as refused:
+        await refused.write(b"not what the cid names")
+        await refused.digest()
+        refused.abort()
+    assert files_under(tmp_path / "tmp") == []
+
+
 async def test_writer_abort_and_exception_remove_temp(store: BlobStore, tmp_path: Path) -> None:
     w = await store.open_writer()
     await w.write(b"x" * (FLUSH_BYTES + 10))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -252,7 +251,8 @@ class RemoteAudio:
         async with self._slots, self.blobs.releasing() as released:
             began = time.monotonic()
             async with await self.blobs.open_writer(max_bytes=limit) as writer:
-                digest, service = await self._download(src, writer, limit)
+                service = await self._download(src, writer, limit)
+                digest = await writer.digest()
                 if digest != src.sha256:
                     raise UpstreamError(f"{service} sent audio whose SHA-256 is {digest}, not {src.sha256} as the "
                                         f"track's record (blob {src.cid}) says: refused")
@@ -268,8 +268,8 @@ class RemoteAudio:
             "sha256": src.sha256, "did": src.did, "bytes": blob.size, "service": service,
             "seconds": round(time.monotonic() - began, 3)}})
 
-    async def _download(self, src: _Source, writer: BlobWriter, limit: int) -> tuple[str, str]:
-        """The blob from the artist's PDS into `writer`: (its SHA-256, the PDS as named in errors)."""
+    async def _download(self, src: _Source, writer: BlobWriter, limit: int) -> str:
+        """The blob from the artist's PDS into `writer` (which hashes it); the PDS as named in errors."""
         pds = src.pds_url or await self._moved(src)
         if pds is None:
             raise UpstreamError(f"the PDS of {src.did} is not known")
@@ -297,9 +297,8 @@ class RemoteAudio:
         log.info("artist's PDS changed", extra={"fields": {"did": src.did, "was": src.pds_url, "now": pds}})
         return pds
 
-    async def _get_blob(self, pds: str, src: _Source, writer: BlobWriter, limit: int) -> tuple[str, str]:
+    async def _get_blob(self, pds: str, src: _Source, writer: BlobWriter, limit: int) -> str:
         service = f"the artist's PDS {describe_url(pds)}"
-        digest = hashlib.sha256()
         try:
             async with self.http.stream("GET", f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getBlob",
                                         params={"did": src.did, "cid": src.cid}) as response:
@@ -313,9 +312,6 @@ class RemoteAudio:
                     if writer.size + len(chunk) > limit:
                         raise UpstreamError(f"{service} sent more than the {limit} bytes the record declares for "
                                             f"blob {src.cid}")
-                    # Hashed here as well as in the writer: the digest must be checked before the file is stored,
-                    # and BlobWriter tells its digest only by committing (see the module docstring).
-                    await asyncio.to_thread(digest.update, chunk)
                     await writer.write(chunk)
         except BlockedAddress as e:
             raise UpstreamError(f"{service} is refused: {e.detail}") from None
@@ -323,7 +319,7 @@ class RemoteAudio:
             raise _Unreachable(f"{service} did not answer in time") from None
         except httpx.RequestError as e:
             raise _Unreachable(f"could not reach {service}: {e or type(e).__name__}") from e
-        return digest.hexdigest(), service
+        return service
 
     # ---- eviction ----------------------------------------------------------------------------------------------
 
