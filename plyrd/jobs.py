@@ -162,6 +162,16 @@ async def enqueue(conn_or_db: aiosqlite.Connection | Database, kind: str, payloa
     return job_id
 
 
+async def requeue_failed(conn: aiosqlite.Connection, job_id: int) -> None:
+    """Inside the caller's transaction: a failed job gets a fresh set of attempts, due now (an admin's retry).
+    Runners of its kind are woken once the caller has committed (`hub_for(db).wake_runners(kind)`)."""
+    cur = await conn.execute(
+        f"UPDATE jobs SET state = 'queued', attempts = 0, progress = 0, phase = NULL, run_after = {_NOW_SQL},"
+        f" updated_at = {_NOW_SQL} WHERE id = ? AND state = 'failed'", (job_id,))
+    if cur.rowcount != 1:
+        raise ValueError(f"job {job_id} is not failed")
+
+
 async def _insert(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> int:
     async with conn.execute(sql, params) as cur:
         row = await cur.fetchone()

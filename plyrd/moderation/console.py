@@ -19,12 +19,11 @@ from ..atproto.outbox import retry_failed
 from ..catalog.tracks import get_track_row, track_json
 from ..db import Database
 from ..errors import InvalidInput, NotFound
-from ..jobs import FAILED, hub_for
+from ..jobs import FAILED, hub_for, requeue_failed
 from . import NODE_ACTOR, actions, reports
 
 USERS_PAGE = 50
 USER_SORTS = ("storage", "last_seen")
-_NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
 # Job kinds whose handler releases the upload's files when it fails for good (plyrd.catalog.uploads / revisions):
 # retrying one of those is only sound while the upload row still holds its files (or, for a new upload, its track
 # still exists and holds them), else the job would run on bytes nothing references.
@@ -258,9 +257,7 @@ async def retry_job(db: Database, admin: str, job_id: int, reason: Any = None) -
             raise InvalidInput(f"job {job_id} is {row['state']}, not failed")
         if (why_not := _why_not_retry(row)) is not None:
             raise InvalidInput(f"job {job_id} cannot be retried: {why_not}")
-        await conn.execute(
-            f"UPDATE jobs SET state = 'queued', attempts = 0, progress = 0, phase = NULL, run_after = {_NOW_SQL},"
-            f" updated_at = {_NOW_SQL} WHERE id = ?", (job_id,))
+        await requeue_failed(conn, job_id)  # plyrd.jobs owns a job's life
         await actions.audit(conn, admin, "retry_job", "job", job_id, why,
                             {"kind": row["kind"], "error": row["error"], "attempts": row["attempts"]})
     hub_for(db).wake_runners(row["kind"])
