@@ -384,6 +384,10 @@ class _Outcome:
     retry: list[_Row] = field(default_factory=list)
     retry_error: str | None = None
     retry_delay: float = 0.0
+    # When the rows to retry are due again: one instant for all of them and the DID's hold, so the retry finds the
+    # whole batch due at once (per-row times taken a few microseconds apart once split it into a putRecord and a
+    # smaller applyWrites).
+    retry_at: float = 0.0
 
 
 class _Transient(Exception):
@@ -617,7 +621,7 @@ class Outbox:
                 if isinstance(e, _Transient) and e.retry_after is not None:
                     delay = max(delay, self.asked_wait(e.retry_after))
                 self._retry_rest(rows, outcome, str(e) if isinstance(e, _Transient) else repr(e), delay)
-                self._hold[did] = time.time() + delay
+                self._hold[did] = outcome.retry_at
                 self.stats["retries"] += 1
                 fields = {"did": did, "rows": len(outcome.retry), "retry_in": round(delay, 1), "error": str(e),
                           "retry_after": e.retry_after if isinstance(e, _Transient) else None}
@@ -634,7 +638,7 @@ class Outbox:
     def _retry_rest(rows: list[_Row], outcome: _Outcome, error: str, delay: float) -> None:
         handled = {r.seq for r, _ in outcome.done} | {r.seq for r, _ in outcome.failed}
         outcome.retry = [r for r in rows if r.seq not in handled]
-        outcome.retry_error, outcome.retry_delay = error, delay
+        outcome.retry_error, outcome.retry_delay, outcome.retry_at = error, delay, time.time() + delay
 
     async def _claim(self, did: str) -> list[_Row]:
         async with self.db.write() as conn, conn.execute(
@@ -826,8 +830,8 @@ class Outbox:
                     continue
                 await conn.execute(
                     f"UPDATE outbox SET state = '{PENDING}', last_error = ?, "
-                    f"next_attempt_at = {_NOW_SQL} + ?, updated_at = {_NOW_SQL} WHERE seq = ?",
-                    (outcome.retry_error, outcome.retry_delay, row.seq),
+                    f"next_attempt_at = ?, updated_at = {_NOW_SQL} WHERE seq = ?",
+                    (outcome.retry_error, outcome.retry_at, row.seq),
                 )
         self._claimed.difference_update(r.seq for r, _ in outcome.done)
         self._claimed.difference_update(r.seq for r, _ in outcome.failed)
