@@ -184,3 +184,58 @@ async def test_a_cancelled_writer_never_leaves_the_connection_inside_a_transacti
     rows = await db.fetchall("SELECT a, count(*) AS n FROM t GROUP BY a")
     assert all(r["n"] == 2 for r in rows), [tuple(r) for r in rows]  # whole transactions or nothing
     await db.close()
+
+
+async def test_write_fn_runs_a_transaction_as_one_function_and_rolls_back_when_it_raises(tmp_path: Path) -> None:
+    from plyrd.db.queries import one
+
+    db = await open_db(tmp_path / "fn.db")
+    try:
+        def bump(conn: sqlite3.Connection, by: int) -> int:
+            assert conn.in_transaction  # BEGIN IMMEDIATE came first
+            conn.execute("INSERT INTO node_state VALUES ('n', '0') ON CONFLICT(key) DO NOTHING")
+            conn.execute("UPDATE node_state SET value = CAST(value AS INTEGER) + ? WHERE key = 'n'", (by,))
+            return int(one(conn, "SELECT value FROM node_state WHERE key = 'n'")[0])
+
+        assert await asyncio.gather(*(db.write_fn(bump, 1) for _ in range(20))) != []
+        assert await db.write_fn(bump, 0) == 20  # every one landed, one at a time
+
+        def half_done(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE node_state SET value = '999' WHERE key = 'n'")
+            raise ValueError("changed my mind")
+
+        with pytest.raises(ValueError):
+            await db.write_fn(half_done)
+        assert await db.read_fn(lambda c: one(c, "SELECT value FROM node_state WHERE key = 'n'")[0]) == "20"
+
+        # A caller cancelled mid-transaction: the function still finishes (here: commits) before the next one.
+        slow = asyncio.ensure_future(db.write_fn(lambda c: (c.execute("SELECT 1"), bump(c, 5))))
+        await asyncio.sleep(0)
+        slow.cancel()
+        assert await db.write_fn(bump, 0) in (20, 25)
+        async with db.write() as conn:  # and the async form still works beside it
+            assert not (await conn.execute_fetchall("SELECT 1 WHERE 0"))
+    finally:
+        await db.close()
+
+
+async def test_read_fn_sees_one_snapshot_and_cannot_write(tmp_path: Path) -> None:
+    from plyrd.db.queries import rows
+
+    db = await open_db(tmp_path / "snap.db")
+    try:
+        def read_twice(conn: sqlite3.Connection) -> tuple[int, int]:
+            first = len(rows(conn, "SELECT * FROM node_state"))
+            # Another connection commits between the two reads; this function's snapshot does not move.
+            other = sqlite3.connect(tmp_path / "snap.db")
+            other.execute("INSERT INTO node_state VALUES ('other', 'x')")
+            other.commit()
+            other.close()
+            return first, len(rows(conn, "SELECT * FROM node_state"))
+
+        first, second = await db.read_fn(read_twice)
+        assert first == second
+        with pytest.raises(sqlite3.OperationalError):
+            await db.read_fn(lambda c: c.execute("INSERT INTO node_state VALUES ('y', 'z')"))
+    finally:
+        await db.close()

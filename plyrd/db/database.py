@@ -10,16 +10,39 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from .migrations import migrate
 
 log = logging.getLogger("plyrd.db")
+
+T = TypeVar("T")
+
+
+def on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> Any:
+    """Run `fn(connection, *args)` on an aiosqlite connection's own thread: one hop, however many statements `fn`
+    runs. `fn` is a plain function given the stdlib sqlite3 connection (it must not touch the event loop). Awaitable.
+
+    aiosqlite has no public call for this: `_execute` is what its own methods use (pinned in pyproject)."""
+    return conn._execute(fn, conn._conn, *args)
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """BEGIN IMMEDIATE, `fn`, COMMIT, all on the writer's thread; ROLLBACK when anything fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 class DatabaseError(Exception):
@@ -64,6 +87,15 @@ async def _settled(statement: Any) -> Any:
     if cancelled:
         raise asyncio.CancelledError
     return result
+
+
+def _snapshot(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """`fn`'s reads in one read transaction (one snapshot of the database, as a request expects of its reads)."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.execute("COMMIT")
 
 
 async def _roll_back_if_open(writer: aiosqlite.Connection) -> None:
@@ -189,6 +221,25 @@ class Database:
             yield conn
         finally:
             pool.put_nowait(conn)
+
+    async def read_fn(self, fn: Callable[..., T], *args: Any) -> T:
+        """All the reads of one request as one plain function `fn(connection, *args)`, run on a reader's thread:
+        one hop to that thread, whatever `fn` asks (the reads see one snapshot of the database)."""
+        async with self.read() as conn:
+            return await on_thread(conn, _snapshot, fn, *args)  # type: ignore[no-any-return]
+
+    async def write_fn(self, fn: Callable[..., T], *args: Any) -> T:
+        """A transaction as one plain function `fn(connection, *args)`, run on the writer's thread inside BEGIN
+        IMMEDIATE ... COMMIT (ROLLBACK when it raises): one hop, so the write lock is held for the transaction's own
+        time. Datasette's execute_write_fn is the model. Cancelling the caller does not cut it short: it finishes
+        (committed or rolled back) before the next transaction starts."""
+        if self._writer is None:
+            raise DatabaseError("database is closed")
+        async with self._write_lock:
+            writer = self._writer
+            if writer is None:  # closed while this waited for its turn
+                raise DatabaseError("database is closed")
+            return await _settled(on_thread(writer, _transaction, fn, *args))  # type: ignore[no-any-return]
 
     # execute_fetchall is one hop to the connection's thread; execute + fetch + close on a cursor is three, and
     # under load every hop waits for a turn of the event loop (bench/catalog.py measured 12 hops per track page).
