@@ -217,7 +217,14 @@ async def hidden_tags(db: Database, audience: Audience) -> list[str]:
     """The tags whose tracks discovery hides from `audience`: their preference, else the default (["ai"])."""
     if audience.did is None:
         return list(DEFAULT_HIDDEN_TAGS)
-    row = await db.fetchone("SELECT prefs FROM preferences WHERE did = ?", (audience.did,))
+    return await db.read_fn(read_hidden_tags, audience)
+
+
+def read_hidden_tags(conn: sqlite3.Connection, audience: Audience) -> list[str]:
+    """`hidden_tags` inside a function run on a connection's thread (Database.read_fn / write_fn)."""
+    if audience.did is None:
+        return list(DEFAULT_HIDDEN_TAGS)
+    row = conn.execute("SELECT prefs FROM preferences WHERE did = ?", (audience.did,)).fetchone()
     if row is None:
         return list(DEFAULT_HIDDEN_TAGS)
     tags = json.loads(row["prefs"]).get("hidden_tags", DEFAULT_HIDDEN_TAGS)
