@@ -41,6 +41,8 @@ import inspect
 import json
 import logging
 import random
+import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -52,7 +54,7 @@ import aiosqlite
 
 from .. import errors
 from ..db import Database
-from ..db.queries import fetchone
+from ..db.queries import one, run
 from ..workers import sleep_or_stop
 from .cbor import blob_cid, blob_cids, record_cid
 from .lexicon import is_did, validate, validate_rkey
@@ -88,9 +90,14 @@ _outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
 
 def _wake_all(did: str) -> None:
     """A connection does not say which database it belongs to; waking every outbox is harmless (one empty claim).
-    The worker claims through the write lock, so it runs after the enqueuing transaction has committed."""
+    The worker claims through the write lock, so it runs after the enqueuing transaction has committed. Called on a
+    connection's thread (queue_put inside Database.write_fn), the wake is handed to the outbox's event loop."""
     for outbox in list(_outboxes):
-        outbox.wake(did)
+        loop = outbox.loop
+        if loop is None or threading.get_ident() == outbox.loop_thread:
+            outbox.wake(did)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(outbox.wake, did)
 
 
 # --------------------------------------------------------------------------- queueing
@@ -110,9 +117,9 @@ def _normalize_blobs(blobs: Iterable[Sequence[Any]]) -> list[BlobSpec]:
     return out
 
 
-async def _tail(conn: aiosqlite.Connection, did: str, collection: str, rkey: str) -> Any:
+def _tail(conn: sqlite3.Connection, did: str, collection: str, rkey: str) -> Any:
     """The record's waiting row, if any (there is at most one)."""
-    return await fetchone(
+    return one(
         conn,
         f"SELECT seq, op FROM outbox WHERE did = ? AND collection = ? AND rkey = ? AND state = '{PENDING}' "
         "ORDER BY seq DESC LIMIT 1",
@@ -120,10 +127,10 @@ async def _tail(conn: aiosqlite.Connection, did: str, collection: str, rkey: str
     )
 
 
-async def _reached_pds(conn: aiosqlite.Connection, did: str, collection: str, rkey: str) -> bool:
+def _reached_pds(conn: sqlite3.Connection, did: str, collection: str, rkey: str) -> bool:
     """Whether some version of the record is, or may be, on the PDS: plyrd wrote it, a write is in flight, or a
     waiting write was sent before without an answer (a lost response may still have been committed there)."""
-    row = await fetchone(
+    row = one(
         conn,
         "SELECT 1 FROM pds_records WHERE did = ? AND collection = ? AND rkey = ? "
         "UNION ALL SELECT 1 FROM outbox WHERE did = ? AND collection = ? AND rkey = ? "
@@ -133,8 +140,8 @@ async def _reached_pds(conn: aiosqlite.Connection, did: str, collection: str, rk
     return row is not None
 
 
-async def _blob_known(conn: aiosqlite.Connection, did: str, cid: str) -> bool:
-    row = await fetchone(
+def _blob_known(conn: sqlite3.Connection, did: str, cid: str) -> bool:
+    row = one(
         conn,
         "SELECT 1 FROM pds_blobs WHERE did = ? AND cid = ? UNION ALL "
         "SELECT 1 FROM pds_records, json_each(pds_records.blob_cids) AS b WHERE pds_records.did = ? AND b.value = ? "
@@ -159,7 +166,22 @@ async def enqueue_put(
     record: dict[str, Any],
     blobs: Iterable[Sequence[Any]] = (),
 ) -> QueuedPut:
-    """Queue a create-or-replace of `at://did/collection/rkey`, inside the caller's write transaction.
+    """`queue_put` inside the caller's `db.write()` transaction (one hop)."""
+    return await run(conn, lambda c: queue_put(c, did=did, collection=collection, rkey=rkey, record=record,
+                                               blobs=blobs))
+
+
+def queue_put(
+    conn: sqlite3.Connection,
+    *,
+    did: str,
+    collection: str,
+    rkey: str,
+    record: dict[str, Any],
+    blobs: Iterable[Sequence[Any]] = (),
+) -> QueuedPut:
+    """Queue a create-or-replace of `at://did/collection/rkey`, inside the caller's write transaction (a function
+    Database.write_fn runs, on the writer's thread).
 
     The record is validated against its lexicon first (InvalidInput otherwise). `blobs` are (sha256, mime, size)
     of local blobs the record references; the outbox uploads each to the PDS before the record unless it is known
@@ -170,21 +192,21 @@ async def enqueue_put(
     specs = _normalize_blobs(blobs)
     listed = {blob_cid(sha) for sha, _, _ in specs}
     for cid in blob_cids(record):
-        if cid not in listed and not await _blob_known(conn, did, cid):
+        if cid not in listed and not _blob_known(conn, did, cid):
             raise errors.InvalidInput(f"the record references blob {cid}, which is neither given nor on the PDS")
     cid = record_cid(record)
     body = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
     blob_json = json.dumps([list(b) for b in specs])
-    tail = await _tail(conn, did, collection, rkey)
+    tail = _tail(conn, did, collection, rkey)
     if tail is not None:
         # The waiting write has not been sent: replace it (a put after a delete is just the put).
-        await conn.execute(
+        conn.execute(
             f"UPDATE outbox SET op = 'put', record = ?, cid = ?, blobs = ?, next_attempt_at = {_NOW_SQL},"
             f" last_error = NULL, updated_at = {_NOW_SQL} WHERE seq = ?",
             (body, cid, blob_json, tail["seq"]),
         )
     else:
-        await conn.execute(
+        conn.execute(
             "INSERT INTO outbox(did, collection, rkey, op, record, cid, blobs) VALUES (?, ?, ?, 'put', ?, ?, ?)",
             (did, collection, rkey, body, cid, blob_json),
         )
@@ -193,17 +215,23 @@ async def enqueue_put(
 
 
 async def enqueue_delete(conn: aiosqlite.Connection, *, did: str, collection: str, rkey: str) -> bool:
-    """Queue the deletion of `at://did/collection/rkey`, inside the caller's write transaction. Returns whether
-    anything will be sent: False when the record's put had not reached the PDS and was simply dropped."""
+    """`queue_delete` inside the caller's `db.write()` transaction (one hop)."""
+    return await run(conn, lambda c: queue_delete(c, did=did, collection=collection, rkey=rkey))
+
+
+def queue_delete(conn: sqlite3.Connection, *, did: str, collection: str, rkey: str) -> bool:
+    """Queue the deletion of `at://did/collection/rkey`, inside the caller's write transaction (a function
+    Database.write_fn runs). Returns whether anything will be sent: False when the record's put had not reached
+    the PDS and was simply dropped."""
     _check_target(did, collection, rkey)
-    tail = await _tail(conn, did, collection, rkey)
+    tail = _tail(conn, did, collection, rkey)
     if tail is not None and tail["op"] == "delete":
         return True
     if tail is not None:
-        if not await _reached_pds(conn, did, collection, rkey):
-            await conn.execute("DELETE FROM outbox WHERE seq = ?", (tail["seq"],))
+        if not _reached_pds(conn, did, collection, rkey):
+            conn.execute("DELETE FROM outbox WHERE seq = ?", (tail["seq"],))
             return False
-        await conn.execute(
+        conn.execute(
             f"UPDATE outbox SET op = 'delete', record = NULL, cid = NULL, blobs = '[]',"
             f" next_attempt_at = {_NOW_SQL}, last_error = NULL, updated_at = {_NOW_SQL} WHERE seq = ?",
             (tail["seq"],),
@@ -211,7 +239,7 @@ async def enqueue_delete(conn: aiosqlite.Connection, *, did: str, collection: st
     else:
         # Even when plyrd has no sign of the record on the PDS (written before plyrd tracked it, or by another
         # client) the delete goes out: deleting a missing record is a no-op there.
-        await conn.execute(
+        conn.execute(
             "INSERT INTO outbox(did, collection, rkey, op) VALUES (?, ?, ?, 'delete')", (did, collection, rkey)
         )
     _wake_all(did)
@@ -459,6 +487,9 @@ class Outbox:
         self._no_session: set[str] = set()  # held DIDs whose hold ends early when something new arrives
         self._failures: dict[str, int] = {}  # did -> consecutive transient failures, for the backoff
         self._claimed: set[int] = set()
+        # The loop it runs on, so that a transaction on a connection's thread can wake it (_wake_all).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
         _outboxes.add(self)
 
     def wake(self, did: str | None = None) -> None:
@@ -488,6 +519,7 @@ class Outbox:
     # ---- the loop
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
         if not await self._database_open(stop):
             return
         await self._recover()

@@ -12,11 +12,13 @@ import base64
 import binascii
 import json
 import math
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..db import Database
+from ..db.queries import rows
 from ..errors import InvalidInput, NotFound
 from ..inputs import INT64_MAX
 from ..network.follows import network_reach
@@ -28,6 +30,7 @@ from .tracks import (
     hidden_tags,
     listed,
     playable,
+    read_hidden_tags,
     tagged,
     visible,
     without_tags,
@@ -95,7 +98,23 @@ async def latest(
     tag: str | None = None,
     filter_hidden: bool = True,
 ) -> Page:
-    """Newest first, one page at a time; the cursor is the (created_at, id) of the last row seen."""
+    """Newest first, one page at a time (`read_latest`, one hop)."""
+    return await db.read_fn(lambda c: read_latest(c, audience=audience, cursor=cursor, limit=limit,
+                                                  artist_did=artist_did, tag=tag, filter_hidden=filter_hidden))
+
+
+def read_latest(
+    conn: sqlite3.Connection,
+    *,
+    audience: Audience,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    artist_did: str | None = None,
+    tag: str | None = None,
+    filter_hidden: bool = True,
+) -> Page:
+    """Newest first, one page at a time; the cursor is the (created_at, id) of the last row seen. Runs on a
+    connection's thread (Database.read_fn), so a handler can shape the page in the same hop."""
     if artist_did:
         # an artist's tracks; the node's library is no artist (its tracks are found by discovery, albums, search)
         where = visible(audience) & playable() & Where.of("t.artist_did = ?", artist_did) & artist_shown("t.artist_did")
@@ -104,19 +123,22 @@ async def latest(
     if tag:
         where &= tagged(tag.strip().lower())
     if filter_hidden and not artist_did:
-        where &= without_tags(await hidden_tags(db, audience))
-    return await _newest_first(db, where, cursor, limit)
+        where &= without_tags(read_hidden_tags(conn, audience))
+    return _newest_first(conn, where, cursor, limit)
 
 
 async def network(db: Database, *, audience: Audience, cursor: str | None = None, limit: int = DEFAULT_LIMIT) -> Page:
     """The network feed: other nodes' tracks the node knows (`listed` with reach "network"), newest first, from
     the artists the viewer follows on Bluesky and those the node's users liked (anonymous visitors: the liked
     ones; plyrd.network.follows `network_reach`), without the viewer's hidden tags. Pages as `latest`."""
-    where = listed(audience, reach="network") & network_reach(audience.did)
-    return await _newest_first(db, where & without_tags(await hidden_tags(db, audience)), cursor, limit)
+    def read(conn: sqlite3.Connection) -> Page:
+        where = listed(audience, reach="network") & network_reach(audience.did)
+        return _newest_first(conn, where & without_tags(read_hidden_tags(conn, audience)), cursor, limit)
+
+    return await db.read_fn(read)
 
 
-async def _newest_first(db: Database, where: Where, cursor: str | None, limit: int) -> Page:
+def _newest_first(conn: sqlite3.Connection, where: Where, cursor: str | None, limit: int) -> Page:
     """One page of the tracks `where` holds, newest first, after the cursor (the (created_at, id) of the last row
     seen), and the cursor of the next page (None on the last)."""
     if cursor:
@@ -124,12 +146,12 @@ async def _newest_first(db: Database, where: Where, cursor: str | None, limit: i
         # A row-value comparison lets SQLite seek straight to the cursor in tracks_feed; the equivalent OR form
         # scans the index from the newest row, so deep pages got slower (3.6 ms at page ~1,000, against 0.34 ms).
         where &= Where.of("(t.created_at, t.id) < (?, ?)", created_at, track_id)
-    rows = await db.fetchall(f"{TRACK_SELECT} WHERE {where.sql} ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
-                             [*where.params, limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
-    return Page(rows, next_cursor)
+    found = rows(conn, f"{TRACK_SELECT} WHERE {where.sql} ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
+                 [*where.params, limit + 1])
+    more = len(found) > limit
+    found = found[:limit]
+    next_cursor = encode_cursor(found[-1]["created_at"], found[-1]["id"]) if more and found else None
+    return Page(found, next_cursor)
 
 
 async def top(db: Database, *, audience: Audience, period: str = "all_time", limit: int = 20) -> list[Any]:

@@ -9,19 +9,20 @@ no record ever gets), no fm.plyr.like record, and the liked list's record names 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
-from ..atproto.outbox import QueuedPut, enqueue_delete, enqueue_put
+from ..atproto.outbox import QueuedPut, queue_delete, queue_put
 from ..atproto.records import like_record, list_record
 from ..atproto.tids import new_tid
 from ..db import Database
-from ..db.queries import fetchall, fetchone
+from ..db.queries import fetchall, one, rows, run
 from ..errors import Conflict, Forbidden, InvalidInput, Unprocessable
 from . import preferences
 from .lists import LIST_COLLECTION
-from .social import find_person, iso, person_json, track_for_update, track_ref, tracks_json, utc
-from .tracks import TRACK_SELECT, Audience, Where, is_library, open_track, visible
+from .social import find_person, iso, person_json, track_ref, tracks_json, utc
+from .tracks import TRACK_SELECT, Audience, Where, is_library, open_track, read_track, visible
 
 COLLECTION = "fm.plyr.like"
 LIKED_LIST_NAME = "Liked Tracks"
@@ -29,8 +30,8 @@ LIST_MAX_ITEMS = 500  # the lexicon's limit: a longer liked list is published up
 MAX_LIST = 5000  # a reorder names every liked track; far above any real list, it bounds the request
 
 
-async def _like_count(conn: Any, track_id: int) -> int:
-    count = await fetchone(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
+def _like_count(conn: sqlite3.Connection, track_id: int) -> int:
+    count = one(conn, "SELECT count(*) AS n FROM likes WHERE track_id = ?", (track_id,))
     return count["n"] if count else 0
 
 
@@ -38,46 +39,54 @@ async def like(db: Database, *, did: str, track_id: int, audience: Audience,
                now: float | None = None) -> dict[str, Any]:
     """Like a track `audience` (the liker) may see, idempotently as plyr.fm: liking it again answers the same and
     changes nothing. A track whose record is not on its artist's PDS yet has nothing for a like record to point at
-    (422, as plyr.fm's missing_atproto_record); a library track's like stays on the node (no record at all)."""
-    now = time.time() if now is None else now
-    async with db.write() as conn:
-        track = await track_for_update(conn, track_id, audience)
-        local = is_library(track)
-        uri = cid = ""
-        if not local:
-            try:
-                uri, cid = track_ref(track, "liked")
-            except Conflict as e:
-                raise Unprocessable(f"missing_atproto_record: {e.detail}") from None
-        if await fetchone(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
-            return {"liked": True, "like_count": await _like_count(conn, track_id)}
-        rkey = new_tid()
-        # In front of the liked list: one less than the smallest position so far.
-        await conn.execute(
-            "INSERT INTO likes(did, track_id, rkey, position, created_at) VALUES (?, ?, ?,"
-            " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
-            (did, track_id, rkey, did, now),
-        )
-        if not local:
-            await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
-                              record=like_record(uri, cid, utc(now)))
-            await sync_liked_list(conn, did, now)
-        return {"liked": True, "like_count": await _like_count(conn, track_id)}
+    (422, as plyr.fm's missing_atproto_record); a library track's like stays on the node (no record at all).
+    The transaction is one function on the writer's thread (`like_in`): the write lock is held for its own time."""
+    return await db.write_fn(like_in, did, track_id, audience, time.time() if now is None else now)
+
+
+def like_in(conn: sqlite3.Connection, did: str, track_id: int, audience: Audience, now: float) -> dict[str, Any]:
+    """`like` inside a write transaction (Database.write_fn)."""
+    track = read_track(conn, track_id, audience)
+    local = is_library(track)
+    uri = cid = ""
+    if not local:
+        try:
+            uri, cid = track_ref(track, "liked")
+        except Conflict as e:
+            raise Unprocessable(f"missing_atproto_record: {e.detail}") from None
+    if one(conn, "SELECT 1 FROM likes WHERE did = ? AND track_id = ?", (did, track_id)):
+        return {"liked": True, "like_count": _like_count(conn, track_id)}
+    rkey = new_tid()
+    # In front of the liked list: one less than the smallest position so far.
+    conn.execute(
+        "INSERT INTO likes(did, track_id, rkey, position, created_at) VALUES (?, ?, ?,"
+        " (SELECT coalesce(min(position), 1) - 1 FROM likes WHERE did = ?), ?)",
+        (did, track_id, rkey, did, now),
+    )
+    if not local:
+        queue_put(conn, did=did, collection=COLLECTION, rkey=rkey, record=like_record(uri, cid, utc(now)))
+        write_liked_list(conn, did, now)
+    return {"liked": True, "like_count": _like_count(conn, track_id)}
 
 
 async def unlike(db: Database, *, did: str, track_id: int, audience: Audience) -> dict[str, Any]:
     """Stop liking a track, idempotently as plyr.fm: unliking a track you do not like answers the same (404 only
-    for a track that does not exist, or that `audience`, the liker, may not see)."""
-    async with db.write() as conn:
-        track = await track_for_update(conn, track_id, audience)
-        row = await fetchone(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
-        if row is None:
-            return {"liked": False, "like_count": await _like_count(conn, track_id)}
-        await conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
-        if not is_library(track):  # a library track's like never had a record
-            await enqueue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
-            await sync_liked_list(conn, did)
-        return {"liked": False, "like_count": await _like_count(conn, track_id)}
+    for a track that does not exist, or that `audience`, the liker, may not see). One function on the writer's
+    thread (`unlike_in`)."""
+    return await db.write_fn(unlike_in, did, track_id, audience)
+
+
+def unlike_in(conn: sqlite3.Connection, did: str, track_id: int, audience: Audience) -> dict[str, Any]:
+    """`unlike` inside a write transaction (Database.write_fn)."""
+    track = read_track(conn, track_id, audience)
+    row = one(conn, "SELECT rkey FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
+    if row is None:
+        return {"liked": False, "like_count": _like_count(conn, track_id)}
+    conn.execute("DELETE FROM likes WHERE did = ? AND track_id = ?", (did, track_id))
+    if not is_library(track):  # a library track's like never had a record
+        queue_delete(conn, did=did, collection=COLLECTION, rkey=row["rkey"])
+        write_liked_list(conn, did, time.time())
+    return {"liked": False, "like_count": _like_count(conn, track_id)}
 
 
 async def likers(db: Database, track_id: int, audience: Audience) -> dict[str, Any]:
@@ -167,19 +176,23 @@ async def reorder(db: Database, did: str, items: Any, audience: Audience | None 
 
 
 async def sync_liked_list(conn: Any, did: str, now: float | None = None) -> QueuedPut | None:
+    """`write_liked_list` inside the caller's `db.write()` transaction (one hop)."""
+    return await run(conn, write_liked_list, did, time.time() if now is None else now)
+
+
+def write_liked_list(conn: sqlite3.Connection, did: str, now: float) -> QueuedPut | None:
     """Rewrite the person's "Liked Tracks" list record (plyr.fm keeps one per user) in their order, inside the
     caller's transaction; returns its (uri, cid). Someone who never liked anything gets no list (None)."""
-    now = time.time() if now is None else now
-    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in await fetchall(
+    items = [{"uri": r["record_uri"], "cid": r["record_cid"]} for r in rows(
         conn, "SELECT t.record_uri, t.record_cid FROM likes l JOIN tracks t ON t.id = l.track_id"
               " WHERE l.did = ? AND t.record_uri IS NOT NULL ORDER BY l.position, l.id LIMIT ?", (did, LIST_MAX_ITEMS))]
-    existing = await fetchone(conn, "SELECT rkey, created_at FROM liked_lists WHERE did = ?", (did,))
+    existing = one(conn, "SELECT rkey, created_at FROM liked_lists WHERE did = ?", (did,))
     if existing is None:
         if not items:
             return None
         rkey, created = new_tid(), now
-        await conn.execute("INSERT INTO liked_lists(did, rkey, created_at) VALUES (?, ?, ?)", (did, rkey, created))
+        conn.execute("INSERT INTO liked_lists(did, rkey, created_at) VALUES (?, ?, ?)", (did, rkey, created))
     else:
         rkey, created = existing["rkey"], existing["created_at"]
     record = list_record("liked", LIKED_LIST_NAME, items, created_at=utc(created), updated_at=utc(now))
-    return await enqueue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)
+    return queue_put(conn, did=did, collection=LIST_COLLECTION, rkey=rkey, record=record)

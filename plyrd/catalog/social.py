@@ -11,9 +11,9 @@ from typing import Any
 import aiosqlite
 
 from ..db import Database
-from ..db.queries import fetchone
+from ..db.queries import run
 from ..errors import Conflict, NotFound
-from .tracks import TRACK_SELECT, Audience, Where, track_json, visible
+from .tracks import Audience, read_track, track_json
 
 
 def iso(ts: float | None) -> str | None:
@@ -27,12 +27,9 @@ def utc(ts: float) -> datetime:
 
 async def track_for_update(conn: aiosqlite.Connection, track_id: int, audience: Audience) -> sqlite3.Row:
     """The track row (with its artist's names) read inside a write transaction, if `audience` may see it (a like,
-    a comment or a play acts for someone); NotFound otherwise, as when it does not exist."""
-    where = Where.of("t.id = ?", track_id) & visible(audience)
-    row = await fetchone(conn, f"{TRACK_SELECT} WHERE {where.sql}", where.params)
-    if row is None:
-        raise NotFound(f"track {track_id} not found")
-    return row
+    a comment or a play acts for someone); NotFound otherwise, as when it does not exist (`read_track` on the
+    connection's thread)."""
+    return await run(conn, read_track, track_id, audience)
 
 
 def track_ref(track: sqlite3.Row, action: str) -> tuple[str, str]:
@@ -67,18 +64,26 @@ async def find_person(db: Database, handle_or_did: str) -> sqlite3.Row:
 
 
 async def social_counts(db: Database, track_ids: list[int], viewer_did: str | None) -> dict[int, dict[str, Any]]:
+    """like_count, comment_count and is_liked for each track (`read_social_counts` in one hop)."""
+    if not track_ids:
+        return {}
+    return await db.read_fn(read_social_counts, track_ids, viewer_did)
+
+
+def read_social_counts(conn: sqlite3.Connection, track_ids: list[int],
+                       viewer_did: str | None) -> dict[int, dict[str, Any]]:
     """like_count, comment_count and is_liked for each track, in one query whatever the list's length (each count
     is an index lookup: likes_track, comments_track, likes' (did, track_id) key)."""
     if not track_ids:
         return {}
-    found = await db.fetchall(
+    found = conn.execute(
         "SELECT j.value AS track_id,"
         " (SELECT count(*) FROM likes l WHERE l.track_id = j.value) AS likes,"
         " (SELECT count(*) FROM comments c WHERE c.track_id = j.value AND c.taken_down IS NULL) AS comments,"
         " EXISTS (SELECT 1 FROM likes v WHERE v.did = ? AND v.track_id = j.value) AS liked"
         " FROM json_each(?) j",
         (viewer_did or "", json.dumps(track_ids)),
-    )
+    ).fetchall()
     return {r["track_id"]: {"like_count": r["likes"], "comment_count": r["comments"], "is_liked": bool(r["liked"])}
             for r in found}
 
@@ -87,6 +92,19 @@ async def tracks_json(db: Database, track_rows: list[sqlite3.Row], viewer_did: s
                       public_url: str, *, peaks: bool = False) -> list[dict[str, Any]]:
     """Tracks as plyr.fm lists them (its TrackResponse): the track's own fields plus like/comment counts and the
     viewer's like, and whether the viewer may download each (without waveform peaks unless asked: see track_json).
-    Every answer that shows tracks goes through here."""
+    Every answer that shows tracks goes through here (or `shape_tracks`, its form for a function that already
+    read the counts on its connection's thread)."""
     counts = await social_counts(db, [r["id"] for r in track_rows], viewer_did)
+    return shape_tracks(track_rows, counts, viewer_did, public_url, peaks=peaks)
+
+
+def read_tracks_json(conn: sqlite3.Connection, track_rows: list[sqlite3.Row], viewer_did: str | None,
+                     public_url: str, *, peaks: bool = False) -> list[dict[str, Any]]:
+    """`tracks_json` inside a function run on a connection's thread (Database.read_fn / write_fn)."""
+    counts = read_social_counts(conn, [r["id"] for r in track_rows], viewer_did)
+    return shape_tracks(track_rows, counts, viewer_did, public_url, peaks=peaks)
+
+
+def shape_tracks(track_rows: list[sqlite3.Row], counts: dict[int, dict[str, Any]], viewer_did: str | None,
+                 public_url: str, *, peaks: bool = False) -> list[dict[str, Any]]:
     return [{**track_json(r, public_url, peaks=peaks, viewer_did=viewer_did), **counts[r["id"]]} for r in track_rows]

@@ -271,11 +271,17 @@ async def get_track_row(db: Database, track_id: int) -> sqlite3.Row:
 async def open_track(db: Database, track_id: int, audience: Audience) -> sqlite3.Row:
     """A track `audience` asked for by id (its page, detail, embed, oEmbed); NotFound when they may not see it,
     exactly as when it does not exist."""
+    return await db.read_fn(read_track, track_id, audience)
+
+
+def read_track(conn: sqlite3.Connection, track_id: int, audience: Audience) -> sqlite3.Row:
+    """`open_track` inside a function run on a connection's thread (Database.read_fn / write_fn): reading it inside
+    a write transaction is how a like, a comment or a play acts for `audience`."""
     where = Where.of("t.id = ?", track_id) & visible(audience)
-    row = await db.fetchone(f"{TRACK_SELECT} WHERE {where.sql}", where.params)
+    row = conn.execute(f"{TRACK_SELECT} WHERE {where.sql}", where.params).fetchone()
     if row is None:
         raise NotFound(f"track {track_id} not found")
-    return row
+    return row  # type: ignore[no-any-return]
 
 
 async def open_track_by_uri(db: Database, uri: str, audience: Audience) -> sqlite3.Row:

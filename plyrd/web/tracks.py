@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
 from ..catalog import feeds, revisions
 from ..catalog.editing import edit_track as edit
-from ..catalog.social import tracks_json
-from ..catalog.tracks import delete_track, get_track_row, open_track, open_track_by_uri
+from ..catalog.social import read_tracks_json, tracks_json
+from ..catalog.tracks import delete_track, get_track_row, open_track, open_track_by_uri, read_track
 from ..errors import Forbidden, PlyrdError
 from . import upload_stream
 from .bodies import query_int
@@ -93,8 +95,12 @@ async def restore_revision(track_id: int, revision_id: int) -> Response:
 
 @bp.get("/tracks/<int:track_id>")
 async def track_detail(track_id: int) -> Response:
-    row = await open_track(node().db, track_id, current_audience())
-    return jsonify((await _tracks_json([row], peaks=True))[0])
+    audience, public_url = current_audience(), node().config.public_url
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:  # the track and its counts: one hop
+        return read_tracks_json(conn, [read_track(conn, track_id, audience)], audience.did, public_url, peaks=True)[0]
+
+    return jsonify(await node().db.read_fn(read))
 
 
 @bp.delete("/tracks/<int:track_id>")
@@ -121,17 +127,20 @@ async def latest_tracks() -> Response:
     """The latest feed (cursor pages); ?artist_did= for an artist's page, ?tags= for one tag. ?limit= is clamped to
     1-100, as plyr.fm (its SDK asks for more and takes what comes)."""
     args = request.args
-    page = await feeds.latest(
-        node().db,
-        audience=current_audience(),
-        cursor=args.get("cursor") or None,
-        limit=feeds.clamp_limit(args.get("limit"), default=feeds.DEFAULT_LIMIT, maximum=feeds.MAX_LIMIT),
-        artist_did=args.get("artist_did") or None,
-        tag=args.get("tags") or args.get("tag") or None,
-        filter_hidden=args.get("filter_hidden_tags", "true").lower() != "false",
-    )
-    return jsonify({"tracks": await _tracks_json(page.rows), "next_cursor": page.next_cursor,
-                    "has_more": page.next_cursor is not None})
+    audience, public_url = current_audience(), node().config.public_url
+    cursor = args.get("cursor") or None
+    limit = feeds.clamp_limit(args.get("limit"), default=feeds.DEFAULT_LIMIT, maximum=feeds.MAX_LIMIT)
+    artist_did = args.get("artist_did") or None
+    tag = args.get("tags") or args.get("tag") or None
+    filter_hidden = args.get("filter_hidden_tags", "true").lower() != "false"
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:  # the page and its counts: one hop
+        page = feeds.read_latest(conn, audience=audience, cursor=cursor, limit=limit, artist_did=artist_did,
+                                 tag=tag, filter_hidden=filter_hidden)
+        return {"tracks": read_tracks_json(conn, page.rows, audience.did, public_url),
+                "next_cursor": page.next_cursor, "has_more": page.next_cursor is not None}
+
+    return jsonify(await node().db.read_fn(read))
 
 
 @bp.get("/tracks/by-uri")
