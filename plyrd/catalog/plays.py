@@ -15,15 +15,26 @@ from typing import Any
 
 import aiosqlite
 
-from ..atproto.outbox import enqueue_put
+from ..atproto.outbox import queue_put
 from ..atproto.records import teal_play_record, teal_status_record
 from ..atproto.tids import tid_for_time
 from ..db import Database
-from ..db.queries import fetchone
+from ..db.queries import one, run
 from ..errors import InvalidInput
 from . import preferences
-from .social import track_for_update, utc
-from .tracks import ANONYMOUS, Audience, Where, artist_name, artist_shown, is_library, on_node, playable, visible
+from .social import utc
+from .tracks import (
+    ANONYMOUS,
+    Audience,
+    Where,
+    artist_name,
+    artist_shown,
+    is_library,
+    on_node,
+    playable,
+    read_track,
+    visible,
+)
 
 TEAL_PLAY = "fm.teal.feed.play"
 TEAL_STATUS = "fm.teal.actor.status"
@@ -88,39 +99,46 @@ def teal_play(track: sqlite3.Row, played_at: float, public_url: str) -> dict[str
 
 async def scrobble(conn: aiosqlite.Connection, did: str, track: sqlite3.Row, played_at: float, public_url: str, *,
                    now: float, play: bool) -> None:
+    """`queue_scrobble` inside the caller's `db.write()` transaction (one hop)."""
+    await run(conn, lambda c: queue_scrobble(c, did, track, played_at, public_url, now=now, play=play))
+
+
+def queue_scrobble(conn: sqlite3.Connection, did: str, track: sqlite3.Row, played_at: float, public_url: str, *,
+                   now: float, play: bool) -> None:
     """Queue teal.fm records in the listener's PDS: the play itself (key derived from playedTime, so a retried
     write lands on the same record) and/or the `self` status saying what plays now, for 10 minutes."""
     record = teal_play(track, played_at, public_url)
     if play:
         played = datetime.fromisoformat(record["playedTime"].replace("Z", "+00:00"))
-        await enqueue_put(conn, did=did, collection=TEAL_PLAY, rkey=tid_for_time(played), record=record)
-    await enqueue_put(conn, did=did, collection=TEAL_STATUS, rkey="self",
-                      record=teal_status_record(item=record, time=utc(now), expiry=utc(now + STATUS_SECONDS)))
+        queue_put(conn, did=did, collection=TEAL_PLAY, rkey=tid_for_time(played), record=record)
+    queue_put(conn, did=did, collection=TEAL_STATUS, rkey="self",
+              record=teal_status_record(item=record, time=utc(now), expiry=utc(now + STATUS_SECONDS)))
 
 
 async def count_play(db: Database, *, track_id: int, listener: Listener, audience: Audience,
                      listened_ms: Any = None, public_url: str, now: float | None = None) -> dict[str, Any]:
     """POST /tracks/{id}/play: count the play of a track `audience` (the listener) may see, unless it repeats one
-    inside the dedup window."""
+    inside the dedup window. One function on the writer's thread: every play a player reports is a write."""
     now = time.time() if now is None else now
-    async with db.write() as conn:
-        track = await track_for_update(conn, track_id, audience)
+
+    def count(conn: sqlite3.Connection) -> dict[str, Any]:
+        track = read_track(conn, track_id, audience)
         duration = float(track["duration"] or 0)
         listened = _listened_ms(listened_ms, duration)
         since = now - dedup_window(duration)
-        repeat = await fetchone(conn, "SELECT 1 FROM play_events WHERE listener = ? AND track_id = ? AND played_at > ?"
-                                 " LIMIT 1", (listener.key, track_id, since))
-        if repeat:
+        if one(conn, "SELECT 1 FROM play_events WHERE listener = ? AND track_id = ? AND played_at > ? LIMIT 1",
+               (listener.key, track_id, since)):
             return {"play_count": track["play_count"], "counted": False}
-        await conn.execute("INSERT INTO play_events(track_id, listener, played_at, listened_ms) VALUES (?, ?, ?, ?)",
-                           (track_id, listener.key, now, listened))
-        await conn.execute("UPDATE tracks SET play_count = play_count + 1 WHERE id = ?", (track_id,))
-        if listener.did and listener.teal_granted \
-                and (await preferences.load(conn, listener.did))["enable_teal_scrobbling"]:
+        conn.execute("INSERT INTO play_events(track_id, listener, played_at, listened_ms) VALUES (?, ?, ?, ?)",
+                     (track_id, listener.key, now, listened))
+        conn.execute("UPDATE tracks SET play_count = play_count + 1 WHERE id = ?", (track_id,))
+        if listener.did and listener.teal_granted and preferences.read(conn, listener.did)["enable_teal_scrobbling"]:
             # playedTime is when the listening started, as far as the player told us.
             started = now - (listened / 1000 if listened is not None else 0)
-            await scrobble(conn, listener.did, track, started, public_url, now=now, play=True)
-    return {"play_count": track["play_count"] + 1, "counted": True}
+            queue_scrobble(conn, listener.did, track, started, public_url, now=now, play=True)
+        return {"play_count": track["play_count"] + 1, "counted": True}
+
+    return await db.write_fn(count)
 
 
 async def artist_analytics(db: Database, did: str, *, days: Any = 30, now: float | None = None) -> dict[str, Any]:

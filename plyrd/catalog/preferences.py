@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from typing import Any
 
 import aiosqlite
 
 from ..db import Database
-from ..db.queries import fetchone
+from ..db.queries import fetchone, one, run
 from ..errors import InvalidInput
 from ..urls import check_url
 from .downloads import DEFAULT as DEFAULT_DOWNLOAD_POLICY
@@ -129,9 +130,16 @@ def _merge(stored: str | None) -> dict[str, Any]:
 
 
 async def load(conn: aiosqlite.Connection, did: str) -> dict[str, Any]:
-    """A person's preferences (defaults for what they never set), on any connection."""
-    row = await fetchone(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
-    return {**_merge(row["prefs"] if row else None), **await _user_columns(conn, did)}
+    """A person's preferences (defaults for what they never set), on any connection (`read`, one hop)."""
+    return await run(conn, read, did)
+
+
+def read(conn: sqlite3.Connection, did: str) -> dict[str, Any]:
+    """`load` inside a function run on a connection's thread (Database.read_fn / write_fn)."""
+    row = one(conn, "SELECT prefs FROM preferences WHERE did = ?", (did,))
+    user = one(conn, f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE did = ?", (did,))
+    columns = {name: user[name] for name in USER_COLUMNS} if user else dict(USER_DEFAULTS)
+    return {**_merge(row["prefs"] if row else None), **columns}
 
 
 async def get(db: Database, did: str) -> dict[str, Any]:
