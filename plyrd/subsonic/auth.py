@@ -25,11 +25,13 @@ from __future__ import annotations
 import binascii
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 
 from ..atproto.oauth import TEAL_SCOPES
 from ..auth.service import AuthService, Session
+from ..db.queries import one
 from ..errors import Unauthenticated
 from ..ratelimit import RateLimiter, describe_rate
 from .envelope import (
@@ -40,7 +42,7 @@ from .envelope import (
     WRONG_CREDENTIALS,
     SubsonicError,
 )
-from .passwords import Account, SubsonicPasswords, matches, matches_token
+from .passwords import Account, SubsonicPasswords, matches, matches_token, read_account, read_sealed
 
 log = logging.getLogger("plyrd.subsonic")
 
@@ -111,33 +113,36 @@ async def _developer(auth: AuthService, token: str) -> Session | None:
     return session if session.kind == "developer" else None
 
 
-async def _grant_scope(auth: AuthService, did: str) -> str:
-    """TEAL_SCOPES when the grant the outbox writes this user's records with (their most recently used session,
-    plyrd.auth.service.pds_session_for_did) covers teal scrobbling, else ''."""
-    row = await auth.db.fetchone(
-        "SELECT * FROM auth_sessions WHERE did = ? AND (expires_at IS NULL OR expires_at > ?)"
-        " ORDER BY last_used_at DESC, created_at DESC LIMIT 1",
-        (did, time.time()),
-    )
-    if row is None:
-        return ""
-    return TEAL_SCOPES if Session.from_row(row).teal_granted else ""
+def _read_grant(conn: sqlite3.Connection, did: str) -> sqlite3.Row | None:
+    """The session the outbox writes this user's records with (their most recently used one,
+    plyrd.auth.service.pds_session_for_did)."""
+    return one(conn, "SELECT * FROM auth_sessions WHERE did = ? AND (expires_at IS NULL OR expires_at > ?)"
+                     " ORDER BY last_used_at DESC, created_at DESC LIMIT 1", (did, time.time()))
 
 
-async def _subsonic_session(auth: AuthService, account: Account, created_at: float) -> Session:
-    now = time.time()
+def _subsonic_session(account: Account, created_at: float, grant: sqlite3.Row | None) -> Session:
+    """The session a Subsonic password stands for: TEAL_SCOPES when the user's PDS grant covers teal scrobbling."""
+    scope = TEAL_SCOPES if grant is not None and Session.from_row(grant).teal_granted else ""
     return Session(id_hash=f"{SESSION_KIND}:{account.did}", did=account.did, handle=account.handle,
                    kind=SESSION_KIND, auth_type=SESSION_KIND, name=None, prefix=None,
-                   scope=await _grant_scope(auth, account.did), created_at=created_at, last_used_at=now,
-                   expires_at=None)
+                   scope=scope, created_at=created_at, last_used_at=time.time(), expires_at=None)
+
+
+def _read_login(conn: sqlite3.Connection, username: str | None
+                ) -> tuple[Account | None, sqlite3.Row | None, sqlite3.Row | None]:
+    """What a password sign-in needs, in one hop: the account `username` names, its sealed password, its grant."""
+    account = read_account(conn, username) if username else None
+    if account is None:
+        return None, None, None
+    return account, read_sealed(conn, account.did), _read_grant(conn, account.did)
 
 
 async def _with_password(auth: AuthService, username: str | None, client: str | None,
                          check: Callable[[str], bool]) -> Session:
     """The session of the user `username` names when `check` accepts their Subsonic password; 40 otherwise."""
     passwords = SubsonicPasswords(auth.db, auth.sealer)
-    account = await passwords.find_account(username) if username else None
-    stored = await passwords.stored(account.did) if account else None
+    account, sealed, grant = await auth.db.read_fn(_read_login, username)
+    stored = passwords.unseal(account.did, sealed) if account else None
     accounts = [_account_key(username)] if username else []
     if account is not None:
         accounts.append(account.did)
@@ -145,8 +150,8 @@ async def _with_password(auth: AuthService, username: str | None, client: str | 
     if not _Attempt(auth, client, accounts).run(lambda: stored is not None and check(stored.password)):
         raise _wrong()
     assert account is not None and stored is not None
-    await passwords.touch(account.did, stored)
-    return await _subsonic_session(auth, account, stored.created_at)
+    await passwords.touch(account.did, stored)  # a write at most hourly
+    return _subsonic_session(account, stored.created_at, grant)
 
 
 async def authenticate(auth: AuthService, params: Mapping[str, str], *, client: str | None = None) -> Session:

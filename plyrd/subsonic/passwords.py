@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 
 from ..atproto.identity import is_did, normalize_handle
 from ..auth.sealing import Sealer, SealError
 from ..db import Database
+from ..db.queries import one
 from ..errors import InvalidInput, NotFound
 
 # 32 symbols, 5 bits each, without 0/o and 1/l (read off a screen, typed on a phone): 4 groups of 5 = 100 bits.
@@ -73,6 +75,25 @@ def _bound(did: str) -> str:
     return "subsonic-password:" + did
 
 
+def read_account(conn: sqlite3.Connection, username: str) -> Account | None:
+    """`SubsonicPasswords.find_account` inside a function run on a connection's thread (Database.read_fn)."""
+    name = username.strip()
+    if is_did(name):
+        row = one(conn, "SELECT did, handle FROM users WHERE did = ?", (name,))
+    else:
+        try:
+            handle = normalize_handle(name)
+        except InvalidInput:
+            return None
+        row = one(conn, "SELECT did, handle FROM users WHERE handle = ?", (handle,))
+    return Account(row["did"], row["handle"]) if row else None
+
+
+def read_sealed(conn: sqlite3.Connection, did: str) -> sqlite3.Row | None:
+    """The user's sealed password row, on a connection's thread (`SubsonicPasswords.unseal` opens it)."""
+    return one(conn, "SELECT * FROM subsonic_passwords WHERE did = ?", (did,))
+
+
 class SubsonicPasswords:
     def __init__(self, db: Database, sealer: Sealer) -> None:
         self.db = db
@@ -80,20 +101,14 @@ class SubsonicPasswords:
 
     async def find_account(self, username: str) -> Account | None:
         """The user a Subsonic username names: their handle (any case, a leading @ allowed) or their DID."""
-        name = username.strip()
-        if is_did(name):
-            row = await self.db.fetchone("SELECT did, handle FROM users WHERE did = ?", (name,))
-        else:
-            try:
-                handle = normalize_handle(name)
-            except InvalidInput:
-                return None
-            row = await self.db.fetchone("SELECT did, handle FROM users WHERE handle = ?", (handle,))
-        return Account(row["did"], row["handle"]) if row else None
+        return await self.db.read_fn(read_account, username)
 
     async def stored(self, did: str) -> Stored | None:
         """The user's password, or None when they have none (or it was sealed under another token_key)."""
-        row = await self.db.fetchone("SELECT * FROM subsonic_passwords WHERE did = ?", (did,))
+        return self.unseal(did, await self.db.read_fn(read_sealed, did))
+
+    def unseal(self, did: str, row: sqlite3.Row | None) -> Stored | None:
+        """The password of a `read_sealed` row, or None (no row, or sealed under another token_key)."""
         if row is None:
             return None
         try:
