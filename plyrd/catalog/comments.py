@@ -13,16 +13,16 @@ import time
 from typing import Any
 
 from ..atproto.lexicon import grapheme_count
-from ..atproto.outbox import enqueue_delete, enqueue_put
+from ..atproto.outbox import enqueue_delete, enqueue_put, queue_put
 from ..atproto.records import comment_record
 from ..atproto.tids import new_tid
 from ..db import Database
-from ..db.queries import fetchone
+from ..db.queries import fetchone, one, rows
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..moderation.suspension import check_not_suspended
+from ..moderation.suspension import refuse_if_suspended
 from . import preferences
 from .social import iso, person_json, track_for_update, track_ref, utc
-from .tracks import ANONYMOUS, Audience, Where, is_remote, open_track
+from .tracks import ANONYMOUS, Audience, Where, is_remote, read_track
 
 COLLECTION = "fm.plyr.comment"
 MAX_COMMENTS_PER_TRACK = 20
@@ -89,25 +89,27 @@ def comment_json(row: sqlite3.Row) -> dict[str, Any]:
 
 async def list_comments(db: Database, track_id: int, audience: Audience) -> dict[str, Any]:
     """All comments ordered by position, and whether the artist takes comments (plyr.fm shows none when off), of a
-    track `audience` may see. Library tracks take none (the library, their "artist", never turns comments on)."""
-    track = await open_track(db, track_id, audience)
-    async with db.read() as conn:
-        enabled = await _takes_comments(conn, track)
-    shown = comment_visible(audience)
-    found = [] if not enabled else await db.fetchall(
-        COMMENT_SELECT + f" WHERE c.track_id = ? AND {shown.sql} ORDER BY c.timestamp_ms, c.id",
-        (track_id, *shown.params))
-    comments = [comment_json(r) for r in found]
-    return {"comments": comments, "count": len(comments), "comments_enabled": bool(enabled)}
+    track `audience` may see. Library tracks take none (the library, their "artist", never turns comments on).
+    One hop: the track, the artist's preference and the comments are read by one function."""
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        enabled = _takes_comments(conn, read_track(conn, track_id, audience))
+        shown = comment_visible(audience)
+        found = [] if not enabled else rows(
+            conn, COMMENT_SELECT + f" WHERE c.track_id = ? AND {shown.sql} ORDER BY c.timestamp_ms, c.id",
+            (track_id, *shown.params))
+        comments = [comment_json(r) for r in found]
+        return {"comments": comments, "count": len(comments), "comments_enabled": bool(enabled)}
+
+    return await db.read_fn(read)
 
 
-async def _takes_comments(conn: Any, track: sqlite3.Row) -> bool:
+def _takes_comments(conn: sqlite3.Connection, track: sqlite3.Row) -> bool:
     """Whether a track takes comments: its artist's preference here. Another repo's track (remote) keeps its
     artist's preference in their home service, where no record holds it: the comments the network holds on it
     are shown, and listeners here may add theirs, as they could there."""
     if is_remote(track):
         return True
-    return bool((await preferences.load(conn, track["artist_did"]))["allow_comments"])
+    return bool(preferences.read(conn, track["artist_did"])["allow_comments"])
 
 
 def _record(track: sqlite3.Row, text: str, timestamp_ms: int, created_at: float,
@@ -119,29 +121,31 @@ def _record(track: sqlite3.Row, text: str, timestamp_ms: int, created_at: float,
 
 async def create(db: Database, *, did: str, track_id: int, text: Any, timestamp_ms: Any, audience: Audience,
                  now: float | None = None) -> dict[str, Any]:
+    """Comment on a track `audience` (the commenter) may see: one function on the writer's thread."""
     now = time.time() if now is None else now
     text = clean_text(text)
-    async with db.write() as conn:
-        await check_not_suspended(conn, did, "comment")
-        track = await track_for_update(conn, track_id, audience)
-        timestamp_ms = clean_timestamp(timestamp_ms, track["duration"])
-        if not await _takes_comments(conn, track):
+
+    def write(conn: sqlite3.Connection) -> dict[str, Any]:
+        refuse_if_suspended(conn, did, "comment")
+        track = read_track(conn, track_id, audience)
+        at = clean_timestamp(timestamp_ms, track["duration"])
+        if not _takes_comments(conn, track):
             raise Forbidden("the artist has not turned on comments for their tracks")
         track_ref(track, "commented on")
-        count = await fetchone(conn, "SELECT count(*) AS n FROM comments WHERE track_id = ?", (track_id,))
+        count = one(conn, "SELECT count(*) AS n FROM comments WHERE track_id = ?", (track_id,))
         if count and count["n"] >= MAX_COMMENTS_PER_TRACK:
             raise InvalidInput(f"track has reached the maximum of {MAX_COMMENTS_PER_TRACK} comments")
         rkey = new_tid()
-        async with conn.execute(
+        comment_id = conn.execute(
             "INSERT INTO comments(track_id, did, text, timestamp_ms, rkey, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (track_id, did, text, timestamp_ms, rkey, now),
-        ) as cur:
-            comment_id = cur.lastrowid
-        await enqueue_put(conn, did=did, collection=COLLECTION, rkey=rkey,
-                          record=_record(track, text, timestamp_ms, now, None))
-        row = await fetchone(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
-    assert row is not None
-    return comment_json(row)
+            (track_id, did, text, at, rkey, now),
+        ).lastrowid
+        queue_put(conn, did=did, collection=COLLECTION, rkey=rkey, record=_record(track, text, at, now, None))
+        row = one(conn, COMMENT_SELECT + " WHERE c.id = ?", (comment_id,))
+        assert row is not None
+        return comment_json(row)
+
+    return await db.write_fn(write)
 
 
 async def _own_comment(conn: Any, did: str, comment_id: int, verb: str) -> sqlite3.Row:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from ..errors import Forbidden
@@ -19,3 +20,10 @@ async def check_not_suspended(conn: Any, did: str, doing: str) -> None:
     why = await suspension_of(conn, did)
     if why is not None:
         raise Forbidden(f"you may not {doing} on this node: your account is suspended ({why})")
+
+
+def refuse_if_suspended(conn: sqlite3.Connection, did: str, doing: str) -> None:
+    """`check_not_suspended` inside a function run on a connection's thread (Database.write_fn)."""
+    row = conn.execute("SELECT suspended FROM users WHERE did = ?", (did,)).fetchone()
+    if row is not None and row["suspended"] is not None:
+        raise Forbidden(f"you may not {doing} on this node: your account is suspended ({row['suspended']})")
