@@ -129,6 +129,15 @@ def describe(trees: Sequence[Tree], cwd: Path) -> None:
               f" imports {plyrd_file(tree, cwd)}")
 
 
+def print_log_tails(logs: dict[str, Path], lines: int = 25) -> None:
+    """The end of each server's log, printed when a side-by-side run fails: the logs go with the scratch directory,
+    and a 500 says nothing of which tree failed or why."""
+    for label, log in logs.items():
+        text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no log)"]
+        print(f"--- {label}'s server log ({log}), its last {len(text)} lines:", file=sys.stderr)
+        print("\n".join(text), file=sys.stderr)
+
+
 def alternating(rounds: int, trees: Sequence[Tree]) -> Iterator[tuple[int, Tree]]:
     """A B A B...: each round runs every tree once, in the same order."""
     for r in range(rounds):

@@ -1,7 +1,11 @@
-"""The Subsonic API under load: p50/p99 and req/s of getAlbumList2, search3 and getAlbum with 20 concurrent clients.
+"""The Subsonic API under load: p50/p99 and req/s of getAlbumList2, search3, getAlbum, getRandomSongs and getArtists
+with 1 and 20 concurrent clients.
 
 Issue 14 asks for the p99 of getAlbumList2 / search3 / getAlbum at 20 concurrent clients on 10,000 tracks: what a
-household of Subsonic apps (Symfonium, DSub, Feishin...) browsing and syncing at once asks of one node.
+household of Subsonic apps (Symfonium, DSub, Feishin...) browsing and syncing at once asks of one node. Issue 19
+adds getRandomSongs and its goals, run side by side with today's main (--against): at least 2x its requests/s at 20
+clients, p99 under 50 ms at 20 clients, and search3's p50 under 3 ms with one client; the run ends with a line per
+goal saying met or MISSED, with the figure it was judged by.
 
 1. Build. The catalog bench/catalog.py builds (its `build`: plyrd's own migrations, then synthetic artists, tracks
    with tags, play events, likes, comments, and developer tokens made by plyrd's session code), at 10,000 tracks
@@ -16,14 +20,20 @@ household of Subsonic apps (Symfonium, DSub, Feishin...) browsing and syncing at
      page further down (offset up to 1,000), as an app scrolling its album grid;
    - list-frequent, list-random: getAlbumList2 type=frequent / random, size=50 (the home screen's rows);
    - search3: a word from the catalog's titles (a dozen languages), the default 20 artists/albums/songs;
-   - getAlbum: a uniformly random album (real albums and Singles, collected with getAlbumList2 before the run).
+   - getAlbum: a uniformly random album (real albums and Singles, collected with getAlbumList2 before the run);
+   - getRandomSongs: size=50, no genre or year (apps ask for 10 to 50 at a time; 50 is the heaviest of those);
+   - getArtists: every artist with albums, by letter (an app's artist tab; not in issue 19's list).
    A request counts when it answers HTTP 200 with status "ok". Client and server share this machine's cores; the
    CPU each used is printed.
+4. Goals: issue 19's, one line each with the figure judged (met or MISSED).
+5. Where the time goes: each request's SQL as this tree's plyrd.subsonic.catalog runs it, on a sqlite3 connection
+   in this process (`_Timed` stands in for plyrd.db.Database: a statement at a time, or a read_fn's function as one
+   step); a request whose code has changed shape says "not measured" and the others still run.
 
 Side by side (--against REV): as bench/catalog.py does it (bench/_common.py): REV's plyrd in a temporary worktree and
 this tree's, each serving its own copy of one catalog built by the tree with the older schema; every phase runs
 --rounds times per tree, alternating REV, this tree, REV, this tree; the figures are printed in columns with their
-ratio.
+ratio. Where the time goes runs for this tree only, on its copy.
 
     .venv/bin/python bench/subsonic_api.py [--tracks 10000 --clients 20 --seconds 10] [--only search3,getAlbum]
                                            [--data DIR (kept, and reused by the next run with the same sizes)]
@@ -52,15 +62,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import catalog as cat  # the catalog build, the server and its helpers (it puts the tree under test on sys.path)
 from _common import against as against_trees
-from _common import alternating, cpu_seconds, describe, free_port, ratio, rss_mb, table
+from _common import alternating, cpu_seconds, describe, free_port, print_log_tails, ratio, rss_mb, table
 
 BUILD_VERSION = 1  # bump when the synthetic data changes, so a kept --data directory is rebuilt
 MARKER = "bench-subsonic.json"
-ENDPOINTS = ("list-newest", "list-alpha", "list-frequent", "list-random", "search3", "getAlbum")
+ENDPOINTS = ("list-newest", "list-alpha", "list-frequent", "list-random", "search3", "getAlbum", "getRandomSongs",
+             "getArtists")
+RANDOM_SONGS = 50  # getRandomSongs' size: apps ask for 10-50
+GOAL_RATIO = 2.0  # requests/s against REV's (--against), each request at --clients
+GOAL_P99_MS = 50.0  # each request at --clients
+GOAL_SEARCH_P50_MS = 3.0  # search3 with one client
 LIST_TYPES = {"list-newest": "newest", "list-alpha": "alphabeticalByName", "list-frequent": "frequent",
               "list-random": "random"}
 QUERIES = sorted({w for words in cat.WORDS.values() for w in words})
-OK = b'{"subsonic-response": {"status": "ok"'
+OK = b'{"subsonic-response":{"status":"ok"'  # as the answer starts, with any spaces taken out (trees differ)
 
 
 # --- the catalog --------------------------------------------------------------------------------------------------
@@ -158,6 +173,10 @@ async def load(cfg: dict[str, Any]) -> dict[str, Any]:
             return "getAlbumList2", params
         if kind == "search3":
             return "search3", {"query": rnd.choice(QUERIES)}
+        if kind == "getRandomSongs":
+            return "getRandomSongs", {"size": RANDOM_SONGS}
+        if kind == "getArtists":
+            return "getArtists", {}
         return "getAlbum", {"id": rnd.choice(cfg["albums"])}
 
     async def client(http: httpx.AsyncClient, index: int) -> None:
@@ -169,7 +188,7 @@ async def load(cfg: dict[str, Any]) -> dict[str, Any]:
             began = time.perf_counter()
             try:
                 r = await http.get(f"/rest/{method}", params={**auth, **params})
-                ok = r.status_code == 200 and r.content.startswith(OK)
+                ok = r.status_code == 200 and r.content[:64].replace(b" ", b"").startswith(OK)
                 problem = f"{method} {params}: {r.status_code} {r.text[:200]}"
             except httpx.HTTPError as e:
                 ok, problem = False, f"{method} {params}: {e!r}"
@@ -278,33 +297,79 @@ def print_side_by_side(plan: list[tuple[str, str, int, float]], a: dict[str, lis
                 print(f"  {r['kind']}: error: {err}")
 
 
+def met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def print_goals(plan: list[tuple[str, str, int, float]], b: dict[str, list[dict[str, Any]]],
+                a: dict[str, list[dict[str, Any]]] | None, clients: int) -> None:
+    """Issue 19's goals, each with the figure it is judged by (B: this tree; A: REV, side by side only)."""
+    print("\ngoals (issue 19" + ("; B = this tree, A = REV)" if a else ")"))
+    for key, kind, n, _ in plan:
+        if n != clients:
+            continue
+        fb = figures(b[key])
+        line = (f"  {kind:15} at {clients} clients: p99 < {GOAL_P99_MS:.0f} ms: B {fb['p99']:.1f} ms:"
+                f" {met(fb['p99'] < GOAL_P99_MS)}")
+        if a:
+            fa = figures(a[key])
+            line += (f"; req/s >= {GOAL_RATIO:.0f}x A: B/A {ratio(fb['rate'], fa['rate'])} ({fb['rate']:.0f} against"
+                     f" {fa['rate']:.0f}): {met(fb['rate'] >= GOAL_RATIO * fa['rate'])}")
+        print(line)
+    if "search3-1" in b:
+        p50 = figures(b["search3-1"])["p50"]
+        print(f"  search3 with 1 client: p50 < {GOAL_SEARCH_P50_MS:.0f} ms: B {p50:.1f} ms:"
+              f" {met(p50 < GOAL_SEARCH_P50_MS)}")
+    errors = sum(r["errors"] for runs in b.values() for r in runs)
+    print(f"  no errors: B {errors}: {met(errors == 0)}")
+
+
 # --- where the time goes ------------------------------------------------------------------------------------------
 
 
 class _Timed:
     """A stand-in for plyrd.db.Database that runs each statement on one sqlite3 connection and notes its time: a
     request's statements in sqlite3 alone, each fed what the one before answered (a page's albums come from the
-    page the first statement picked)."""
+    page the first statement picked). A `read_fn(fn, *args)` (a request's reads as one plain function) runs `fn`
+    on the same connection and is noted as one step, with the number of statements its trace callback saw."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.times: list[float] = []
+        self.statements: list[int] = []  # per step: 1 for fetchall/fetchone, what a read_fn ran
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         began = time.perf_counter()
         rows = self.conn.execute(sql, list(params)).fetchall()
         self.times.append(1000 * (time.perf_counter() - began))
+        self.statements.append(1)
         return rows
 
     async def fetchone(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def read_fn(self, fn: Any, *args: Any) -> Any:
+        seen: list[str] = []
+        self.conn.set_trace_callback(seen.append)
+        began = time.perf_counter()
+        try:
+            return fn(self.conn, *args)
+        finally:
+            self.times.append(1000 * (time.perf_counter() - began))
+            self.conn.set_trace_callback(None)
+            self.statements.append(sum(1 for sql in seen if not sql.startswith("--")))
+
+    def steps(self) -> str:
+        return " + ".join(f"{t:.2f}" if n == 1 else f"{t:.2f} (a read_fn of {n} statements)"
+                          for t, n in zip(self.times, self.statements, strict=True))
+
 
 def analyse(db_path: Path, meta: dict[str, Any], albums: list[str]) -> None:
     """The SQL plyrd.subsonic.catalog runs for each request, run by this tree's code on a real sqlite3 connection
-    (so a statement that depends on the one before gets its real answer), median of 5: what one request costs
-    before any Python shaping. The songs of getAlbum are left out (one indexed read of the album's tracks)."""
+    (so a statement that depends on the one before gets its real answer), the median of runs 2 to 6 and the first
+    run: what one request costs before any Python shaping. The songs of getAlbum are left out (one indexed read of
+    the album's tracks)."""
     from plyrd.catalog.tracks import Audience
     from plyrd.subsonic import catalog as sc
 
@@ -319,26 +384,30 @@ def analyse(db_path: Path, meta: dict[str, Any], albums: list[str]) -> None:
     cases["getAlbum, its row (an album)"] = lambda db: sc.albums_by_id(db, audience, [real])
     cases["getAlbum, its row (Singles)"] = lambda db: sc.albums_by_id(db, audience, [single])
     cases["search3 (substring part)"] = lambda db: sc.search(db, {"query": "night"}, audience, None)
+    cases[f"getRandomSongs size={RANDOM_SONGS}"] = lambda db: sc.random_songs(db, {"size": str(RANDOM_SONGS)}, audience)
+    cases["getArtists"] = lambda db: sc.artists(db, audience)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
-    print("\nwhere the time goes: each request's SQL in sqlite3 alone (ms, median of 5; this tree's code)")
+    print("\nwhere the time goes: each request's SQL in sqlite3 alone (ms, median of runs 2-6, and the first run;"
+          " this tree's code)")
     try:
         for name, make in cases.items():
-            runs = []
-            for _ in range(5):
-                timed = _Timed(conn)
+            # One stand-in for all six runs: answers the code keeps per database (plyrd.subsonic.snapshot) are
+            # computed by the first run and found by the others, as on a node between two catalog changes.
+            timed = _Timed(conn)
+            runs: list[tuple[float, int, str]] = []
+            for _ in range(6):
+                timed.times, timed.statements = [], []
                 try:
                     asyncio.run(make(timed))
-                except (TypeError, AttributeError) as e:  # the code's signature changed: say so rather than fail
-                    print(f"  {name}: not measured ({e})")
+                except Exception as e:  # the code's shape changed: say so rather than fail
+                    print(f"  {name}: not measured ({type(e).__name__}: {e})")
                     break
-                runs.append(timed.times)
-            if len(runs) < 5:
+                runs.append((sum(timed.times), sum(timed.statements), timed.steps()))
+            if len(runs) < 6:
                 continue
-            runs.sort(key=sum)
-            costs = runs[2]
-            detail = " + ".join(f"{c:.1f}" for c in costs)
-            print(f"  {name:40} {sum(costs):7.1f} ms in {len(costs)} statement(s): {detail}")
+            total, statements, steps = sorted(runs[1:])[2]
+            print(f"  {name:40} {total:7.2f} ms in {statements} statement(s): {steps}; first run {runs[0][0]:.1f} ms")
     finally:
         conn.close()
 
@@ -357,12 +426,17 @@ def side_by_side(args: argparse.Namespace) -> None:
         describe(trees, scratch)
         builder = old if old.schema < this.schema else this
         base = (args.data or scratch / "base").resolve()
-        print(f"catalog: built by {builder.label}'s plyrd (the older schema, {builder.schema}); each tree's server"
+        older = "the older schema" if old.schema != this.schema else "both trees' schema"
+        print(f"catalog: built by {builder.label}'s plyrd ({older}, {builder.schema}); each tree's server"
               f" migrates its own copy", flush=True)
         if subprocess.run([sys.executable, __file__, "--build-only", f"--data={base}", *size_args(args)], cwd=scratch,
                           env=builder.env()).returncode:
             raise SystemExit(f"building the catalog with {builder.label}'s plyrd failed")
         meta = json.loads((base / MARKER).read_text())
+        with sqlite3.connect(base / "plyrd.db") as conn:
+            schema = conn.execute("PRAGMA user_version").fetchone()[0]
+        if schema > builder.schema:  # a kept --data directory a newer tree built or migrated: REV cannot open it
+            raise SystemExit(f"{base} is at schema {schema}, newer than {builder.label} can open; pass another --data")
         datas = []
         for i, _ in enumerate(trees):
             datas.append(scratch / f"data-{i}")
@@ -387,6 +461,9 @@ def side_by_side(args: argparse.Namespace) -> None:
                     runs[tree.label].setdefault(key, []).append(
                         run_phase(kind, clients, seconds, port, server.pid, meta, albums[tree.label], args))
             server_rss = {label: rss_mb(s.pid) for label, (s, _) in servers.items()}
+        except BaseException:
+            print_log_tails({t.label: d / "bench-node.log" for t, d in zip(trees, datas, strict=True)})
+            raise
         finally:
             for server, _ in servers.values():
                 cat.stop_server(server)
@@ -397,6 +474,7 @@ def side_by_side(args: argparse.Namespace) -> None:
               f" A {server_rss[old.label]:.0f} MB, B {server_rss[this.label]:.0f} MB")
         print("  req/s and p50/p99 ms pooled over the rounds; B/A: req/s above 1 and p50/p99 below 1 mean B is faster")
         print_side_by_side(plan, runs[old.label], runs[this.label])
+        print_goals(plan, runs[this.label], runs[old.label], args.clients)
         analyse(datas[1] / "plyrd.db", meta, albums[this.label])
 
 
@@ -452,6 +530,7 @@ def main() -> None:
               f" Singles: {len(albums):,} albums listed), {meta['users']:,} artists; closed-loop clients on loopback;"
               f" {os.cpu_count()} cores shared by client and server; server RSS {server_rss:.0f} MB")
         print_single(plan, results)
+        print_goals(plan, {k: [r] for k, r in results.items()}, None, args.clients)
         analyse(data / "plyrd.db", meta, albums)
         if args.data:
             print(f"\nkept {data} (node log: {log})")
