@@ -41,6 +41,7 @@ from .web import share as share_web
 from .web import social as social_web
 from .web import subsonic as subsonic_web
 from .web import upload_tags as upload_tags_web
+from .web.json_provider import OrjsonProvider
 from .web.labeler import bp as labeler_bp
 from .web.lists import albums_bp, lists_bp
 from .web.portal_page import bp as portal_bp
@@ -83,8 +84,8 @@ def create_app(config: Config, *, node: Node | None = None) -> Quart:
         PLYRD_VERSION=__version__,
         # Uploads stream through their own handler with their own limit; everything else is small JSON.
         MAX_CONTENT_LENGTH=1024 * 1024,
-        JSON_SORT_KEYS=False,
     )
+    app.json = OrjsonProvider(app)  # before anything (templates' tojson) takes the provider's dumps
     app.extensions["plyrd"] = node
     guard_static(app)
     boundary.register(app)  # first: its int converter must exist before any route is added
