@@ -159,6 +159,15 @@ def up(audience: Audience, t: str = "t") -> Where:
     return Where.of(f"({t}.taken_down IS NULL OR {t}.artist_did = ?)", audience.did)
 
 
+def seen_as_owner(audience: Audience, t: str = "t") -> Where:
+    """The tracks `audience` may open only because they are theirs (`up`'s owner clause): all that makes one
+    person's `visible` differ from another's with the same `is_admin` and `library`. A reader that shares one answer
+    among callers (plyrd.subsonic.snapshot) shares it only with callers for whom no track meets this."""
+    if audience.did is None or audience.is_admin:  # admins see every track whoever owns it
+        return Where.of("0")
+    return Where.of(f"{t}.taken_down IS NOT NULL AND {t}.artist_did = ?", audience.did)
+
+
 def album_visible(audience: Audience, a: str = "a") -> Where:
     """Albums `audience` may open: the same rule as `visible` for the albums of the node's library (grouped from
     the music folder's tags, `library_key` set), which exist only for an audience with `library`."""

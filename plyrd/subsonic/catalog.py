@@ -11,10 +11,11 @@ do. Private playlists exist only for their owner.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,12 +30,15 @@ from ..catalog.tracks import (
     listed,
     on_node,
     playable,
+    read_hidden_tags,
     tagged,
     visible,
     without_tags,
 )
 from ..db import Database
+from ..db.queries import rows
 from ..library import LIBRARY_DID
+from . import snapshot
 from .envelope import GENERIC, MISSING_PARAMETER, NOT_FOUND, SubsonicError
 from .streaming import announced
 
@@ -331,12 +335,14 @@ def _artist_name_sql(lib_name: str) -> str:
             f" ELSE {lib_name} END")
 
 
-def album_select(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_ALBUM) -> tuple[str, list[Any]]:
+def album_select(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_ALBUM,
+                 columns: str = "") -> tuple[str, list[Any]]:
     """Albums (`AlbumID3` rows) as this caller sees them; add WHERE/ORDER on `alb`, parameters after these. Every
-    album's row costs its members' file tags and genres: narrow with `only` (or `albums_by_id`) to the ones wanted."""
+    album's row costs its members' file tags and genres: narrow with `only` (or `albums_by_id`) to the ones wanted.
+    `columns`: more columns on `alb` and `u` (", ..."), e.g. an order's rank."""
     cte, params = members(audience, folder, only)
     return cte + f"""
-SELECT alb.*, u.handle AS artist_handle, {_artist_name_sql("alb.artist_name")} AS artist_display_name
+SELECT alb.*, u.handle AS artist_handle, {_artist_name_sql("alb.artist_name")} AS artist_display_name{columns}
 FROM alb LEFT JOIN users u ON u.did = alb.artist_did
 """, params
 
@@ -346,10 +352,85 @@ async def albums_by_id(db: Database, audience: Audience, sids: Sequence[str],
     """The rows (`album_select`) of these albums, in the order asked, leaving out those the caller may not see."""
     if not sids:
         return []
+    return await db.read_fn(read_albums_by_id, snapshot.of(db), audience, list(sids), folder)
+
+
+def read_albums_by_id(conn: sqlite3.Connection, snaps: snapshot.Snapshots | None, audience: Audience,
+                      sids: Sequence[str], folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    """`albums_by_id` on a reader's thread: from the album summaries already computed for this caller and catalog
+    (`snaps`) when there are some, else built for these albums only (never every album for a few)."""
+    if not sids:
+        return []
+    kept = snaps.peek(conn, _summaries_key(conn, audience, folder)) if snaps is not None else None
+    if isinstance(kept, AlbumSummaries):
+        return [kept.by_sid[sid] for sid in sids if sid in kept.by_sid]
     sql, params = album_select(audience, folder, only_albums(sids))
-    rows = await db.fetchall(sql + " WHERE alb.sid IN (SELECT value FROM json_each(?))", [*params, json.dumps(sids)])
-    by_sid = {r["sid"]: r for r in rows}
+    found = rows(conn, sql + " WHERE alb.sid IN (SELECT value FROM json_each(?))", [*params, json.dumps(list(sids))])
+    by_sid = {r["sid"]: r for r in found}
     return [by_sid[sid] for sid in sids if sid in by_sid]
+
+
+# How the album lists order albums, on `alb` (an album row, or `ranked`) and `u` (its artist's users row): the same
+# expressions order the summaries (`AlbumSummaries`) and any SQL page pick.
+BY_NAME = "lower(alb.name), alb.sid"
+BY_ARTIST = "lower(coalesce(u.display_name, u.handle, alb.artist_name, alb.artist_did)), lower(alb.name), alb.sid"
+NEWEST = "alb.created_at DESC, alb.sid"
+
+
+@dataclass(eq=False)  # one per catalog epoch, known by identity (kept in weak maps beside it)
+class AlbumSummaries:
+    """Every album a class of callers sees in one music folder scope, as full rows (`album_select`), computed once per
+    catalog change (plyrd.subsonic.snapshot) and kept in the orders the album lists page through. Rows carry two
+    ranks besides (`by_name`, `by_artist`: their place in BY_NAME and BY_ARTIST)."""
+
+    newest: list[sqlite3.Row]  # NEWEST
+    by_name: list[sqlite3.Row]
+    by_artist: list[sqlite3.Row]
+    frequent: list[sqlite3.Row]  # played albums, most played first
+    by_sid: dict[str, sqlite3.Row]
+    _album_of: dict[int, str] | None = None
+    _entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection, audience: Audience, folder: Where) -> AlbumSummaries:
+        sql, params = album_select(audience, folder, columns=f", row_number() OVER (ORDER BY {BY_NAME}) AS by_name,"
+                                                             f" row_number() OVER (ORDER BY {BY_ARTIST}) AS by_artist")
+        newest = rows(conn, f"{sql} ORDER BY {NEWEST}", params)
+        return cls(newest, sorted(newest, key=lambda r: r["by_name"]), sorted(newest, key=lambda r: r["by_artist"]),
+                   sorted((r for r in newest if r["play_count"] > 0), key=lambda r: (-r["play_count"], r["sid"])),
+                   {r["sid"]: r for r in newest})
+
+    def album_of(self) -> dict[int, str]:
+        """The album each song of these albums is on (track id -> sid), read from the rows' members when first
+        asked (the lists that tally their songs' likes, plays or genres)."""
+        if self._album_of is None:
+            self._album_of = {member[0]: r["sid"] for r in self.newest
+                              for member in json.loads(r["member_tags"] or "[]")}
+        return self._album_of
+
+    def entries(self, page: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
+        """These albums' `AlbumID3` entries (`album`), each shaped once and kept (a caller must not change them)."""
+        kept = self._entries
+        return [kept.get(r["sid"]) or kept.setdefault(r["sid"], album(r)) for r in page]
+
+    def tallied(self, values: Iterable[tuple[int, Any]], combine: Callable[[Any, Any], Any]) -> dict[str, Any]:
+        """Each album's tally of (track id, value) pairs for its songs, by `combine` (max, sum...)."""
+        album_of, found = self.album_of(), {}
+        for track_id, value in values:
+            if (sid := album_of.get(track_id)) is not None:
+                found[sid] = value if sid not in found else combine(found[sid], value)
+        return found
+
+
+def _summaries_key(conn: sqlite3.Connection, audience: Audience, folder: Where) -> tuple[Any, ...]:
+    return ("albums", snapshot.audience_class(conn, audience), folder)
+
+
+def album_summaries(conn: sqlite3.Connection, snaps: snapshot.Snapshots, audience: Audience,
+                    folder: Where = EVERYWHERE) -> AlbumSummaries:
+    """Every album the caller sees in `folder`, computed when the catalog changed since it last was."""
+    return snaps.get(conn, _summaries_key(conn, audience, folder),
+                     lambda c: AlbumSummaries.read(c, audience, folder))
 
 
 async def _ranked_page(db: Database, audience: Audience, folder: Where, tail: str, args: Sequence[Any],
@@ -373,6 +454,12 @@ async def song_rows(db: Database, where: Where, tail: str = "", tail_params: Seq
                     join: str = "") -> list[sqlite3.Row]:
     """Tracks with their album and file size (what `song` shapes) that meet `where`, then `tail` (ORDER BY, LIMIT)."""
     return await db.fetchall(f"{_SONG_SELECT} {join} WHERE {where.sql} {tail}", [*where.params, *tail_params])
+
+
+def read_song_rows(conn: sqlite3.Connection, where: Where, tail: str = "", tail_params: Sequence[Any] = (),
+                   join: str = "") -> list[sqlite3.Row]:
+    """`song_rows` on a reader's thread."""
+    return rows(conn, f"{_SONG_SELECT} {join} WHERE {where.sql} {tail}", [*where.params, *tail_params])
 
 
 # What a song's artist is called, for substring searches on a song row (u: its users row): the account's display
@@ -691,8 +778,17 @@ def bounded(value: str | None, *, default: int, maximum: int = MAX_SIZE, name: s
 
 async def liked_ids(db: Database, did: str) -> dict[int, float]:
     """The caller's liked tracks, each with when they liked it (what `song` answers as `starred`)."""
-    rows = await db.fetchall("SELECT track_id, created_at FROM likes WHERE did = ?", (did,))
-    return {r["track_id"]: r["created_at"] for r in rows}
+    found = await db.fetchall("SELECT track_id, created_at FROM likes WHERE did = ?", (did,))
+    return {r["track_id"]: r["created_at"] for r in found}
+
+
+def read_liked(conn: sqlite3.Connection, did: str | None, songs: Sequence[sqlite3.Row]) -> dict[int, float]:
+    """`liked_ids` of these songs only (what an answer listing them needs), on a reader's thread."""
+    if did is None or not songs:
+        return {}
+    found = rows(conn, "SELECT track_id, created_at FROM likes WHERE did = ?"
+                       " AND track_id IN (SELECT value FROM json_each(?))", (did, json.dumps([s["id"] for s in songs])))
+    return {r["track_id"]: r["created_at"] for r in found}
 
 
 async def get_song(db: Database, raw_id: str, audience: Audience) -> sqlite3.Row:
@@ -717,8 +813,17 @@ _ARTISTS = f"""
 
 async def artists(db: Database, audience: Audience, folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
     """The artists with albums the caller may see (a library artist: an album artist of the music folder)."""
-    cte, params = members(audience, folder)
-    return await db.fetchall(cte + _ARTISTS + " GROUP BY m.artist_did", params)
+    return await db.read_fn(read_artists, snapshot.of(db), audience, folder)
+
+
+def read_artists(conn: sqlite3.Connection, snaps: snapshot.Snapshots, audience: Audience,
+                 folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    """`artists` on a reader's thread, computed once per catalog change for each class of callers."""
+    def read(c: sqlite3.Connection) -> list[sqlite3.Row]:
+        cte, params = members(audience, folder)
+        return rows(c, cte + _ARTISTS + " GROUP BY m.artist_did", params)
+
+    return snaps.get(conn, ("artists", snapshot.audience_class(conn, audience), folder), read)  # type: ignore[no-any-return]
 
 
 def index(rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
@@ -760,24 +865,31 @@ async def _library_artist_name(db: Database, key: str, audience: Audience) -> st
 
 
 async def get_album(db: Database, raw_id: str, audience: Audience) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
-    found = await albums_by_id(db, audience, [raw_id])
+    return await db.read_fn(read_album, snapshot.of(db), raw_id, audience)
+
+
+def read_album(conn: sqlite3.Connection, snaps: snapshot.Snapshots | None, raw_id: str,
+               audience: Audience) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
+    """An album's row and its songs (getAlbum), on a reader's thread: the row from the album summaries when they
+    are computed for this catalog (a getAlbum alone never computes them all), its songs by their own indexes."""
+    found = read_albums_by_id(conn, snaps, audience, [raw_id])
     if not found:
         raise not_found("album")
     row = found[0]
     if raw_id.startswith("al-singles-") and is_library_key(row["artist_did"]):
         where = (listed(audience) & Where.of("x.album_id IS NULL") & Where.of(
             f"{LIBRARY_TRACK} AND hex(lower({LIB_SINGLE_ARTIST})) = ?", row["artist_did"][len(LIB_PREFIX):]))
-        return row, await song_rows(db, where, "ORDER BY lf.folder_id, lf.rel_path, t.id")
+        return row, read_song_rows(conn, where, "ORDER BY lf.folder_id, lf.rel_path, t.id")
     if raw_id.startswith("al-singles-"):
         where = (Where.of("t.artist_did = ?", row["artist_did"]) & listed(audience) & Where.of("x.album_id IS NULL")
                  & Where.of(f"{_NAMED_KEY} = ''"))
-        return row, await song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC")
+        return row, read_song_rows(conn, where, "ORDER BY t.created_at DESC, t.id DESC")
     if named := _NAMED_ID.fullmatch(raw_id):
         where = (Where.of("t.artist_did = ?", named.group(1)) & listed(audience) & Where.of("x.album_id IS NULL")
                  & Where.of(f"{_NAMED_KEY} = ?", named.group(2)))
-        return row, await song_rows(db, where, _NAMED_ORDER)
+        return row, read_song_rows(conn, where, _NAMED_ORDER)
     where = Where.of("x.album_id = ?", raw_id.removeprefix("al-")) & songs(audience)
-    return row, await song_rows(db, where, "ORDER BY x.position")
+    return row, read_song_rows(conn, where, "ORDER BY x.position")
 
 
 # A named album's songs in the order their tags give (disc, then track number), then as they were added.
@@ -792,58 +904,71 @@ LIST_TYPES = ("random", "newest", "alphabeticalByName", "alphabeticalByArtist", 
 async def album_list(db: Database, params: dict[str, str], audience: Audience,
                      folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
     """getAlbumList(2): `type` picks the order; frequent = the node's play counts, recent = the caller's plays."""
+    return await db.read_fn(read_album_list, snapshot.of(db), params, audience, folder)
+
+
+def read_album_list(conn: sqlite3.Connection, snaps: snapshot.Snapshots, params: dict[str, str], audience: Audience,
+                    folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    """`album_list` on a reader's thread."""
+    return read_album_page(conn, snaps, params, audience, folder)[1]
+
+
+def read_album_page(conn: sqlite3.Connection, snaps: snapshot.Snapshots, params: dict[str, str], audience: Audience,
+                    folder: Where = EVERYWHERE) -> tuple[AlbumSummaries, list[sqlite3.Row]]:
+    """An album list's page and the summaries it comes from (for their kept entries), on a reader's thread. Every
+    album's row comes from the album summaries (computed once per catalog change), already in the orders of newest,
+    alphabeticalByName/-Artist and frequent: those pages are slices. The types that ask something of each song (the
+    caller's last play, their like, its likes, its genre) read only that, one indexed read, and tally it per album
+    in memory."""
     kind = params.get("type")
     if not kind:
         raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: type")
     size = bounded(params.get("size"), default=10)
     offset = bounded(params.get("offset"), default=0, maximum=10**9, name="offset")
-    # The page is picked on `ranked` (no file tags, no genres: its members come from the tracks_albums index alone),
-    # then only its albums are built in full (`albums_by_id`).
-    # What a type asks of each song (the caller's last play, their like, its likes, its genre, its tagged year)
-    # is a `tally` the same pass reads, one indexed lookup per song.
-    where, args, order, tally = "", [], "", NO_TALLY
-    if kind == "random":
-        order = "random()"
-    elif kind == "newest":
-        order = "alb.created_at DESC, alb.sid"
-    elif kind == "alphabeticalByName":
-        order = "lower(alb.name), alb.sid"
-    elif kind == "alphabeticalByArtist":
-        order = ("lower(coalesce(u.display_name, u.handle, alb.artist_name, alb.artist_did)), lower(alb.name),"
-                 " alb.sid")
-    elif kind == "frequent":
-        where, order = " WHERE alb.play_count > 0", "alb.play_count DESC, alb.sid"
-    elif kind == "recent":  # the caller's last play of any of the album's songs
-        tally = ("(SELECT max(e.played_at) FROM play_events e WHERE e.listener = ? AND e.track_id = t.id)",
-                 [audience.did])
-        where, order = " WHERE alb.tally_max IS NOT NULL", "alb.tally_max DESC, alb.sid"
-    elif kind == "starred":  # albums with a song the caller likes
-        tally = ("EXISTS (SELECT 1 FROM likes l WHERE l.did = ? AND l.track_id = t.id)", [audience.did])
-        where, order = " WHERE alb.tally_max = 1", "lower(alb.name), alb.sid"
-    elif kind == "highest":  # likes of the album's songs, by anyone
-        tally = ("(SELECT count(*) FROM likes l WHERE l.track_id = t.id)", [])
-        where, order = " WHERE alb.tally_sum > 0", "alb.tally_sum DESC, alb.sid"
-    elif kind == "byYear":
+    if kind == "byYear":
         if not params.get("fromYear") or not params.get("toYear"):
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: fromYear and toYear")
         lo = bounded(params.get("fromYear"), default=0, maximum=9999, name="fromYear")
         hi = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
-        # `alb`'s year: the members' tagged year, else the year it was made.
-        tally = ("CAST(json_extract(t.file_tags, '$.year') AS INTEGER)", [])
-        year = "coalesce(alb.tally_max, CAST(strftime('%Y', alb.created_at, 'unixepoch') AS INTEGER))"
-        where = f" WHERE {year} BETWEEN ? AND ?"
-        args = [min(lo, hi), max(lo, hi)]
-        order = year + (" DESC" if lo > hi else "") + ", alb.created_at, alb.sid"
     elif kind == "byGenre":
         genre = params.get("genre")
         if not genre:
             raise SubsonicError(MISSING_PARAMETER, "Required parameter is missing: genre")
-        tally = ("EXISTS (SELECT 1 FROM track_tags g WHERE g.tag = ? AND g.track_id = t.id)", [genre.strip().lower()])
-        where, order = " WHERE alb.tally_max = 1", "lower(alb.name), alb.sid"
-    else:
+    elif kind not in LIST_TYPES:
         raise SubsonicError(GENERIC, f"unknown album list type {kind!r}; one of {', '.join(LIST_TYPES)}")
-    return await _ranked_page(db, audience, folder, f"{where} ORDER BY {order} LIMIT ? OFFSET ?",
-                              [*args, size, offset], tally)
+    albums = album_summaries(conn, snaps, audience, folder)
+    chosen: Sequence[sqlite3.Row]
+    if kind == "random":
+        return albums, random.sample(albums.newest, min(size, max(0, len(albums.newest) - offset)))
+    if kind == "newest":
+        chosen = albums.newest
+    elif kind == "alphabeticalByName":
+        chosen = albums.by_name
+    elif kind == "alphabeticalByArtist":
+        chosen = albums.by_artist
+    elif kind == "frequent":
+        chosen = albums.frequent
+    elif kind == "byYear":  # an album's year: its songs' tagged year, else the year it was made
+        low, high = min(lo, hi), max(lo, hi)
+        chosen = sorted((r for r in albums.newest if low <= r["year"] <= high),
+                        key=lambda r: (-r["year"] if lo > hi else r["year"], r["created_at"], r["sid"]))
+    elif kind == "recent":  # the caller's last play of any of the album's songs
+        last = albums.tallied(rows(conn, "SELECT track_id, max(played_at) FROM play_events WHERE listener = ?"
+                                         " GROUP BY track_id", (audience.did,)), max)
+        chosen = sorted((albums.by_sid[sid] for sid in last), key=lambda r: (-last[r["sid"]], r["sid"]))
+    elif kind == "highest":  # likes of the album's songs, by anyone
+        likes = albums.tallied(rows(conn, "SELECT track_id, count(*) FROM likes GROUP BY track_id"),
+                               lambda a, b: a + b)
+        chosen = sorted((albums.by_sid[sid] for sid in likes if likes[sid] > 0),
+                        key=lambda r: (-likes[r["sid"]], r["sid"]))
+    else:  # starred (albums with a song the caller likes), byGenre (with a song of that genre): by name
+        if kind == "starred":
+            found = rows(conn, "SELECT track_id, 1 FROM likes WHERE did = ?", (audience.did,))
+        else:
+            found = rows(conn, "SELECT track_id, 1 FROM track_tags WHERE tag = ?", (genre.strip().lower(),))
+        having = albums.tallied(found, max)
+        chosen = sorted((albums.by_sid[sid] for sid in having), key=lambda r: r["by_name"])
+    return albums, list(chosen[offset:offset + size])
 
 
 # A song's year as `song` answers it: its date tag's, else the year it was uploaded.
@@ -853,6 +978,14 @@ _SONG_YEAR = ("coalesce(CAST(json_extract(t.file_tags, '$.year') AS INTEGER),"
 
 async def random_songs(db: Database, params: dict[str, str], audience: Audience,
                        folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    return await db.read_fn(read_random_songs, snapshot.of(db), params, audience, folder)
+
+
+def read_random_songs(conn: sqlite3.Connection, snaps: snapshot.Snapshots, params: dict[str, str],
+                      audience: Audience, folder: Where = EVERYWHERE) -> list[sqlite3.Row]:
+    """getRandomSongs on a reader's thread: listed songs without the caller's hidden tags. Without a genre or years,
+    picked among the ids of every such song, kept once per catalog change (and per set of hidden tags); then only
+    the picked songs' rows are read. With them, SQLite picks."""
     size = bounded(params.get("size"), default=10)
     where = listed(audience) & folder
     if genre := params.get("genre"):
@@ -863,8 +996,19 @@ async def random_songs(db: Database, params: dict[str, str], audience: Audience,
     if params.get("toYear"):
         year = bounded(params.get("toYear"), default=9999, maximum=9999, name="toYear")
         where &= Where.of(f"{_SONG_YEAR} <= ?", year)
-    where &= without_tags(await hidden_tags(db, audience))
-    return await song_rows(db, where, "ORDER BY random() LIMIT ?", [size])
+    hidden = read_hidden_tags(conn, audience)
+    where &= without_tags(hidden)
+    if genre or params.get("fromYear") or params.get("toYear"):
+        return read_song_rows(conn, where, "ORDER BY random() LIMIT ?", [size])
+
+    def read(c: sqlite3.Connection) -> list[int]:
+        return [r[0] for r in rows(c, f"SELECT t.id FROM tracks t WHERE {where.sql}", where.params)]
+
+    ids: list[int] = snaps.get(conn, ("songs", snapshot.audience_class(conn, audience), folder, tuple(hidden)), read)
+    picked = random.sample(ids, min(size, len(ids)))
+    found = {r["id"]: r for r in read_song_rows(conn, Where.of("t.id IN (SELECT value FROM json_each(?))",
+                                                                json.dumps(picked)))}
+    return [found[i] for i in picked if i in found]
 
 
 async def genres(db: Database, audience: Audience) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..catalog.tracks import Audience, Where
 from ..db import Database
+from ..db.queries import rows
 from . import catalog as sc
 
 UPLOADS = 1
@@ -37,7 +38,13 @@ def music_folder_id(library_folder_id: int) -> int:
 async def _library_folders(db: Database, audience: Audience) -> list[sqlite3.Row]:
     if not may_see_library(audience):
         return []
-    return await db.fetchall("SELECT id, path FROM library_folders ORDER BY id")
+    return await db.read_fn(_read_library_folders, audience)
+
+
+def _read_library_folders(conn: sqlite3.Connection, audience: Audience) -> list[sqlite3.Row]:
+    if not may_see_library(audience):
+        return []
+    return rows(conn, "SELECT id, path FROM library_folders ORDER BY id")
 
 
 def _folder_name(path: str) -> str:
@@ -79,12 +86,19 @@ async def scope(db: Database, audience: Audience, raw: str | None) -> Scope:
     """The `musicFolderId` parameter as a scope; 70 for a folder that does not exist for the caller."""
     if raw is None or raw.strip() == "":
         return EVERY_FOLDER
+    return await db.read_fn(read_scope, audience, raw)
+
+
+def read_scope(conn: sqlite3.Connection, audience: Audience, raw: str | None) -> Scope:
+    """`scope` on a reader's thread (it reads the library folders only when a library folder is asked for)."""
+    if raw is None or raw.strip() == "":
+        return EVERY_FOLDER
     value = raw.strip()
     if value.isascii() and value.isdigit() and len(value) <= 18:
         if int(value) == UPLOADS:
             return Scope(uploads=True, library=False)
         wanted = int(value) - 1
-        library = await _library_folders(db, audience)
+        library = _read_library_folders(conn, audience)
         if any(r["id"] == wanted for r in library):
             # The only folder is the whole library: no need to look up each track's file.
             return Scope(uploads=False, library_folder=wanted if len(library) > 1 else None)

@@ -20,6 +20,7 @@ from ..catalog import queue
 from ..catalog.now_playing import Playing
 from ..catalog.tracks import Audience, Where
 from ..db import Database
+from ..db.queries import rows
 from . import catalog as sc
 from .envelope import GENERIC, MISSING_PARAMETER, SubsonicError
 
@@ -159,6 +160,34 @@ async def album_stars(db: Database, did: str) -> dict[str, float]:
     """When the caller starred each album they starred, by Subsonic album id (for `starred` on album entries)."""
     return {r["sid"]: r["created_at"] for r in await db.fetchall(
         "SELECT sid, created_at FROM subsonic_starred_albums WHERE did = ?", (did,))}
+
+
+def read_album_stars(conn: sqlite3.Connection, did: str | None, sids: Sequence[str]) -> dict[str, float]:
+    """`album_stars` of these albums only (what an answer listing them needs), on a reader's thread."""
+    if did is None or not sids:
+        return {}
+    return {r["sid"]: r["created_at"] for r in rows(
+        conn, "SELECT sid, created_at FROM subsonic_starred_albums WHERE did = ?"
+              " AND sid IN (SELECT value FROM json_each(?))", (did, json.dumps(list(sids))))}
+
+
+def read_artist_stars(conn: sqlite3.Connection, did: str | None) -> dict[str, float]:
+    """`artist_stars` on a reader's thread."""
+    if did is None:
+        return {}
+    return {f"ar-{r['artist_did']}": r["created_at"] for r in rows(
+        conn, "SELECT artist_did, created_at FROM subsonic_starred_artists WHERE did = ?", (did,))}
+
+
+def marked_albums(conn: sqlite3.Connection, did: str | None, albums: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
+    """Album rows as `AlbumID3` entries, `starred` on those the caller starred (one read, of these albums' stars)."""
+    return marked_entries(conn, did, [sc.album(r) for r in albums])
+
+
+def marked_entries(conn: sqlite3.Connection, did: str | None, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Album entries, `starred` (on a copy) on those the caller starred: one read, of these albums' stars."""
+    stars = read_album_stars(conn, did, [e["id"] for e in entries])
+    return [marked(e, stars) for e in entries]
 
 
 async def artist_stars(db: Database, did: str) -> dict[str, float]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+from ...catalog.tracks import Audience
 from ...errors import PlyrdError
 from ...subsonic import catalog as sc
-from ...subsonic import folders, state
+from ...subsonic import folders, snapshot, state
 from .call import Call, method
 
 SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
@@ -17,18 +19,55 @@ async def _scope(call: Call) -> folders.Scope:
     return await folders.scope(call.node.db, call.audience, call.params.get("musicFolderId"))
 
 
-async def _index(call: Call) -> list[dict[str, Any]]:
+# Each of these methods reads what it answers in one plain function on a reader's thread (Database.read_fn): one
+# hop, one snapshot of the database; whole-catalog work comes from plyrd.subsonic.snapshot's kept answers.
+
+
+def _read_index(conn: sqlite3.Connection, snaps: snapshot.Snapshots, audience: Audience, did: str,
+                folder: str | None) -> list[dict[str, Any]]:
     """The artists by letter (tag artists for the music folder), those the caller starred marked
     (plyrd.subsonic.state)."""
-    stars = await state.artist_stars(call.node.db, call.did)
-    scope = await _scope(call)
-    index = sc.index(await sc.artists(call.node.db, call.audience, scope.where))
+    stars = state.read_artist_stars(conn, did)
+    scope = folders.read_scope(conn, audience, folder)
+    index = sc.index(sc.read_artists(conn, snaps, audience, scope.where))
     return [{**group, "artist": [state.marked(a, stars) for a in group["artist"]]} for group in index]
 
 
+def _read_album_list(conn: sqlite3.Connection, snaps: snapshot.Snapshots, params: dict[str, str],
+                     audience: Audience, did: str) -> list[dict[str, Any]]:
+    scope = folders.read_scope(conn, audience, params.get("musicFolderId"))
+    albums, page = sc.read_album_page(conn, snaps, params, audience, scope.where)
+    return state.marked_entries(conn, did, albums.entries(page))
+
+
+def _read_album(conn: sqlite3.Connection, snaps: snapshot.Snapshots, raw_id: str, audience: Audience,
+                did: str) -> dict[str, Any]:
+    row, songs = sc.read_album(conn, snaps, raw_id, audience)
+    liked = sc.read_liked(conn, did, songs)
+    (album,) = state.marked_albums(conn, did, [row])
+    return {**album, "song": [sc.song(s, liked) for s in songs]}
+
+
+def _read_random_songs(conn: sqlite3.Connection, snaps: snapshot.Snapshots, params: dict[str, str],
+                       audience: Audience, did: str) -> list[dict[str, Any]]:
+    scope = folders.read_scope(conn, audience, params.get("musicFolderId"))
+    found = sc.read_random_songs(conn, snaps, params, audience, scope.where)
+    liked = sc.read_liked(conn, did, found)
+    return [sc.song(r, liked) for r in found]
+
+
+async def _index(call: Call) -> list[dict[str, Any]]:
+    db = call.node.db
+    return await db.read_fn(_read_index, snapshot.of(db), call.audience, call.did, call.params.get("musicFolderId"))
+
+
+async def _album_list(call: Call) -> list[dict[str, Any]]:
+    db = call.node.db
+    return await db.read_fn(_read_album_list, snapshot.of(db), call.one(), call.audience, call.did)
+
+
 async def _albums(call: Call, rows: list[Any]) -> list[dict[str, Any]]:
-    stars = await state.album_stars(call.node.db, call.did)
-    return [state.marked(sc.album(r), stars) for r in rows]
+    return await call.node.db.read_fn(state.marked_albums, call.did, rows)
 
 
 @method("getArtists")
@@ -67,10 +106,8 @@ async def get_artist(call: Call) -> dict[str, Any]:
 
 @method("getAlbum")
 async def get_album(call: Call) -> dict[str, Any]:
-    row, songs = await sc.get_album(call.node.db, call.required("id"), call.audience)
-    liked = await sc.liked_ids(call.node.db, call.did)
-    (album,) = await _albums(call, [row])
-    return {"album": {**album, "song": [sc.song(s, liked) for s in songs]}}
+    db = call.node.db
+    return {"album": await db.read_fn(_read_album, snapshot.of(db), call.required("id"), call.audience, call.did)}
 
 
 @method("getMusicDirectory")
@@ -104,21 +141,19 @@ async def get_song(call: Call) -> dict[str, Any]:
 
 @method("getAlbumList2")
 async def get_album_list2(call: Call) -> dict[str, Any]:
-    rows = await sc.album_list(call.node.db, call.one(), call.audience, (await _scope(call)).where)
-    return {"albumList2": {"album": await _albums(call, rows)}}
+    return {"albumList2": {"album": await _album_list(call)}}
 
 
 @method("getAlbumList")
 async def get_album_list(call: Call) -> dict[str, Any]:
-    rows = await sc.album_list(call.node.db, call.one(), call.audience, (await _scope(call)).where)
-    return {"albumList": {"album": await _albums(call, rows)}}
+    return {"albumList": {"album": await _album_list(call)}}
 
 
 @method("getRandomSongs")
 async def get_random_songs(call: Call) -> dict[str, Any]:
-    rows = await sc.random_songs(call.node.db, call.one(), call.audience, (await _scope(call)).where)
-    liked = await sc.liked_ids(call.node.db, call.did)
-    return {"randomSongs": {"song": [sc.song(r, liked) for r in rows]}}
+    db = call.node.db
+    return {"randomSongs": {"song": await db.read_fn(_read_random_songs, snapshot.of(db), call.one(), call.audience,
+                                                     call.did)}}
 
 
 @method("getGenres")
