@@ -13,7 +13,7 @@ from quart import Blueprint, Response, jsonify, request
 from ..catalog import albums, list_refs, playlists
 from ..catalog.tracks import visible
 from ..errors import InvalidInput
-from . import upload_stream
+from . import conditional, upload_stream
 from .bodies import form_fields, json_body, query_int
 from .context import node
 from .media import PRIVATE_IMMUTABLE
@@ -67,8 +67,12 @@ async def create_album() -> Response:
 async def artist_albums(handle: str) -> Response:
     n = node()
     viewer = current_viewer()
-    return jsonify({"albums": await albums.list_artist_albums(n.db, handle, n.config.public_url,
-                                                              viewer_did=viewer.did if viewer else None)})
+
+    async def answer() -> dict[str, Any]:
+        return {"albums": await albums.list_artist_albums(n.db, handle, n.config.public_url,
+                                                          viewer_did=viewer.did if viewer else None)}
+
+    return await conditional.catalog_answer(answer, viewer_dependent=True)  # the artist also sees empty albums
 
 
 @albums_bp.get("/albums/<handle>/<slug>")

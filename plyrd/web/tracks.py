@@ -14,7 +14,7 @@ from ..catalog.editing import edit_track as edit
 from ..catalog.social import read_tracks_json, tracks_json
 from ..catalog.tracks import delete_track, get_track_row, open_track, open_track_by_uri, read_track
 from ..errors import Forbidden, PlyrdError
-from . import upload_stream
+from . import conditional, upload_stream
 from .bodies import query_int
 from .context import node
 from .limits import limited
@@ -123,6 +123,7 @@ def _viewer_did() -> str | None:
 
 
 @bp.get("/tracks/")
+@conditional.body_tagged  # its like and comment counts change more often than the catalog
 async def latest_tracks() -> Response:
     """The latest feed (cursor pages); ?artist_did= for an artist's page, ?tags= for one tag. ?limit= is clamped to
     1-100, as plyr.fm (its SDK asks for more and takes what comes)."""
@@ -179,8 +180,9 @@ async def my_tracks() -> Response:
 async def tags() -> Response:
     """plyr.fm's tag list: a bare array of {name, track_count, total_plays}, most played first; ?q= a prefix."""
     args = request.args
-    return jsonify(await feeds.tag_counts(node().db, audience=current_audience(), q=args.get("q") or None,
-                                          limit=feeds.parse_limit(args.get("limit"), default=20)))
+    audience, q, limit = current_audience(), args.get("q") or None, feeds.parse_limit(args.get("limit"), default=20)
+    return await conditional.catalog_answer(lambda: feeds.tag_counts(node().db, audience=audience, q=q, limit=limit),
+                                            viewer_dependent=True)  # tagged for anonymous callers only
 
 
 @bp.get("/tracks/tags/<path:tag>")  # a tag may hold a slash ("funk / soul")
