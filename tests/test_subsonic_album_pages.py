@@ -136,25 +136,46 @@ def test_every_album_list_type_pages_as_the_albums_say(node, alice: Listener, bo
         assert album["playCount"] == sum(s["playCount"] for s in album["song"])
 
 
-def test_search3_albums_page_as_the_albums_say(node, bob: Listener, catalog: dict[str, Any]) -> None:
+def test_search3_albums_page_as_the_albums_say(node, alice: Listener, bob: Listener, catalog: dict[str, Any]) -> None:
+    """search3's albums come from the search index, best first: an album by its name (a node album's title, the
+    album text of named albums' songs, typos and case forgiven) or by its artist (every album of an artist found,
+    Singles too); each entry is getAlbum's, and a page is the same slice of the whole list. The empty query lists
+    every album by name."""
     everything = bob.call("getAlbumList2", type="alphabeticalByName", size=500)["albumList2"]["album"]
     entries = {a["id"]: a for a in everything}
-    for query in ("blue", "BLUE", "sing", "a", "", "nothing like this"):
-        matching = [a["id"] for a in everything if _lower(query) in _lower(a["name"])]
-        for offset in range(0, len(matching) + 1):
-            found = bob.call("search3", query=query, albumCount=2, albumOffset=offset, artistCount=0, songCount=0)
-            page = found["searchResult3"].get("album", [])
-            assert [a["id"] for a in page] == matching[offset:offset + 2], (query, offset)
+    blue = {a["id"] for a in everything if a["name"].strip().lower() == "blue"}
+    of_bob = {a["id"] for a in everything if a["artistId"] == f"ar-{bob.artist.did}"}
+    assert len(blue) == 2 and len(of_bob) == 3  # alice's and bob's "Blue"; bob's Middle, Blue and Singles
+    expected = {"blue": blue, "BLUE": blue, "bleu": blue, "zed": {catalog["albums"]["zed"]},
+                "aardvak": {catalog["albums"]["aard"]}, "papbob": of_bob, "sing": set(), "nothing like this": set(),
+                "": set(entries)}
+    for query, ids in expected.items():
+        whole = bob.call("search3", query=query, albumCount=500, artistCount=0, songCount=0)["searchResult3"]
+        found = [a["id"] for a in whole.get("album", [])]
+        assert set(found) == ids and len(found) == len(ids), (query, found)
+        if not query:
+            assert found == [a["id"] for a in everything]  # by name, as getAlbumList2 alphabeticalByName
+        for offset in range(0, len(found) + 1):
+            page = bob.call("search3", query=query, albumCount=2, albumOffset=offset, artistCount=0, songCount=0)
+            page = page["searchResult3"].get("album", [])
+            assert [a["id"] for a in page] == found[offset:offset + 2], (query, offset)
             assert page == [entries[a["id"]] for a in page]
 
 
 def test_search3_artists_as_the_artists_say(node, alice: Listener, bob: Listener, catalog: dict[str, Any]) -> None:
-    """search3's artists: those whose name or handle holds the query, each as getArtists shows them."""
+    """search3's artists: those the search index finds by name or handle (a typo forgiven), each as getArtists
+    shows them, best first; the empty query lists them all by name."""
     artists = [a for group in bob.call("getArtists")["artists"]["index"] for a in group["artist"]]
     handles = {f"ar-{who.artist.did}": who.artist.http.get("/auth/me").json().get("handle", "") for who in (alice, bob)}
     assert set(handles) <= {a["id"] for a in artists} and all(handles.values())
-    for query in ("pap", "PAPBOB", "alice", "", "nothing like this"):
-        expected = sorted((a for a in artists if _lower(query) in _lower(a["name"])
-                           or _lower(query) in _lower(handles.get(a["id"], ""))), key=lambda a: _lower(a["name"]))
+    ar_alice, ar_bob = f"ar-{alice.artist.did}", f"ar-{bob.artist.did}"
+    for query, ids in (("pap", [ar_alice, ar_bob]), ("PAPBOB", [ar_bob]), ("alice", [ar_alice]),
+                       ("papbbo", [ar_bob]), ("", sorted(a["id"] for a in artists)), ("nothing like this", [])):
         found = bob.call("search3", query=query, albumCount=0, songCount=0)["searchResult3"].get("artist", [])
-        assert found == expected, query
+        assert sorted(a["id"] for a in found) == sorted(ids), query
+        if not query:
+            assert found == artists  # by name, as getArtists lists them
+        assert all(a == next(b for b in artists if b["id"] == a["id"]) for a in found), query
+        for offset in range(len(found) + 1):
+            page = bob.call("search3", query=query, artistCount=1, artistOffset=offset, albumCount=0, songCount=0)
+            assert page["searchResult3"].get("artist", []) == found[offset:offset + 1], (query, offset)

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,9 @@ from ..catalog.tracks import (
 from ..db import Database
 from ..errors import InvalidInput, Unavailable
 from ..threads import ThreadSlots
-from .index import KINDS, Hit, SearchIndex
+from .index import KIND_CODE, KINDS, Hit, SearchIndex
 from .indexer import Indexer
-from .text import fold
+from .text import edit_distance, fold
 
 log = logging.getLogger("plyrd.search")
 
@@ -213,8 +214,17 @@ class Search:
 
     async def hidden_for(self, text: str, audience: Audience) -> list[str]:
         """The tags this search hides: the searcher's hidden tags, less one the query names exactly."""
-        asked = fold(text)
-        return [t for t in await hidden_tags(self.db, audience) if fold(t) != asked]
+        return hidden_for_query(text, await hidden_tags(self.db, audience))
+
+    async def keys(self, text: str, kinds: Sequence[str], limit: int, audience: Audience, *,
+                   columns: bool = False) -> dict[str, list[Key]]:
+        """The index's best `limit` keys of each kind for `text`, straight from search.db (nothing read from
+        plyrd.db, nothing shaped: the caller reads its own rows, with its own visibility rule, as `search` does).
+        `columns`: for tracks, also which of their fields hold the query (`matched_columns`), so a caller can tell
+        a song found by its artist or album from one found by its title. One hop to a search thread."""
+        index, _ = await self._ready()
+        return await self._slots.run(_keys, index, text[:MAX_QUERY], list(kinds), max(1, limit), audience.did,
+                                     columns)
 
     async def similar(self, track_id: int, limit: str | None, audience: Audience) -> dict[str, Any]:
         """GET /tracks/{id}/similar: tracks sharing the rarest words of this one's artist, album, tags, title.
@@ -320,6 +330,62 @@ class Search:
                 "is_private": bool(r["is_private"]),
                 "image_url": self._image("lists/covers", r["display_sha"]),
                 "thumbnail_url": self._image("lists/covers", r["thumb_sha"]), "track_count": r["track_count"]}
+
+
+def hidden_for_query(text: str, hidden: Sequence[str]) -> list[str]:
+    """The tags a search for `text` hides of the searcher's `hidden` ones: all but one the query names exactly."""
+    asked = fold(text)
+    return [t for t in hidden if fold(t) != asked]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One thing the index found: its key, score (0..1, comparable across kinds) and, when asked, the fields of
+    its doc that hold the query ("title", "artist", "album", "tags")."""
+
+    key: str
+    score: float
+    columns: frozenset[str] = frozenset()
+
+
+def _keys(index: SearchIndex, text: str, kinds: list[str], limit: int, viewer: str | None,
+          columns: bool) -> dict[str, list[Key]]:
+    hits = index.search(text, kinds, limit=limit, viewer=viewer)
+    fields: dict[str, tuple[str, ...]] = {}
+    if columns and hits.get("tracks"):
+        # Read on a reader connection (index.docs takes the writer's lock, which the indexer holds while writing).
+        wanted = json.dumps([h.key for h in hits["tracks"]])
+        with index.reader() as conn:
+            fields = {r[0]: tuple(r[1:]) for r in conn.execute(
+                "SELECT key, title, artist, album, tags FROM docs WHERE kind = ? AND key IN"
+                " (SELECT value FROM json_each(?))", (KIND_CODE["tracks"], wanted))}
+    toks = fold(text).split()
+    return {kind: [Key(h.key, h.score, matched_columns(toks, fields[h.key], fuzzy=h.tier == "fuzzy")
+                       if h.key in fields else frozenset()) for h in found] for kind, found in hits.items()}
+
+
+_FIELDS = ("title", "artist", "album", "tags")
+
+
+def matched_columns(toks: Sequence[str], fields: Sequence[str], *, fuzzy: bool = False) -> frozenset[str]:
+    """The fields (folded, as a doc holds them) in which every query word is, the way the index's tiers match it: a
+    word it begins or is inside of (every tier but the fuzzy one finds only those); for a `fuzzy` hit also a word
+    one edit away (two for words of six letters or more; a word maybe still being typed: its beginning)."""
+
+    def near(tok: str, w: str) -> bool:
+        limit = 1 if len(tok) < 6 else 2
+        return len(tok) >= 3 and (edit_distance(tok, w, limit) <= limit
+                                  or (len(tok) >= 4 and edit_distance(tok, w[:len(tok)], 1) <= 1))
+
+    def holds(tok: str, words: list[str]) -> bool:
+        if any(tok in w if len(tok) >= 3 else w.startswith(tok) for w in words):  # (as the substring tier)
+            return True
+        return fuzzy and any(near(tok, w) for w in words)
+
+    if not toks:
+        return frozenset()
+    return frozenset(name for name, field in zip(_FIELDS, fields, strict=True)
+                     if (words := field.split()) and all(holds(t, words) for t in toks))
 
 
 def _hydrate_query(kind: str, keys: list[str], audience: Audience, hide: Sequence[str]) -> tuple[str, list[Any]]:

@@ -26,7 +26,6 @@ from ..catalog.tracks import (
     Where,
     album_visible,
     artist_name,
-    hidden_tags,
     listed,
     on_node,
     playable,
@@ -157,8 +156,9 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     folder (plyrd.subsonic.folders).
 
     `alb` is an album's full row (file tags, genres: it reads its members' track rows), `ranked` only what a list
-    orders and filters by (name, artist, date, plays, `tally`'s max and sum), from the index alone: a list picks its
-    page on `ranked`, then builds `alb` for that page only (`albums_by_id`). `only` narrows to some albums' members
+    orders and filters by (name, artist, date, plays, `tally`'s max and sum), from the index alone: a search picks
+    its page on `ranked`, then builds `alb` for that page only (`albums_by_id`); the album lists build every `alb`
+    once per catalog change (`AlbumSummaries`). `only` narrows to some albums' members
     (`only_albums`, `only_artist`), so that one album costs its own songs, not the catalog."""
     # Library tracks' names and keys are computed only for them (the CASEs): uploads cost what they did before.
     # `album`, `created_at`, `play_count`, `file_tags` ride along (all in tracks_albums, migration 0022, an index
@@ -1026,44 +1026,6 @@ async def starred(db: Database, audience: Audience) -> list[sqlite3.Row]:
     where = Where.of("l.did = ?", audience.did) & songs(audience)
     return await song_rows(db, where, "ORDER BY l.position, l.created_at DESC",
                            join="JOIN likes l ON l.track_id = t.id")
-
-
-async def search(db: Database, params: dict[str, str], audience: Audience,
-                 ranked_song_ids: list[int] | None = None, folder: Where = EVERYWHERE) -> dict[str, Any]:
-    """search3 by substring (an empty query lists everything, which is how some clients sync a library). With
-    `ranked_song_ids` (the node's search index's answer, best first, offset already applied) the songs are those."""
-    query = (params.get("query") or "").strip().strip('"')
-    like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-    def page(name: str, default: int) -> tuple[int, int]:
-        return (bounded(params.get(f"{name}Count"), default=default),
-                bounded(params.get(f"{name}Offset"), default=0, maximum=10**9, name=f"{name}Offset"))
-
-    cte, cte_params = members(audience, folder, only_artists_like(like))
-    n, off = page("artist", 20)
-    artist_rows = await db.fetchall(cte + _ARTISTS + """
-        WHERE coalesce(u.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u.handle, '') LIKE ? ESCAPE '\\'
-           OR coalesce(m.artist_name, '') LIKE ? ESCAPE '\\'
-        GROUP BY m.artist_did ORDER BY lower(coalesce(artist_display_name, u.handle, m.artist_did)) LIMIT ? OFFSET ?""",
-                                    [*cte_params, like, like, like, n, off])
-    n, off = page("album", 20)
-    album_rows = await _ranked_page(db, audience, folder, "WHERE alb.name LIKE ? ESCAPE '\\'"
-                                    " ORDER BY lower(alb.name), alb.sid LIMIT ? OFFSET ?", [like, n, off],
-                                    only=only_named_like(like))
-    n, off = page("song", 20)
-    shown = listed(audience) & without_tags(await hidden_tags(db, audience)) & folder
-    if ranked_song_ids is not None:
-        where = Where.of("t.id IN (SELECT value FROM json_each(?))", json.dumps(ranked_song_ids)) & shown
-        found = {r["id"]: r for r in await song_rows(db, where)}
-        matched = [found[i] for i in ranked_song_ids if i in found][:n]
-    else:
-        where = shown & Where.of(
-            f"t.title LIKE ? ESCAPE '\\' OR {ARTIST_TEXT} LIKE ? ESCAPE '\\'"
-            " OR coalesce(a.title, t.album, '') LIKE ? ESCAPE '\\'", like, like, like)
-        matched = await song_rows(db, where, "ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?", [n, off])
-    liked = await liked_ids(db, audience.did)
-    return {"artist": [artist(r) for r in artist_rows], "album": [album(r) for r in album_rows],
-            "song": [song(r, liked) for r in matched]}
 
 
 def _playlist_select(audience: Audience) -> tuple[str, list[Any]]:

@@ -6,12 +6,10 @@ import sqlite3
 from typing import Any
 
 from ...catalog.tracks import Audience
-from ...errors import PlyrdError
 from ...subsonic import catalog as sc
 from ...subsonic import folders, snapshot, state
+from ...subsonic import search as subsonic_search
 from .call import Call, method
-
-SEARCH_INDEX_MAX = 50  # the most answers the search index gives in one go (GET /search/ limit)
 
 
 async def _scope(call: Call) -> folders.Scope:
@@ -163,27 +161,9 @@ async def get_genres(call: Call) -> dict[str, Any]:
 
 @method("search3")
 async def search3(call: Call) -> dict[str, Any]:
-    """Songs come from the node's search index when it can answer (relevance, typos, folded accents): a query of 2
-    to 100 characters whose page lies within the index's first 50 answers. Otherwise, and for artists and albums,
-    substring matching (an empty query lists everything, as clients syncing a library expect)."""
-    params = call.one()
-    scope = await _scope(call)
-    ranked = None
-    query = (params.get("query") or "").strip().strip('"')
-    try:
-        count = int(params.get("songCount") or 20)
-        offset = int(params.get("songOffset") or 0)
-    except ValueError:
-        count, offset = 0, 0  # sc.search reports the bad number in Subsonic's words
-    if (2 <= len(query) <= 100 and 0 < count and offset >= 0 and offset + count <= SEARCH_INDEX_MAX
-            and scope == folders.EVERY_FOLDER):  # the index knows no folders: narrowed searches match substrings
-        try:
-            found = await call.node.search.search(query, "tracks", str(offset + count), call.audience)
-        except PlyrdError:
-            found = None  # the index is rebuilding or refuses this query: substring matching still answers
-        if found is not None:
-            ranked = [int(t["id"]) for t in found["groups"]["tracks"]][offset:]
-    return {"searchResult3": await sc.search(call.node.db, params, call.audience, ranked, scope.where)}
+    """The node's search index decides what matches and in which order, as GET /search/ (plyrd.subsonic.search);
+    an empty query lists everything, as clients syncing a library expect."""
+    return {"searchResult3": await subsonic_search.search3(call.node.db, call.node.search, call.one(), call.audience)}
 
 
 @method("getStarred2")

@@ -19,8 +19,8 @@ async def _songs(call: Call, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
 
 @method("search2")
 async def search2(call: Call) -> dict[str, Any]:
-    """search3's answer (the search index's ranked songs, substring artists and albums) in folder style: artists
-    as `Artist`, albums as `Child` directories (catalog.album carries both shapes' fields)."""
+    """search3's answer (the search index's songs, artists and albums: plyrd.subsonic.search) in folder style:
+    artists as `Artist`, albums as `Child` directories (catalog.album carries both shapes' fields)."""
     found = cast(dict[str, Any], await search3(call))["searchResult3"]
     artists = [sd.folder_artist(a) for a in found["artist"]]
     return {"searchResult2": {"artist": artists, "album": found["album"], "song": found["song"]}}
