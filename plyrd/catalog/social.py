@@ -107,4 +107,13 @@ def read_tracks_json(conn: sqlite3.Connection, track_rows: list[sqlite3.Row], vi
 
 def shape_tracks(track_rows: list[sqlite3.Row], counts: dict[int, dict[str, Any]], viewer_did: str | None,
                  public_url: str, *, peaks: bool = False) -> list[dict[str, Any]]:
-    return [{**track_json(r, public_url, peaks=peaks, viewer_did=viewer_did), **counts[r["id"]]} for r in track_rows]
+    # Each row as a dict first: a sqlite3.Row finds a column by name by comparing it with every column name in turn,
+    # and track_json reads ~50 of TRACK_SELECT's ~60 columns (a 50-track page: 0.98 ms shaped from rows, 0.39 ms
+    # from dicts, conversion included).
+    return [{**track_json(d, public_url, peaks=peaks, viewer_did=viewer_did), **counts[d["id"]]}
+            for d in map(as_dict, track_rows)]
+
+
+def as_dict(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
+    """A row as a dict (a dict as it is): cheap name lookups for code that reads many columns of it."""
+    return row if isinstance(row, dict) else dict(zip(row.keys(), row, strict=True))
