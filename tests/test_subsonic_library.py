@@ -199,6 +199,14 @@ def test_artists_come_from_tags_never_the_library(world: World) -> None:
         ["Alpha Band"]
     found = alice.call("search3", query="library")["searchResult3"]
     assert not found.get("artist") and not found.get("song")
+    # The search index finds them through their songs' artist tags, a typo forgiven, with their albums.
+    found = alice.call("search3", query="Alpah band")["searchResult3"]
+    assert [a["name"] for a in found.get("artist", [])] == ["Alpha Band"]
+    assert {a["name"] for a in found.get("album", [])} == {"First Light", "Live"}
+    walker = alice.call("search3", query="loose walker")["searchResult3"]
+    assert [a["id"] for a in walker.get("artist", [])] == [ids["Loose Walker"]]
+    assert [a["name"] for a in walker.get("album", [])] == ["Singles"]
+    assert [s["title"] for s in walker.get("song", [])] == ["Wanderer"]
 
 
 def test_library_albums_and_compilations(world: World) -> None:

@@ -22,8 +22,9 @@ Artists and albums are merged from their sources by the index's score (0..1 acro
 `artistOffset`/`albumOffset`/`songOffset` page the ranked lists; a page past what the first answer holds (the
 counts asked for, a few more songs for hidden ones), or left short by the caller's visibility, hidden tags or a
 music folder (`musicFolderId`: the hits are filtered by the folder, the index knows none), asks the index once more,
-deeper (at most DEEPEST of each kind: the index ranks no more than that). There is no substring path any more: a
-page past DEEPEST is empty. An empty query lists everything (how clients sync a library): newest songs first (a
+deeper (four times as deep, at least REFILL, at most DEEPEST of each kind: the index ranks no more than that); a page
+can still come back short when hidden or out-of-folder hits crowd even those. There is no substring path any more:
+a page past DEEPEST is empty. An empty query lists everything (how clients sync a library): newest songs first (a
 page in SQL), artists and albums by name (from the kept artists and album rows, computed once per catalog change).
 """
 
@@ -113,15 +114,16 @@ async def _ranked(db: Database, search: Search, query: str, audience: Audience, 
     if wanted["album"].count:
         kinds.append("albums")
     limit = min(DEEPEST, max(p.end for p in wanted.values() if p.count) + HIDE_SLACK)
-    while True:
+    for again in (False, True):
         try:
             hits = await search.keys(query, kinds, limit, audience, columns=True)
         except PlyrdError as e:  # the search worker is not running (a node started without it): say so
             raise SubsonicError(GENERIC, f"search is unavailable: {e}") from None
         found = await db.read_fn(_read, snapshot.of(db), audience, folder, query, hits, wanted, limit)
-        if not found.short or limit >= DEEPEST:
-            return found
-        limit = min(DEEPEST, max(4 * limit, REFILL))
+        if again or not found.short or limit >= DEEPEST:
+            break
+        limit = min(DEEPEST, max(4 * limit, REFILL))  # once: a page can still come back short, as /search/'s
+    return found
 
 
 def _any(wheres: Sequence[Where]) -> Where:
