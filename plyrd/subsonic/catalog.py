@@ -101,31 +101,6 @@ def only_albums(sids: Sequence[str]) -> Only:
     return Only(albums, Where.of(" OR ".join(f"({t})" for t in terms), *params) if terms else _NONE)
 
 
-def only_named_like(like: str) -> Only:
-    """The members of the albums whose name is LIKE `like`, a `%...%` pattern (ESCAPE '\\'): node albums by title;
-    named albums by their songs' text, which is the same in each but for ASCII case (LIKE ignores it) and spaces
-    around it (`_NAMED_KEY`), so every song of one whose name matches matches; all Singles when "Singles" does."""
-    named = f"NOT ({LIBRARY_TRACK}) AND trim(coalesce(t.album, '')) != '' AND t.album LIKE ? ESCAPE '\\'"
-    singles = f"({LIBRARY_TRACK} OR trim(coalesce(t.album, '')) = '') AND '{SINGLES}' LIKE ? ESCAPE '\\'"
-    return Only(Where.of("x.album_id IN (SELECT a.id FROM albums a WHERE a.title LIKE ? ESCAPE '\\')", like),
-                Where.of(f"({named}) OR ({singles})", like, like), scan=True)
-
-
-def only_artists_like(like: str) -> Only:
-    """The members of the artists whose name is LIKE `like` (ESCAPE '\\'), as search3 matches them: an account by
-    display name or handle; a library artist by the name their tags give, which is the same on each of their songs
-    but for ASCII case (LIKE ignores it)."""
-    # `+t.artist_did`: a test on each row of the one pass, not index searches per artist (slower when many match).
-    accounts = (f"NOT ({LIBRARY_TRACK}) AND +t.artist_did IN (SELECT u2.did FROM users u2 WHERE"
-                " coalesce(u2.display_name, '') LIKE ? ESCAPE '\\' OR coalesce(u2.handle, '') LIKE ? ESCAPE '\\')")
-
-    def named(name: str) -> Where:
-        return Where.of(f"({accounts}) OR ({LIBRARY_TRACK} AND coalesce({name}, '') LIKE ? ESCAPE '\\')",
-                        like, like, like)
-
-    return Only(named(_LIB_ALBUM_ARTIST_X), named(LIB_SINGLE_ARTIST), scan=True)
-
-
 def only_artist(key: str) -> Only:
     """The members of an artist's albums (`artist_did_of`: an account's DID, or a library artist's `lib~<hex>`)."""
     if is_library_key(key):
@@ -156,9 +131,9 @@ def members(audience: Audience, folder: Where = EVERYWHERE, only: Only = EVERY_A
     folder (plyrd.subsonic.folders).
 
     `alb` is an album's full row (file tags, genres: it reads its members' track rows), `ranked` only what a list
-    orders and filters by (name, artist, date, plays, `tally`'s max and sum), from the index alone: a search picks
-    its page on `ranked`, then builds `alb` for that page only (`albums_by_id`); the album lists build every `alb`
-    once per catalog change (`AlbumSummaries`). `only` narrows to some albums' members
+    orders and filters by (name, artist, date, plays, `tally`'s max and sum), from the index alone (search tells
+    which albums a caller sees by it, building no row); the album lists build every `alb` once per catalog change
+    (`AlbumSummaries`), `albums_by_id` only the few it is asked for. `only` narrows to some albums' members
     (`only_albums`, `only_artist`), so that one album costs its own songs, not the catalog."""
     # Library tracks' names and keys are computed only for them (the CASEs): uploads cost what they did before.
     # `album`, `created_at`, `play_count`, `file_tags` ride along (all in tracks_albums, migration 0022, an index
@@ -431,16 +406,6 @@ def album_summaries(conn: sqlite3.Connection, snaps: snapshot.Snapshots, audienc
     """Every album the caller sees in `folder`, computed when the catalog changed since it last was."""
     return snaps.get(conn, _summaries_key(conn, audience, folder),
                      lambda c: AlbumSummaries.read(c, audience, folder))
-
-
-async def _ranked_page(db: Database, audience: Audience, folder: Where, tail: str, args: Sequence[Any],
-                       tally: Tally = NO_TALLY, only: Only = EVERY_ALBUM) -> list[sqlite3.Row]:
-    """A page of albums picked on their cheap columns (`ranked`, aliased `alb`, with the artist's users row `u`):
-    `tail` is what follows FROM (WHERE, ORDER BY, LIMIT), `args` its parameters; then their full rows."""
-    cte, params = members(audience, folder, only, tally)
-    page = await db.fetchall(cte + f"SELECT alb.sid FROM ranked alb LEFT JOIN users u ON u.did = alb.artist_did {tail}",
-                             [*params, *args])
-    return await albums_by_id(db, audience, [r["sid"] for r in page], folder)
 
 
 # A song row: TRACK_ALBUM_SELECT with where a library track's file is (its music folder and path in it) and its
