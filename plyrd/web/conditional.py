@@ -44,8 +44,9 @@ VARY = ("Authorization", "Cookie")
 CACHE_CONTROL = "no-cache"
 
 
-def catalog_tag(version: int) -> str:
-    return f"c{BOOT}.{version}"
+def catalog_tag(version: tuple[int, int]) -> str:
+    """A tag from the catalog's change count and play count (plyrd.subsonic.snapshot.epoch): plays move it too."""
+    return f"c{BOOT}.{version[0]}.{version[1]}"
 
 
 def _matches(tag: str) -> bool:

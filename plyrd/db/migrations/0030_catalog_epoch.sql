@@ -3,23 +3,32 @@
 -- per value of it, so a request reads one number instead of grouping every track). Triggers bump it, so every writer
 -- (uploads, imports, the library scanner, moderation, plays, tests' direct SQL) moves it without knowing about it.
 --
--- What the summaries read: tracks (any column: play_count too, for the frequent list and playCount), album_tracks,
+-- What the summaries read: tracks (any column; play_count through `plays`, below), album_tracks,
 -- albums, track_tags (hidden tags, genres), library_files (music folders), and of users the columns that name an
 -- artist or hide their repo (visibility: users.repo_status). A migration that rebuilds one of these tables (create,
 -- copy, drop, rename) drops its triggers with it and must create them again.
 
+-- Plays are counted apart (`plays`): every play a player reports adds to tracks.play_count, and a busy node would
+-- otherwise throw its summaries away with each one. Readers may keep a summary for a little while after plays moved
+-- (plyrd.subsonic.snapshot: play counts at most a minute behind), never after `n` moved. An UPDATE of tracks that
+-- changes play_count counts as a play only: change play_count in a statement of its own (plyrd.catalog.plays does).
 CREATE TABLE catalog_epoch (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    n  INTEGER NOT NULL
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    n     INTEGER NOT NULL,
+    plays INTEGER NOT NULL
 ) STRICT;
 
-INSERT INTO catalog_epoch(id, n) VALUES (1, 0);
+INSERT INTO catalog_epoch(id, n, plays) VALUES (1, 0, 0);
 
 CREATE TRIGGER catalog_epoch_tracks_insert AFTER INSERT ON tracks BEGIN
     UPDATE catalog_epoch SET n = n + 1 WHERE id = 1;
 END;
-CREATE TRIGGER catalog_epoch_tracks_update AFTER UPDATE ON tracks BEGIN
+CREATE TRIGGER catalog_epoch_tracks_update AFTER UPDATE ON tracks WHEN old.play_count IS new.play_count BEGIN
     UPDATE catalog_epoch SET n = n + 1 WHERE id = 1;
+END;
+CREATE TRIGGER catalog_epoch_tracks_played AFTER UPDATE OF play_count ON tracks
+WHEN old.play_count IS NOT new.play_count BEGIN
+    UPDATE catalog_epoch SET plays = plays + 1 WHERE id = 1;
 END;
 CREATE TRIGGER catalog_epoch_tracks_delete AFTER DELETE ON tracks BEGIN
     UPDATE catalog_epoch SET n = n + 1 WHERE id = 1;
