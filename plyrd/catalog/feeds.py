@@ -23,7 +23,7 @@ from ..errors import InvalidInput, NotFound
 from ..inputs import INT64_MAX
 from ..network.follows import network_reach
 from .tracks import (
-    TRACK_SELECT,
+    TRACK_LIST_SELECT,
     Audience,
     Where,
     artist_shown,
@@ -146,7 +146,7 @@ def _newest_first(conn: sqlite3.Connection, where: Where, cursor: str | None, li
         # A row-value comparison lets SQLite seek straight to the cursor in tracks_feed; the equivalent OR form
         # scans the index from the newest row, so deep pages got slower (3.6 ms at page ~1,000, against 0.34 ms).
         where &= Where.of("(t.created_at, t.id) < (?, ?)", created_at, track_id)
-    found = rows(conn, f"{TRACK_SELECT} WHERE {where.sql} ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
+    found = rows(conn, f"{TRACK_LIST_SELECT} WHERE {where.sql} ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
                  [*where.params, limit + 1])
     more = len(found) > limit
     found = found[:limit]
@@ -162,8 +162,8 @@ async def top(db: Database, *, audience: Audience, period: str = "all_time", lim
     since = time.time() - span if span else 0.0
     where = listed(audience) & without_tags(await hidden_tags(db, audience))
     sql = (
-        f"{TRACK_SELECT} JOIN (SELECT track_id, count(*) AS likes FROM likes WHERE created_at >= ? GROUP BY track_id) c"
-        f" ON c.track_id = t.id WHERE {where.sql} ORDER BY c.likes DESC, t.created_at DESC LIMIT ?"
+        f"{TRACK_LIST_SELECT} JOIN (SELECT track_id, count(*) AS likes FROM likes WHERE created_at >= ?"
+        f" GROUP BY track_id) c ON c.track_id = t.id WHERE {where.sql} ORDER BY c.likes DESC, t.created_at DESC LIMIT ?"
     )
     return await db.fetchall(sql, [since, *where.params, limit])
 
@@ -179,7 +179,7 @@ async def own(db: Database, audience: Audience, *, q: str | None, sort: str, lim
     where = visible(audience) & Where.of("t.artist_did = ?", audience.did)
     if q:
         where &= Where.of("t.title LIKE ? ESCAPE '\\'", "%" + _escape_like(q) + "%")
-    return await db.fetchall(f"{TRACK_SELECT} WHERE {where.sql} ORDER BY {orders[sort]} LIMIT ? OFFSET ?",
+    return await db.fetchall(f"{TRACK_LIST_SELECT} WHERE {where.sql} ORDER BY {orders[sort]} LIMIT ? OFFSET ?",
                              [*where.params, limit, offset])
 
 

@@ -22,7 +22,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, Unprocessable
 from . import preferences
 from .lists import LIST_COLLECTION
 from .social import find_person, iso, person_json, track_ref, tracks_json, utc
-from .tracks import TRACK_SELECT, Audience, Where, is_library, open_track, read_track, visible
+from .tracks import TRACK_LIST_SELECT, Audience, Where, is_library, open_track, read_track, visible
 
 COLLECTION = "fm.plyr.like"
 LIKED_LIST_NAME = "Liked Tracks"
@@ -104,7 +104,7 @@ async def likers(db: Database, track_id: int, audience: Audience) -> dict[str, A
 async def liked_tracks(db: Database, did: str, *, audience: Audience, public_url: str) -> list[dict[str, Any]]:
     """A person's liked tracks that `audience` may see, in their list order (newest first unless they reordered)."""
     where = Where.of("l.did = ?", did) & visible(audience)
-    found = await db.fetchall(f"{TRACK_SELECT} JOIN likes l ON l.track_id = t.id WHERE {where.sql}"
+    found = await db.fetchall(f"{TRACK_LIST_SELECT} JOIN likes l ON l.track_id = t.id WHERE {where.sql}"
                               " ORDER BY l.position, l.id DESC", where.params)
     return await tracks_json(db, found, audience.did, public_url)
 

@@ -411,8 +411,10 @@ def album_summaries(conn: sqlite3.Connection, snaps: snapshot.Snapshots, audienc
 # A song row: TRACK_ALBUM_SELECT with where a library track's file is (its music folder and path in it) and its
 # library album's artist.
 _SONG_SELECT = TRACK_ALBUM_SELECT.replace(
-    "SELECT t.*,", "SELECT t.*, lf.folder_id AS library_folder_id, lf.rel_path AS library_path,"
-    " a.album_artist AS library_album_artist,", 1) + " LEFT JOIN library_files lf ON lf.track_id = t.id"
+    " u.handle AS artist_handle,", " lf.folder_id AS library_folder_id, lf.rel_path AS library_path,"
+    " a.album_artist AS library_album_artist, u.handle AS artist_handle,", 1) + \
+    " LEFT JOIN library_files lf ON lf.track_id = t.id"
+assert "library_path" in _SONG_SELECT
 
 
 async def song_rows(db: Database, where: Where, tail: str = "", tail_params: Sequence[Any] = (),
