@@ -183,14 +183,20 @@ class Database:
         return self._writer is not None
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception."""
+    async def _writer_turn(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer connection, once it is this caller's turn (one transaction at a time)."""
         if self._writer is None:
             raise DatabaseError("database is closed")
         async with self._write_lock:
             writer = self._writer
             if writer is None:  # closed while this waited for its turn
                 raise DatabaseError("database is closed")
+            yield writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception."""
+        async with self._writer_turn() as writer:
             try:
                 await _settled(writer.execute("BEGIN IMMEDIATE"))
             except asyncio.CancelledError:
@@ -233,16 +239,12 @@ class Database:
         IMMEDIATE ... COMMIT (ROLLBACK when it raises): one hop, so the write lock is held for the transaction's own
         time. Datasette's execute_write_fn is the model. Cancelling the caller does not cut it short: it finishes
         (committed or rolled back) before the next transaction starts."""
-        if self._writer is None:
-            raise DatabaseError("database is closed")
-        async with self._write_lock:
-            writer = self._writer
-            if writer is None:  # closed while this waited for its turn
-                raise DatabaseError("database is closed")
+        async with self._writer_turn() as writer:
             return await _settled(on_thread(writer, _transaction, fn, *args))  # type: ignore[no-any-return]
 
     # execute_fetchall is one hop to the connection's thread; execute + fetch + close on a cursor is three, and
-    # under load every hop waits for a turn of the event loop (bench/catalog.py measured 12 hops per track page).
+    # under load every hop waits for a turn of the event loop (bench/catalog.py measured 12 hops per track page):
+    # hot paths use read_fn / write_fn instead.
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self.read() as conn:
@@ -254,9 +256,9 @@ class Database:
             return list(await conn.execute_fetchall(sql, tuple(params)))
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """One write statement in its own transaction; returns the number of rows changed."""
-        async with self.write() as conn, conn.execute(sql, tuple(params)) as cur:
-            return cur.rowcount
+        """One write statement in its own transaction (one hop); returns the number of rows changed."""
+        values = tuple(params)
+        return await self.write_fn(lambda conn: conn.execute(sql, values).rowcount)
 
     async def check(self) -> None:
         """Prove the database answers (for /health): a read on a reader connection."""
@@ -266,9 +268,6 @@ class Database:
 
     async def optimize(self) -> None:
         """Routine upkeep: refresh planner statistics and checkpoint the WAL without blocking readers."""
-        async with self._write_lock:
-            writer = self._writer
-            if writer is None:
-                raise DatabaseError("database is closed")
+        async with self._writer_turn() as writer:
             await writer.execute("PRAGMA optimize")
             await writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
