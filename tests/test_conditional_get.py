@@ -13,6 +13,9 @@ from typing import Any
 
 from test_json_encoding import ARTIST, add_track
 
+from plyrd.catalog import feeds
+from plyrd.web import conditional
+
 
 async def developer_token(app: Any) -> str:
     from plyrd.atproto.xrpc import PasswordTokens
@@ -72,17 +75,45 @@ async def test_a_signed_in_caller_never_gets_the_anonymous_304(app, client) -> N
     assert (await client.get("/stats", headers={**signed_in, "If-None-Match": tag})).status_code == 304
 
 
-async def test_feed_is_tagged_by_its_body(app, client) -> None:
+async def test_feed_is_tagged_by_its_body(app, client, monkeypatch) -> None:
     await add_track(app, 1, "one", ["rock"])
     first = await client.get("/tracks/?limit=10")
     tag = first.headers["ETag"]
     assert (await client.get("/tracks/?limit=10", headers={"If-None-Match": tag})).status_code == 304
-    # a like changes the feed's like count without touching the catalog: the body, and so the tag, change
+    # a like changes the feed's like count without touching the catalog: the anonymous page kept for a moment
+    # (conditional.MOMENT) still answers; after it, the body, and so the tag, change
     db = app.extensions["plyrd"].db
     await db.execute("INSERT INTO likes(did, track_id, rkey, position) VALUES (?, 1, ?, 0)", ("did:plc:fan", "3abc"))
+    assert (await client.get("/tracks/?limit=10", headers={"If-None-Match": tag})).status_code == 304
+    monkeypatch.setattr(conditional, "MOMENT", 0.0)
     r = await client.get("/tracks/?limit=10", headers={"If-None-Match": tag})
     assert r.status_code == 200 and r.headers["ETag"] != tag
     assert json.loads(await r.get_data())["tracks"][0]["like_count"] == 1
+
+
+async def test_the_anonymous_feed_is_kept_a_moment_but_never_past_a_catalog_change(app, client, monkeypatch) -> None:
+    """A crowd of visitors costs one feed page per moment; a track added, taken down or edited shows at once."""
+    await add_track(app, 1, "one", ["rock"])
+    db = app.extensions["plyrd"].db
+    made = 0
+    read_latest = feeds.read_latest
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        return read_latest(*args, **kwargs)
+
+    monkeypatch.setattr(feeds, "read_latest", counting)
+    first = json.loads(await (await client.get("/tracks/?limit=10")).get_data())
+    for _ in range(5):
+        assert json.loads(await (await client.get("/tracks/?limit=10")).get_data()) == first
+    assert made == 1
+    await db.execute("UPDATE tracks SET taken_down = 'spam', taken_down_at = 1 WHERE id = 1")  # moves the count
+    assert json.loads(await (await client.get("/tracks/?limit=10")).get_data())["tracks"] == []
+    assert made == 2
+    token = await developer_token(app)  # a signed-in caller is never answered from the kept page
+    await client.get("/tracks/?limit=10", headers={"Authorization": f"Bearer {token}"})
+    assert made == 3
 
 
 async def test_shared_answers_are_made_once_per_catalog_change(app, client, monkeypatch) -> None:

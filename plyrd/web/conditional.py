@@ -11,7 +11,8 @@ Two kinds of tag:
   count (a few kept per app). The count is read before the answer, so an answer is never older than its tag (at
   worst a client fetches once more than it had to).
 - `body_tagged`: a hash of the answer itself, for answers that read more than the catalog (the feed's like and
-  comment counts, avatars): always right, and it saves the bytes and the gzip, not the reads.
+  comment counts, avatars): it saves the bytes and the gzip; and the anonymous answer is kept for a moment (MOMENT)
+  while the catalog count stands still, so a crowd of visitors costs one feed page a second, not one each.
 
 Only answers everyone gets carry a shared tag: a view whose answer depends on who asks tags its anonymous answer only
 (with `Vary: Authorization, Cookie`, so no cache hands it to a signed-in caller) and answers signed-in callers
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -40,6 +42,10 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 BOOT = secrets.token_hex(4)  # this process's part of every tag
 KEEP = 32  # shared answers kept per app (a few paths, a few queries each: the tag list's prefixes)
 ANSWERS_KEY = "plyrd.conditional"
+MOMENTS_KEY = "plyrd.conditional.moments"
+# How long an anonymous feed page is kept while the catalog stands still (`body_tagged`): its counts may be this far
+# behind. Under load it turns every visitor's request for the home page's feed into one small read.
+MOMENT = 1.0
 VARY = ("Authorization", "Cookie")
 CACHE_CONTROL = "no-cache"
 
@@ -121,19 +127,59 @@ async def catalog_answer(make: Callable[[], Awaitable[Any]], *, viewer_dependent
     return _finish(response, tag, viewer_dependent=viewer_dependent)
 
 
+class Moments:
+    """Anonymous answers kept for a moment: path and query -> (catalog count, when, tag, body), most recent last."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
+        self._kept: OrderedDict[tuple[str, bytes], tuple[int, float, str, bytes]] = OrderedDict()
+
+    def get(self, key: tuple[str, bytes], count: int) -> tuple[str, bytes] | None:
+        found = self._kept.get(key)
+        if found is None or found[0] != count or time.monotonic() - found[1] > MOMENT:
+            return None
+        return found[2], found[3]
+
+    def put(self, key: tuple[str, bytes], count: int, since: float, tag: str, body: bytes) -> None:
+        self._kept[key] = (count, since, tag, body)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.keep:
+            self._kept.popitem(last=False)
+
+
 def body_tagged(view: F) -> F:
     """Tag the view's anonymous 200 JSON answers with a hash of their body (answers to signed-in callers, which may
-    differ, get none), and answer 304 when the client holds that body already."""
+    differ, get none), and answer 304 when the client holds that body already. The anonymous answer is also kept for
+    MOMENT seconds while the catalog's change count stands still: every visitor of a busy node's home page asks for
+    the same feed page, and its like, comment and play counts may be that much behind, never a track taken down,
+    hidden, added or edited (those move the count)."""
 
     @functools.wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_viewer() is not None:
+            response = await view(*args, **kwargs)
+            if isinstance(response, Response):
+                response.vary.update(VARY)
+            return response
+        since = time.monotonic()
+        count = (await node().db.read_fn(catalog_epoch))[0]  # before the answer: it is at least this new
+        key = (request.path, request.query_string)
+        moments: Moments = current_app.extensions.setdefault(MOMENTS_KEY, Moments())
+        kept = moments.get(key, count)
+        if kept is not None:
+            tag, body = kept
+            if _matches(tag):
+                return not_modified(tag, viewer_dependent=True)
+            return _finish(Response(body, mimetype="application/json"), tag, viewer_dependent=True)
         response = await view(*args, **kwargs)
         if not isinstance(response, Response):
             return response
         response.vary.update(VARY)
-        if current_viewer() is not None or response.status_code != 200 or response.mimetype != "application/json":
+        if response.status_code != 200 or response.mimetype != "application/json":
             return response
-        tag = "h" + hashlib.blake2b(await response.get_data(), digest_size=12).hexdigest()
+        body = await response.get_data()
+        tag = "h" + hashlib.blake2b(body, digest_size=12).hexdigest()
+        moments.put(key, count, since, tag, body)
         if _matches(tag):
             return not_modified(tag, viewer_dependent=True)
         return _finish(response, tag, viewer_dependent=True)
