@@ -280,22 +280,29 @@ async def retry_failed(db: Database, did: str | None = None) -> int:
 # --------------------------------------------------------------------------- the ledger: what each PDS holds
 
 
+_REMEMBER = (
+    "INSERT INTO pds_records(did, collection, rkey, uri, cid, record, blob_cids) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri, cid = excluded.cid,"
+    f" record = excluded.record, blob_cids = excluded.blob_cids, synced_at = {_NOW_SQL}"
+)
+_FORGET = "DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?"
+
+
+def _remembered(did: str, collection: str, rkey: str, uri: str, cid: str, record: dict[str, Any]) -> tuple[Any, ...]:
+    return (did, collection, rkey, uri, cid, json.dumps(record, separators=(",", ":"), ensure_ascii=False),
+            json.dumps(blob_cids(record)))
+
+
 async def remember(conn: aiosqlite.Connection, *, did: str, collection: str, rkey: str, uri: str, cid: str,
                    record: dict[str, Any]) -> None:
     """Note, inside the caller's transaction, that the PDS holds this record: one plyrd wrote (the worker), or one
     found there (reconciliation, an import). The blobs it references count as kept alive on that PDS."""
-    await conn.execute(
-        "INSERT INTO pds_records(did, collection, rkey, uri, cid, record, blob_cids) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(did, collection, rkey) DO UPDATE SET uri = excluded.uri, cid = excluded.cid,"
-        f" record = excluded.record, blob_cids = excluded.blob_cids, synced_at = {_NOW_SQL}",
-        (did, collection, rkey, uri, cid, json.dumps(record, separators=(",", ":"), ensure_ascii=False),
-         json.dumps(blob_cids(record))),
-    )
+    await conn.execute(_REMEMBER, _remembered(did, collection, rkey, uri, cid, record))
 
 
 async def forget(conn: aiosqlite.Connection, *, did: str, collection: str, rkey: str) -> None:
     """Note, inside the caller's transaction, that the PDS no longer holds this record."""
-    await conn.execute("DELETE FROM pds_records WHERE did = ? AND collection = ? AND rkey = ?", (did, collection, rkey))
+    await conn.execute(_FORGET, (did, collection, rkey))
 
 
 async def forget_account(conn: aiosqlite.Connection, did: str) -> int:
@@ -574,11 +581,8 @@ class Outbox:
 
     async def _unclaim(self, seqs: list[int]) -> None:
         try:
-            async with self.db.write() as conn:
-                await conn.executemany(
-                    f"UPDATE outbox SET state = '{PENDING}' WHERE seq = ? AND state = '{SENDING}'",
-                    [(s,) for s in seqs],
-                )
+            await self.db.write_fn(lambda conn: conn.executemany(
+                f"UPDATE outbox SET state = '{PENDING}' WHERE seq = ? AND state = '{SENDING}'", [(s,) for s in seqs]))
             self._claimed.difference_update(seqs)
         except Exception:
             log.warning("could not re-queue claimed outbox rows; the next start will", exc_info=True)
@@ -587,11 +591,10 @@ class Outbox:
         """DIDs with rows to send now (oldest first), and seconds until the next one becomes due."""
         # Through the write lock, like the claim: a wake-up comes from inside the enqueuing transaction, and a
         # reader could look before that transaction commits and miss the row until the next poll.
-        async with self.db.write() as conn, conn.execute(
+        # One hop (write_fn): the write lock is held for the statement's own time, not for a loop turn per step.
+        rows = await self.db.write_fn(lambda conn: conn.execute(
             f"SELECT did, min(next_attempt_at) AS due, min(seq) AS first FROM outbox WHERE state = '{PENDING}' "
-            "GROUP BY did ORDER BY first"
-        ) as cur:
-            rows = await cur.fetchall()
+            "GROUP BY did ORDER BY first").fetchall())
         now = time.time()
         for did, until in list(self._hold.items()):
             if until <= now:  # expired holds go, so the map stays as small as the set of troubled DIDs
@@ -673,13 +676,13 @@ class Outbox:
         outcome.retry_error, outcome.retry_delay, outcome.retry_at = error, delay, time.time() + delay
 
     async def _claim(self, did: str) -> list[_Row]:
-        async with self.db.write() as conn, conn.execute(
+        found = await self.db.write_fn(lambda conn: conn.execute(
             f"UPDATE outbox SET state = '{SENDING}', attempts = attempts + 1, updated_at = {_NOW_SQL} WHERE seq IN ("
             f"SELECT seq FROM outbox WHERE did = ? AND state = '{PENDING}' AND next_attempt_at <= {_NOW_SQL} "
             "ORDER BY seq LIMIT ?) RETURNING *",
             (did, self.batch_size),
-        ) as cur:
-            rows = [_Row.from_row(r) for r in await cur.fetchall()]
+        ).fetchall())
+        rows = [_Row.from_row(r) for r in found]
         rows.sort(key=lambda r: r.seq)
         self._claimed.update(r.seq for r in rows)
         return rows
@@ -831,40 +834,43 @@ class Outbox:
         same record)."""
         if not (outcome.done or outcome.failed or outcome.retry):
             return
-        async with self.db.write() as conn:
+        for row, pds_cid in outcome.done:
+            if row.op != "delete" and pds_cid is not None and pds_cid != row.cid:
+                log.warning("the PDS answered a different CID than computed", extra={"fields": {
+                    "uri": row.uri, "local": row.cid, "pds": pds_cid}})
+
+        def write(conn: sqlite3.Connection) -> None:  # one hop: the write lock is held for these statements only
             for row, pds_cid in outcome.done:
-                await conn.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
+                conn.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
                 if row.op == "delete":
-                    await forget(conn, did=row.did, collection=row.collection, rkey=row.rkey)
+                    conn.execute(_FORGET, (row.did, row.collection, row.rkey))
                     continue
-                if pds_cid is not None and pds_cid != row.cid:
-                    log.warning("the PDS answered a different CID than computed", extra={"fields": {
-                        "uri": row.uri, "local": row.cid, "pds": pds_cid}})
                 assert row.record is not None
-                await remember(conn, did=row.did, collection=row.collection, rkey=row.rkey, uri=row.uri,
-                               cid=pds_cid or row.cid, record=row.record)
+                conn.execute(_REMEMBER, _remembered(row.did, row.collection, row.rkey, row.uri, pds_cid or row.cid,
+                                                    row.record))
             for row, error in outcome.failed:
-                await conn.execute(
-                    f"UPDATE outbox SET state = '{FAILED}', last_error = ?, "
-                    f"updated_at = {_NOW_SQL} WHERE seq = ?",
+                conn.execute(
+                    f"UPDATE outbox SET state = '{FAILED}', last_error = ?, updated_at = {_NOW_SQL} WHERE seq = ?",
                     (error, row.seq),
                 )
             for row in outcome.retry:
                 # A newer write of the same record, queued while this one was out, supersedes it (the last write
                 # decides what the PDS holds); it inherits the attempts, since this one may have reached the PDS.
-                cur = await conn.execute(
+                cur = conn.execute(
                     f"UPDATE outbox SET attempts = max(attempts, ?) WHERE did = ? AND collection = ? AND rkey = ? "
                     f"AND state = '{PENDING}' AND seq > ?",
                     (row.attempts, row.did, row.collection, row.rkey, row.seq),
                 )
                 if cur.rowcount:
-                    await conn.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
+                    conn.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
                     continue
-                await conn.execute(
+                conn.execute(
                     f"UPDATE outbox SET state = '{PENDING}', last_error = ?, "
                     f"next_attempt_at = ?, updated_at = {_NOW_SQL} WHERE seq = ?",
                     (outcome.retry_error, outcome.retry_at, row.seq),
                 )
+
+        await self.db.write_fn(write)
         self._claimed.difference_update(r.seq for r, _ in outcome.done)
         self._claimed.difference_update(r.seq for r, _ in outcome.failed)
         self._claimed.difference_update(r.seq for r in outcome.retry)
